@@ -1,0 +1,125 @@
+"""From flat settings (``depot.backend``, ``depot.storage_path``, ...) to a storage.
+
+Settings usually come from an application's config file, so every mistake in
+them is reported by the name the user wrote, with the valid choices.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from depot.exceptions import ConfigurationError
+from depot.io.interfaces import FileStorage
+
+DEFAULT_BACKEND = "depot.io.local.LocalFileStorage"
+
+#: ``depot.backend`` accepts these short names besides dotted paths.
+SHORT_NAMES = {
+    "local": "depot.io.local.LocalFileStorage",
+    "memory": "depot.io.memory.MemoryFileStorage",
+    "s3": "depot.io.boto3.S3Storage",
+    "gridfs": "depot.io.gridfs.GridFSStorage",
+    "gcs": "depot.io.gcs.GCSStorage",
+}
+
+#: The extra that installs the libraries a backend module imports.
+EXTRAS = {
+    "depot.io.boto3": "s3",
+    "depot.io.awss3": "s3",
+    "depot.io.gridfs": "gridfs",
+    "depot.io.gcs": "gcs",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot.") -> FileStorage:
+    """Create the storage that the ``prefix``-ed keys of ``config`` describe."""
+    options = {k[len(prefix) :]: v for k, v in (config or {}).items() if k.startswith(prefix)}
+    spec = options.pop("backend", None)
+    if spec is None:
+        spec = DEFAULT_BACKEND
+    backend = load_backend(spec, setting=f"{prefix}backend")
+    _check_options(backend, options, prefix)
+    try:
+        return backend(**options)
+    except ConfigurationError as exc:
+        # The backend names its keyword; say which settings the user should look at.
+        raise ConfigurationError(f"{backend.__name__} ({prefix}* settings): {exc}") from exc
+
+
+def load_backend(spec: object, setting: str = "depot.backend") -> type[FileStorage]:
+    """Import the storage class that ``spec`` (a short name or dotted path) names."""
+    if not isinstance(spec, str) or not spec:
+        raise ConfigurationError(f"{setting} must be a backend name, not {spec!r}. {_CHOICES}")
+    path = SHORT_NAMES.get(spec, spec)
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise ConfigurationError(f"{setting} = {spec!r} is not a backend. {_CHOICES}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ConfigurationError(
+                f"{setting} = {spec!r}: there is no module {missing!r}. {_CHOICES}"
+            ) from exc
+        raise ImportError(missing_dependency_message(module_name, missing)) from exc
+    backend = getattr(module, class_name, None)
+    if not isinstance(backend, type):
+        found = sorted(
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type) and issubclass(value, FileStorage) and value is not FileStorage
+        )
+        raise ConfigurationError(
+            f"{setting} = {spec!r}: module {module_name!r} has no class {class_name!r}"
+            f" (storages it has: {', '.join(found) or 'none'})."
+        )
+    return backend
+
+
+def missing_dependency_message(module: str, package: str) -> str:
+    """Say which extra installs ``package``, which ``module`` needs."""
+    extra = EXTRAS.get(module)
+    fix = f"install the '{extra}' extra: pip install 'depot[{extra}]'" if extra else f"install {package}"
+    return f"{module} needs the {package!r} package; {fix}."
+
+
+def as_bool(value: object, name: str) -> bool:
+    """Read a yes/no setting, which a config file gives as text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}.")
+
+
+def _check_options(backend: type, options: dict[str, Any], prefix: str) -> None:
+    params = inspect.signature(backend).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    accepted = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = {p.name for p in accepted}
+    valid = ", ".join(prefix + p.name for p in accepted) or "none"
+    for key in options:
+        if key not in names:
+            raise ConfigurationError(
+                f"{prefix}{key} is not a setting of {backend.__name__}; its settings are: {valid}."
+            )
+    for p in accepted:
+        if p.default is p.empty and p.name not in options:
+            raise ConfigurationError(f"{backend.__name__} needs the setting {prefix}{p.name}.")
+
+
+_CHOICES = (
+    f"Use one of {', '.join(SHORT_NAMES)}, or the dotted path of a storage class "
+    f"such as {DEFAULT_BACKEND!r}."
+)

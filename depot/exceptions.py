@@ -1,0 +1,73 @@
+"""The errors depot raises.
+
+Each one also subclasses the builtin exception filedepot 0.12 raised in the same
+situation, so ``except IOError`` or ``except ValueError`` clauses written for
+filedepot keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CorruptMetadataError",
+    "DepotError",
+    "InvalidFileIdError",
+    "StoredFileNotFoundError",
+    "UnknownDepotError",
+]
+
+
+class DepotError(Exception):
+    """Base class of every error depot raises on purpose.
+
+    .. versionadded:: 1.0
+    """
+
+
+class StoredFileNotFoundError(DepotError, FileNotFoundError):
+    """No file with this id exists in the depot.
+
+    A :class:`FileNotFoundError`, hence an :class:`IOError`, as filedepot raised.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(self, file_id: object, where: str = "") -> None:
+        self.file_id = file_id
+        place = f" in {where}" if where else ""
+        super().__init__(f"File {file_id} not existing{place}")
+
+
+class InvalidFileIdError(DepotError, ValueError):
+    """A file id that this backend could never have generated.
+
+    Raised before any storage is touched, so a crafted id such as ``../../etc``
+    never reaches a path or a query.
+
+    .. versionadded:: 1.0
+    """
+
+
+class CorruptMetadataError(DepotError, ValueError):
+    """A stored file's metadata cannot be read back.
+
+    .. versionadded:: 1.0
+    """
+
+
+class ConfigurationError(DepotError, RuntimeError, ValueError):
+    """The depots are configured wrongly: a bad setting, or a misuse of DepotManager.
+
+    filedepot raised :class:`RuntimeError` from some of these places and
+    :class:`ValueError` from others; this subclasses both so that either clause
+    still catches it.
+
+    .. versionadded:: 1.0
+    """
+
+
+class UnknownDepotError(ConfigurationError, LookupError):
+    """No depot (or alias) is configured under this name.
+
+    .. versionadded:: 1.0
+    """

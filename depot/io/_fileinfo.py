@@ -1,0 +1,156 @@
+"""What is being stored: the bytes' source, the file name and the content type.
+
+``create()`` and ``replace()`` accept many kinds of content; this module turns
+each into one readable source plus the name and type it carries, so that
+backends deal with a single shape.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+
+if TYPE_CHECKING:
+    from depot.io.interfaces import StoredFile
+
+DEFAULT_NAME = "unnamed"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@runtime_checkable
+class SupportsRead(Protocol):
+    """A binary stream: an open file, a request body, a socket file..."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class UploadWithFile(Protocol):
+    """An upload object keeping its bytes in ``.file`` (cgi, webob, Starlette)."""
+
+    filename: str | None
+    file: SupportsRead
+
+
+class UploadWithStream(Protocol):
+    """An upload object keeping its bytes in ``.stream`` (werkzeug, Flask)."""
+
+    filename: str | None
+    stream: SupportsRead
+
+
+BytesLike = Union[bytes, bytearray, memoryview]
+#: A source of bytes once the content has been unwrapped.
+Source = Union[BytesLike, SupportsRead]
+
+
+class FileIntent:
+    """Content to store together with the file name and type to store it under.
+
+    Use it to name bytes or a stream that carry no name of their own::
+
+        depot.create(FileIntent(b'%PDF-...', 'report.pdf', 'application/pdf'))
+
+    :param fileobj: anything ``create()`` accepts.
+    :param filename: the name to store; ``None`` takes the one ``fileobj`` carries.
+    :param content_type: the type to store; ``None`` takes the one ``fileobj``
+        carries, else a guess from the file name.
+    """
+
+    def __init__(self, fileobj: Any, filename: str | None, content_type: str | None) -> None:
+        self._fileobj = fileobj
+        self._filename = filename
+        self._content_type = content_type
+
+    @property
+    def fileinfo(self) -> tuple[Any, str | None, str | None]:
+        """The ``(fileobj, filename, content_type)`` this intent was made with."""
+        return self._fileobj, self._filename, self._content_type
+
+    def __repr__(self) -> str:
+        return f"<FileIntent filename={self._filename!r} content_type={self._content_type!r}>"
+
+
+def unwrap(content: Any) -> tuple[Source, str | None, str | None]:
+    """Return ``(source, filename, content_type)`` for anything create() accepts.
+
+    The name and type are the ones the content carries, ``None`` when it carries
+    none. Raises TypeError, saying what to pass instead, for anything else.
+    """
+    if isinstance(content, FileIntent):
+        inner, name, ctype = content.fileinfo
+        source, inner_name, inner_type = unwrap(inner)
+        return source, name or inner_name, ctype or inner_type
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return content, None, None
+    if isinstance(content, str):
+        raise TypeError(
+            "Only bytes can be stored, not str: pass content.encode('utf-8') "
+            "or a file opened in binary mode ('rb')."
+        )
+    source = _upload_stream(content)
+    if source is None:
+        raise TypeError(
+            f"Cannot store a {type(content).__name__}: pass bytes, a file opened in "
+            "binary mode, a FileIntent, or an upload object (with .file or .stream)."
+        )
+    return source, _carried_name(content), _carried_type(content)
+
+
+def resolve(
+    content: Any,
+    filename: str | None = None,
+    content_type: str | None = None,
+    existing: StoredFile | Callable[[], StoredFile] | None = None,
+) -> tuple[Source, str, str]:
+    """Return ``(source, filename, content_type)`` with every default applied.
+
+    Explicit arguments win over what the content carries; a missing type is
+    guessed from the name. With ``existing`` (a replace), a content without a
+    name keeps the existing file's name, and its type unless one is known.
+    """
+    source, own_name, own_type = unwrap(content)
+    name = filename or own_name
+    ctype = content_type or own_type
+    if ctype is None and name:
+        ctype = mimetypes.guess_type(name, strict=False)[0]
+    if not name and existing is not None:
+        current = existing() if callable(existing) else existing
+        name = current.filename
+        ctype = ctype or current.content_type
+    return source, name or DEFAULT_NAME, ctype or DEFAULT_CONTENT_TYPE
+
+
+def _upload_stream(obj: Any) -> SupportsRead | None:
+    # cgi/webob FieldStorage, multipart, Starlette and Django uploads keep the
+    # bytes in .file; werkzeug's FileStorage in .stream.
+    if getattr(obj, "filename", None) is not None:
+        for attr in ("file", "stream"):
+            inner = getattr(obj, attr, None)
+            if inner not in (None, False) and callable(getattr(inner, "read", None)):
+                return inner  # type: ignore[no-any-return]
+    if callable(getattr(obj, "read", None)):
+        return obj  # type: ignore[no-any-return]
+    return None
+
+
+def _carried_name(obj: Any) -> str | None:
+    name = getattr(obj, "filename", None)
+    if isinstance(name, str) and name:
+        return name
+    path = getattr(obj, "name", None)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    # '<stdin>' and the like are not file names; nor is the int of an fd-opened file.
+    if isinstance(path, str) and path and not (path.startswith("<") and path.endswith(">")):
+        return os.path.basename(path) or None
+    return None
+
+
+def _carried_type(obj: Any) -> str | None:
+    for attr in ("content_type", "type"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -1,0 +1,194 @@
+"""The contract every storage backend fulfils: FileStorage, and the StoredFile it returns.
+
+A backend subclasses both. depot's own tests run one contract suite
+(``tests/io/test_contract.py``) against every backend; a third-party backend
+can run it too.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+from typing import Union
+
+from depot.io._chunks import BLOCK_SIZE
+from depot.io._fileinfo import (
+    FileIntent,
+    SupportsRead,
+    UploadWithFile,
+    UploadWithStream,
+    resolve,
+)
+
+__all__ = ["FileContent", "FileStorage", "StoredFile"]
+
+#: Everything ``create()`` and ``replace()`` accept: bytes, a binary stream (an
+#: open file, a request body), a :class:`~depot.io.utils.FileIntent`, or the
+#: upload object of cgi, webob, werkzeug/Flask, Starlette or Django.
+FileContent = Union[
+    bytes, bytearray, memoryview, SupportsRead, FileIntent, UploadWithFile, UploadWithStream
+]
+
+
+class StoredFile(io.IOBase):
+    """A file read back from a depot: a read-only binary file plus its metadata.
+
+    :param file_id: the id the storage gave the file.
+    :param filename: the name it was stored under.
+    :param content_type: its MIME type.
+    :param last_modified: when it was stored, a naive UTC datetime, to the second.
+    :param content_length: its size in bytes.
+    :param checksum: ``"sha256:<hex>"`` of its bytes, or ``None`` when the backend
+        recorded none (files written by filedepot).
+
+    To change a stored file use the storage's ``replace()``; stored files are not
+    writable. Iterating yields blocks of bytes (not lines), so a StoredFile can be
+    handed straight to a WSGI server.
+
+    .. versionchanged:: 1.0
+       ``checksum`` added; iteration yields blocks instead of lines.
+    """
+
+    def __init__(
+        self,
+        file_id: str,
+        filename: str | None = None,
+        content_type: str | None = None,
+        last_modified: datetime | None = None,
+        content_length: int | None = None,
+        checksum: str | None = None,
+    ) -> None:
+        self.file_id = file_id
+        self.filename = filename
+        self.content_type = content_type
+        self.last_modified = last_modified
+        self.content_length = content_length
+        self.checksum = checksum
+
+    def readable(self) -> bool:
+        """Stored files can always be read."""
+        return True
+
+    def writable(self) -> bool:
+        """Stored files are never written through the file object; use ``replace()``."""
+        return False
+
+    def seekable(self) -> bool:
+        """Whether :meth:`seek` works; backends that can seek say so."""
+        return False
+
+    @property
+    def name(self) -> str | None:  # type: ignore[override]
+        """The stored file name (``unnamed`` if none was known at upload)."""
+        return self.filename
+
+    @abstractmethod
+    def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes; all that is left when ``n`` is -1."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the file holds; reads fail afterwards."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`close` was called."""
+
+    @property
+    def public_url(self) -> str | None:
+        """A URL where the backend itself serves the file, or ``None``.
+
+        ``None`` means only :class:`~depot.middleware.DepotMiddleware` serves it.
+        """
+        return None
+
+    def __next__(self) -> bytes:
+        chunk = self.read(BLOCK_SIZE)
+        if not chunk:
+            raise StopIteration
+        return chunk
+
+    def __repr__(self) -> str:
+        # filedepot's exact format: applications' tests and logs compare it.
+        return (
+            f"<{type(self).__name__}:{self.file_id} filename={self.filename} "
+            f"content_type={self.content_type} last_modified={self.last_modified}>"
+        )
+
+
+class FileStorage(ABC):
+    """A place to store files: create, read, replace, delete and list them by id."""
+
+    @staticmethod
+    def fileid(file_or_id: StoredFile | str) -> str:
+        """Return the id of a :class:`StoredFile`, or the id itself if given one."""
+        return getattr(file_or_id, "file_id", file_or_id)  # type: ignore[return-value]
+
+    @staticmethod
+    def fileinfo(
+        fileobj: FileContent,
+        filename: str | None = None,
+        content_type: str | None = None,
+        existing: StoredFile | Callable[[], StoredFile] | None = None,
+    ) -> tuple[bytes | bytearray | memoryview | SupportsRead, str, str]:
+        """Return ``(source, filename, content_type)`` for what was given to create().
+
+        Explicit ``filename`` and ``content_type`` win over what ``fileobj``
+        carries; a missing type is guessed from the name, then defaults to
+        ``application/octet-stream``; a missing name is ``unnamed``. With
+        ``existing`` (a replace), a content without a name keeps the existing
+        file's name and, unless one is known, its type.
+        """
+        return resolve(fileobj, filename, content_type, existing)
+
+    @abstractmethod
+    def get(self, file_or_id: StoredFile | str) -> StoredFile:
+        """Open a stored file.
+
+        :raises depot.exceptions.StoredFileNotFoundError: (an ``IOError``) no such file.
+        :raises depot.exceptions.InvalidFileIdError: (a ``ValueError``) a malformed id.
+        """
+
+    @abstractmethod
+    def create(
+        self,
+        content: FileContent,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Store a new file and return its id.
+
+        The name and type are taken from ``content`` when not given, and the type
+        is guessed from the name when still unknown.
+        """
+
+    @abstractmethod
+    def replace(
+        self,
+        file_or_id: StoredFile | str,
+        content: FileContent,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Replace the content of an existing file, keeping its id, and return the id.
+
+        A name or type that is neither given nor carried by ``content`` keeps its
+        current value.
+
+        :raises depot.exceptions.StoredFileNotFoundError: the file does not exist.
+        """
+
+    @abstractmethod
+    def delete(self, file_or_id: StoredFile | str) -> None:
+        """Delete a file; deleting a file that does not exist does nothing."""
+
+    @abstractmethod
+    def exists(self, file_or_id: StoredFile | str) -> bool:
+        """Whether the file exists."""
+
+    @abstractmethod
+    def list(self) -> list[str]:
+        """Return the ids of the stored files."""

@@ -1,0 +1,126 @@
+"""A storage that keeps files in a dict: for test suites and caches.
+
+Settings: none. Other settings are accepted and ignored, so that a test
+configuration can switch ``depot.backend`` to ``memory`` and leave the rest of
+the production settings alone.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from depot.exceptions import StoredFileNotFoundError
+from depot.io._chunks import Digest, iter_chunks
+from depot.io._ids import check_file_id, new_file_id
+from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.utils import utcnow_naive
+
+__all__ = ["MemoryFileStorage", "MemoryStoredFile"]
+
+_BACKEND = "MemoryFileStorage"
+
+
+class MemoryStoredFile(StoredFile):
+    """A file of a :class:`MemoryFileStorage`; seekable."""
+
+    def __init__(self, files: dict[str, dict[str, Any]], file_id: str, file_data: dict[str, Any]):
+        # ``files`` is unused; the signature is filedepot's.
+        check_file_id(file_id, _BACKEND)
+        super().__init__(file_id=file_id, **file_data["metadata"])
+        # The bytes of this version: a replace() after get() does not change
+        # what this object reads, so data and metadata always agree.
+        self._stream = io.BytesIO(file_data["data"])
+
+    def read(self, n: int = -1) -> bytes:
+        return self._stream.read(n)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+
+class MemoryFileStorage(FileStorage):
+    """Keeps files in memory, in :attr:`files`; they are gone when the process ends."""
+
+    def __init__(self, **ignored_settings: Any) -> None:
+        #: ``{file_id: {'data': bytes, 'metadata': {...}}}``, as in filedepot.
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def get(self, file_or_id: StoredFile | str) -> MemoryStoredFile:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        try:
+            file_data = self.files[fileid]
+        except KeyError:
+            raise StoredFileNotFoundError(fileid, _BACKEND) from None
+        return MemoryStoredFile(self.files, fileid, file_data)
+
+    def create(
+        self, content: FileContent, filename: str | None = None, content_type: str | None = None
+    ) -> str:
+        fileid = new_file_id()
+        self._save(fileid, content, filename, content_type)
+        return fileid
+
+    def replace(
+        self,
+        file_or_id: StoredFile | str,
+        content: FileContent,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        # replace(stored_file, stored_file) restores a file from another depot
+        # under its own id, whether or not it exists here (as in filedepot).
+        restoring = isinstance(file_or_id, StoredFile) and file_or_id is content
+        if not restoring and fileid not in self.files:
+            raise StoredFileNotFoundError(fileid, _BACKEND)
+        existing = None if restoring else (lambda: self.get(fileid))
+        self._save(fileid, content, filename, content_type, existing)
+        return fileid
+
+    def delete(self, file_or_id: StoredFile | str) -> None:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        self.files.pop(fileid, None)
+
+    def exists(self, file_or_id: StoredFile | str) -> bool:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        return fileid in self.files
+
+    def list(self) -> list[str]:
+        return list(self.files)
+
+    def _save(
+        self,
+        fileid: str,
+        content: FileContent,
+        filename: str | None,
+        content_type: str | None,
+        existing: Any = None,
+    ) -> None:
+        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
+        digest = Digest()
+        data = bytes(b"".join(iter_chunks(source, digest)))
+        # One assignment: readers see the old entry or the new one, never a mix.
+        self.files[fileid] = {
+            "data": data,
+            "metadata": {
+                "filename": filename,
+                "content_type": content_type,
+                "content_length": digest.length,
+                "last_modified": utcnow_naive().replace(microsecond=0),
+                "checksum": digest.checksum,
+            },
+        }

@@ -1,0 +1,50 @@
+"""Helpers for backends and applications, at the import paths filedepot 0.12 used."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any
+
+from depot.io._chunks import rewind
+from depot.io._fileinfo import FileIntent, SupportsRead, unwrap
+from depot.utils import utcnow_naive
+
+__all__ = ["INMEMORY_FILESIZE", "TIMESTAMP_FORMAT", "FileIntent", "file_from_content", "timestamp"]
+
+#: Bytes given to :func:`file_from_content` stay in memory up to this size.
+INMEMORY_FILESIZE = 1024 * 1024
+
+#: How stored metadata writes times (UTC), as filedepot did.
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def timestamp() -> str:
+    """Return the current UTC time in the metadata format, e.g. ``2024-05-01 12:00:00``."""
+    return utcnow_naive().strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse a :func:`timestamp` string back into a naive UTC datetime."""
+    # fromisoformat reads this exact format several times faster than strptime,
+    # which matters on every get(); anything else is rejected as strptime would.
+    if len(value) != 19 or value[10] != " ":
+        raise ValueError(f"{value!r} is not a time like '2024-05-01 12:00:00'")
+    return datetime.fromisoformat(value)
+
+
+def file_from_content(content: Any) -> tuple[bool, IO[bytes] | SupportsRead]:
+    """Return ``(must_close, fileobj)``: a readable file for anything create() accepts.
+
+    Bytes are copied into a temporary file, which the caller must close
+    (``must_close`` is then ``True``); a stream is returned as it is, rewound to
+    its start if it can seek.
+    """
+    source, _, _ = unwrap(content)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        spooled = SpooledTemporaryFile(INMEMORY_FILESIZE)
+        spooled.write(source)
+        spooled.seek(0)
+        return True, spooled
+    rewind(source)
+    return False, source

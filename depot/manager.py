@@ -1,0 +1,202 @@
+"""DepotManager: the process-wide registry of named depots.
+
+An application configures its depots once at start-up, from flat settings as
+read from its config file::
+
+    DepotManager.configure('default', {'depot.storage_path': '/var/files'})
+    DepotManager.configure('media', {'media.backend': 's3', ...}, prefix='media.')
+
+and from then on reaches them by name: ``DepotManager.get('media')``,
+``DepotManager.get_file('media/<file id>')``. The first depot configured is the
+default one; switching the default (``set_default``) sends new files to another
+depot while the files already stored keep being served from where they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from depot._settings import storage_from_settings
+from depot.exceptions import ConfigurationError, InvalidFileIdError, UnknownDepotError
+from depot.io.interfaces import FileStorage, StoredFile
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["DepotManager", "configure", "get_depot", "get_file", "set_default"]
+
+
+class DepotManager:
+    """Holds the depots of the application, its default depot and its middleware."""
+
+    _default_depot: ClassVar[str | None] = None
+    _depots: ClassVar[dict[str, FileStorage]] = {}
+    _middleware: ClassVar[Any] = None
+    _aliases: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def configure(
+        cls, name: str, config: Mapping[str, Any] | None, prefix: str = "depot."
+    ) -> FileStorage:
+        """Create the depot ``name`` from settings; the first one becomes the default.
+
+        :param name: the depot's name, the first part of its files' paths.
+        :param config: flat settings; only the keys that start with ``prefix``
+            are read. ``<prefix>backend`` names the storage (a short name:
+            ``local``, ``memory``, ``s3``, ``gridfs``, ``gcs``, or a dotted path;
+            default: local), and every other ``<prefix>key`` is passed to it as
+            the keyword argument ``key``.
+        :param prefix: the prefix of this depot's settings.
+        :raises depot.exceptions.ConfigurationError: ``name`` is configured
+            already, or a setting is unknown, missing or wrong.
+        """
+        if name in cls._depots:
+            raise ConfigurationError(
+                f"Depot {name!r} has already been configured. Configure each name once, "
+                "or call DepotManager._clear() first in test suites."
+            )
+        depot = cls.from_config(config, prefix)
+        cls._depots[name] = depot
+        if cls._default_depot is None:
+            cls._default_depot = name
+        return depot
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None, prefix: str = "depot.") -> FileStorage:
+        """Create a storage from settings, as :meth:`configure` does, without registering it."""
+        return storage_from_settings(config, prefix)
+
+    @classmethod
+    def get(cls, name: str | None = None) -> FileStorage | None:
+        """Return the depot ``name`` (or an alias of it), the default one if ``name`` is None.
+
+        Returns ``None`` when no such depot is configured, as filedepot did.
+        """
+        resolved = cls.resolve_alias(cls._default_depot if name is None else name)
+        return cls._depots.get(resolved) if resolved is not None else None
+
+    @classmethod
+    def get_default(cls) -> str:
+        """Return the name of the default depot."""
+        if cls._default_depot is None:
+            raise ConfigurationError(
+                "No depots have been configured! Call DepotManager.configure(name, settings) first."
+            )
+        return cls._default_depot
+
+    @classmethod
+    def set_default(cls, name: str) -> None:
+        """Make ``name`` the default depot, where new files go."""
+        if name not in cls._depots:
+            raise UnknownDepotError(
+                f"set_default({name!r}): no such depot ({cls._configured()}). "
+                f"Call DepotManager.configure({name!r}, settings) first."
+            )
+        cls._default_depot = name
+
+    @classmethod
+    def alias(cls, alias: str, name: str) -> None:
+        """Let ``alias`` stand for the depot ``name``.
+
+        Files stored under a depot name keep that name in their paths; an alias
+        keeps those paths working after the depot behind them is renamed.
+        """
+        if name not in cls._depots:
+            raise UnknownDepotError(
+                f"alias({alias!r}, {name!r}): no depot named {name!r} ({cls._configured()}); "
+                "you can only alias a configured depot."
+            )
+        if alias in cls._depots:
+            raise ConfigurationError(
+                f"alias({alias!r}, {name!r}): {alias!r} is the name of a configured depot; "
+                "an alias cannot hide it, or its files would resolve to another depot."
+            )
+        cls._aliases[alias] = name
+
+    @classmethod
+    def resolve_alias(cls, name: str | None) -> str | None:
+        """Return the depot name that ``name`` stands for (itself if it is not an alias)."""
+        seen = set()
+        while name is not None and name not in cls._depots and name not in seen:
+            seen.add(name)
+            name = cls._aliases.get(name)
+        return name if name in cls._depots else None
+
+    @classmethod
+    def get_file(cls, path: str) -> StoredFile:
+        """Open the file at ``path``, which is ``'<depot name>/<file id>'``."""
+        depot_name, file_id = cls._split_path(path)
+        depot = cls.get(depot_name)
+        if depot is None:
+            raise UnknownDepotError(
+                f"get_file({path!r}): no depot named {depot_name!r} ({cls._configured()})."
+            )
+        return depot.get(file_id)
+
+    @classmethod
+    def url_for(cls, path: str) -> str:
+        """Return the URL where the middleware serves ``'<depot name>/<file id>'``."""
+        cls._split_path(path)
+        return cls.get_middleware().url_for(path)  # type: ignore[no-any-return]
+
+    @classmethod
+    def make_middleware(cls, app: WSGIApplication, **options: Any) -> Any:
+        """Wrap ``app`` in the :class:`~depot.middleware.DepotMiddleware` that serves the files.
+
+        :param options: passed to :class:`~depot.middleware.DepotMiddleware`.
+        """
+        from depot.middleware import DepotMiddleware
+
+        middleware = DepotMiddleware(app, **options)
+        cls.set_middleware(middleware)
+        return middleware
+
+    @classmethod
+    def set_middleware(cls, mw: Any) -> None:
+        """Register the middleware that :meth:`url_for` builds URLs for."""
+        if cls._middleware is not None:
+            raise ConfigurationError(
+                "There is already a WSGI middleware registered; make_middleware() is "
+                "called once per process (DepotManager._clear() resets it in tests)."
+            )
+        cls._middleware = mw
+
+    @classmethod
+    def get_middleware(cls) -> Any:
+        """Return the registered middleware."""
+        if cls._middleware is None:
+            raise ConfigurationError(
+                "No WSGI middleware currently registered: wrap your application with "
+                "DepotManager.make_middleware(app) first."
+            )
+        return cls._middleware
+
+    @classmethod
+    def _clear(cls) -> None:
+        """Forget every depot, alias and the middleware: for test suites."""
+        cls._default_depot = None
+        cls._depots = {}
+        cls._middleware = None
+        cls._aliases = {}
+
+    @classmethod
+    def _configured(cls) -> str:
+        names = ", ".join(repr(n) for n in cls._depots)
+        return f"configured: {names}" if names else "none is configured"
+
+    @staticmethod
+    def _split_path(path: str) -> tuple[str, str]:
+        depot_name, sep, file_id = path.partition("/") if isinstance(path, str) else ("", "", "")
+        if not (sep and depot_name and file_id):
+            raise InvalidFileIdError(
+                f"{path!r} is not a file path: expected '<depot name>/<file id>', "
+                "as stored in UploadedFile['path']."
+            )
+        return depot_name, file_id
+
+
+get_depot = DepotManager.get
+get_file = DepotManager.get_file
+configure = DepotManager.configure
+set_default = DepotManager.set_default

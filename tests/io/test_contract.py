@@ -1,0 +1,341 @@
+"""The behaviour every backend shares, run once per backend (the ``storage`` fixture)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from depot.exceptions import InvalidFileIdError, StoredFileNotFoundError
+from depot.io.interfaces import FileStorage, StoredFile
+from depot.io.utils import FileIntent
+
+MISSING_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class OneWayStream:
+    """A stream that cannot seek, like a request body or a pipe."""
+
+    def __init__(self, data: bytes, piece: int = 1000) -> None:
+        self._data = io.BytesIO(data)
+        self._piece = piece
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(self._piece if n < 0 else min(n, self._piece))
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, *args: object) -> int:
+        raise io.UnsupportedOperation("seek")
+
+
+def test_create_bytes_and_read_back(storage: FileStorage) -> None:
+    before = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    file_id = storage.create(b"hello depot")
+    stored = storage.get(file_id)
+
+    assert isinstance(stored, StoredFile)
+    assert stored.read() == b"hello depot"
+    assert stored.file_id == file_id
+    assert stored.filename == stored.name == "unnamed"
+    assert stored.content_type == "application/octet-stream"
+    assert stored.content_length == 11
+    assert stored.checksum == sha256(b"hello depot")
+    assert stored.last_modified.tzinfo is None
+    assert stored.last_modified.microsecond == 0
+    assert before <= stored.last_modified <= before + timedelta(seconds=5)
+    assert stored.public_url is None
+
+
+def test_name_and_type_from_arguments_win(storage: FileStorage) -> None:
+    file_id = storage.create(b"x", filename="report.csv", content_type="application/vnd.ms-excel")
+    stored = storage.get(file_id)
+    assert (stored.filename, stored.content_type) == ("report.csv", "application/vnd.ms-excel")
+
+
+def test_type_is_guessed_from_the_name(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b"%PDF-1.4", filename="a.pdf"))
+    assert stored.content_type == "application/pdf"
+
+
+def test_unicode_filename_round_trips(storage: FileStorage) -> None:
+    name = "caf\u00e9 \u2615 \u0444\u0430\u0439\u043b.txt"
+    assert storage.get(storage.create(b"x", filename=name)).filename == name
+
+
+def test_empty_file(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b""))
+    assert stored.read() == b""
+    assert stored.content_length == 0
+    assert stored.checksum == sha256(b"")
+
+
+def test_seekable_file_is_read_from_its_start(storage: FileStorage) -> None:
+    # filedepot rewinds what it is given; applications rely on it after writing.
+    buffer = io.BytesIO(b"0123456789")
+    buffer.seek(5)
+    assert storage.get(storage.create(buffer)).read() == b"0123456789"
+
+
+def test_stream_that_cannot_seek_is_consumed_as_it_comes(storage: FileStorage) -> None:
+    data = os.urandom(300_000)
+    stored = storage.get(storage.create(OneWayStream(data), filename="upload.bin"))
+    assert stored.read() == data
+    assert stored.content_length == len(data)
+    assert stored.checksum == sha256(data)
+
+
+def test_file_on_disk_gives_its_name(storage: FileStorage, tmp_path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff")
+    with open(path, "rb") as f:
+        stored = storage.get(storage.create(f))
+    assert (stored.filename, stored.content_type) == ("photo.jpg", "image/jpeg")
+    assert stored.read() == b"\xff\xd8\xff"
+
+
+def test_file_intent(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(FileIntent(b"<svg/>", "d.svg", "image/svg+xml")))
+    assert (stored.filename, stored.content_type, stored.read()) == ("d.svg", "image/svg+xml", b"<svg/>")
+
+
+def test_file_intent_without_type_guesses_it(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(FileIntent(io.BytesIO(b"x"), "notes.txt", None)))
+    assert stored.content_type == "text/plain"
+
+
+def test_webob_upload(storage: FileStorage) -> None:
+    from webob import Request
+
+    body = (
+        b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"cv.pdf\"\r\n"
+        b"Content-Type: application/pdf\r\n\r\n%PDF-1.7 data\r\n--XX--\r\n"
+    )
+    request = Request.blank("/", method="POST", body=body,
+                            content_type="multipart/form-data; boundary=XX")
+    stored = storage.get(storage.create(request.POST["f"]))
+    assert (stored.filename, stored.content_type, stored.read()) == (
+        "cv.pdf", "application/pdf", b"%PDF-1.7 data")
+
+
+def test_werkzeug_upload(storage: FileStorage) -> None:
+    from werkzeug.datastructures import FileStorage as WerkzeugUpload
+
+    upload = WerkzeugUpload(io.BytesIO(b"GIF89a"), filename="anim.gif", content_type="image/gif")
+    stored = storage.get(storage.create(upload))
+    assert (stored.filename, stored.content_type, stored.read()) == ("anim.gif", "image/gif", b"GIF89a")
+
+
+def test_fieldstorage_like_upload(storage: FileStorage) -> None:
+    class Field:  # the shape of cgi.FieldStorage and multipart's parts
+        filename = "data.json"
+        type = "application/json"
+        file = io.BytesIO(b"{}")
+
+    stored = storage.get(storage.create(Field()))
+    assert (stored.filename, stored.content_type, stored.read()) == ("data.json", "application/json", b"{}")
+
+
+@pytest.mark.parametrize("content", ["text", io.StringIO("text")], ids=["str", "text-file"])
+def test_text_is_refused_with_a_hint(storage: FileStorage, content) -> None:
+    with pytest.raises(TypeError, match=r"binary mode \('rb'\)"):
+        storage.create(content)
+    assert storage.list() == []
+
+
+def test_unsupported_content_is_refused(storage: FileStorage) -> None:
+    with pytest.raises(TypeError, match="Cannot store a int: pass bytes"):
+        storage.create(42)  # type: ignore[arg-type]
+
+
+def test_get_missing_file(storage: FileStorage) -> None:
+    with pytest.raises(StoredFileNotFoundError, match=MISSING_ID) as raised:
+        storage.get(MISSING_ID)
+    assert isinstance(raised.value, IOError)
+
+
+BAD_IDS = [
+    "../../etc/passwd", "/etc/passwd", "..", "", "a/b", "x\x00y", "not-an-id",
+    "00000000000040008000000000000000", "00000000-0000-4000-8000-00000000000G",
+    "00000000-0000-4000-8000-000000000000/..", None, 42,
+]
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS, ids=repr)
+@pytest.mark.parametrize("operation", ["get", "exists", "delete", "replace"])
+def test_malformed_ids_are_refused(storage: FileStorage, tmp_path, operation, bad_id) -> None:
+    args = (bad_id, b"data") if operation == "replace" else (bad_id,)
+    with pytest.raises(InvalidFileIdError, match="Invalid file id") as raised:
+        getattr(storage, operation)(*args)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_replace_keeps_the_id_and_changes_the_content(storage: FileStorage) -> None:
+    file_id = storage.create(b"old", filename="a.txt")
+    assert storage.replace(file_id, b"new content") == file_id
+    stored = storage.get(file_id)
+    assert stored.read() == b"new content"
+    assert (stored.filename, stored.content_type) == ("a.txt", "text/plain")
+    assert stored.content_length == 11
+    assert stored.checksum == sha256(b"new content")
+
+
+def test_replace_with_a_type_only_changes_the_type(storage: FileStorage) -> None:
+    # filedepot dropped a content_type given without a filename; depot keeps it.
+    file_id = storage.create(b"old", filename="a.txt")
+    storage.replace(file_id, b"{}", content_type="application/json")
+    stored = storage.get(file_id)
+    assert (stored.filename, stored.content_type) == ("a.txt", "application/json")
+
+
+def test_replace_with_a_new_name_guesses_a_new_type(storage: FileStorage) -> None:
+    file_id = storage.create(b"old", filename="a.txt")
+    storage.replace(storage.get(file_id), b"<html>", filename="page.html")
+    stored = storage.get(file_id)
+    assert (stored.filename, stored.content_type) == ("page.html", "text/html")
+
+
+def test_replace_missing_file(storage: FileStorage) -> None:
+    with pytest.raises(StoredFileNotFoundError):
+        storage.replace(MISSING_ID, b"data")
+    assert not storage.exists(MISSING_ID)
+
+
+def test_replace_stored_file_with_itself_restores_it_elsewhere(storage: FileStorage) -> None:
+    from depot.io.memory import MemoryFileStorage
+
+    source = MemoryFileStorage()
+    original = source.get(source.create(b"backup me", filename="b.txt"))
+    assert storage.replace(original, original) == original.file_id
+    copy = storage.get(original.file_id)
+    assert (copy.read(), copy.filename) == (b"backup me", "b.txt")
+
+
+def test_failed_replace_keeps_the_old_file(storage: FileStorage) -> None:
+    class Broken(OneWayStream):
+        def read(self, n: int = -1) -> bytes:
+            if self._data.tell() > 1000:
+                raise ConnectionResetError("client went away")
+            return super().read(n)
+
+    file_id = storage.create(b"keep me", filename="k.txt")
+    with pytest.raises(ConnectionResetError):
+        storage.replace(file_id, Broken(os.urandom(10_000)))
+    stored = storage.get(file_id)
+    assert (stored.read(), stored.filename, stored.checksum) == (b"keep me", "k.txt", sha256(b"keep me"))
+
+
+def test_failed_create_stores_nothing(storage: FileStorage) -> None:
+    class Broken(OneWayStream):
+        def read(self, n: int = -1) -> bytes:
+            raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        storage.create(Broken(b""))
+    assert storage.list() == []
+
+
+def test_delete(storage: FileStorage) -> None:
+    file_id = storage.create(b"x")
+    assert storage.exists(file_id)
+    storage.delete(storage.get(file_id))
+    assert not storage.exists(file_id)
+    with pytest.raises(StoredFileNotFoundError):
+        storage.get(file_id)
+
+
+def test_delete_missing_file_does_nothing(storage: FileStorage) -> None:
+    storage.delete(MISSING_ID)
+
+
+def test_list(storage: FileStorage) -> None:
+    assert storage.list() == []
+    ids = {storage.create(b"a"), storage.create(b"b"), storage.create(b"c")}
+    assert set(storage.list()) == ids
+    removed = ids.pop()
+    storage.delete(removed)
+    assert set(storage.list()) == ids
+
+
+def test_ids_are_random_uuid4(storage: FileStorage) -> None:
+    import uuid
+
+    file_id = storage.create(b"x")
+    assert uuid.UUID(file_id).version == 4
+    assert storage.create(b"x") != file_id
+
+
+def test_stored_file_is_a_read_only_file(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b"0123456789"))
+    assert stored.readable() and not stored.writable()
+    assert stored.read(4) == b"0123"
+    assert stored.read(2) == b"45"
+    assert stored.read() == b"6789"
+    assert not stored.closed
+    stored.close()
+    assert stored.closed
+    with pytest.raises(ValueError):
+        stored.read()
+
+
+def test_stored_file_closed_before_reading(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b"x"))
+    stored.close()
+    assert stored.closed
+    with pytest.raises(ValueError):
+        stored.read()
+
+
+def test_stored_file_is_a_context_manager(storage: FileStorage) -> None:
+    with storage.get(storage.create(b"x")) as stored:
+        assert stored.read() == b"x"
+    assert stored.closed
+
+
+def test_stored_file_seeks(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b"0123456789"))
+    assert stored.seekable()
+    stored.seek(6)
+    assert stored.tell() == 6
+    assert stored.read(2) == b"67"
+    stored.seek(-1, io.SEEK_END)
+    assert stored.read() == b"9"
+
+
+def test_iteration_yields_blocks(storage: FileStorage) -> None:
+    from depot.io._chunks import BLOCK_SIZE
+
+    data = os.urandom(BLOCK_SIZE * 2 + 10)
+    chunks = list(storage.get(storage.create(data)))
+    assert [len(c) for c in chunks] == [BLOCK_SIZE, BLOCK_SIZE, 10]
+    assert b"".join(chunks) == data
+
+
+def test_repr_is_filedepots(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b"x", filename="a.txt"))
+    assert repr(stored) == (
+        f"<{type(stored).__name__}:{stored.file_id} filename=a.txt "
+        f"content_type=text/plain last_modified={stored.last_modified}>"
+    )
+
+
+def test_large_stream_round_trip(storage: FileStorage) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    stored = storage.get(storage.create(OneWayStream(data, piece=65536)))
+    assert hashlib.sha256(b"".join(stored)).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert stored.content_length == len(data)
+
+
+def test_fileid_and_fileinfo(storage: FileStorage) -> None:
+    stored = storage.get(storage.create(b"x"))
+    assert storage.fileid(stored) == storage.fileid(stored.file_id) == stored.file_id
+    source, name, ctype = storage.fileinfo(b"x", "a.png")
+    assert (source, name, ctype) == (b"x", "a.png", "image/png")
