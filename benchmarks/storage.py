@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024
@@ -130,7 +131,7 @@ ROWS = [
 ]
 
 
-def run_child(impl: Impl, spec: dict[str, object]) -> dict[str, object]:
+def run_child(impl: Impl, spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and check it imported the right depot."""
     # Flush earlier writes first so their writeback is not billed to this measurement.
     os.sync()
@@ -141,7 +142,7 @@ def run_child(impl: Impl, spec: dict[str, object]) -> dict[str, object]:
     if proc.returncode != 0:
         sys.exit(f"{impl.name} child failed on {spec['kind']}:\n{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    in_repo = Path(str(result["depot_file"])).resolve().is_relative_to(REPO)
+    in_repo = Path(result["depot_file"]).resolve().is_relative_to(REPO)
     if in_repo != impl.ours:
         sys.exit(f"{impl.name} imported the wrong depot: {result['depot_file']}")
     return result
@@ -194,6 +195,7 @@ def make_impls(ref_python: str, tmp: Path) -> tuple[Impl, Impl]:
 
 
 def fmt(value: float) -> str:
+    """Format a figure with thousands separators, keeping a decimal for small values."""
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
@@ -203,7 +205,7 @@ def judge(row: Row, ref: float, ours: float) -> tuple[str, str, str]:
     if row.max_abs is not None:
         return ratio, f"<= {row.max_abs:g} MiB", "yes" if ours <= row.max_abs else "NO"
     if row.min_ratio is not None:
-        ok = ref and ours / ref >= row.min_ratio
+        ok = bool(ref) and ours / ref >= row.min_ratio
         return ratio, f">= {row.min_ratio:g}x", "yes" if ok else "NO"
     return ratio, "-", ""
 
@@ -225,6 +227,7 @@ def print_table(rounds: dict[str, list[dict[str, float]]], ref: Impl, ours: Impl
 
 
 def print_header(args: argparse.Namespace, versions: dict[str, str]) -> None:
+    """Print what the figures depend on: machine, interpreters and sizes."""
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
     print(f"uname -sr: {platform.system()} {platform.release()}")
     print(f"nproc: {len(os.sched_getaffinity(0))}")
@@ -251,7 +254,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         ref_python = args.reference_python or make_reference(tmp)
         ref, ours = make_impls(ref_python, tmp)
-        versions = {i.name: str(run_child(i, {"kind": "about"})["python"]) for i in (ref, ours)}
+        versions = {i.name: run_child(i, {"kind": "about"})["python"] for i in (ref, ours)}
         print_header(args, versions)
         source = tmp / "big.bin"
         make_source(source, args.big_mib)

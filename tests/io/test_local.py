@@ -1,0 +1,271 @@
+"""What the local backend alone promises: its layout, crash safety, streaming, leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from depot.exceptions import ConfigurationError, CorruptMetadataError, StoredFileNotFoundError
+from depot.io.local import LocalFileStorage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalFileStorage:
+    return LocalFileStorage(str(tmp_path / "files"))
+
+
+def test_layout_and_metadata_are_filedepots(local: LocalFileStorage) -> None:
+    file_id = local.create(b"hello", filename="h\u00e9.txt")
+    folder = Path(local.storage_path) / file_id
+    assert sorted(os.listdir(folder)) == ["checksum", "file", "metadata.json"]
+    assert (folder / "file").read_bytes() == b"hello"
+    raw = (folder / "metadata.json").read_text()
+    metadata = json.loads(raw)
+    # Exactly filedepot's keys in its order: filedepot passes every key to
+    # StoredFile(**metadata), so one more key would break it on our files.
+    assert list(metadata) == ["filename", "content_type", "content_length", "last_modified"]
+    assert metadata["filename"] == "h\u00e9.txt"
+    assert metadata["content_length"] == 5
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", metadata["last_modified"])
+    assert raw == json.dumps(metadata)  # json.dumps defaults, as filedepot writes
+    assert (folder / "checksum").read_text() == sha256(b"hello")
+
+
+def test_storage_path_is_created_on_first_write(tmp_path: Path) -> None:
+    storage = LocalFileStorage(tmp_path / "not" / "yet")
+    assert storage.list() == []
+    with pytest.raises(StoredFileNotFoundError):
+        storage.get("00000000-0000-4000-8000-000000000000")
+    assert storage.get(storage.create(b"x")).read() == b"x"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("false", False), ("0", False),
+                                                 ("Yes", True), (0, False)])
+def test_fsync_setting_reads_config_text(tmp_path: Path, value, expected) -> None:
+    assert LocalFileStorage(tmp_path, fsync=value).fsync is expected
+
+
+def test_fsync_setting_refuses_nonsense(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="fsync must be true or false, not 'maybe'"):
+        LocalFileStorage(tmp_path, fsync="maybe")
+
+
+def test_unreadable_metadata_names_the_file(local: LocalFileStorage) -> None:
+    file_id = local.create(b"x")
+    metadata = Path(local.storage_path) / file_id / "metadata.json"
+    metadata.write_text("{not json")
+    with pytest.raises(CorruptMetadataError, match=re.escape(str(metadata))) as raised:
+        local.get(file_id)
+    assert isinstance(raised.value, ValueError)
+    metadata.write_text('{"last_modified": "yesterday"}')
+    with pytest.raises(CorruptMetadataError, match="yesterday"):
+        local.get(file_id)
+
+
+def test_missing_metadata_fields_take_defaults(local: LocalFileStorage) -> None:
+    file_id = local.create(b"abc")
+    (Path(local.storage_path) / file_id / "metadata.json").write_text("{}")
+    stored = local.get(file_id)
+    assert (stored.filename, stored.content_type, stored.last_modified) == (
+        "unnamed", "application/octet-stream", None)
+    assert stored.content_length == 3  # measured on disk
+
+
+def test_file_gone_under_its_metadata(local: LocalFileStorage) -> None:
+    file_id = local.create(b"abc")
+    os.remove(Path(local.storage_path) / file_id / "file")
+    stored = local.get(file_id)
+    with pytest.raises(StoredFileNotFoundError, match=file_id):
+        stored.read()
+
+
+def test_leftovers_are_ignored_then_cleaned_once_stale(local: LocalFileStorage) -> None:
+    file_id = local.create(b"x")
+    root = Path(local.storage_path)
+    stale = [root / ".depot-tmp-old", root / ".depot-trash-old"]
+    fresh = root / ".depot-tmp-running"
+    for folder in [*stale, fresh]:
+        folder.mkdir()
+        (folder / "file").write_bytes(b"half")
+    an_hour_ago = time.time() - 3700
+    for folder in stale:
+        os.utime(folder, (an_hour_ago, an_hour_ago))
+    (root / "README").write_text("not a file id")
+
+    assert local.list() == [file_id]
+    assert not any(folder.exists() for folder in stale)
+    assert fresh.exists()  # may be another process's create() in progress
+
+
+def test_create_streams_in_constant_memory(local: LocalFileStorage) -> None:
+    class Zeros:
+        def __init__(self, size: int) -> None:
+            self.left = size
+
+        def read(self, n: int = -1) -> bytes:
+            n = self.left if n < 0 else min(n, self.left)
+            self.left -= n
+            return bytes(n)
+
+    size = 64 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        file_id = local.create(Zeros(size), filename="zeros.bin")
+        stored = local.get(file_id)
+        total = sum(len(chunk) for chunk in stored)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == size
+    assert peak < 4 * 1024 * 1024, f"peak {peak} bytes for a {size} byte file"
+
+
+# --- crash safety ------------------------------------------------------------
+#
+# A child process runs create() or replace() and kills itself (os._exit: no
+# finally blocks, no cleanup) just before its Nth call to a filesystem
+# function. Every N is tried; after each crash the parent checks what a reader
+# sees.
+
+CRASHING_CHILD = textwrap.dedent(
+    """
+    import builtins, os, sys
+    from depot.io.local import LocalFileStorage
+
+    root, operation, file_id, crash_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    storage = LocalFileStorage(root)
+    calls = 0
+
+    def crashing(function):
+        def wrapper(*args, **kwargs):
+            global calls
+            calls += 1
+            if calls == crash_at:
+                os._exit(17)
+            return function(*args, **kwargs)
+        return wrapper
+
+    for name in ("rename", "replace", "remove", "mkdir", "fsync", "open"):
+        setattr(os, name, crashing(getattr(os, name)))
+    builtins.open = crashing(builtins.open)
+
+    new = b"NEW" * 50_000
+    if operation == "create":
+        storage.create(new, filename="new.txt")
+    else:
+        storage.replace(file_id, new, filename="new.txt")
+    print(calls)
+    """
+)
+OLD, NEW = b"OLD" * 1000, b"NEW" * 50_000
+
+
+def run_child(root: str, operation: str, file_id: str, crash_at: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", CRASHING_CHILD, root, operation, file_id, str(crash_at)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+    )
+
+
+def assert_whole(storage: LocalFileStorage, file_id: str) -> bytes:
+    stored = storage.get(file_id)
+    data = stored.read()
+    expected_name = {OLD: "old.txt", NEW: "new.txt"}.get(data)
+    assert expected_name is not None, f"half-written content ({len(data)} bytes)"
+    assert (stored.filename, stored.content_length, stored.checksum) == (
+        expected_name, len(data), sha256(data))
+    return data
+
+
+@pytest.mark.parametrize("operation", ["create", "replace"])
+def test_crash_at_any_step_leaves_old_or_new_file(tmp_path: Path, operation: str) -> None:
+    clean_run = run_child(str(tmp_path / "probe"), "create", "-", 0)
+    assert clean_run.returncode == 0, clean_run.stderr
+    steps = int(clean_run.stdout) + 1
+    assert steps > 5
+    seen = set()
+    for crash_at in range(1, steps + 1):
+        root = str(tmp_path / f"crash{crash_at}")
+        storage = LocalFileStorage(root)
+        file_id = storage.create(OLD, filename="old.txt") if operation == "replace" else "-"
+        result = run_child(root, operation, file_id, crash_at)
+        assert result.returncode in (0, 17), result.stderr
+
+        ids = storage.list()
+        if operation == "create":
+            assert len(ids) <= 1
+            seen.add(assert_whole(storage, ids[0]) if ids else None)
+        else:
+            assert ids == [file_id]
+            seen.add(assert_whole(storage, file_id))
+            # The depot keeps working, and the next write clears the debris.
+            storage.replace(file_id, b"after", filename="after.txt")
+            assert storage.get(file_id).read() == b"after"
+            assert sorted(os.listdir(Path(root) / file_id)) == ["checksum", "file", "metadata.json"]
+    # Both outcomes happened: the crash points span the commit.
+    assert seen == ({None, NEW} if operation == "create" else {OLD, NEW})
+
+
+def test_killed_in_the_middle_of_a_stream(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    storage = LocalFileStorage(str(root))
+    file_id = storage.create(OLD, filename="old.txt")
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import time
+            from depot.io.local import LocalFileStorage
+
+            class Slow:
+                sent = 0
+                def read(self, n=-1):
+                    if self.sent >= 1_000_000:
+                        open({str(ready)!r}, "w").close()
+                        time.sleep(60)
+                    self.sent += 65536
+                    return b"N" * 65536
+
+            LocalFileStorage({str(root)!r}).replace({file_id!r}, Slow(), filename="new.txt")
+            """)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline, "child never got going"
+            time.sleep(0.02)
+        child.kill()
+    finally:
+        child.wait()
+    assert assert_whole(storage, file_id) == OLD
+    assert storage.list() == [file_id]
+
+
+def test_fsync_is_used_only_when_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    durable = LocalFileStorage(tmp_path / "a")
+    durable.replace(durable.create(b"x"), b"y")
+    assert len(calls) >= 6  # data, checksum, metadata and directories, each write
+    calls.clear()
+    fast = LocalFileStorage(tmp_path / "b", fsync=False)
+    fast.replace(fast.create(b"x"), b"y")
+    assert calls == []

@@ -1,0 +1,32 @@
+"""Packaging promises: a dependency-free import, and extras that add up."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_importing_depot_loads_no_backend_and_no_optional_library() -> None:
+    code = (
+        "import sys, depot, depot.manager, depot.io.utils, depot.utils\n"
+        "heavy = {'boto3', 'pymongo', 'gridfs', 'google', 'sqlalchemy', 'ming', 'PIL',"
+        " 'depot.io.local', 'depot.io.memory'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
+    assert out.strip() == "[]"
+
+
+def test_all_extra_is_the_union_of_the_others() -> None:
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    extras = {name: set(value.split()) for name, value in config["options.extras_require"].items()}
+    expected = {"s3", "gridfs", "gcs", "sqlalchemy", "ming", "images", "web", "cli", "all", "test"}
+    assert set(extras) == expected
+    union = set().union(*(reqs for name, reqs in extras.items() if name not in ("all", "test")))
+    assert extras["all"] == union
