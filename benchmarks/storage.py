@@ -122,8 +122,7 @@ ROWS = [
     Row("memory create 1 KiB (ops/s)", "mem_create", "mem_create", min_ratio=1.0),
     Row("memory get+read 1 KiB (ops/s)", "mem_read", "mem_read", min_ratio=1.0),
     Row("local create 1 KiB, durable (ops/s)", "local_create", "local_create", min_ratio=0.7),
-    Row("local create 1 KiB, fsync=False (ops/s)", "local_create", "local_nosync",
-        min_ratio=1.0),
+    Row("local create 1 KiB, fsync=False (ops/s)", "local_create", "local_nosync", min_ratio=1.0),
     Row("local get+read 1 KiB (ops/s)", "local_read", "local_read", min_ratio=1.0),
     Row("big file write (MiB/s)", "big_write", "big_write"),
     Row("big file read 64 KiB chunks (MiB/s)", "big_read", "big_read"),
@@ -137,7 +136,11 @@ def run_child(impl: Impl, spec: dict[str, Any]) -> dict[str, Any]:
     os.sync()
     proc = subprocess.run(
         [impl.python, *impl.flags, "-c", CHILD, json.dumps(spec)],
-        capture_output=True, text=True, env=impl.env, cwd=impl.cwd, check=False,
+        capture_output=True,
+        text=True,
+        env=impl.env,
+        cwd=impl.cwd,
+        check=False,
     )
     if proc.returncode != 0:
         sys.exit(f"{impl.name} child failed on {spec['kind']}:\n{proc.stderr}")
@@ -155,15 +158,31 @@ def one_round(impl: Impl, work: Path, args: argparse.Namespace, source: Path) ->
     # filedepot has no fsync keyword (and never fsyncs): it runs only the default mode.
     modes = {"local_create": None, "local_nosync": False} if impl.ours else {"local_create": None}
     for key, fsync in modes.items():
-        spec = {"kind": "local-create", "files": args.files, "fsync": fsync,
-                "path": str(work / key), "ids": str(work / f"{key}.json")}
+        spec = {
+            "kind": "local-create",
+            "files": args.files,
+            "fsync": fsync,
+            "path": str(work / key),
+            "ids": str(work / f"{key}.json"),
+        }
         out[key] = run_child(impl, spec)["create"]
     # Reads come from the default store, in a process that did not write it.
-    spec = {"kind": "local-read", "path": str(work / "local_create"),
-            "ids": str(work / "local_create.json")}
+    spec = {
+        "kind": "local-read",
+        "path": str(work / "local_create"),
+        "ids": str(work / "local_create.json"),
+    }
     out["local_read"] = run_child(impl, spec)["read"]
-    big = run_child(impl, {"kind": "big", "path": str(work / "big"), "source": str(source),
-                           "size": source.stat().st_size, "chunk": CHUNK})
+    big = run_child(
+        impl,
+        {
+            "kind": "big",
+            "path": str(work / "big"),
+            "source": str(source),
+            "size": source.stat().st_size,
+            "chunk": CHUNK,
+        },
+    )
     out.update(big_write=big["write"], big_read=big["read"], big_rss=big["rss"])
     return {key: float(value) for key, value in out.items()}
 
@@ -180,8 +199,11 @@ def make_reference(tmp: Path) -> str:
     venv = tmp / "ref-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "filedepot==0.12.0"], check=True, cwd=tmp)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "filedepot==0.12.0"],
+        check=True,
+        cwd=tmp,
+    )
     return python
 
 
@@ -189,8 +211,7 @@ def make_impls(ref_python: str, tmp: Path) -> tuple[Impl, Impl]:
     """Describe how to start filedepot (isolated from the repo) and ours (the repo first)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     ref = Impl("filedepot 0.12", ref_python, ["-I"], env, str(tmp), ours=False)
-    ours = Impl("depot", sys.executable, [], {**env, "PYTHONPATH": str(REPO)}, str(REPO),
-                ours=True)
+    ours = Impl("depot", sys.executable, [], {**env, "PYTHONPATH": str(REPO)}, str(REPO), ours=True)
     return ref, ours
 
 
@@ -219,8 +240,7 @@ def print_table(rounds: dict[str, list[dict[str, float]]], ref: Impl, ours: Impl
         lines.append([row.label, fmt(r), fmt(o), *judge(row, r, o)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for n, line in enumerate(lines):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                 enumerate(zip(line, widths))]
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))]
         print(" | ".join(cells).rstrip())
         if n == 0:
             print("-+-".join("-" * w for w in widths))
@@ -233,8 +253,10 @@ def print_header(args: argparse.Namespace, versions: dict[str, str]) -> None:
     print(f"nproc: {len(os.sched_getaffinity(0))}")
     for name, version in versions.items():
         print(f"{name}: Python {version}")
-    print(f"{args.files} files of 1 KiB; big file {args.big_mib} MiB read in "
-          f"{CHUNK // 1024} KiB chunks")
+    print(
+        f"{args.files} files of 1 KiB; big file {args.big_mib} MiB read in "
+        f"{CHUNK // 1024} KiB chunks"
+    )
     print(f"medians of {args.rounds} alternating rounds\n", flush=True)
 
 

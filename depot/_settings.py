@@ -74,7 +74,9 @@ def load_backend(spec: object, setting: str = "depot.backend") -> type[FileStora
         found = sorted(
             name
             for name, value in vars(module).items()
-            if isinstance(value, type) and issubclass(value, FileStorage) and value is not FileStorage
+            if isinstance(value, type)
+            and issubclass(value, FileStorage)
+            and value is not FileStorage
         )
         raise ConfigurationError(
             f"{setting} = {spec!r}: module {module_name!r} has no class {class_name!r}"
@@ -86,7 +88,11 @@ def load_backend(spec: object, setting: str = "depot.backend") -> type[FileStora
 def missing_dependency_message(module: str, package: str) -> str:
     """Say which extra installs ``package``, which ``module`` needs."""
     extra = EXTRAS.get(module)
-    fix = f"install the '{extra}' extra: pip install 'depot[{extra}]'" if extra else f"install {package}"
+    fix = (
+        f"install the '{extra}' extra: pip install 'depot[{extra}]'"
+        if extra
+        else f"install {package}"
+    )
     return f"{module} needs the {package!r} package; {fix}."
 
 

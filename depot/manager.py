@@ -138,7 +138,8 @@ class DepotManager:
     def url_for(cls, path: str) -> str:
         """Return the URL where the middleware serves ``'<depot name>/<file id>'``."""
         cls._split_path(path)
-        return cls.get_middleware().url_for(path)  # type: ignore[no-any-return]
+        url: str = cls.get_middleware().url_for(path)
+        return url
 
     @classmethod
     def make_middleware(cls, app: WSGIApplication, **options: Any) -> Any:

@@ -31,16 +31,27 @@ def test_without_a_backend_setting_the_local_backend_is_used(tmp_path: Path) -> 
     assert type(storage) is LocalFileStorage
 
 
-@pytest.mark.parametrize(("name", "cls"), [("memory", MemoryFileStorage), ("local", LocalFileStorage),
-                                           ("depot.io.memory.MemoryFileStorage", MemoryFileStorage)])
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("memory", MemoryFileStorage),
+        ("local", LocalFileStorage),
+        ("depot.io.memory.MemoryFileStorage", MemoryFileStorage),
+    ],
+)
 def test_backend_by_short_name_or_dotted_path(tmp_path: Path, name: str, cls: type) -> None:
     storage = DepotManager.from_config({"depot.backend": name, "depot.storage_path": str(tmp_path)})
     assert type(storage) is cls
 
 
 def test_other_prefix_and_unrelated_keys(tmp_path: Path) -> None:
-    settings = {"media.backend": "local", "media.storage_path": str(tmp_path),
-                "media.fsync": "false", "depot.backend": "memory", "sqlalchemy.url": "sqlite://"}
+    settings = {
+        "media.backend": "local",
+        "media.storage_path": str(tmp_path),
+        "media.fsync": "false",
+        "depot.backend": "memory",
+        "sqlalchemy.url": "sqlite://",
+    }
     storage = DepotManager.configure("media", settings, prefix="media.")
     assert isinstance(storage, LocalFileStorage) and storage.fsync is False
 
@@ -63,17 +74,26 @@ def test_a_failed_configure_registers_nothing() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"depot.backend": "nope"}, r"depot.backend = 'nope' is not a backend. Use one of local, memory, s3"),
+        (
+            {"depot.backend": "nope"},
+            r"depot.backend = 'nope' is not a backend. Use one of local, memory, s3",
+        ),
         ({"depot.backend": ""}, r"depot.backend must be a backend name, not ''"),
         ({"depot.backend": "no.such.Module"}, r"there is no module 'no'"),
-        ({"depot.backend": "depot.io.local.Nope"},
-         r"module 'depot.io.local' has no class 'Nope' \(storages it has: LocalFileStorage\)"),
+        (
+            {"depot.backend": "depot.io.local.Nope"},
+            r"module 'depot.io.local' has no class 'Nope' \(storages it has: LocalFileStorage\)",
+        ),
         ({"depot.backend": "local"}, r"LocalFileStorage needs the setting depot.storage_path"),
-        ({"depot.storage_path": "/x", "depot.storage_pth": "/y"},
-         r"depot.storage_pth is not a setting of LocalFileStorage; its settings are: "
-         r"depot.storage_path, depot.fsync"),
-        ({"depot.storage_path": "/x", "depot.fsync": "maybe"},
-         r"LocalFileStorage \(depot.\* settings\): fsync must be true or false, not 'maybe'"),
+        (
+            {"depot.storage_path": "/x", "depot.storage_pth": "/y"},
+            r"depot.storage_pth is not a setting of LocalFileStorage; its settings are: "
+            r"depot.storage_path, depot.fsync",
+        ),
+        (
+            {"depot.storage_path": "/x", "depot.fsync": "maybe"},
+            r"LocalFileStorage \(depot.\* settings\): fsync must be true or false, not 'maybe'",
+        ),
     ],
 )
 def test_bad_settings_are_named_with_the_fix(settings: dict, message: str) -> None:
@@ -83,7 +103,9 @@ def test_bad_settings_are_named_with_the_fix(settings: dict, message: str) -> No
 
 def test_memory_backend_ignores_other_settings() -> None:
     # So that a test configuration can swap the backend and keep the rest.
-    storage = DepotManager.from_config({"depot.backend": "memory", "depot.storage_path": "/nowhere"})
+    storage = DepotManager.from_config(
+        {"depot.backend": "memory", "depot.storage_path": "/nowhere"}
+    )
     assert isinstance(storage, MemoryFileStorage)
 
 
@@ -91,17 +113,23 @@ def test_backend_missing_its_library_names_the_extra(tmp_path: Path, monkeypatch
     (tmp_path / "needs_lib_backend.py").write_text("import surely_not_installed_lib\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(depot._settings.EXTRAS, "needs_lib_backend", "s3")
-    with pytest.raises(ImportError, match=r"needs_lib_backend needs the 'surely_not_installed_lib' "
-                                          r"package; install the 's3' extra: pip install 'depot\[s3\]'"):
+    with pytest.raises(
+        ImportError,
+        match=r"needs_lib_backend needs the 'surely_not_installed_lib' "
+        r"package; install the 's3' extra: pip install 'depot\[s3\]'",
+    ):
         DepotManager.from_config({"depot.backend": "needs_lib_backend.Storage"})
     sys.modules.pop("needs_lib_backend", None)
 
 
 def test_set_default_to_unknown_depot() -> None:
     DepotManager.configure("default", {"depot.backend": "memory"})
-    with pytest.raises(UnknownDepotError, match=r"set_default\('media'\): no such depot "
-                                                r"\(configured: 'default'\). Call DepotManager"
-                                                r".configure\('media', settings\) first.") as raised:
+    with pytest.raises(
+        UnknownDepotError,
+        match=r"set_default\('media'\): no such depot "
+        r"\(configured: 'default'\). Call DepotManager"
+        r".configure\('media', settings\) first.",
+    ) as raised:
         DepotManager.set_default("media")
     assert isinstance(raised.value, RuntimeError)
 
@@ -149,7 +177,9 @@ def test_get_file_with_a_malformed_path(path) -> None:
 
 def test_get_file_from_unknown_depot() -> None:
     DepotManager.configure("default", {"depot.backend": "memory"})
-    with pytest.raises(UnknownDepotError, match=r"no depot named 'media' \(configured: 'default'\)"):
+    with pytest.raises(
+        UnknownDepotError, match=r"no depot named 'media' \(configured: 'default'\)"
+    ):
         DepotManager.get_file("media/00000000-0000-4000-8000-000000000000")
 
 
@@ -182,8 +212,13 @@ def test_clear_forgets_everything() -> None:
 
 
 def test_module_level_helpers_are_filedepots() -> None:
-    assert set(depot.manager.__all__) >= {"DepotManager", "get_depot", "get_file", "configure",
-                                          "set_default"}
+    assert set(depot.manager.__all__) >= {
+        "DepotManager",
+        "get_depot",
+        "get_file",
+        "configure",
+        "set_default",
+    }
     storage = depot.manager.configure("default", {"depot.backend": "memory"})
     assert depot.manager.get_depot() is storage
     file_id = storage.create(b"x")

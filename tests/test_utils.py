@@ -15,9 +15,11 @@ from depot.utils import make_content_disposition, utcfromtimestamp_naive, utcnow
 def test_content_disposition_is_filedepots_format() -> None:
     # The exact values filedepot 0.12 produces for these names (observed).
     assert make_content_disposition("inline", "report.pdf") == (
-        "inline;filename=\"report.pdf\";filename*=utf-8''report.pdf")
+        "inline;filename=\"report.pdf\";filename*=utf-8''report.pdf"
+    )
     assert make_content_disposition("attachment", "caf\u00e9 \u2615.txt") == (
-        "attachment;filename=\"cafe :coffee:.txt\";filename*=utf-8''caf%C3%A9%20%E2%98%95.txt")
+        "attachment;filename=\"cafe :coffee:.txt\";filename*=utf-8''caf%C3%A9%20%E2%98%95.txt"
+    )
 
 
 @pytest.mark.parametrize("name", ['a"b.txt', "a\\b.txt", "x\r\nSet-Cookie: a=b.txt", 'q";x=1.txt'])
@@ -40,7 +42,9 @@ def test_timestamp_round_trips() -> None:
     assert parse_timestamp(text).strftime("%Y-%m-%d %H:%M:%S") == text
 
 
-@pytest.mark.parametrize("bad", ["2024-05-01T12:00:00", "2024-05-01", "yesterday", "2024-13-01 00:00:00"])
+@pytest.mark.parametrize(
+    "bad", ["2024-05-01T12:00:00", "2024-05-01", "yesterday", "2024-13-01 00:00:00"]
+)
 def test_parse_timestamp_refuses_other_formats(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(bad)

@@ -50,8 +50,7 @@ def iter_chunks(source: Source, digest: Digest, block_size: int = BLOCK_SIZE) ->
             return
         if isinstance(chunk, str):
             raise TypeError(
-                "Only bytes can be stored, but this file gives str: "
-                "open it in binary mode ('rb')."
+                "Only bytes can be stored, but this file gives str: open it in binary mode ('rb')."
             )
         digest.update(chunk)
         yield chunk

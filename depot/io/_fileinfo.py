@@ -10,7 +10,7 @@ from __future__ import annotations
 import mimetypes
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from depot.io.interfaces import StoredFile
@@ -40,9 +40,9 @@ class UploadWithStream(Protocol):
     stream: SupportsRead
 
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 #: A source of bytes once the content has been unwrapped.
-Source = Union[BytesLike, SupportsRead]
+Source = BytesLike | SupportsRead
 
 
 class FileIntent:
@@ -89,13 +89,13 @@ def unwrap(content: Any) -> tuple[Source, str | None, str | None]:
             "Only bytes can be stored, not str: pass content.encode('utf-8') "
             "or a file opened in binary mode ('rb')."
         )
-    source = _upload_stream(content)
-    if source is None:
+    stream = _upload_stream(content)
+    if stream is None:
         raise TypeError(
             f"Cannot store a {type(content).__name__}: pass bytes, a file opened in "
             "binary mode, a FileIntent, or an upload object (with .file or .stream)."
         )
-    return source, _carried_name(content), _carried_type(content)
+    return stream, _carried_name(content), _carried_type(content)
 
 
 def resolve(
@@ -129,9 +129,9 @@ def _upload_stream(obj: Any) -> SupportsRead | None:
         for attr in ("file", "stream"):
             inner = getattr(obj, attr, None)
             if inner not in (None, False) and callable(getattr(inner, "read", None)):
-                return inner  # type: ignore[no-any-return]
+                return inner
     if callable(getattr(obj, "read", None)):
-        return obj  # type: ignore[no-any-return]
+        return obj
     return None
 
 

@@ -11,7 +11,6 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
-from typing import Union
 
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._fileinfo import (
@@ -27,9 +26,9 @@ __all__ = ["FileContent", "FileStorage", "StoredFile"]
 #: Everything ``create()`` and ``replace()`` accept: bytes, a binary stream (an
 #: open file, a request body), a :class:`~depot.io.utils.FileIntent`, or the
 #: upload object of cgi, webob, werkzeug/Flask, Starlette or Django.
-FileContent = Union[
-    bytes, bytearray, memoryview, SupportsRead, FileIntent, UploadWithFile, UploadWithStream
-]
+FileContent = (
+    bytes | bytearray | memoryview | SupportsRead | FileIntent | UploadWithFile | UploadWithStream
+)
 
 
 class StoredFile(io.IOBase):
@@ -80,7 +79,7 @@ class StoredFile(io.IOBase):
         return False
 
     @property
-    def name(self) -> str | None:  # type: ignore[override]
+    def name(self) -> str | None:
         """The stored file name (``unnamed`` if none was known at upload)."""
         return self.filename
 
@@ -94,7 +93,7 @@ class StoredFile(io.IOBase):
 
     @property
     @abstractmethod
-    def closed(self) -> bool:  # type: ignore[override]
+    def closed(self) -> bool:
         """Whether :meth:`close` was called."""
 
     @property
@@ -125,7 +124,10 @@ class FileStorage(ABC):
     @staticmethod
     def fileid(file_or_id: StoredFile | str) -> str:
         """Return the id of a :class:`StoredFile`, or the id itself if given one."""
-        return getattr(file_or_id, "file_id", file_or_id)  # type: ignore[return-value]
+        # Duck-typed, as in filedepot: an UploadedFile (a dict with attribute
+        # access) of the ORM layers is accepted too.
+        file_id = getattr(file_or_id, "file_id", file_or_id)
+        return file_id  # type: ignore[return-value]
 
     @staticmethod
     def fileinfo(

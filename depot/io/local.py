@@ -5,7 +5,7 @@ Settings: ``storage_path`` (required), ``fsync`` (default true).
 The layout is filedepot 0.12's, so either library reads what the other wrote::
 
     <storage_path>/<file id>/file            the bytes
-    <storage_path>/<file id>/metadata.json   {"filename", "content_type", "content_length", "last_modified"}
+    <storage_path>/<file id>/metadata.json   filename, content_type, content_length, last_modified
     <storage_path>/<file id>/checksum        "sha256:<hex>" (depot only; filedepot ignores it)
 
 Writes are atomic. ``create()`` fills a hidden temporary directory and renames it
@@ -20,6 +20,7 @@ before each rename, so this holds across a power cut too.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -69,7 +70,8 @@ class LocalStoredFile(StoredFile):
             if self._closed:
                 raise ValueError("I/O operation on closed file.")
             try:
-                self._file = open(self._file_path, "rb")
+                # Held open across read() calls, closed by close().
+                self._file = open(self._file_path, "rb")  # noqa: SIM115
             except FileNotFoundError:
                 raise StoredFileNotFoundError(self.file_id, self._file_path) from None
         return self._file
@@ -312,20 +314,16 @@ def _finish_interrupted_replace(folder: str) -> None:
         _discard_pending(folder)
         return
     for name in (_CHECKSUM, _METADATA):  # metadata last: it marks the replace as unfinished
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.replace(_join(folder, name + _PENDING), _join(folder, name))
-        except FileNotFoundError:
-            pass
 
 
 def _discard_pending(folder: str) -> None:
     # metadata.json.new goes first and file.new last, so that no moment shows
     # the pending metadata without file.new, which would read as committed.
     for name in (_METADATA, _CHECKSUM, _DATA):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(_join(folder, name + _PENDING))
-        except FileNotFoundError:
-            pass
 
 
 class _locked:

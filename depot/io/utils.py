@@ -42,7 +42,7 @@ def file_from_content(content: Any) -> tuple[bool, IO[bytes] | SupportsRead]:
     """
     source, _, _ = unwrap(content)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        spooled = SpooledTemporaryFile(INMEMORY_FILESIZE)
+        spooled = SpooledTemporaryFile(INMEMORY_FILESIZE)  # noqa: SIM115 (the caller closes it)
         spooled.write(source)
         spooled.seek(0)
         return True, spooled

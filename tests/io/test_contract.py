@@ -104,7 +104,11 @@ def test_file_on_disk_gives_its_name(storage: FileStorage, tmp_path) -> None:
 
 def test_file_intent(storage: FileStorage) -> None:
     stored = storage.get(storage.create(FileIntent(b"<svg/>", "d.svg", "image/svg+xml")))
-    assert (stored.filename, stored.content_type, stored.read()) == ("d.svg", "image/svg+xml", b"<svg/>")
+    assert (stored.filename, stored.content_type, stored.read()) == (
+        "d.svg",
+        "image/svg+xml",
+        b"<svg/>",
+    )
 
 
 def test_file_intent_without_type_guesses_it(storage: FileStorage) -> None:
@@ -116,14 +120,18 @@ def test_webob_upload(storage: FileStorage) -> None:
     from webob import Request
 
     body = (
-        b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"cv.pdf\"\r\n"
+        b'--XX\r\nContent-Disposition: form-data; name="f"; filename="cv.pdf"\r\n'
         b"Content-Type: application/pdf\r\n\r\n%PDF-1.7 data\r\n--XX--\r\n"
     )
-    request = Request.blank("/", method="POST", body=body,
-                            content_type="multipart/form-data; boundary=XX")
+    request = Request.blank(
+        "/", method="POST", body=body, content_type="multipart/form-data; boundary=XX"
+    )
     stored = storage.get(storage.create(request.POST["f"]))
     assert (stored.filename, stored.content_type, stored.read()) == (
-        "cv.pdf", "application/pdf", b"%PDF-1.7 data")
+        "cv.pdf",
+        "application/pdf",
+        b"%PDF-1.7 data",
+    )
 
 
 def test_werkzeug_upload(storage: FileStorage) -> None:
@@ -131,7 +139,11 @@ def test_werkzeug_upload(storage: FileStorage) -> None:
 
     upload = WerkzeugUpload(io.BytesIO(b"GIF89a"), filename="anim.gif", content_type="image/gif")
     stored = storage.get(storage.create(upload))
-    assert (stored.filename, stored.content_type, stored.read()) == ("anim.gif", "image/gif", b"GIF89a")
+    assert (stored.filename, stored.content_type, stored.read()) == (
+        "anim.gif",
+        "image/gif",
+        b"GIF89a",
+    )
 
 
 def test_fieldstorage_like_upload(storage: FileStorage) -> None:
@@ -141,7 +153,11 @@ def test_fieldstorage_like_upload(storage: FileStorage) -> None:
         file = io.BytesIO(b"{}")
 
     stored = storage.get(storage.create(Field()))
-    assert (stored.filename, stored.content_type, stored.read()) == ("data.json", "application/json", b"{}")
+    assert (stored.filename, stored.content_type, stored.read()) == (
+        "data.json",
+        "application/json",
+        b"{}",
+    )
 
 
 @pytest.mark.parametrize("content", ["text", io.StringIO("text")], ids=["str", "text-file"])
@@ -163,9 +179,18 @@ def test_get_missing_file(storage: FileStorage) -> None:
 
 
 BAD_IDS = [
-    "../../etc/passwd", "/etc/passwd", "..", "", "a/b", "x\x00y", "not-an-id",
-    "00000000000040008000000000000000", "00000000-0000-4000-8000-00000000000G",
-    "00000000-0000-4000-8000-000000000000/..", None, 42,
+    "../../etc/passwd",
+    "/etc/passwd",
+    "..",
+    "",
+    "a/b",
+    "x\x00y",
+    "not-an-id",
+    "00000000000040008000000000000000",
+    "00000000-0000-4000-8000-00000000000G",
+    "00000000-0000-4000-8000-000000000000/..",
+    None,
+    42,
 ]
 
 
@@ -230,7 +255,11 @@ def test_failed_replace_keeps_the_old_file(storage: FileStorage) -> None:
     with pytest.raises(ConnectionResetError):
         storage.replace(file_id, Broken(os.urandom(10_000)))
     stored = storage.get(file_id)
-    assert (stored.read(), stored.filename, stored.checksum) == (b"keep me", "k.txt", sha256(b"keep me"))
+    assert (stored.read(), stored.filename, stored.checksum) == (
+        b"keep me",
+        "k.txt",
+        sha256(b"keep me"),
+    )
 
 
 def test_failed_create_stores_nothing(storage: FileStorage) -> None:

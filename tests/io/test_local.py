@@ -55,8 +55,9 @@ def test_storage_path_is_created_on_first_write(tmp_path: Path) -> None:
     assert storage.get(storage.create(b"x")).read() == b"x"
 
 
-@pytest.mark.parametrize(("value", "expected"), [(True, True), ("false", False), ("0", False),
-                                                 ("Yes", True), (0, False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(True, True), ("false", False), ("0", False), ("Yes", True), (0, False)]
+)
 def test_fsync_setting_reads_config_text(tmp_path: Path, value, expected) -> None:
     assert LocalFileStorage(tmp_path, fsync=value).fsync is expected
 
@@ -83,7 +84,10 @@ def test_missing_metadata_fields_take_defaults(local: LocalFileStorage) -> None:
     (Path(local.storage_path) / file_id / "metadata.json").write_text("{}")
     stored = local.get(file_id)
     assert (stored.filename, stored.content_type, stored.last_modified) == (
-        "unnamed", "application/octet-stream", None)
+        "unnamed",
+        "application/octet-stream",
+        None,
+    )
     assert stored.content_length == 3  # measured on disk
 
 
@@ -176,10 +180,15 @@ CRASHING_CHILD = textwrap.dedent(
 OLD, NEW = b"OLD" * 1000, b"NEW" * 50_000
 
 
-def run_child(root: str, operation: str, file_id: str, crash_at: int) -> subprocess.CompletedProcess:
+def run_child(
+    root: str, operation: str, file_id: str, crash_at: int
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", CRASHING_CHILD, root, operation, file_id, str(crash_at)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
     )
 
 
@@ -189,7 +198,10 @@ def assert_whole(storage: LocalFileStorage, file_id: str) -> bytes:
     expected_name = {OLD: "old.txt", NEW: "new.txt"}.get(data)
     assert expected_name is not None, f"half-written content ({len(data)} bytes)"
     assert (stored.filename, stored.content_length, stored.checksum) == (
-        expected_name, len(data), sha256(data))
+        expected_name,
+        len(data),
+        sha256(data),
+    )
     return data
 
 
@@ -228,8 +240,11 @@ def test_killed_in_the_middle_of_a_stream(tmp_path: Path) -> None:
     file_id = storage.create(OLD, filename="old.txt")
     ready = tmp_path / "ready"
     child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(
-            f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
             import time
             from depot.io.local import LocalFileStorage
 
@@ -243,7 +258,9 @@ def test_killed_in_the_middle_of_a_stream(tmp_path: Path) -> None:
                     return b"N" * 65536
 
             LocalFileStorage({str(root)!r}).replace({file_id!r}, Slow(), filename="new.txt")
-            """)],
+            """
+            ),
+        ],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:

@@ -89,12 +89,17 @@ def filedepot_python(tmp_path_factory: pytest.TempPathFactory) -> str:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "filedepot==0.12.0"],
-            check=True, capture_output=True, text=True, timeout=300,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or ""
-        pytest.skip(f"could not install filedepot 0.12 into a throwaway venv "
-                    f"(package index unreachable?): {detail.strip()[-300:]}")
+        pytest.skip(
+            f"could not install filedepot 0.12 into a throwaway venv "
+            f"(package index unreachable?): {detail.strip()[-300:]}"
+        )
     return str(python)
 
 
@@ -103,10 +108,16 @@ def test_filedepot_reads_what_depot_wrote(filedepot_python: str, tmp_path: Path)
     storage = LocalFileStorage(str(root))
     written = {
         storage.create(b"plain"): (b"plain", "unnamed", "application/octet-stream"),
-        storage.create("caf\u00e9".encode(), filename="\u00fcber caf\u00e9.txt"):
-            ("caf\u00e9".encode(), "\u00fcber caf\u00e9.txt", "text/plain"),
-        storage.create(b"\x00" * 300_000, filename="z.bin", content_type="application/x-z"):
-            (b"\x00" * 300_000, "z.bin", "application/x-z"),
+        storage.create("caf\u00e9".encode(), filename="\u00fcber caf\u00e9.txt"): (
+            "caf\u00e9".encode(),
+            "\u00fcber caf\u00e9.txt",
+            "text/plain",
+        ),
+        storage.create(b"\x00" * 300_000, filename="z.bin", content_type="application/x-z"): (
+            b"\x00" * 300_000,
+            "z.bin",
+            "application/x-z",
+        ),
     }
     replaced = next(iter(written))
     storage.replace(replaced, b"replaced", filename="r.txt")
@@ -114,12 +125,17 @@ def test_filedepot_reads_what_depot_wrote(filedepot_python: str, tmp_path: Path)
 
     result = subprocess.run(
         [filedepot_python, "-c", FILEDEPOT_READER, str(root)],
-        capture_output=True, text=True, cwd=str(tmp_path), env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={"PATH": os.environ["PATH"]},
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert not report["module"].startswith(str(Path(__file__).parents[2])), "ran ours, not filedepot"
+    assert not report["module"].startswith(str(Path(__file__).parents[2])), (
+        "ran ours, not filedepot"
+    )
 
     assert set(report["read"]) == set(written)
     for file_id, (data, filename, content_type) in written.items():
@@ -127,7 +143,10 @@ def test_filedepot_reads_what_depot_wrote(filedepot_python: str, tmp_path: Path)
         ours = storage.get(file_id)
         assert base64.b64decode(seen["data"]) == data
         assert (seen["filename"], seen["content_type"], seen["content_length"]) == (
-            filename, content_type, len(data))
+            filename,
+            content_type,
+            len(data),
+        )
         assert seen["last_modified"] == str(ours.last_modified)
 
     theirs = storage.get(report["created"])
