@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from depot.io._chunks import BLOCK_SIZE
@@ -103,6 +103,32 @@ class StoredFile(io.IOBase):
         ``None`` means only :class:`~depot.middleware.DepotMiddleware` serves it.
         """
         return None
+
+    def iter_range(self, start: int, stop: int, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+        """Yield the bytes from offset ``start`` up to, not including, ``stop``.
+
+        Reads only those bytes where the file can seek. A file that cannot must
+        not have been read yet: the first ``start`` bytes are read and dropped.
+        Backends that can fetch a range directly (S3's ranged GET) override this.
+
+        .. versionadded:: 1.0
+        """
+        if self.seekable():
+            self.seek(start)
+        else:
+            skip = start
+            while skip > 0:
+                skipped = len(self.read(min(skip, block_size)))
+                if not skipped:
+                    return
+                skip -= skipped
+        left = stop - start
+        while left > 0:
+            chunk = self.read(min(left, block_size))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
 
     def __next__(self) -> bytes:
         chunk = self.read(BLOCK_SIZE)

@@ -82,6 +82,10 @@ class LocalStoredFile(StoredFile):
     def seekable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        """The OS file descriptor, so that WSGI servers can ``sendfile()`` it."""
+        return self._open().fileno()
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._open().seek(offset, whence)
 

@@ -1,0 +1,498 @@
+"""DepotMiddleware through WebTest: routing, HTTP semantics and safe defaults, per backend."""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from webtest import TestApp
+
+from depot.io.interfaces import FileStorage
+from depot.io.memory import MemoryFileStorage, MemoryStoredFile
+from depot.manager import DepotManager
+from depot.middleware import DepotMiddleware, _FileIter
+
+DATA = bytes(range(256)) * 40  # 10,240 bytes
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+
+def wrapped_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"the application"]
+
+
+@pytest.fixture
+def app(default_depot: FileStorage) -> TestApp:
+    return TestApp(DepotManager.make_middleware(wrapped_app))
+
+
+@pytest.fixture
+def stored(default_depot: FileStorage) -> Any:
+    return default_depot.get(
+        default_depot.create(DATA, filename="data.bin", content_type="image/png")
+    )
+
+
+@pytest.fixture
+def url(stored: Any) -> str:
+    return f"/depot/default/{stored.file_id}"
+
+
+def http_date(dt) -> str:
+    return email.utils.format_datetime(
+        dt.replace(tzinfo=__import__("datetime").timezone.utc), usegmt=True
+    )
+
+
+# --- routing ---------------------------------------------------------------------
+
+
+def test_url_for_is_filedepots(app: TestApp, stored: Any) -> None:
+    assert DepotManager.url_for(f"default/{stored.file_id}") == f"/depot/default/{stored.file_id}"
+    assert DepotMiddleware(wrapped_app, mountpoint="/files/").url_for("a/b") == "/files/a/b"
+
+
+def test_get_serves_the_file_with_its_headers(app: TestApp, stored: Any, url: str) -> None:
+    response = app.get(url)
+    assert response.status_int == 200
+    assert response.body == DATA
+    h = response.headers
+    assert h["Content-Type"] == "image/png"
+    assert h["Content-Length"] == str(len(DATA))
+    assert re.fullmatch(r'"[0-9a-f]{32}"', h["ETag"])
+    assert h["Last-Modified"] == http_date(stored.last_modified)
+    assert h["Cache-Control"] == "public, max-age=604800"
+    expires = email.utils.parsedate_to_datetime(h["Expires"])
+    assert expires - email.utils.parsedate_to_datetime(h["Last-Modified"]) >= timedelta(days=6)
+    assert h["Accept-Ranges"] == "bytes"
+    assert h["X-Content-Type-Options"] == "nosniff"
+    # filedepot's exact header for a file it served inline
+    assert h["Content-Disposition"] == "inline;filename=\"data.bin\";filename*=utf-8''data.bin"
+    assert "Content-Security-Policy" not in h
+
+
+def test_etag_is_stable_and_changes_with_the_content(
+    app: TestApp, default_depot, stored, url
+) -> None:
+    etag = app.get(url).headers["ETag"]
+    assert app.get(url).headers["ETag"] == etag
+    default_depot.replace(stored.file_id, b"other bytes")
+    assert app.get(url).headers["ETag"] != etag
+
+
+@pytest.mark.parametrize("path", ["/", "/other", "/depotx/default/x", "/static/depot"])
+def test_requests_outside_the_mountpoint_reach_the_app(app: TestApp, path: str) -> None:
+    assert app.get(path).body == b"the application"
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_other_methods_reach_the_app(app: TestApp, url: str, method: str) -> None:
+    assert getattr(app, method)(url).body == b"the application"
+
+
+def test_mountpoint_must_be_absolute() -> None:
+    with pytest.raises(ValueError, match="must be an absolute path starting with '/'"):
+        DepotMiddleware(wrapped_app, mountpoint="depot")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/depot",
+        "/depot/",
+        "/depot/default",
+        "/depot/default/",
+        "/depot/nodepot/" + MISSING,
+        "/depot/default/" + MISSING,
+        "/depot/default/not-an-id",
+        "/depot/default/..%2F..%2Fetc",
+        "/depot/default/../../etc/passwd",
+        "/depot/default/" + MISSING + "/extra",
+    ],
+)
+def test_not_found_is_a_short_plain_404(app: TestApp, stored: Any, path: str) -> None:
+    response = app.get(path, status=404)
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.body == b"File not found."
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_backend_failure_is_a_logged_503(caplog: pytest.LogCaptureFixture) -> None:
+    class DownStorage(MemoryFileStorage):
+        def get(self, file_or_id):
+            raise ConnectionRefusedError("storage server down")
+
+    DepotManager._depots["down"] = DownStorage()
+    app = TestApp(DepotMiddleware(wrapped_app))
+    with caplog.at_level(logging.ERROR, logger="depot.middleware"):
+        response = app.get(f"/depot/down/{MISSING}", status=503)
+    assert response.body == b"File storage unavailable."
+    assert "down" in caplog.text and MISSING in caplog.text
+
+
+def test_public_url_redirects() -> None:
+    class PublicFile(MemoryStoredFile):
+        public_url = "https://cdn.example.com/x.png"
+
+    class PublicStorage(MemoryFileStorage):
+        def get(self, file_or_id):
+            plain = super().get(file_or_id)
+            return PublicFile(self.files, plain.file_id, self.files[plain.file_id])
+
+    storage = PublicStorage()
+    DepotManager._depots["cdn"] = storage
+    file_id = storage.create(b"x")
+    response = TestApp(DepotMiddleware(wrapped_app)).get(f"/depot/cdn/{file_id}", status=301)
+    assert response.headers["Location"] == "https://cdn.example.com/x.png"
+
+
+# --- conditional requests ---------------------------------------------------------
+
+
+def test_if_none_match(app: TestApp, url: str) -> None:
+    etag = app.get(url).headers["ETag"]
+    for value in [etag, f'"x", {etag}', "*", f"W/{etag}"]:
+        response = app.get(url, headers={"If-None-Match": value}, status=304)
+        assert response.body == b""
+        for header in ("ETag", "Cache-Control", "Expires", "Last-Modified"):
+            assert header in response.headers, header
+        assert "Content-Length" not in response.headers or response.headers["Content-Length"] == "0"
+    assert app.get(url, headers={"If-None-Match": '"other"'}).status_int == 200
+
+
+def test_if_modified_since(app: TestApp, stored: Any, url: str) -> None:
+    same = http_date(stored.last_modified)
+    later = http_date(stored.last_modified + timedelta(hours=1))
+    earlier = http_date(stored.last_modified - timedelta(hours=1))
+    assert app.get(url, headers={"If-Modified-Since": same}).status_int == 304
+    assert app.get(url, headers={"If-Modified-Since": later}).status_int == 304
+    assert app.get(url, headers={"If-Modified-Since": earlier}).status_int == 200
+
+
+def test_malformed_date_is_ignored_not_a_400(app: TestApp, url: str) -> None:
+    # filedepot answered 400; RFC 9110 §13.1.3 says ignore it.
+    assert app.get(url, headers={"If-Modified-Since": "yesterday"}).body == DATA
+
+
+def test_if_none_match_takes_precedence(app: TestApp, stored: Any, url: str) -> None:
+    later = http_date(stored.last_modified + timedelta(hours=1))
+    headers = {"If-None-Match": '"other"', "If-Modified-Since": later}
+    assert app.get(url, headers=headers).status_int == 200
+
+
+def test_if_match(app: TestApp, url: str) -> None:
+    etag = app.get(url).headers["ETag"]
+    assert app.get(url, headers={"If-Match": etag}).status_int == 200
+    assert app.get(url, headers={"If-Match": f'"a", {etag}'}).status_int == 200
+    assert app.get(url, headers={"If-Match": "*"}).status_int == 200
+    assert app.get(url, headers={"If-Match": '"other"'}, status=412).body == b"Precondition failed."
+    # If-Match compares strongly: a weak tag never matches.
+    assert app.get(url, headers={"If-Match": f"W/{etag}"}, status=412)
+
+
+def test_if_unmodified_since(app: TestApp, stored: Any, url: str) -> None:
+    earlier = http_date(stored.last_modified - timedelta(hours=1))
+    later = http_date(stored.last_modified + timedelta(hours=1))
+    assert app.get(url, headers={"If-Unmodified-Since": later}).status_int == 200
+    assert app.get(url, headers={"If-Unmodified-Since": earlier}, status=412)
+    assert app.get(url, headers={"If-Unmodified-Since": "garbage"}).status_int == 200
+    # With If-Match, If-Unmodified-Since is not evaluated.
+    etag = app.get(url).headers["ETag"]
+    assert (
+        app.get(url, headers={"If-Match": etag, "If-Unmodified-Since": earlier}).status_int == 200
+    )
+
+
+def test_412_comes_before_304(app: TestApp, url: str) -> None:
+    etag = app.get(url).headers["ETag"]
+    app.get(url, headers={"If-Match": '"other"', "If-None-Match": etag}, status=412)
+
+
+# --- ranges ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "stop"),
+    [
+        ("bytes=0-99", 0, 100),
+        ("bytes=100-", 100, len(DATA)),
+        ("bytes=-10", len(DATA) - 10, len(DATA)),
+        ("bytes=10000-99999", 10000, len(DATA)),
+        ("bytes= 5 - 9", 5, 10),
+        ("bytes=-99999", 0, len(DATA)),
+    ],
+)
+def test_single_range(app: TestApp, url: str, header: str, start: int, stop: int) -> None:
+    response = app.get(url, headers={"Range": header}, status=206)
+    assert response.body == DATA[start:stop]
+    assert response.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{len(DATA)}"
+    assert response.headers["Content-Length"] == str(stop - start)
+    assert response.headers["Content-Type"] == "image/png"
+
+
+@pytest.mark.parametrize("header", ["bytes=20000-", "bytes=10240-10300", "bytes=-0"])
+def test_unsatisfiable_range(app: TestApp, url: str, header: str) -> None:
+    response = app.get(url, headers={"Range": header}, status=416)
+    assert response.headers["Content-Range"] == f"bytes */{len(DATA)}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=5-4",
+        "bytes=abc",
+        "items=0-1",
+        "bytes=0-1x",
+        "bytes=",
+        "bytes=-",
+        "0-1",
+        "bytes=" + ",".join(f"{i}-{i}" for i in range(101)),
+        "bytes=0-,0-,0-",
+        "bytes=0-9000,100-5000",
+    ],
+)
+def test_ignored_range_sends_the_whole_file(app: TestApp, url: str, header: str) -> None:
+    response = app.get(url, headers={"Range": header}, status=200)
+    assert response.body == DATA
+
+
+def test_several_ranges_are_multipart(app: TestApp, url: str) -> None:
+    response = app.get(url, headers={"Range": "bytes=0-9,100-109,-5"}, status=206)
+    content_type = response.headers["Content-Type"]
+    boundary = re.fullmatch(r"multipart/byteranges; boundary=(\w+)", content_type).group(1)
+    assert "Content-Range" not in response.headers
+    assert response.headers["Content-Length"] == str(len(response.body))
+    parts = response.body.split(f"--{boundary}".encode())
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    expected = [(0, 10), (100, 110), (len(DATA) - 5, len(DATA))]
+    for part, (start, stop) in zip(parts[1:-1], expected, strict=True):
+        head, body = part.split(b"\r\n\r\n", 1)
+        assert b"Content-Type: image/png" in head
+        assert f"Content-Range: bytes {start}-{stop - 1}/{len(DATA)}".encode() in head
+        assert body == DATA[start:stop] + b"\r\n"
+
+
+def test_one_satisfiable_range_among_several_is_a_plain_206(app: TestApp, url: str) -> None:
+    response = app.get(url, headers={"Range": "bytes=0-9,99999-"}, status=206)
+    assert response.headers["Content-Range"] == f"bytes 0-9/{len(DATA)}"
+
+
+def test_if_range(app: TestApp, stored: Any, url: str) -> None:
+    etag = app.get(url).headers["ETag"]
+    last_modified = http_date(stored.last_modified)
+    for validator, status in [
+        (etag, 206),
+        ('"stale"', 200),
+        (f"W/{etag}", 200),
+        (last_modified, 206),
+        (http_date(stored.last_modified - timedelta(hours=1)), 200),
+    ]:
+        response = app.get(url, headers={"Range": "bytes=0-9", "If-Range": validator})
+        assert response.status_int == status, validator
+
+
+# --- HEAD --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 200),
+        ({"Range": "bytes=0-9"}, 206),
+        ({"Range": "bytes=0-1,5-6"}, 206),
+        ({"Range": "bytes=99999-"}, 416),
+    ],
+)
+def test_head_answers_like_get_without_reading(
+    app: TestApp, url: str, stored: Any, monkeypatch: pytest.MonkeyPatch, headers: dict, status: int
+) -> None:
+    get = app.get(url, headers=headers, status=status)
+    monkeypatch.setattr(type(stored), "read", lambda *a: pytest.fail("HEAD read the file"))
+    head = app.head(url, headers=headers, status=status)
+    assert head.body == b""
+    ignore = {"Expires", "Content-Type", "Content-Length"}  # time; boundary; 416 text
+    assert {k: v for k, v in head.headers.items() if k not in ignore} == {
+        k: v for k, v in get.headers.items() if k not in ignore
+    }
+    if status != 416:
+        assert head.headers.get("Content-Length") == get.headers.get("Content-Length") or (
+            "multipart" in get.headers["Content-Type"]
+        )
+
+
+def test_head_304(app: TestApp, url: str) -> None:
+    etag = app.get(url).headers["ETag"]
+    assert app.head(url, headers={"If-None-Match": etag}).status_int == 304
+
+
+# --- safe by default ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "application/javascript",
+        "text/javascript",
+        "application/x-unknown",
+        "application/octet-stream",
+        "text/html; charset=utf-8",
+    ],
+)
+def test_dangerous_types_are_attachments(app: TestApp, default_depot, content_type: str) -> None:
+    file_id = default_depot.create(b"<script>alert(1)</script>", "x.html", content_type)
+    response = app.get(f"/depot/default/{file_id}")
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    assert response.headers["Content-Security-Policy"] == "sandbox"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "video/mp4",
+        "audio/mpeg",
+        "application/pdf",
+        "text/plain",
+        "text/plain; charset=utf-8",
+    ],
+)
+def test_harmless_types_stay_inline(app: TestApp, default_depot, content_type: str) -> None:
+    file_id = default_depot.create(b"x", "x", content_type)
+    response = app.get(f"/depot/default/{file_id}")
+    assert response.headers["Content-Disposition"].startswith("inline;")
+    assert "Content-Security-Policy" not in response.headers
+
+
+def test_inline_types_is_an_option(default_depot) -> None:
+    app = TestApp(DepotMiddleware(wrapped_app, inline_types=["text/html", "image/*"]))
+    html = default_depot.create(b"<p>", "p.html")
+    png = default_depot.create(b"x", "p.png")
+    pdf = default_depot.create(b"x", "p.pdf")
+    assert app.get(f"/depot/default/{html}").headers["Content-Disposition"].startswith("inline")
+    assert app.get(f"/depot/default/{png}").headers["Content-Disposition"].startswith("inline")
+    assert app.get(f"/depot/default/{pdf}").headers["Content-Disposition"].startswith("attachment")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a\r\nSet-Cookie: x=1.png", 'q".png', "back\\slash.png", "\u043a\u043e\u0442 \U0001f408.png"],
+)
+def test_filenames_cannot_inject_headers(app: TestApp, default_depot, name: str) -> None:
+    file_id = default_depot.create(b"x", name, "image/png")
+    response = app.get(f"/depot/default/{file_id}")  # WebTest's lint rejects bad headers
+    assert "Set-Cookie" not in response.headers
+    value = response.headers["Content-Disposition"]
+    assert re.fullmatch(
+        r'inline;filename="(?:[^"\\\x00-\x1f]|\\.)*";filename\*=utf-8\'\'[^\s"]+', value
+    ), value
+
+
+def test_stored_content_type_cannot_inject_headers(app: TestApp, default_depot) -> None:
+    file_id = default_depot.create(b"x", "x", "text/plain\r\nSet-Cookie: a=b")
+    response = app.get(f"/depot/default/{file_id}")
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert "Set-Cookie" not in response.headers
+
+
+# --- streaming --------------------------------------------------------------------------
+
+
+def call(middleware, path: str, **environ: Any):
+    from webob import Request
+
+    request = Request.blank(path, environ=environ)
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"] = status
+
+    return middleware(request.environ, start_response), captured
+
+
+def test_file_goes_to_the_servers_file_wrapper(default_depot, stored, url) -> None:
+    seen = []
+
+    def file_wrapper(filelike, block_size):
+        seen.append(filelike)
+        return iter([filelike.read()])
+
+    body, _ = call(DepotMiddleware(wrapped_app), url, **{"wsgi.file_wrapper": file_wrapper})
+    assert b"".join(body) == DATA
+    if isinstance(default_depot, MemoryFileStorage):
+        with pytest.raises(io.UnsupportedOperation):
+            seen[0].fileno()
+    else:  # a real descriptor: servers can sendfile() it
+        import os
+
+        assert os.fstat(seen[0].fileno()).st_size == len(DATA)
+
+
+def test_replace_wsgi_filewrapper(default_depot, url) -> None:
+    def refuse(*args):
+        pytest.fail("the server's wrapper was used")
+
+    middleware = DepotMiddleware(wrapped_app, replace_wsgi_filewrapper=True)
+    body, _ = call(middleware, url, **{"wsgi.file_wrapper": refuse})
+    assert isinstance(body, _FileIter)
+    assert b"".join(body) == DATA
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"HTTP_RANGE": "bytes=0-5000"}, {"HTTP_RANGE": "bytes=0-1,5-6"}]
+)
+def test_closing_the_body_closes_the_file(default_depot, stored, url, monkeypatch, headers) -> None:
+    opened = []
+    original_get = type(default_depot).get
+    monkeypatch.setattr(
+        type(default_depot),
+        "get",
+        lambda self, fid: opened.append(original_get(self, fid)) or opened[-1],
+    )
+    body, _ = call(DepotMiddleware(wrapped_app), url, **headers)
+    next(iter(body))  # the client went away after the first block
+    body.close()
+    assert opened[0].closed
+
+
+# --- offload to the front server -----------------------------------------------------
+
+
+@pytest.mark.parametrize("offload", ["x-accel-redirect", "x-sendfile"])
+def test_offload_headers(tmp_path, offload: str) -> None:
+    local = DepotManager.configure("default", {"depot.storage_path": str(tmp_path / "f")})
+    memory = DepotManager.configure("mem", {"depot.backend": "memory"})
+    app = TestApp(DepotMiddleware(wrapped_app, offload=offload, offload_location="/_internal/"))
+    file_id = local.create(b"abc", "a.txt")
+    response = app.get(f"/depot/default/{file_id}")
+    assert response.body == b""
+    if offload == "x-accel-redirect":
+        assert response.headers["X-Accel-Redirect"] == f"/_internal/default/{file_id}/file"
+    else:
+        assert response.headers["X-Sendfile"] == str(tmp_path / "f" / file_id / "file")
+    assert response.headers["Content-Disposition"].startswith("inline;")
+    etag = response.headers["ETag"]
+    assert app.get(f"/depot/default/{file_id}", headers={"If-None-Match": etag}).status_int == 304
+    # Files not on this disk are served by depot itself.
+    mem_id = memory.create(b"abc")
+    served = app.get(f"/depot/mem/{mem_id}")
+    assert served.body == b"abc"
+    assert "X-Accel-Redirect" not in served.headers and "X-Sendfile" not in served.headers
+
+
+def test_offload_must_be_known() -> None:
+    with pytest.raises(ValueError, match="offload must be one of x-accel-redirect, x-sendfile"):
+        DepotMiddleware(wrapped_app, offload="x-lighttpd")
