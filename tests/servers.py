@@ -1,0 +1,117 @@
+"""Real servers on 127.0.0.1 for end-to-end tests: gunicorn running depot, nginx in front."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+@contextmanager
+def gunicorn(storage: Path, offload: str | None = None, workers: int = 1) -> Iterator[tuple[int, int]]:
+    """Serve tests/wsgi_app.py; yields (port, master pid)."""
+    port = free_port()
+    env = {**os.environ, "DEPOT_TEST_STORAGE": str(storage), "DEPOT_TEST_OFFLOAD": offload or "",
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--worker-class", "gthread", "--threads", "4", "--log-level", "warning", "wsgi_app:application"],
+        env=env, cwd=str(TESTS),
+    )
+    try:
+        wait_for_port(port, process, "gunicorn")
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if found is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light; .ci/run does)")
+    return found
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+{user}
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{port};
+        location /depot/ {{
+            proxy_pass http://127.0.0.1:{upstream};
+        }}
+        # The location DepotMiddleware(offload='x-accel-redirect') points to.
+        location /_depot/default/ {{
+            internal;
+            alias {storage}/;
+        }}
+        location /raw/ {{
+            alias {storage}/;
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(storage: Path, upstream: int, root: Path) -> Iterator[int]:
+    """nginx proxying /depot/ to ``upstream`` and serving offloaded files; yields its port."""
+    binary = nginx_binary()
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = root / "nginx.conf"
+    # As root nginx would drop to 'nobody', who cannot read pytest's 0700 temp dirs.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(root=root, port=port, upstream=upstream, storage=storage,
+                                      user=user))
+    process = subprocess.Popen([binary, "-p", str(root), "-c", str(conf)])
+    try:
+        wait_for_port(port, process, "nginx")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
