@@ -38,15 +38,36 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: floa
 
 
 @contextmanager
-def gunicorn(storage: Path, offload: str | None = None, workers: int = 1) -> Iterator[tuple[int, int]]:
+def gunicorn(
+    storage: Path, offload: str | None = None, workers: int = 1
+) -> Iterator[tuple[int, int]]:
     """Serve tests/wsgi_app.py; yields (port, master pid)."""
     port = free_port()
-    env = {**os.environ, "DEPOT_TEST_STORAGE": str(storage), "DEPOT_TEST_OFFLOAD": offload or "",
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    env = {
+        **os.environ,
+        "DEPOT_TEST_STORAGE": str(storage),
+        "DEPOT_TEST_OFFLOAD": offload or "",
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", "4", "--log-level", "warning", "wsgi_app:application"],
-        env=env, cwd=str(TESTS),
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+            "wsgi_app:application",
+        ],
+        env=env,
+        cwd=str(TESTS),
     )
     try:
         wait_for_port(port, process, "gunicorn")
@@ -57,7 +78,9 @@ def gunicorn(storage: Path, offload: str | None = None, workers: int = 1) -> Ite
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
     if found is None:
         pytest.skip("nginx is not installed (Debian: apt-get install nginx-light; .ci/run does)")
     return found
@@ -106,8 +129,9 @@ def nginx(storage: Path, upstream: int, root: Path) -> Iterator[int]:
     conf = root / "nginx.conf"
     # As root nginx would drop to 'nobody', who cannot read pytest's 0700 temp dirs.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(root=root, port=port, upstream=upstream, storage=storage,
-                                      user=user))
+    conf.write_text(
+        NGINX_CONF.format(root=root, port=port, upstream=upstream, storage=storage, user=user)
+    )
     process = subprocess.Popen([binary, "-p", str(root), "-c", str(conf)])
     try:
         wait_for_port(port, process, "nginx")

@@ -91,8 +91,10 @@ def test_range_304_head_and_a_100_mib_download_over_a_socket(big_file) -> None:
 def test_offload_to_nginx_with_x_accel_redirect(big_file, tmp_path: Path) -> None:
     storage_path, file_id, sha = big_file
     path = f"/depot/default/{file_id}"
-    with gunicorn(storage_path, offload="x-accel-redirect") as (upstream, _), \
-            nginx(storage_path, upstream, tmp_path / "nginx") as port:
+    with (
+        gunicorn(storage_path, offload="x-accel-redirect") as (upstream, _),
+        nginx(storage_path, upstream, tmp_path / "nginx") as port,
+    ):
         response, body = request(port, path, headers={"Range": "bytes=0-1023"})
         assert response.status == 206
         assert len(body) == 1024
@@ -110,7 +112,7 @@ def test_offload_to_nginx_with_x_accel_redirect(big_file, tmp_path: Path) -> Non
         connection.close()
         assert digest.hexdigest() == sha
         assert headers["Content-Type"] == "video/mp4"
-        assert headers["Content-Disposition"].startswith("inline;filename=\"movie.mp4\"")
+        assert headers["Content-Disposition"].startswith('inline;filename="movie.mp4"')
         assert headers["Cache-Control"] == "public, max-age=604800"
 
         etag = request(port, path, method="HEAD")[0].getheader("ETag")

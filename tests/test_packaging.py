@@ -27,7 +27,20 @@ def test_all_extra_is_the_union_of_the_others() -> None:
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     extras = {name: set(value.split()) for name, value in config["options.extras_require"].items()}
-    expected = {"s3", "gridfs", "gcs", "sqlalchemy", "ming", "images", "web", "cli", "all", "test"}
+    expected = {
+        "s3",
+        "gridfs",
+        "gcs",
+        "sqlalchemy",
+        "ming",
+        "images",
+        "web",
+        "cli",
+        "all",
+        "test",
+        "docs",
+    }
     assert set(extras) == expected
-    union = set().union(*(reqs for name, reqs in extras.items() if name not in ("all", "test")))
+    tooling = ("all", "test", "docs")
+    union = set().union(*(reqs for name, reqs in extras.items() if name not in tooling))
     assert extras["all"] == union

@@ -61,3 +61,13 @@ def test_ruff() -> None:
 def test_mypy() -> None:
     result = subprocess.run([_tool("mypy")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout
+
+
+def test_docs_build_without_warnings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", "docs", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
