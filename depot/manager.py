@@ -24,6 +24,8 @@ from depot.io.interfaces import FileStorage, StoredFile
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from depot.middleware import DepotMiddleware
+
 __all__ = ["DepotManager", "configure", "get_depot", "get_file", "set_default"]
 
 
@@ -142,7 +144,7 @@ class DepotManager:
         return url
 
     @classmethod
-    def make_middleware(cls, app: WSGIApplication, **options: Any) -> Any:
+    def make_middleware(cls, app: WSGIApplication, **options: Any) -> DepotMiddleware:
         """Wrap ``app`` in the :class:`~depot.middleware.DepotMiddleware` that serves the files.
 
         :param options: passed to :class:`~depot.middleware.DepotMiddleware`.
