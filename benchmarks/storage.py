@@ -1,20 +1,17 @@
 """Compare depot's memory and local storages with filedepot 0.12's, side by side.
 
-Run from the repository root with the interpreter that has depot's dependencies::
+Run from the repository root, with the interpreter that has depot's dependencies::
 
     python benchmarks/storage.py [--rounds 5] [--files 2000] [--big-mib 1024]
                                  [--reference-python /path/to/venv/bin/python]
 
-Without ``--reference-python`` a throwaway venv with ``filedepot==0.12.0`` is built in a
-temporary directory and removed afterwards. Both projects install the package ``depot``, so
-every measurement runs in a fresh child process: ours with the repository on ``PYTHONPATH``,
-filedepot isolated (``python -I``, cwd in a temp dir) so it can never import the repository.
-Rounds alternate filedepot, depot, filedepot, depot...; the table shows medians.
-
-Workloads: create and get+read of N files of 1 KiB in a MemoryFileStorage and in a
-LocalFileStorage (ours both durable, the default, and with ``fsync=False``; filedepot never
-fsyncs), and storing then reading back in 64 KiB chunks one big file from an open file on
-disk, reporting the child's peak RSS and MiB/s. Stdlib only.
+Workloads: create, then get+read, N files of 1 KiB in a MemoryFileStorage and a
+LocalFileStorage (ours durable, the default, and with ``fsync=False``; filedepot never
+fsyncs); store one big file from an open file and read it back in 64 KiB chunks (MiB/s,
+peak RSS). Both projects install ``depot``, so each measurement runs in a fresh child:
+ours with the repository on ``PYTHONPATH``, filedepot under ``python -I`` from a temp dir.
+Each workload runs for filedepot then depot, round after round; the table shows medians.
+Without ``--reference-python`` filedepot 0.12 goes into a throwaway venv. Stdlib only.
 """
 
 from __future__ import annotations
@@ -36,8 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024
 
-# Runs in a child so filedepot and depot never share a process. It is handed a JSON spec
-# and prints a JSON result on its last line of stdout.
+# Runs in a child so filedepot and depot never share a process: takes a JSON spec as its
+# argument and prints its figures as JSON, named by the table's keys.
 CHILD = r"""
 import json, os, platform, resource, sys, time
 spec = json.loads(sys.argv[1])
@@ -46,15 +43,17 @@ out = {"depot_file": depot.__file__, "python": platform.python_version()}
 
 def local(path):
     from depot.io.local import LocalFileStorage
-    if spec.get("fsync") is None:
-        return LocalFileStorage(path)
-    return LocalFileStorage(path, fsync=spec["fsync"])
+    # Only depot has the keyword; None means "the default".
+    fsync = spec.get("fsync")
+    return LocalFileStorage(path) if fsync is None else LocalFileStorage(path, fsync=fsync)
+
+def rate(amount, start):
+    return amount / (time.perf_counter() - start)
 
 def create_all(storage, n):
-    data = os.urandom(1024)
-    start = time.perf_counter()
+    data, start = os.urandom(1024), time.perf_counter()
     ids = [storage.create(data, "f.bin", "application/octet-stream") for _ in range(n)]
-    return ids, n / (time.perf_counter() - start)
+    return ids, rate(n, start)
 
 def read_all(storage, ids):
     start = time.perf_counter()
@@ -62,35 +61,34 @@ def read_all(storage, ids):
         f = storage.get(fid)
         f.read()
         f.close()
-    return len(ids) / (time.perf_counter() - start)
+    return rate(len(ids), start)
 
 kind = spec["kind"]
 if kind == "memory":
     from depot.io.memory import MemoryFileStorage
     storage = MemoryFileStorage()
-    ids, out["create"] = create_all(storage, spec["files"])
-    out["read"] = read_all(storage, ids)
+    ids, out["mem_create"] = create_all(storage, spec["files"])
+    out["mem_read"] = read_all(storage, ids)
 elif kind == "local-create":
-    ids, out["create"] = create_all(local(spec["path"]), spec["files"])
-    with open(spec["ids"], "w") as f:
+    ids, out[spec["key"]] = create_all(local(spec["path"]), spec["files"])
+    with open(spec["path"] + ".json", "w") as f:
         json.dump(ids, f)
 elif kind == "local-read":
-    with open(spec["ids"]) as f:
-        out["read"] = read_all(local(spec["path"]), json.load(f))
+    with open(spec["path"] + ".json") as f:
+        out["local_read"] = read_all(local(spec["path"]), json.load(f))
 elif kind == "big":
-    storage = local(spec["path"])
+    storage, mib = local(spec["path"]), os.path.getsize(spec["source"]) / 2**20
     start = time.perf_counter()
     with open(spec["source"], "rb") as src:
         fid = storage.create(src)
-    out["write"] = spec["size"] / (time.perf_counter() - start) / 2**20
-    start = time.perf_counter()
+    out["big_write"], start = rate(mib, start), time.perf_counter()
     f = storage.get(fid)
     while f.read(spec["chunk"]):
         pass
     f.close()
-    out["read"] = spec["size"] / (time.perf_counter() - start) / 2**20
+    out["big_read"] = rate(mib, start)
     # Linux reports ru_maxrss in KiB.
-    out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["big_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
 
@@ -100,91 +98,90 @@ class Impl:
     """One side of the comparison: an interpreter and how to start it."""
 
     name: str
+    tag: str
     python: str
     flags: list[str]
     env: dict[str, str]
     cwd: str
-    ours: bool
+
+    @property
+    def ours(self) -> bool:
+        return self.tag == "ours"
 
 
 @dataclass
 class Row:
-    """A table line: which metric to show and the target depot must meet."""
+    """A table line: which figure to show and the target depot must meet."""
 
     label: str
-    ref_key: str
-    ours_key: str
+    key: str
     min_ratio: float | None = None  # depot/filedepot must be at least this
-    max_abs: float | None = None  # depot's own value must be at most this (MiB)
+    max_mib: float | None = None  # depot's own value must be at most this
 
 
 ROWS = [
-    Row("memory create 1 KiB (ops/s)", "mem_create", "mem_create", min_ratio=1.0),
-    Row("memory get+read 1 KiB (ops/s)", "mem_read", "mem_read", min_ratio=1.0),
-    Row("local create 1 KiB, durable (ops/s)", "local_create", "local_create", min_ratio=0.7),
-    Row("local create 1 KiB, fsync=False (ops/s)", "local_create", "local_nosync", min_ratio=1.0),
-    Row("local get+read 1 KiB (ops/s)", "local_read", "local_read", min_ratio=1.0),
-    Row("big file write (MiB/s)", "big_write", "big_write"),
-    Row("big file read 64 KiB chunks (MiB/s)", "big_read", "big_read"),
-    Row("big file peak RSS (MiB)", "big_rss", "big_rss", max_abs=32.0),
+    Row("memory create 1 KiB (ops/s)", "mem_create", min_ratio=1.0),
+    Row("memory get+read 1 KiB (ops/s)", "mem_read", min_ratio=1.0),
+    Row("local create 1 KiB, durable (ops/s)", "local_create", min_ratio=0.7),
+    Row("local create 1 KiB, fsync=False (ops/s)", "local_nosync", min_ratio=1.0),
+    Row("local get+read 1 KiB (ops/s)", "local_read", min_ratio=1.0),
+    Row("big file write (MiB/s)", "big_write"),
+    Row("big file read 64 KiB chunks (MiB/s)", "big_read"),
+    Row("big file peak RSS (MiB)", "big_rss", max_mib=32.0),
 ]
+
+
+# Figures by implementation tag, then table key: one value per round.
+Found = dict[str, dict[str, list[float]]]
 
 
 def run_child(impl: Impl, spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and check it imported the right depot."""
     # Flush earlier writes first so their writeback is not billed to this measurement.
     os.sync()
-    proc = subprocess.run(
-        [impl.python, *impl.flags, "-c", CHILD, json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=impl.env,
-        cwd=impl.cwd,
-        check=False,
-    )
+    argv = [impl.python, *impl.flags, "-c", CHILD, json.dumps(spec)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=impl.env, cwd=impl.cwd)
     if proc.returncode != 0:
         sys.exit(f"{impl.name} child failed on {spec['kind']}:\n{proc.stderr}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    in_repo = Path(result["depot_file"]).resolve().is_relative_to(REPO)
-    if in_repo != impl.ours:
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if Path(result["depot_file"]).resolve().is_relative_to(REPO) != impl.ours:
         sys.exit(f"{impl.name} imported the wrong depot: {result['depot_file']}")
     return result
 
 
-def one_round(impl: Impl, work: Path, args: argparse.Namespace, source: Path) -> dict[str, float]:
-    """Measure every workload once for one implementation, with its stores under ``work``."""
-    mem = run_child(impl, {"kind": "memory", "files": args.files})
-    out = {"mem_create": mem["create"], "mem_read": mem["read"]}
-    # filedepot has no fsync keyword (and never fsyncs): it runs only the default mode.
-    modes = {"local_create": None, "local_nosync": False} if impl.ours else {"local_create": None}
-    for key, fsync in modes.items():
-        spec = {
-            "kind": "local-create",
-            "files": args.files,
-            "fsync": fsync,
-            "path": str(work / key),
-            "ids": str(work / f"{key}.json"),
-        }
-        out[key] = run_child(impl, spec)["create"]
-    # Reads come from the default store, in a process that did not write it.
-    spec = {
-        "kind": "local-read",
-        "path": str(work / "local_create"),
-        "ids": str(work / "local_create.json"),
-    }
-    out["local_read"] = run_child(impl, spec)["read"]
-    big = run_child(
-        impl,
-        {
-            "kind": "big",
-            "path": str(work / "big"),
-            "source": str(source),
-            "size": source.stat().st_size,
-            "chunk": CHUNK,
-        },
-    )
-    out.update(big_write=big["write"], big_read=big["read"], big_rss=big["rss"])
-    return {key: float(value) for key, value in out.items()}
+def plan(impl: Impl, work: Path, files: int, source: Path) -> list[dict[str, Any]]:
+    """List one round's child specs for one implementation, in the order they run."""
+    at = f"{work / impl.tag}-"
+    create = {"kind": "local-create", "files": files}
+    # filedepot has no fsync keyword (and never fsyncs): its default is run afresh to pair
+    # with depot's fsync=False.
+    nosync = {"fsync": False} if impl.ours else {}
+    return [
+        {"kind": "memory", "files": files},
+        {**create, "path": at + "durable", "key": "local_create"},
+        {**create, "path": at + "nosync", "key": "local_nosync", **nosync},
+        # Reads come from the default store, in a process that did not write it.
+        {"kind": "local-read", "path": at + "durable"},
+        {"kind": "big", "path": at + "big", "source": str(source), "chunk": CHUNK},
+    ]
+
+
+def one_round(impls: tuple[Impl, Impl], work: Path, files: int, source: Path, found: Found) -> None:
+    """Run each workload for filedepot then depot, so both meet the disk in the same state.
+
+    Small-file stores stay in ``work`` until the end: creating files just after deleting
+    thousands ran up to 10x slower on our test VM, and noisier.
+    """
+    plans = [plan(impl, work, files, source) for impl in impls]
+    for specs in zip(*plans, strict=True):
+        for impl, spec in zip(impls, specs, strict=True):
+            figures = run_child(impl, spec)
+            for key in set(figures) - {"depot_file", "python"}:
+                found[impl.tag].setdefault(key, []).append(float(figures[key]))
+    # Deleted together once both ran, so neither writer follows the other's deletion:
+    # big writes just after a big deletion were erratic on our test VM.
+    for impl in impls:
+        shutil.rmtree(work / f"{impl.tag}-big")
 
 
 def make_source(path: Path, mib: int) -> None:
@@ -199,20 +196,17 @@ def make_reference(tmp: Path) -> str:
     venv = tmp / "ref-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "filedepot==0.12.0"],
-        check=True,
-        cwd=tmp,
-    )
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "filedepot==0.12.0"], check=True, cwd=tmp)
     return python
 
 
 def make_impls(ref_python: str, tmp: Path) -> tuple[Impl, Impl]:
     """Describe how to start filedepot (isolated from the repo) and ours (the repo first)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    ref = Impl("filedepot 0.12", ref_python, ["-I"], env, str(tmp), ours=False)
-    ours = Impl("depot", sys.executable, [], {**env, "PYTHONPATH": str(REPO)}, str(REPO), ours=True)
-    return ref, ours
+    ref = Impl("filedepot 0.12", "ref", ref_python, ["-I"], env, str(tmp))
+    ours_env = {**env, "PYTHONPATH": str(REPO)}
+    return ref, Impl("depot", "ours", sys.executable, [], ours_env, str(REPO))
 
 
 def fmt(value: float) -> str:
@@ -223,24 +217,25 @@ def fmt(value: float) -> str:
 def judge(row: Row, ref: float, ours: float) -> tuple[str, str, str]:
     """Return the ratio, target and verdict columns for one row."""
     ratio = f"{ours / ref:.2f}x" if ref else "-"
-    if row.max_abs is not None:
-        return ratio, f"<= {row.max_abs:g} MiB", "yes" if ours <= row.max_abs else "NO"
+    if row.max_mib is not None:
+        return ratio, f"<= {row.max_mib:g} MiB", "yes" if ours <= row.max_mib else "NO"
     if row.min_ratio is not None:
         ok = bool(ref) and ours / ref >= row.min_ratio
         return ratio, f">= {row.min_ratio:g}x", "yes" if ok else "NO"
     return ratio, "-", ""
 
 
-def print_table(rounds: dict[str, list[dict[str, float]]], ref: Impl, ours: Impl) -> None:
-    """Print medians side by side as plain text."""
+def print_table(ref: Impl, ours: Impl, found: Found) -> None:
+    """Print the medians side by side as plain text."""
     lines = [["workload", ref.name, ours.name, "ratio", "target", "ok?"]]
     for row in ROWS:
-        r = statistics.median(d[row.ref_key] for d in rounds[ref.name])
-        o = statistics.median(d[row.ours_key] for d in rounds[ours.name])
+        r = statistics.median(found[ref.tag][row.key])
+        o = statistics.median(found[ours.tag][row.key])
         lines.append([row.label, fmt(r), fmt(o), *judge(row, r, o)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for n, line in enumerate(lines):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [c.rjust(w) for c, w in zip(line, widths, strict=True)]
+        cells[0] = line[0].ljust(widths[0])
         print(" | ".join(cells).rstrip())
         if n == 0:
             print("-+-".join("-" * w for w in widths))
@@ -253,10 +248,7 @@ def print_header(args: argparse.Namespace, versions: dict[str, str]) -> None:
     print(f"nproc: {len(os.sched_getaffinity(0))}")
     for name, version in versions.items():
         print(f"{name}: Python {version}")
-    print(
-        f"{args.files} files of 1 KiB; big file {args.big_mib} MiB read in "
-        f"{CHUNK // 1024} KiB chunks"
-    )
+    print(f"{args.files} files of 1 KiB; big file {args.big_mib} MiB, read in 64 KiB chunks")
     print(f"medians of {args.rounds} alternating rounds\n", flush=True)
 
 
@@ -274,21 +266,18 @@ def main() -> None:
     # tempfile puts this on /tmp's disk (unless TMPDIR says otherwise), for both sides.
     with tempfile.TemporaryDirectory(prefix="depot-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        ref_python = args.reference_python or make_reference(tmp)
-        ref, ours = make_impls(ref_python, tmp)
+        ref, ours = make_impls(args.reference_python or make_reference(tmp), tmp)
         versions = {i.name: run_child(i, {"kind": "about"})["python"] for i in (ref, ours)}
         print_header(args, versions)
         source = tmp / "big.bin"
         make_source(source, args.big_mib)
-        rounds: dict[str, list[dict[str, float]]] = {ref.name: [], ours.name: []}
+        found: Found = {ref.tag: {}, ours.tag: {}}
         for n in range(args.rounds):
-            for impl in (ref, ours):
-                work = tmp / f"{impl.name.split()[0]}-{n}"
-                work.mkdir()
-                rounds[impl.name].append(one_round(impl, work, args, source))
-                shutil.rmtree(work)
+            work = tmp / f"round-{n}"
+            work.mkdir()
+            one_round((ref, ours), work, args.files, source, found)
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        print_table(rounds, ref, ours)
+        print_table(ref, ours, found)
 
 
 if __name__ == "__main__":
