@@ -198,7 +198,7 @@ class LocalFileStorage(FileStorage):
     def _create(
         self, fileid: str, content: FileContent, filename: str | None, content_type: str | None
     ) -> None:
-        temp = self._path(_TEMP_PREFIX + new_file_id())
+        temp = self._path(_TEMP_PREFIX + fileid)
         try:
             os.mkdir(temp)
         except FileNotFoundError:  # the first write: storage_path is made on demand
