@@ -11,10 +11,10 @@ cannot drift apart.
 from __future__ import annotations
 
 import re
+import time
 from calendar import timegm
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from email.utils import formatdate
 from typing import TYPE_CHECKING
 
 from webob.datetime_utils import parse_date
@@ -65,11 +65,31 @@ def etag_for(stored: StoredFile) -> str:
     return f"{when}-{stored.content_length}"
 
 
-def http_date(value: datetime | float) -> str:
-    """Format a naive-UTC datetime or a POSIX time as an HTTP-date."""
-    if isinstance(value, datetime):
-        value = timegm(value.timetuple())
-    return formatdate(value, usegmt=True)
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(value: datetime) -> str:
+    """Format a naive-UTC datetime as an HTTP-date (RFC 9110 §5.6.7 IMF-fixdate)."""
+    # By hand: this runs twice per request, and email.utils.formatdate is the
+    # slowest part of a 304; strftime would follow the process locale.
+    return (
+        f"{_DAYS[value.weekday()]}, {value.day:02d} {_MONTHS[value.month - 1]} {value.year:04d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} GMT"
+    )
+
+
+def expires_in(seconds: int) -> str:
+    """The HTTP-date ``seconds`` from now; computed once per second."""
+    now = int(time.time())
+    cached = _expires_cache.get(seconds)
+    if cached is None or cached[0] != now:
+        cached = (now, http_date(datetime.fromtimestamp(now + seconds, timezone.utc)))
+        _expires_cache[seconds] = cached
+    return cached[1]
+
+
+_expires_cache: dict[int, tuple[int, str]] = {}
 
 
 def precondition_status(request: Request, etag: str, last_modified: datetime | None) -> int | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from depot._http import (
     MultipartRanges,
     disposition_headers,
     etag_for,
+    expires_in,
     http_date,
     precondition_status,
     requested_ranges,
@@ -193,7 +193,7 @@ class FileServeApp:
         headers = [
             ("ETag", f'"{self.etag}"'),
             ("Cache-Control", f"public, max-age={self.cache_expires}"),
-            ("Expires", http_date(time.time() + self.cache_expires)),
+            ("Expires", expires_in(self.cache_expires)),
             ("X-Content-Type-Options", "nosniff"),
         ]
         if self.last_modified is not None:

@@ -1,0 +1,480 @@
+"""Serve files over HTTP with depot, filedepot 0.12 and nginx, side by side.
+
+Run from the repository root with the interpreter that has depot and gunicorn::
+
+    python benchmarks/serve.py [--rounds 3] [--duration 5] [--reference-python PATH]
+
+Servers, all on 127.0.0.1: filedepot 0.12's and depot's middleware, each under the same
+gunicorn (2 gthread workers of 4 threads); nginx serving the same bytes itself (2 workers,
+sendfile on); and that nginx in front of depot with ``offload='x-accel-redirect'``.
+filedepot runs from its own venv (a throwaway one with ``filedepot==0.12.0`` unless
+``--reference-python`` names one), where the script pip-installs our gunicorn's version.
+
+wrk sends the GETs (a run ends after ``--duration``; wrk has no request limit, so a hard
+timeout backs it up); ab sends the HEADs, which wrk cannot time (``-n`` and ``-t``). Server
+CPU is utime+stime of the server's process tree, read from /proc around every run. Rounds
+alternate servers; the table shows medians. Linux only; needs nginx, wrk and ab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+FILES = {"1k": 1024, "64k": 64 * 1024, "100m": 100 * 2**20}
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+AB_MAX_REQUESTS = 1_000_000
+COLUMNS = ("workload", "filedepot 0.12", "depot", "depot/filedepot", "nginx", "depot/nginx")
+
+NGINX_CONF = """
+daemon off;
+master_process on;  # needed for 2 workers, to match gunicorn's 2
+worker_processes 2;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    sendfile on;
+    keepalive_requests 1000000;  # gunicorn never closes a connection after N requests
+    server {{
+        listen 127.0.0.1:{port};
+        location /static/ {{ alias {static}/; }}
+        # As docs/serving.rst has it: plain proxy_pass, and an internal location.
+        location /depot/ {{ proxy_pass http://127.0.0.1:{upstream}; }}
+        location /_depot/default/ {{ internal; alias {storage}/; }}
+    }}
+}}
+"""
+
+# wrk's own summary rounds; this prints its exact totals.
+WRK_LUA = """
+function done(s, latency, requests)
+  local e = s.errors
+  io.write(string.format("BENCH %d %d %d %d\\n", s.requests, s.bytes, s.duration,
+                         e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass
+class Side:
+    """One project: its interpreter, the environment of its children, its stored file ids."""
+
+    python: str
+    env: dict[str, str]
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Server:
+    """A running server: where to send requests and whose CPU they cost."""
+
+    name: str
+    port: int
+    pids: list[int]
+    paths: dict[str, str]  # FILES key -> URL path
+    etag: str = ""  # of the 1 KiB file, as this server sent it
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A load run made on each of ``servers``, and the target depot must meet.
+
+    Target: depot's rate at least ``min_rate`` times that of ``vs`` and/or its
+    server CPU per unit at most ``max_cpu`` times theirs (``either``: or).
+    """
+
+    label: str
+    file: str
+    headers: tuple[str, ...] = ()
+    conns: int = 16
+    servers: tuple[str, ...] = ("ref", "ours", "nginx")  # depot's column: not ref nor nginx
+    revalidate: bool = False  # send If-None-Match with the server's own ETag
+    head: bool = False
+    per_gb: bool = False  # MB/s and CPU s/GB instead of req/s and CPU µs/req
+    vs: str = "ref"
+    min_rate: float | None = None
+    max_cpu: float | None = None
+    either: bool = False
+
+
+WORKLOADS = [
+    Workload("GET 1 KiB", "1k", min_rate=2, max_cpu=0.5, either=True),
+    Workload("GET 64 KiB", "64k", min_rate=2, max_cpu=0.5, either=True),
+    Workload("GET 100 MiB", "100m", conns=2, per_gb=True, vs="nginx", min_rate=0.9, max_cpu=1.5),
+    Workload("304 revalidation, 1 KiB", "1k", revalidate=True, min_rate=1.5),
+    Workload("Range 0-1023 of 100 MiB", "100m", ("Range: bytes=0-1023",), min_rate=100),
+    Workload("HEAD 100 MiB (ab)", "100m", head=True, min_rate=40),
+    Workload("GET 1 KiB offload", "1k", servers=("offload", "nginx"), vs="nginx", min_rate=0.5),
+]
+
+
+@dataclass
+class Result:
+    requests: int
+    nbytes: int
+    seconds: float
+    cpu: float = 0.0  # server CPU seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(stack: ExitStack, cmd: list[str], port: int, log: Path, **popen: Any) -> int:
+    """Start a server, stopped when ``stack`` closes (Ctrl-C too); its pid once it listens."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=out, **popen)
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    stack.callback(stop)
+    deadline = time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return int(process.pid)
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{cmd[0]} did not listen on 127.0.0.1:{port}; its log:\n{log.read_text()}")
+
+
+def tree(pid: int) -> Iterator[int]:
+    """``pid`` and all its descendants (from /proc/<pid>/task/<tid>/children)."""
+    yield pid
+    try:
+        children = [
+            int(child)
+            for tid in os.listdir(f"/proc/{pid}/task")
+            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        ]
+    except FileNotFoundError:
+        return  # it ended meanwhile
+    for child in children:
+        yield from tree(child)
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds used by these process trees, including children they reaped."""
+    ticks = 0
+    for pid in (p for root in roots for p in tree(root)):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        # Fields 14-17 (utime, stime, cutime, cstime) are 11-14 after the ')' ending comm.
+        ticks += sum(int(v) for v in stat.rsplit(")", 1)[1].split()[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def probe(port: int, path: str, method: str = "GET", **headers: str) -> tuple[int, str, int]:
+    """One request; return its status, ETag and body length."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, headers={k.replace("_", "-"): v for k, v in headers.items()})
+        response = conn.getresponse()
+        size = 0
+        while chunk := response.read(2**20):
+            size += len(chunk)
+        return response.status, response.getheader("ETag") or "", size
+    finally:
+        conn.close()
+
+
+def run_wrk(url: str, headers: list[str], connections: int, duration: int, lua: Path) -> Result:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "-s", str(lua)]
+    cmd += [arg for header in headers for arg in ("-H", header)] + [url]
+    out = output(cmd, timeout=duration + 60)
+    match = re.search(r"^BENCH (\d+) (\d+) (\d+) (\d+)$", out, re.M)
+    if match is None:
+        sys.exit(f"could not parse wrk's output:\n{out}")
+    requests, nbytes, micros, errors = map(int, match.groups())
+    if errors:
+        print(f"  warning: wrk counted {errors} errors on {url}", file=sys.stderr)
+    return Result(requests, nbytes, micros / 1e6)
+
+
+def run_ab(url: str, connections: int, duration: int) -> Result:
+    # ab's -t resets the request limit to 50,000, so -n must come after it.
+    cmd = f"ab -q -k -i -t {duration} -n {AB_MAX_REQUESTS} -c {connections} -s 30 {url}".split()
+    out = output(cmd, timeout=duration + 60)
+    figures = dict(re.findall(r"^([A-Za-z -]+):\s+([\d.]+)", out, re.M))
+    if int(figures.get("Failed requests", 0)) or int(figures.get("Non-2xx responses", 0)):
+        print(f"  warning: failed or non-2xx answers from ab on {url}", file=sys.stderr)
+    counts = [figures[k] for k in ("Complete requests", "Total transferred")]
+    return Result(int(counts[0]), int(counts[1]), float(figures["Time taken for tests"]))
+
+
+def measure(work: Workload, server: Server, duration: int, lua: Path) -> Result:
+    url = f"http://127.0.0.1:{server.port}{server.paths[work.file]}"
+    headers = [*work.headers, *([f"If-None-Match: {server.etag}"] if work.revalidate else [])]
+    before = tree_cpu(server.pids)
+    if work.head:
+        result = run_ab(url, work.conns, duration)
+    else:
+        result = run_wrk(url, headers, work.conns, duration, lua)
+    result.cpu = tree_cpu(server.pids) - before
+    time.sleep(0.5)  # let aborted answers drain before the next server is timed
+    return result
+
+
+def check(servers: dict[str, Server]) -> list[str]:
+    """GET every file once (warming the page cache), keep ETags, note other answers."""
+    notes = []
+    for server in servers.values():
+        for key, size in FILES.items():
+            status, etag, got = probe(server.port, server.paths[key])
+            if (status, got) != (200, size):
+                sys.exit(f"{server.name}: GET {key} gave {status}, {got} bytes, not {size}")
+            server.etag = etag if key == "1k" else server.etag
+        big = server.paths["100m"]
+        answers = {
+            "304": probe(server.port, server.paths["1k"], If_None_Match=server.etag),
+            "Range": probe(server.port, big, Range="bytes=0-1023"),
+            "HEAD": probe(server.port, big, "HEAD"),
+        }
+        told = [f"{what} -> {status}, {got} bytes" for what, (status, _, got) in answers.items()]
+        notes.append(f"{server.name}: {', '.join(told)}")
+    return notes
+
+
+def start_servers(stack: ExitStack, tmp: Path, sides: dict[str, Side]) -> dict[str, Server]:
+    """Start the three gunicorns and nginx, stopped when ``stack`` closes."""
+    servers = {}
+    for name, side, offload in (
+        ("ref", "ref", ""),
+        ("ours", "ours", ""),
+        ("upstream", "ours", "x-accel-redirect"),
+    ):
+        port = free_port()
+        cmd = [sides[side].python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *GUNICORN]
+        cmd += ["--graceful-timeout", "5", "serve_app:application"]
+        env = {**sides[side].env, "BENCH_OFFLOAD": offload}
+        pid = spawn(stack, cmd, port, tmp / f"{name}.log", env=env, cwd=tmp / "app")
+        ids = sides[side].ids
+        paths = {key: f"/depot/default/{fid}" for key, fid in zip(FILES, ids, strict=True)}
+        servers[name] = Server(name, port, [pid], paths)
+    upstream = servers.pop("upstream")
+
+    root = tmp / "nginx"
+    root.mkdir()
+    port = free_port()
+    # As root nginx would drop to 'nobody', who cannot read the 0700 temp dir.
+    user = "user root;" if os.geteuid() == 0 else ""
+    storage = sides["ours"].env["BENCH_STORAGE"]
+    conf = dict(root=root, port=port, upstream=upstream.port, user=user, storage=storage)
+    (root / "nginx.conf").write_text(NGINX_CONF.format(static=tmp / "static", **conf))
+    cmd = ["nginx", "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")]
+    pid = spawn(stack, cmd, port, root / "error.log")
+    servers["nginx"] = Server("nginx", port, [pid], {k: f"/static/{k}.bin" for k in FILES})
+    servers["offload"] = Server("offload", port, [pid, *upstream.pids], upstream.paths)
+    return servers
+
+
+def make_files(static: Path) -> list[Path]:
+    """Random (incompressible) files, in the directory nginx serves."""
+    static.mkdir()
+    for key, size in FILES.items():
+        with open(static / f"{key}.bin", "wb") as f:
+            for offset in range(0, size, 2**20):
+                f.write(os.urandom(min(2**20, size - offset)))
+    return [static / f"{key}.bin" for key in FILES]
+
+
+def store_files(side: Side, cwd: Path, files: list[Path]) -> None:
+    """Store the files with one project's own code, in a child of its interpreter."""
+    cmd = [side.python, "serve_app.py", *map(str, files)]
+    proc = subprocess.run(cmd, env=side.env, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"storing with {side.python} failed:\n{proc.stderr}")
+    side.ids = list(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def prepare_reference(python: str | None, tmp: Path, gunicorn_version: str) -> str:
+    """Return filedepot's interpreter, building its venv if needed, with gunicorn added."""
+    packages = [f"gunicorn=={gunicorn_version}"]  # same server both sides: only depot differs
+    if python is None:
+        subprocess.run([sys.executable, "-m", "venv", str(tmp / "ref-venv")], check=True)
+        python = str(tmp / "ref-venv" / "bin" / "python")
+        packages.append("filedepot==0.12.0")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages]
+    subprocess.run(pip, check=True, cwd=tmp)
+    return python
+
+
+def output(cmd: list[str], timeout: float | None = None) -> str:
+    """stdout and stderr of ``cmd``; a load generator failing or hanging ends the benchmark."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if timeout is not None and proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def first_line(cmd: list[str]) -> str:
+    return output(cmd).strip().splitlines()[0]
+
+
+def print_header(args: argparse.Namespace, sides: dict[str, Side], notes: list[str]) -> None:
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
+    print(f"uname -sr: {platform.system()} {platform.release()}")
+    print(f"nproc: {os.cpu_count()} (shared by the servers and the load generators)")
+    about = "import sys, gunicorn; print(sys.version.split()[0], gunicorn.__version__)"
+    for name, tag in (("depot", "ours"), ("filedepot 0.12", "ref")):
+        python, gunicorn = first_line([sides[tag].python, "-c", about]).split()
+        print(f"{name}: Python {python}, gunicorn {gunicorn} {' '.join(GUNICORN)}")
+    print(f"{first_line(['nginx', '-v'])}: worker_processes 2 (master on), sendfile on")
+    wrk = first_line(["wrk", "-v"]).split(" Copyright")[0]
+    print(f"{wrk}: -t2 -c16 -d{args.duration}s (GET 100 MiB: -c2, MB = 10^6 bytes)")
+    print(f"{first_line(['ab', '-V'])}: -k -i -c16 -t{args.duration} -n{AB_MAX_REQUESTS}")
+    print("server CPU: utime+stime of the server's processes (offload: nginx + gunicorn)")
+    print("\n".join(f"one request each, {note}" for note in notes))
+    print(f"medians of {args.rounds} alternating rounds\n", flush=True)
+
+
+def medians(runs: list[Result] | None, per_gb: bool) -> tuple[float | None, float | None]:
+    """Median rate and median server CPU per unit (request, or GB)."""
+    if not runs:
+        return None, None
+    # Units are MB or requests; CPU is shown in s per 1,000 MB or in µs per request.
+    counted = [(r, r.nbytes / 1e6 if per_gb else max(r.requests, 1)) for r in runs]
+    scale = 1e3 if per_gb else 1e6
+    rate = statistics.median(units / r.seconds for r, units in counted)
+    return rate, statistics.median(r.cpu * scale / units for r, units in counted)
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table_rows(work: Workload, results: dict[tuple[str, str], list[Result]]) -> list[list[str]]:
+    """Two lines per workload, throughput then server CPU, with the verdict on the first."""
+    depot = next(s for s in work.servers if s not in ("ref", "nginx"))
+    ref, ours, nginx = (
+        medians(results.get((work.label, s)), work.per_gb) for s in ("ref", depot, "nginx")
+    )
+    theirs, who = (ref, "filedepot") if work.vs == "ref" else (nginx, "nginx")
+    units = ("MB/s", "CPU s/GB") if work.per_gb else ("req/s", "CPU µs/req")
+    rows, met = [], []
+    for i, limit in enumerate((work.min_rate, work.max_cpu)):
+        versus, target = ratio(ours[i], theirs[i]), ""
+        if limit is not None and versus is not None:
+            met.append(versus >= limit if i == 0 else versus <= limit)
+            target = f">= {limit:g}x {who}" if i == 0 else f"<= {limit:g}x {who}"
+            target = f"{'or' if work.either else 'and'} {target}" if i else target
+        label = f"{work.label} ({units[0]})" if i == 0 else f"  server {units[1]}"
+        figures = (ref[i], ours[i], ratio(ours[i], ref[i]), nginx[i], ratio(ours[i], nginx[i]))
+        rows.append([label, *map(fmt, figures), target, ""])
+    if met:
+        rows[0][-1] = "yes" if (any(met) if work.either else all(met)) else "NO"
+    return rows
+
+
+def print_table(results: dict[tuple[str, str], list[Result]]) -> None:
+    lines = [[*COLUMNS, "target", "ok?"]]
+    for work in WORKLOADS:
+        lines += table_rows(work, results)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for n, line in enumerate(lines):
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in pairs]
+        print(" | ".join(cells).rstrip())
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    print("\nGET 1 KiB offload: depot's column is nginx sending the file after depot's gunicorn")
+    print("answered X-Accel-Redirect; nginx's column is nginx serving the file alone.")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
+    parser.add_argument("--reference-python", help="interpreter with filedepot 0.12 installed")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    for tool in ("nginx", "wrk", "ab"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found (Debian: apt-get install nginx-light wrk apache2-utils)")
+    import gunicorn  # fails here, before anything is built, if it is missing
+
+    # Ctrl-C raises KeyboardInterrupt; make a plain kill unwind the same way, stopping servers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"killed by signal {signum}"))
+
+    with tempfile.TemporaryDirectory(prefix="depot-serve-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        ref = prepare_reference(args.reference_python, tmp, gunicorn.__version__)
+        # No repository on filedepot's path, and serve_app.py refuses a depot from elsewhere.
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        venv = first_line([ref, "-c", "import sys; print(sys.prefix)"])
+        ours = {**base, "BENCH_DEPOT_UNDER": str(REPO), "PYTHONPATH": str(REPO)}
+        sides = {
+            "ref": Side(ref, {**base, "BENCH_DEPOT_UNDER": venv}),
+            "ours": Side(sys.executable, ours),
+        }
+        (tmp / "app").mkdir()
+        shutil.copy(Path(__file__).with_name("serve_app.py"), tmp / "app")
+        files = make_files(tmp / "static")
+        for tag, side in sides.items():
+            side.env["BENCH_STORAGE"] = str(tmp / f"store-{tag}")
+            store_files(side, tmp / "app", files)
+        servers = start_servers(stack, tmp, sides)
+        print_header(args, sides, check(servers))
+        lua = tmp / "done.lua"
+        lua.write_text(WRK_LUA)
+        for server in servers.values():  # unrecorded: threads start, caches fill
+            run_wrk(f"http://127.0.0.1:{server.port}{server.paths['1k']}", [], 16, 1, lua)
+        results: dict[tuple[str, str], list[Result]] = {}
+        for n in range(args.rounds):
+            for work in WORKLOADS:
+                # Rotate who goes first, so no server always runs right after the same one.
+                k = n % len(work.servers)
+                for name in work.servers[k:] + work.servers[:k]:
+                    result = measure(work, servers[name], args.duration, lua)
+                    results.setdefault((work.label, name), []).append(result)
+                print(f"round {n + 1}/{args.rounds}: {work.label}", file=sys.stderr, flush=True)
+        print_table(results)
+
+
+if __name__ == "__main__":
+    main()
