@@ -154,10 +154,9 @@ class FileServeApp:
         if ranges is not None and len(ranges) > 1 and not self.file.seekable():
             ranges = None  # cannot go back for the next range: send it whole
         headers.append(("Accept-Ranges", "bytes"))
-        body: Iterable[bytes]
+        body: Iterable[bytes] | None = None  # None: the whole file
         if ranges is None:
             start_response("200 OK", [*headers, ("Content-Length", str(length))])
-            body = self._whole_file(environ)
         elif not ranges:
             self.file.close()
             return _plain(
@@ -187,7 +186,7 @@ class FileServeApp:
         if request.method == "HEAD":
             self.file.close()
             return []
-        return body
+        return self._whole_file(environ) if body is None else body
 
     def _cache_headers(self) -> list[tuple[str, str]]:
         headers = [
