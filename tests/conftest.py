@@ -1,34 +1,31 @@
 """Fixtures shared by every test module.
 
 ``storage`` is the backend under test: the contract suite and the middleware
-tests run once per backend. A backend joins by adding the settings that
-configure it to ``BACKEND_SETTINGS``.
+tests run once per backend. A backend joins by adding its module to
+``tests/backends`` (see its ``__init__``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import importlib.util
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
+from tests.backends import BACKENDS
 
-BACKEND_SETTINGS: dict[str, Callable[[Path], dict[str, Any]]] = {
-    "memory": lambda tmp_path: {"depot.backend": "memory"},
-    "local": lambda tmp_path: {
-        "depot.backend": "local",
-        "depot.storage_path": str(tmp_path / "files"),
-    },
-}
+AVAILABLE = [name for name in BACKENDS if importlib.util.find_spec(f"tests.backends.{name}")]
+pytest_plugins = [f"tests.backends.{name}" for name in AVAILABLE]
 
 
-@pytest.fixture(params=sorted(BACKEND_SETTINGS))
-def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(params=AVAILABLE)
+def backend_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The flat settings of the backend under test."""
-    return BACKEND_SETTINGS[request.param](tmp_path)
+    settings: dict[str, Any] = request.getfixturevalue(f"{request.param}_settings")
+    return settings
 
 
 @pytest.fixture
