@@ -8,6 +8,9 @@ tests run once per backend. A backend joins by adding its module to
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +41,39 @@ def storage(backend_settings: dict[str, Any]) -> FileStorage:
 def default_depot(backend_settings: dict[str, Any]) -> FileStorage:
     """The backend under test, configured as DepotManager's depot 'default'."""
     return DepotManager.configure("default", backend_settings)
+
+
+#: What the reference venv holds: filedepot and the libraries its backends import.
+REFERENCE_PACKAGES = ["filedepot==0.12.0", "boto3", "pymongo", "mongomock"]
+
+
+@pytest.fixture(scope="session")
+def filedepot_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Python of a throwaway venv with filedepot 0.12 (never in depot's own env).
+
+    ``DEPOT_TEST_FILEDEPOT_PYTHON`` names an existing one instead.
+    """
+    given = os.environ.get("DEPOT_TEST_FILEDEPOT_PYTHON")
+    if given:
+        return given
+    venv = tmp_path_factory.mktemp("filedepot-venv")
+    python = venv / "bin" / "python"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *REFERENCE_PACKAGES],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        pytest.skip(
+            f"could not install filedepot 0.12 into a throwaway venv "
+            f"(package index unreachable?): {detail.strip()[-300:]}"
+        )
+    return str(python)
 
 
 @pytest.fixture(autouse=True)
