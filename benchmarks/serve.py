@@ -7,6 +7,8 @@ Run from the repository root with the interpreter that has depot and gunicorn::
 Servers, all on 127.0.0.1: filedepot 0.12's and depot's middleware, each under the same
 gunicorn (2 gthread workers of 4 threads); nginx serving the same bytes itself (2 workers,
 sendfile on); and that nginx in front of depot with ``offload='x-accel-redirect'``.
+"gunicorn alone" is that gunicorn again, under depot's Python, serving ``serve_app.hello``
+(a fixed body from memory): the most any WSGI app reaches with these settings.
 filedepot runs from its own venv (a throwaway one with ``filedepot==0.12.0`` unless
 ``--reference-python`` names one), where the script pip-installs our gunicorn's version.
 
@@ -42,7 +44,17 @@ REPO = Path(__file__).resolve().parent.parent
 FILES = {"1k": 1024, "64k": 64 * 1024, "100m": 100 * 2**20}
 GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
 AB_MAX_REQUESTS = 1_000_000
-COLUMNS = ("workload", "filedepot 0.12", "depot", "depot/filedepot", "nginx", "depot/nginx")
+COLUMNS = (
+    "workload",
+    "filedepot 0.12",
+    "depot",
+    "depot/filedepot",
+    "nginx",
+    "depot/nginx",
+    "gunicorn alone",
+    "depot/gunicorn alone",
+)
+HELLO_FILES = ("1k", "64k")  # the FILES that serve_app.hello answers, at /1k and /64k
 
 NGINX_CONF = """
 daemon off;
@@ -113,7 +125,7 @@ class Workload:
     file: str
     headers: tuple[str, ...] = ()
     conns: int = 16
-    servers: tuple[str, ...] = ("ref", "ours", "nginx")  # depot's column: not ref nor nginx
+    servers: tuple[str, ...] = ("ref", "ours", "nginx")  # depot's column: the one not in OTHERS
     revalidate: bool = False  # send If-None-Match with the server's own ETag
     head: bool = False
     per_gb: bool = False  # MB/s and CPU s/GB instead of req/s and CPU µs/req
@@ -123,11 +135,13 @@ class Workload:
     either: bool = False
 
 
+OTHERS = ("ref", "nginx", "hello")
+WITH_HELLO = ("ref", "ours", "nginx", "hello")
 WORKLOADS = [
-    Workload("GET 1 KiB", "1k", min_rate=2, max_cpu=0.5, either=True),
-    Workload("GET 64 KiB", "64k", min_rate=2, max_cpu=0.5, either=True),
+    Workload("GET 1 KiB", "1k", servers=WITH_HELLO, min_rate=2, max_cpu=0.5, either=True),
+    Workload("GET 64 KiB", "64k", servers=WITH_HELLO, min_rate=2, max_cpu=0.5, either=True),
     Workload("GET 100 MiB", "100m", conns=2, per_gb=True, vs="nginx", min_rate=0.9, max_cpu=1.5),
-    Workload("304 revalidation, 1 KiB", "1k", revalidate=True, min_rate=1.5),
+    Workload("304 revalidation, 1 KiB", "1k", servers=WITH_HELLO, revalidate=True, min_rate=1.5),
     Workload("Range 0-1023 of 100 MiB", "100m", ("Range: bytes=0-1023",), min_rate=100),
     Workload("HEAD 100 MiB (ab)", "100m", head=True, min_rate=40),
     Workload("GET 1 KiB offload", "1k", servers=("offload", "nginx"), vs="nginx", min_rate=0.5),
@@ -255,39 +269,47 @@ def check(servers: dict[str, Server]) -> list[str]:
     """GET every file once (warming the page cache), keep ETags, note other answers."""
     notes = []
     for server in servers.values():
-        for key, size in FILES.items():
-            status, etag, got = probe(server.port, server.paths[key])
-            if (status, got) != (200, size):
-                sys.exit(f"{server.name}: GET {key} gave {status}, {got} bytes, not {size}")
+        for key, path in server.paths.items():
+            status, etag, got = probe(server.port, path)
+            if (status, got) != (200, FILES[key]):
+                sys.exit(f"{server.name}: GET {key} gave {status}, {got} bytes, not {FILES[key]}")
             server.etag = etag if key == "1k" else server.etag
-        big = server.paths["100m"]
-        answers = {
-            "304": probe(server.port, server.paths["1k"], If_None_Match=server.etag),
-            "Range": probe(server.port, big, Range="bytes=0-1023"),
-            "HEAD": probe(server.port, big, "HEAD"),
-        }
+        answers = {"304": probe(server.port, server.paths["1k"], If_None_Match=server.etag)}
+        if big := server.paths.get("100m"):  # gunicorn alone has none
+            answers["Range"] = probe(server.port, big, Range="bytes=0-1023")
+            answers["HEAD"] = probe(server.port, big, "HEAD")
         told = [f"{what} -> {status}, {got} bytes" for what, (status, _, got) in answers.items()]
         notes.append(f"{server.name}: {', '.join(told)}")
     return notes
 
 
+def depot_paths(side: Side) -> dict[str, str]:
+    return {key: f"/depot/default/{fid}" for key, fid in zip(FILES, side.ids, strict=True)}
+
+
+def start_gunicorn(
+    stack: ExitStack, tmp: Path, name: str, side: Side, paths: dict[str, str], **env: str
+) -> Server:
+    """Start serve_app.py under gunicorn with ``side``'s environment plus ``env``."""
+    port = free_port()
+    cmd = [side.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *GUNICORN]
+    cmd += ["--graceful-timeout", "5", "serve_app:application"]
+    pid = spawn(stack, cmd, port, tmp / f"{name}.log", env={**side.env, **env}, cwd=tmp / "app")
+    return Server(name, port, [pid], paths)
+
+
 def start_servers(stack: ExitStack, tmp: Path, sides: dict[str, Side]) -> dict[str, Server]:
-    """Start the three gunicorns and nginx, stopped when ``stack`` closes."""
-    servers = {}
-    for name, side, offload in (
-        ("ref", "ref", ""),
-        ("ours", "ours", ""),
-        ("upstream", "ours", "x-accel-redirect"),
-    ):
-        port = free_port()
-        cmd = [sides[side].python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *GUNICORN]
-        cmd += ["--graceful-timeout", "5", "serve_app:application"]
-        env = {**sides[side].env, "BENCH_OFFLOAD": offload}
-        pid = spawn(stack, cmd, port, tmp / f"{name}.log", env=env, cwd=tmp / "app")
-        ids = sides[side].ids
-        paths = {key: f"/depot/default/{fid}" for key, fid in zip(FILES, ids, strict=True)}
-        servers[name] = Server(name, port, [pid], paths)
-    upstream = servers.pop("upstream")
+    """Start the four gunicorns and nginx, stopped when ``stack`` closes."""
+    servers = {
+        name: start_gunicorn(stack, tmp, name, side, depot_paths(side))
+        for name, side in sides.items()
+    }
+    ours = sides["ours"]
+    upstream = start_gunicorn(
+        stack, tmp, "upstream", ours, depot_paths(ours), BENCH_OFFLOAD="x-accel-redirect"
+    )
+    hello_paths = {key: f"/{key}" for key in HELLO_FILES}
+    hello = start_gunicorn(stack, tmp, "hello", ours, hello_paths, BENCH_MODE="hello")
 
     root = tmp / "nginx"
     root.mkdir()
@@ -301,6 +323,7 @@ def start_servers(stack: ExitStack, tmp: Path, sides: dict[str, Side]) -> dict[s
     pid = spawn(stack, cmd, port, root / "error.log")
     servers["nginx"] = Server("nginx", port, [pid], {k: f"/static/{k}.bin" for k in FILES})
     servers["offload"] = Server("offload", port, [pid, *upstream.pids], upstream.paths)
+    servers["hello"] = hello
     return servers
 
 
@@ -355,6 +378,7 @@ def print_header(args: argparse.Namespace, sides: dict[str, Side], notes: list[s
     for name, tag in (("depot", "ours"), ("filedepot 0.12", "ref")):
         python, gunicorn = first_line([sides[tag].python, "-c", about]).split()
         print(f"{name}: Python {python}, gunicorn {gunicorn} {' '.join(GUNICORN)}")
+    print("gunicorn alone: as depot, serving serve_app.hello (a fixed body from memory)")
     print(f"{first_line(['nginx', '-v'])}: worker_processes 2 (master on), sendfile on")
     wrk = first_line(["wrk", "-v"]).split(" Copyright")[0]
     print(f"{wrk}: -t2 -c16 -d{args.duration}s (GET 100 MiB: -c2, MB = 10^6 bytes)")
@@ -387,9 +411,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def table_rows(work: Workload, results: dict[tuple[str, str], list[Result]]) -> list[list[str]]:
     """Two lines per workload, throughput then server CPU, with the verdict on the first."""
-    depot = next(s for s in work.servers if s not in ("ref", "nginx"))
-    ref, ours, nginx = (
-        medians(results.get((work.label, s)), work.per_gb) for s in ("ref", depot, "nginx")
+    depot = next(s for s in work.servers if s not in OTHERS)
+    ref, ours, nginx, alone = (
+        medians(results.get((work.label, s)), work.per_gb) for s in ("ref", depot, "nginx", "hello")
     )
     theirs, who = (ref, "filedepot") if work.vs == "ref" else (nginx, "nginx")
     units = ("MB/s", "CPU s/GB") if work.per_gb else ("req/s", "CPU µs/req")
@@ -401,7 +425,15 @@ def table_rows(work: Workload, results: dict[tuple[str, str], list[Result]]) -> 
             target = f">= {limit:g}x {who}" if i == 0 else f"<= {limit:g}x {who}"
             target = f"{'or' if work.either else 'and'} {target}" if i else target
         label = f"{work.label} ({units[0]})" if i == 0 else f"  server {units[1]}"
-        figures = (ref[i], ours[i], ratio(ours[i], ref[i]), nginx[i], ratio(ours[i], nginx[i]))
+        figures = (
+            ref[i],
+            ours[i],
+            ratio(ours[i], ref[i]),
+            nginx[i],
+            ratio(ours[i], nginx[i]),
+            alone[i],
+            ratio(ours[i], alone[i]),
+        )
         rows.append([label, *map(fmt, figures), target, ""])
     if met:
         rows[0][-1] = "yes" if (any(met) if work.either else all(met)) else "NO"
@@ -415,12 +447,23 @@ def print_table(results: dict[tuple[str, str], list[Result]]) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for n, line in enumerate(lines):
         pairs = enumerate(zip(line, widths, strict=True))
-        cells = [c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in pairs]
+        cells = [c.ljust(w) if i in (0, len(COLUMNS)) else c.rjust(w) for i, (c, w) in pairs]
         print(" | ".join(cells).rstrip())
         if n == 0:
             print("-+-".join("-" * w for w in widths))
     print("\nGET 1 KiB offload: depot's column is nginx sending the file after depot's gunicorn")
     print("answered X-Accel-Redirect; nginx's column is nginx serving the file alone.")
+    print("\ngunicorn alone: the ceiling for any WSGI app under these gunicorn settings.")
+    for work in WORKLOADS:
+        if "hello" in work.servers and work.vs == "ref" and work.min_rate is not None:
+            alone, ref = (
+                medians(results.get((work.label, s)), work.per_gb)[0] for s in ("hello", "ref")
+            )
+            if ceiling := ratio(alone, ref):
+                print(
+                    f"{work.label}: gunicorn alone reaches {ceiling:.2f}x filedepot's rate;"
+                    f" the target asks depot for {work.min_rate:g}x."
+                )
 
 
 def parse_args() -> argparse.Namespace:

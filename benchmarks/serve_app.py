@@ -5,6 +5,9 @@ no depot-only keyword unless asked for. Settings come from the environment:
 ``BENCH_STORAGE`` (local storage path), ``BENCH_DEPOT_UNDER`` (the directory the
 imported ``depot`` must live in) and ``BENCH_OFFLOAD`` (depot only, optional).
 
+With ``BENCH_MODE=hello`` it imports no depot and serves :func:`hello` instead: the
+fastest a WSGI app can be, which measures what gunicorn alone allows.
+
 Run as a script with file paths as arguments, it stores them in that depot instead and
 prints their ids as a JSON list, so each project writes its own store.
 """
@@ -18,17 +21,37 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import depot
-from depot.manager import DepotManager
-
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-# Both projects install the package 'depot': a stray PYTHONPATH or cwd would silently
-# benchmark the wrong one, so refuse to start instead.
-_expected = Path(os.environ["BENCH_DEPOT_UNDER"]).resolve()
-if not Path(depot.__file__).resolve().is_relative_to(_expected):
-    raise RuntimeError(f"imported depot from {depot.__file__}, expected it under {_expected}")
+
+def _fixed(size: int) -> tuple[bytes, str, list[tuple[str, str]]]:
+    """A body of ``size`` bytes, its ETag and the headers of a 200 carrying it."""
+    etag = f'"hello-{size}"'
+    headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(size)),
+        ("ETag", etag),
+    ]
+    return b"x" * size, etag, headers
+
+
+_HELLO_1K = _fixed(1024)
+_HELLO = {"/64k": _fixed(64 * 1024)}
+
+
+def hello(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Answer from memory: 64 KiB for ``/64k``, 1 KiB for any other path.
+
+    A 304 with no body when If-None-Match is exactly that body's ETag, so that
+    ``serve.py``'s revalidation workload runs against it unchanged.
+    """
+    body, etag, headers = _HELLO.get(environ.get("PATH_INFO", ""), _HELLO_1K)
+    if environ.get("HTTP_IF_NONE_MATCH") == etag:
+        start_response("304 Not Modified", [("ETag", etag)])
+        return []
+    start_response("200 OK", list(headers))
+    return [body]
 
 
 def _fallback(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -36,15 +59,33 @@ def _fallback(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
     return [b"not a depot URL"]
 
 
-DepotManager.configure("default", {"depot.storage_path": os.environ["BENCH_STORAGE"]})
-_offload = os.environ.get("BENCH_OFFLOAD")
-if _offload:
-    application = DepotManager.make_middleware(_fallback, offload=_offload)
-else:
-    application = DepotManager.make_middleware(_fallback)
+def depot_app() -> WSGIApplication:
+    """Configure the depot 'default' on ``BENCH_STORAGE``; return its middleware."""
+    import depot
+    from depot.manager import DepotManager
+
+    # Both projects install the package 'depot': a stray PYTHONPATH or cwd would silently
+    # benchmark the wrong one, so refuse to start instead.
+    expected = Path(os.environ["BENCH_DEPOT_UNDER"]).resolve()
+    if not Path(depot.__file__).resolve().is_relative_to(expected):
+        raise RuntimeError(f"imported depot from {depot.__file__}, expected it under {expected}")
+
+    DepotManager.configure("default", {"depot.storage_path": os.environ["BENCH_STORAGE"]})
+    offload = os.environ.get("BENCH_OFFLOAD")
+    if offload:
+        return DepotManager.make_middleware(_fallback, offload=offload)
+    return DepotManager.make_middleware(_fallback)
+
+
+HELLO_MODE = os.environ.get("BENCH_MODE") == "hello"
+application = hello if HELLO_MODE else depot_app()
 
 
 if __name__ == "__main__":
+    if HELLO_MODE:
+        sys.exit("BENCH_MODE=hello has no depot to store files in; unset it")
+    from depot.manager import DepotManager  # configured by depot_app() above
+
     ids = []
     storage = DepotManager.get("default")
     assert storage is not None  # configured above
