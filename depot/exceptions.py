@@ -8,6 +8,7 @@ filedepot keep working.
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailableError",
     "ConfigurationError",
     "CorruptMetadataError",
     "DepotError",
@@ -50,6 +51,17 @@ class InvalidFileIdError(DepotError, ValueError):
 
 class CorruptMetadataError(DepotError, ValueError):
     """A stored file's metadata cannot be read back.
+
+    .. versionadded:: 1.0
+    """
+
+
+class BackendUnavailableError(DepotError, OSError):
+    """The server holding the files cannot be reached, or refuses to work.
+
+    An :class:`OSError`, like the connection errors it stands for, so the
+    middleware answers 503 and ``except OSError`` clauses catch it. The message
+    names the server and where on it the files are, never a password.
 
     .. versionadded:: 1.0
     """
