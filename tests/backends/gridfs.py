@@ -23,12 +23,30 @@ REAL_SERVER = os.environ.get("DEPOT_TEST_MONGODB_URI")
 MOCK_SERVER = "mongodb://localhost:27017"
 
 
+@pytest.fixture(scope="session")
+def _real_server_problem() -> str | None:
+    """Why the server of ``DEPOT_TEST_MONGODB_URI`` cannot be used; asked once."""
+    pymongo = pytest.importorskip("pymongo")
+    assert REAL_SERVER
+    client = pymongo.MongoClient(REAL_SERVER, serverSelectionTimeoutMS=3000)
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as exc:
+        return f"DEPOT_TEST_MONGODB_URI: MongoDB unreachable: {str(exc)[:200]}"
+    finally:
+        client.close()
+    return None
+
+
 @pytest.fixture
-def mongodb_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def mongodb_uri(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
     """A MongoDB URI naming a fresh, empty database for this test."""
     pymongo = pytest.importorskip("pymongo")
     database = f"depot_test_{uuid.uuid4().hex[:12]}"
     if REAL_SERVER:
+        problem = request.getfixturevalue("_real_server_problem")
+        if problem:
+            pytest.skip(problem)
         yield from _real_database(pymongo, monkeypatch, database)
         return
     mongomock = pytest.importorskip("mongomock")
@@ -45,12 +63,7 @@ def gridfs_settings(mongodb_uri: str) -> dict[str, Any]:
 def _real_database(pymongo: Any, monkeypatch: pytest.MonkeyPatch, database: str) -> Iterator[str]:
     assert REAL_SERVER
     uri = urlsplit(REAL_SERVER)._replace(path="/" + database).geturl()
-    admin = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000)
-    try:
-        admin.admin.command("ping")
-    except pymongo.errors.PyMongoError as exc:
-        admin.close()
-        pytest.skip(f"DEPOT_TEST_MONGODB_URI: MongoDB unreachable: {exc}")
+    admin = pymongo.MongoClient(uri)
     # Storages are not closed by the tests that make them; close their clients
     # here, or pymongo warns about them (an error under filterwarnings=error).
     opened: list[Any] = []
