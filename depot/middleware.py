@@ -212,7 +212,9 @@ class DepotMiddleware:
     """WSGI middleware serving the files of every configured depot.
 
     Usually made with :meth:`DepotManager.make_middleware`. Files whose backend
-    has a public URL of its own are redirected there.
+    has a public URL of its own are redirected there (301), and files it offers a
+    signed URL for (S3 with ``presign_ttl``) too, with 302 and
+    ``Cache-Control: no-store``.
 
     :param app: the application to wrap.
     :param mountpoint: the URL path files are served under; must start with ``/``.
@@ -281,6 +283,7 @@ class DepotMiddleware:
             return _not_found(environ, start_response)
         try:
             stored = depot.get(file_id)
+            redirect = stored.redirect_url()
         except (FileNotFoundError, InvalidFileIdError):
             return _not_found(environ, start_response)
         except (OSError, DepotError):
@@ -289,15 +292,19 @@ class DepotMiddleware:
                 environ, start_response, "503 Service Unavailable", "File storage unavailable."
             )
 
-        public_url = stored.public_url
-        if public_url is not None:
+        if redirect is not None:
             stored.close()
+            location, permanent = redirect
+            if permanent:
+                status, extra = "301 Moved Permanently", []
+            else:  # a signed URL that expires: neither it nor the answer may be cached
+                status, extra = "302 Found", [("Cache-Control", "no-store")]
             return _plain(
                 environ,
                 start_response,
-                "301 Moved Permanently",
-                f"The file is at {public_url}",
-                [("Location", public_url)],
+                status,
+                f"The file is at {location}",
+                [("Location", location), *extra],
             )
 
         app = FileServeApp(

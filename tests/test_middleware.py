@@ -152,6 +152,28 @@ def test_public_url_redirects() -> None:
     assert response.headers["Location"] == "https://cdn.example.com/x.png"
 
 
+def test_temporary_redirect_is_a_302_never_cached() -> None:
+    signed = "https://bucket.example.com/x.png?X-Amz-Expires=60&X-Amz-Signature=abc"
+
+    class SignedFile(MemoryStoredFile):
+        def redirect_url(self):
+            return signed, False
+
+    class SigningStorage(MemoryFileStorage):
+        def get(self, file_or_id):
+            plain = super().get(file_or_id)
+            return SignedFile(self.files, plain.file_id, self.files[plain.file_id])
+
+    storage = SigningStorage()
+    DepotManager._depots["signed"] = storage
+    file_id = storage.create(b"x")
+    app = TestApp(DepotMiddleware(wrapped_app))
+    for method in (app.get, app.head):
+        response = method(f"/depot/signed/{file_id}", status=302)
+        assert response.headers["Location"] == signed
+        assert response.headers["Cache-Control"] == "no-store"
+
+
 # --- conditional requests ---------------------------------------------------------
 
 

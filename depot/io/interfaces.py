@@ -104,6 +104,18 @@ class StoredFile(io.IOBase):
         """
         return None
 
+    def redirect_url(self) -> tuple[str, bool] | None:
+        """Where to send a client instead of serving the bytes: ``(url, permanent)``, or ``None``.
+
+        :class:`~depot.middleware.DepotMiddleware` answers a permanent URL with
+        301, and a temporary one (a signed URL that expires) with 302 and
+        ``Cache-Control: no-store``. By default: :attr:`public_url`, permanent.
+
+        .. versionadded:: 1.0
+        """
+        url = self.public_url
+        return None if url is None else (url, True)
+
     def iter_range(self, start: int, stop: int, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
         """Yield the bytes from offset ``start`` up to, not including, ``stop``.
 
