@@ -1,0 +1,645 @@
+"""A storage in an Amazon S3 bucket, or on a server that speaks S3 (MinIO, Ceph...), via boto3.
+
+Settings (filedepot's): ``access_key_id``, ``secret_access_key``, ``bucket``,
+``region_name``, ``policy``, ``storage_class``, ``endpoint_url``, ``prefix``;
+depot adds ``presign_ttl``.
+
+The layout is filedepot 0.12's, so either library reads what the other wrote.
+Each file is one object, under the key ``<prefix><file id>``::
+
+    Content-Type                  the file's content type
+    Content-Disposition           its name, for clients that fetch the object itself
+    x-amz-meta-x-depot-filename   its name, percent-encoded UTF-8
+    x-amz-meta-x-depot-modified   when it was stored: "YYYY-MM-DD HH:MM:SS", UTC
+    x-amz-meta-x-depot-checksum   "sha256:<hex>" of its bytes (depot only)
+    x-amz-meta-x-depot-upload     a random id, on some files uploaded in parts (depot only)
+
+Writing an object replaces it whole, so a failed upload, a multipart one
+included (it is aborted), leaves the old file or none, never part of one.
+
+S3 takes metadata when an upload starts, before the checksum is known: content
+up to 8 MiB, bytes, and streams that can seek get it in their metadata from
+the start; a larger stream that cannot seek gets it by a server-side copy once
+uploaded, up to :data:`CHECKSUM_COPY_LIMIT` (``depot/io/_s3upload.py`` says why
+and how).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote, unquote
+
+from depot import __version__
+from depot._http import DEFAULT_INLINE_TYPES, disposition_headers
+from depot._settings import missing_dependency_message
+from depot.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    CorruptMetadataError,
+    StoredFileNotFoundError,
+)
+from depot.io._chunks import BLOCK_SIZE
+from depot.io._ids import check_file_id, new_file_id
+from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io.utils import parse_timestamp, timestamp
+from depot.utils import make_content_disposition
+
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from depot.io._s3errors import client_error_code, describe, s3_errors
+    from depot.io._s3upload import CHECKSUM, ObjectWriter
+except ModuleNotFoundError as exc:
+    raise ImportError(missing_dependency_message(__name__, exc.name or "boto3")) from exc
+
+__all__ = [
+    "CANNED_ACL_PRIVATE",
+    "CANNED_ACL_PUBLIC_READ",
+    "CHECKSUM_COPY_LIMIT",
+    "BucketDriver",
+    "S3Storage",
+    "S3StoredFile",
+]
+
+CANNED_ACL_PUBLIC_READ = "public-read"
+CANNED_ACL_PRIVATE = "private"
+
+#: A stream that cannot seek and is larger than this gets no checksum: adding
+#: it would take a server-side copy of the whole object.
+CHECKSUM_COPY_LIMIT = 512 * 1024 * 1024
+
+_BACKEND = "S3Storage"
+_FILENAME, _MODIFIED = "x-depot-filename", "x-depot-modified"
+# What filedepot left unescaped in x-depot-filename (RFC 8187 attr-char).
+_FILENAME_SAFE = "!#$&+-.^_`|~"
+_CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
+#: presign_ttl's bounds: S3 refuses SigV4 URLs valid for more than 7 days.
+_MAX_PRESIGN_TTL = 7 * 24 * 3600
+
+
+# Making a client loads the description of S3's API (~60 ms); the clients of
+# one session share it. boto3 sessions are not thread-safe: one at a time.
+_SESSION_LOCK = threading.Lock()
+_SHARED: list[boto3.session.Session] = []
+
+
+def _session(own_credentials: bool) -> boto3.session.Session:
+    """A boto3 session to make a storage's client with.
+
+    Storages given their keys share one session. A storage that takes its
+    credentials from boto3's chain gets a session of its own: a session keeps
+    the credentials it finds, and each storage should find them when it is made.
+    """
+    if not own_credentials:
+        return boto3.session.Session()
+    if not _SHARED:
+        _SHARED.append(boto3.session.Session())
+    return _SHARED[0]
+
+
+class S3StoredFile(StoredFile):
+    """A file of an :class:`S3Storage`: its metadata from one HEAD request.
+
+    The bytes are fetched on the first read, streamed in blocks. It seeks
+    (a seek starts a new ranged request at the next read), and
+    :meth:`iter_range` asks S3 for just the bytes wanted. Every request for
+    the bytes is conditional on the version whose metadata was read, so data
+    and metadata always agree: if the file was replaced meanwhile, reading
+    raises :class:`~depot.exceptions.BackendUnavailableError`.
+
+    .. versionchanged:: 1.0
+       Seekable; ``checksum``, :meth:`iter_range`, :meth:`signed_url` and
+       :meth:`redirect_url` added.
+    """
+
+    def __init__(self, file_id: str, storage: S3Storage, head: Mapping[str, Any]) -> None:
+        check_file_id(file_id, _BACKEND)
+        self._storage = storage
+        self._key = storage._key(file_id)
+        self._etag: str | None = head.get("ETag")
+        self._body: Any = None
+        self._ranges: set[Any] = set()  # bodies of iter_range() still being read
+        self._pos = 0
+        self._closed = False
+        super().__init__(file_id, **_file_info(file_id, self._key, head, storage._where))
+
+    def read(self, n: int | None = -1) -> bytes:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        left = (self.content_length or 0) - self._pos
+        wanted = left if n is None or n < 0 else min(n, left)
+        if wanted <= 0:
+            return b""
+        if self._body is None:
+            self._body = self._storage._get_body(self, self._pos, None)
+        parts = []
+        got = 0
+        with s3_errors(self._storage._where, f"reading file {self.file_id}"):
+            while got < wanted:
+                chunk = self._body.read(wanted - got)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+        self._pos += got
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.content_length or 0}
+        position = base[whence] + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        if position != self._pos:
+            self._drop_body()
+            self._pos = position
+        return position
+
+    def tell(self) -> int:
+        return self._pos
+
+    def iter_range(self, start: int, stop: int, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+        """Yield the bytes from ``start`` up to ``stop`` with one ranged GET.
+
+        Only those bytes leave S3. The read position of the file is unchanged.
+        """
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        stop = min(stop, self.content_length or 0)
+        if start >= stop:
+            return
+        body = self._storage._get_body(self, start, stop - 1)
+        self._ranges.add(body)
+        try:
+            left = stop - start
+            while left > 0:
+                with s3_errors(self._storage._where, f"reading file {self.file_id}"):
+                    chunk = body.read(min(left, block_size))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+        finally:
+            self._ranges.discard(body)
+            body.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop_body()
+        for body in list(self._ranges):
+            body.close()
+        self._ranges.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def public_url(self) -> str | None:
+        """The object's own URL, when the storage's ``policy`` is ``public-read``.
+
+        The URL has the shape boto3 gives the bucket and ``endpoint_url``
+        (``https://<bucket>.s3.amazonaws.com/<key>``, or ``<endpoint_url>/<bucket>/<key>``),
+        as in filedepot.
+
+        .. versionchanged:: 1.0
+           ``None`` with the ``private`` policy: filedepot returned a URL that
+           answered 403.
+        """
+        if self._storage._policy != CANNED_ACL_PUBLIC_READ:
+            return None
+        # A signed URL without its signature: boto3 knows which shape suits
+        # the bucket and endpoint, and filedepot made it the same way.
+        url = self._storage._presign({"Bucket": self._storage._bucket, "Key": self._key}, 3600)
+        return url.split("?", 1)[0]
+
+    def signed_url(self, expires_in: int = 3600, disposition: str | None = None) -> str:
+        """A presigned URL that fetches the file from S3 for ``expires_in`` seconds.
+
+        It works whatever the ``policy``: hand it to a client to download a
+        private file without the bytes passing through the application. S3
+        answers it with the file's content type and a ``Content-Disposition``
+        carrying its name.
+
+        :param expires_in: seconds the URL stays valid; at most 604800 (7 days).
+        :param disposition: ``'inline'`` or ``'attachment'``; by default inline
+            for the types :class:`~depot.middleware.DepotMiddleware` shows inline
+            (images, audio, video, PDF, plain text), attachment for the rest.
+
+        .. versionadded:: 1.0
+        """
+        filename = self.filename or "unnamed"
+        content_type = self.content_type or "application/octet-stream"
+        if disposition is None:
+            header = _content_disposition(filename, content_type)
+        elif disposition in ("inline", "attachment"):
+            header = make_content_disposition(disposition, filename)
+        else:
+            raise ValueError(f"disposition must be 'inline' or 'attachment', not {disposition!r}")
+        params = {
+            "Bucket": self._storage._bucket,
+            "Key": self._key,
+            "ResponseContentDisposition": header,
+            "ResponseContentType": content_type,
+        }
+        return self._storage._presign(params, expires_in)
+
+    def redirect_url(self) -> tuple[str, bool] | None:
+        """The public URL (permanent), else a fresh signed URL if the storage has
+        ``presign_ttl`` (temporary), else ``None``: the middleware serves the bytes.
+
+        .. versionadded:: 1.0
+        """
+        public = self.public_url
+        if public is not None:
+            return public, True
+        ttl = self._storage.presign_ttl
+        if ttl is not None:
+            return self.signed_url(ttl), False
+        return None
+
+    def _drop_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+class S3Storage(FileStorage):
+    """Stores each file as one object of ``bucket``, under ``<prefix><file id>``.
+
+    :param access_key_id: with ``secret_access_key``, the credentials; when both
+        are left out, boto3 finds them as usual (environment, ``~/.aws``, the
+        instance's role...).
+    :param secret_access_key: see ``access_key_id``.
+    :param bucket: the bucket; created when missing. Default
+        ``filedepot-<access_key_id in lowercase>``, as in filedepot.
+    :param region_name: the AWS region (also where a missing bucket is created).
+    :param policy: ``public-read`` (the default, as in filedepot: files get a
+        :attr:`~S3StoredFile.public_url` and the middleware redirects there) or
+        ``private`` (the middleware serves them, or redirects to a signed URL
+        with ``presign_ttl``).
+    :param storage_class: the S3 storage class of new objects (default ``STANDARD``).
+    :param endpoint_url: the server's URL, for S3-compatible servers or an
+        AWS endpoint of your choice; default AWS's.
+    :param prefix: put before each file id to make its key, e.g. ``media/``
+        (mind the slash) to keep files in a "folder".
+    :param presign_ttl: seconds; with it the middleware answers a private file
+        with a 302 to a signed URL valid that long (at most 604800, 7 days),
+        instead of sending the bytes itself.
+
+    Operations that cannot reach S3, or that S3 refuses (bad credentials, access
+    denied, no such bucket), raise :class:`~depot.exceptions.BackendUnavailableError`
+    (an ``OSError``) naming the bucket and the endpoint.
+
+    .. versionchanged:: 1.0
+       Credentials may come from boto3's usual places; uploads stream in parts;
+       files carry a checksum; ``presign_ttl`` added.
+    """
+
+    def __init__(
+        self,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        bucket: str | None = None,
+        region_name: str | None = None,
+        policy: str | None = None,
+        storage_class: str | None = None,
+        endpoint_url: str | None = None,
+        prefix: str = "",
+        presign_ttl: int | str | None = None,
+    ) -> None:
+        policy = policy or CANNED_ACL_PUBLIC_READ
+        if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
+            raise ConfigurationError(
+                f"policy must be {CANNED_ACL_PUBLIC_READ!r} or {CANNED_ACL_PRIVATE!r}, "
+                f"not {policy!r}."
+            )
+        if bool(access_key_id) != bool(secret_access_key):
+            raise ConfigurationError(
+                "access_key_id and secret_access_key go together: set both, or neither "
+                "to let boto3 find credentials (environment, ~/.aws, instance role)."
+            )
+        if not bucket:
+            if not access_key_id:
+                raise ConfigurationError(
+                    "bucket is needed when access_key_id is not given (filedepot's "
+                    "default bucket name is made from it): set bucket."
+                )
+            bucket = f"filedepot-{access_key_id.lower()}"
+        self._policy = policy
+        self._storage_class = storage_class or "STANDARD"
+        self._bucket = bucket
+        self._prefix = prefix or ""
+        self.presign_ttl = _presign_ttl(presign_ttl)
+        self._client_args = {
+            "aws_access_key_id": access_key_id or None,
+            "aws_secret_access_key": secret_access_key or None,
+            "region_name": region_name or None,
+            "endpoint_url": endpoint_url or None,
+            # SigV4 for signed URLs too: every region accepts it.
+            "config": Config(signature_version="s3v4", user_agent_extra=f"depot/{__version__}"),
+        }
+        try:
+            with _SESSION_LOCK:
+                self._client = _session(bool(access_key_id)).client("s3", **self._client_args)
+        except ValueError as exc:  # botocore's "Invalid endpoint"
+            raise ConfigurationError(
+                f"endpoint_url {endpoint_url!r} is not usable: {exc}. "
+                "Give a URL such as 'https://minio.example.com:9000'."
+            ) from exc
+        self._endpoint = self._client.meta.endpoint_url
+        self._where = f"S3 bucket {bucket!r} at {self._endpoint}"
+        self._driver: BucketDriver | None = None
+        self._writer = ObjectWriter(self._client, bucket, self._where)
+        self._ensure_bucket()
+
+    def get(self, file_or_id: StoredFile | str) -> S3StoredFile:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        head = self._head(fileid)
+        if head is None:
+            raise StoredFileNotFoundError(fileid, self._where)
+        return S3StoredFile(fileid, self, head)
+
+    def create(
+        self, content: FileContent, filename: str | None = None, content_type: str | None = None
+    ) -> str:
+        fileid = new_file_id()
+        self._upload(fileid, content, filename, content_type, None)
+        return fileid
+
+    def replace(
+        self,
+        file_or_id: StoredFile | str,
+        content: FileContent,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        # replace(stored_file, stored_file) restores a file from another depot
+        # under its own id, whether or not it exists here (as in filedepot).
+        restoring = isinstance(file_or_id, StoredFile) and file_or_id is content
+        if not restoring and not self.exists(fileid):
+            raise StoredFileNotFoundError(fileid, self._where)
+        existing = None if restoring else (lambda: self.get(fileid))
+        self._upload(fileid, content, filename, content_type, existing)
+        return fileid
+
+    def delete(self, file_or_id: StoredFile | str) -> None:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        with s3_errors(self._where, f"deleting file {fileid}"):
+            self._client.delete_object(Bucket=self._bucket, Key=self._key(fileid))
+
+    def exists(self, file_or_id: StoredFile | str) -> bool:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        return self._head(fileid) is not None
+
+    def list(self) -> list[str]:
+        """Return the ids of the files under ``prefix``; other keys are skipped."""
+        ids = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        with s3_errors(self._where, "listing files"):
+            # The delimiter keeps keys in deeper "folders" (another prefix) out.
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix, Delimiter="/"):
+                for item in page.get("Contents", ()):
+                    name = item["Key"][len(self._prefix) :]
+                    try:
+                        ids.append(check_file_id(name, _BACKEND))
+                    except ValueError:
+                        continue
+        return ids
+
+    @property
+    def _bucket_driver(self) -> BucketDriver:
+        """filedepot's helper over boto3's resource API, made on first use.
+
+        depot itself uses a boto3 client; this is kept for code written
+        against filedepot, which reached it.
+        """
+        if self._driver is None:
+            with _SESSION_LOCK:
+                own = bool(self._client_args["aws_access_key_id"])
+                s3 = _session(own).resource("s3", **self._client_args)
+            self._driver = BucketDriver(s3, s3.Bucket(self._bucket), self._prefix)
+        return self._driver
+
+    def _key(self, fileid: str) -> str:
+        return self._prefix + fileid
+
+    def _ensure_bucket(self) -> None:
+        # A listing rather than HEAD: its errors say what is wrong (bad key,
+        # bad secret, no bucket), where HEAD only answers 403 or 404.
+        try:
+            with s3_errors(self._where, "opening the bucket", ("NoSuchBucket", "AccessDenied")):
+                self._client.list_objects_v2(Bucket=self._bucket, MaxKeys=1, Prefix=self._prefix)
+        except ClientError as exc:
+            if client_error_code(exc) == "NoSuchBucket":
+                self._create_bucket()
+            # AccessDenied: these credentials may not list, but may read and write.
+
+    def _create_bucket(self) -> None:
+        args: dict[str, Any] = {"Bucket": self._bucket, "ObjectOwnership": "BucketOwnerPreferred"}
+        region = self._client.meta.region_name
+        if region and region not in ("us-east-1", "aws-global"):
+            args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        passthrough = ("BucketAlreadyOwnedByYou", "AccessDenied")
+        try:
+            with s3_errors(self._where, "creating the bucket", passthrough):
+                self._client.create_bucket(**args)
+        except ClientError as exc:
+            if client_error_code(exc) == "AccessDenied":
+                raise BackendUnavailableError(
+                    f"The {self._where} does not exist, and these credentials may not create "
+                    f"it ({describe(exc)}). Create the bucket, allow the credentials "
+                    "s3:CreateBucket, or check depot.bucket and depot.endpoint_url."
+                ) from exc
+            return  # created meanwhile by another process
+        if self._policy == CANNED_ACL_PUBLIC_READ:
+            # New AWS buckets block public ACLs; files of a public-read depot need them.
+            # S3-compatible servers that lack this setting need nothing.
+            try:
+                with s3_errors(
+                    self._where, "allowing public-read ACLs on the new bucket", ("NotImplemented",)
+                ):
+                    self._client.put_public_access_block(
+                        Bucket=self._bucket,
+                        PublicAccessBlockConfiguration={
+                            "BlockPublicAcls": False,
+                            "IgnorePublicAcls": False,
+                            "BlockPublicPolicy": True,
+                            "RestrictPublicBuckets": True,
+                        },
+                    )
+            except ClientError:
+                pass
+
+    def _head(self, fileid: str) -> dict[str, Any] | None:
+        """HeadObject's answer for the file, ``None`` if there is no such object."""
+        try:
+            with s3_errors(self._where, f"reading file {fileid}", passthrough=("404", "NoSuchKey")):
+                head: dict[str, Any] = self._client.head_object(
+                    Bucket=self._bucket, Key=self._key(fileid)
+                )
+        except ClientError:
+            return None
+        return head
+
+    def _get_body(self, stored: S3StoredFile, first: int, last: int | None) -> Any:
+        """The body of a GET of bytes ``first`` to ``last`` (inclusive; None: the end)."""
+        end = "" if last is None else last
+        args = {"Bucket": self._bucket, "Key": stored._key, "Range": f"bytes={first}-{end}"}
+        if stored._etag:
+            args["IfMatch"] = stored._etag
+        action = f"reading file {stored.file_id}"
+        try:
+            with s3_errors(self._where, action, passthrough=("PreconditionFailed", "NoSuchKey")):
+                return self._client.get_object(**args)["Body"]
+        except ClientError as exc:
+            if client_error_code(exc) == "NoSuchKey":
+                raise StoredFileNotFoundError(stored.file_id, self._where) from exc
+            raise BackendUnavailableError(
+                f"File {stored.file_id} in {self._where} was replaced after it was opened: "
+                "get() it again to read the new version."
+            ) from exc
+
+    def _presign(self, params: dict[str, Any], expires_in: int) -> str:
+        with s3_errors(self._where, f"signing a URL for {params['Key']}"):
+            url: str = self._client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires_in
+            )
+        return url
+
+    def _object_args(self, filename: str, content_type: str) -> dict[str, Any]:
+        if not _HEADER_TEXT.fullmatch(content_type):
+            # S3 keeps the type in a header: one that cannot be sent as one
+            # (CR, LF, non-ASCII) is stored as what the middleware would serve.
+            content_type = "application/octet-stream"
+        args: dict[str, Any] = {
+            "ContentType": content_type,
+            "ContentDisposition": _content_disposition(filename, content_type),
+            "StorageClass": self._storage_class,
+            "Metadata": {
+                _FILENAME: quote(filename, safe=_FILENAME_SAFE, encoding="utf-8"),
+                _MODIFIED: timestamp(),
+            },
+        }
+        if self._policy == CANNED_ACL_PUBLIC_READ:
+            # private is what S3 gives a new object anyway; not sending it also
+            # suits buckets whose ACLs are disabled.
+            args["ACL"] = CANNED_ACL_PUBLIC_READ
+        return args
+
+    def _upload(
+        self,
+        fileid: str,
+        content: FileContent,
+        filename: str | None,
+        content_type: str | None,
+        existing: Any,
+    ) -> None:
+        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
+        args = self._object_args(filename, content_type)
+        self._writer.write(fileid, self._key(fileid), source, args, CHECKSUM_COPY_LIMIT)
+
+
+class BucketDriver:
+    """filedepot's access to the keys of a bucket, through boto3's resource API.
+
+    :param s3: a boto3 S3 service resource.
+    :param bucket: a ``Bucket`` of it.
+    :param prefix: put before each key name.
+    """
+
+    def __init__(self, s3: Any, bucket: Any, prefix: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def get_key(self, key_name: str) -> Any:
+        """The ``Object`` under ``prefix + key_name`` with its metadata loaded, or ``None``."""
+        obj = self.bucket.Object(self.prefix + key_name)
+        try:
+            obj.load()
+        except ClientError as exc:
+            if client_error_code(exc) in ("404", "NoSuchKey"):
+                return None
+            raise
+        return obj
+
+    def new_key(self, key_name: str) -> Any:
+        """The ``Object`` under ``prefix + key_name``, not fetched."""
+        return self.bucket.Object(self.prefix + key_name)
+
+    def list_key_names(self) -> list[str]:
+        """The names (without the prefix) of every key under the prefix."""
+        return [
+            obj.key[len(self.prefix) :] for obj in self.bucket.objects.filter(Prefix=self.prefix)
+        ]
+
+
+def _content_disposition(filename: str, content_type: str) -> str:
+    # The middleware's choice of inline or attachment, for clients that fetch
+    # the object from S3 itself (public_url, signed_url).
+    headers = dict(disposition_headers(content_type, filename, DEFAULT_INLINE_TYPES))
+    return headers["Content-Disposition"]
+
+
+def _presign_ttl(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        seconds = 0
+    if not 1 <= seconds <= _MAX_PRESIGN_TTL:
+        raise ConfigurationError(
+            f"presign_ttl must be a number of seconds from 1 to {_MAX_PRESIGN_TTL} "
+            f"(7 days, the longest S3 accepts), not {value!r}."
+        )
+    return seconds
+
+
+def _file_info(file_id: str, key: str, head: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The StoredFile fields from a HeadObject answer."""
+    metadata = head.get("Metadata") or {}
+    field = ""
+    try:
+        field = _FILENAME
+        quoted = metadata.get(_FILENAME)
+        filename = unquote(quoted, errors="strict") if quoted else "unnamed"
+        field = _MODIFIED
+        modified = metadata.get(_MODIFIED)
+        # Objects put by other programs have no x-depot-modified: S3's time serves.
+        last_modified = parse_timestamp(modified) if modified else _naive(head["LastModified"])
+        field = CHECKSUM
+        checksum = metadata.get(CHECKSUM)
+        if checksum is not None and not _CHECKSUM_TEXT.fullmatch(checksum):
+            raise ValueError(f"{checksum!r} is not 'sha256:' and 64 hex digits")
+    except (ValueError, KeyError) as exc:
+        raise CorruptMetadataError(
+            f"Invalid metadata {field} of file {file_id} (object {key!r}) in {where}: {exc}. "
+            "Restore the file from a backup or delete it."
+        ) from exc
+    return {
+        "filename": filename,
+        "content_type": head.get("ContentType") or "application/octet-stream",
+        "content_length": head.get("ContentLength"),
+        "last_modified": last_modified,
+        "checksum": checksum,
+    }
+
+
+def _naive(value: datetime) -> datetime:
+    """An aware datetime from botocore as depot's naive UTC, to the second."""
+    return value.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)

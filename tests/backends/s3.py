@@ -1,0 +1,136 @@
+"""The S3 backend, against moto's S3 server on 127.0.0.1 (or the S3 of DEPOT_TEST_S3_ENDPOINT).
+
+moto runs as its own process (``python -m moto.server``), so every request is
+real HTTP and a test can stop and restart a server of its own. Set
+``DEPOT_TEST_S3_ENDPOINT`` (with ``DEPOT_TEST_S3_ACCESS_KEY``,
+``DEPOT_TEST_S3_SECRET_KEY`` and ``DEPOT_TEST_S3_REGION``) to run the suites
+against another server, MinIO or AWS itself; each test gets a bucket of its own,
+emptied and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import free_port, wait_for_port
+
+
+class MotoServer:
+    """moto's server in a subprocess on 127.0.0.1; its state lives in its memory."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_dir / f"moto-{self.port}.log"
+        self._env = {**os.environ, **(env or {})}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self._log, "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+            )
+        try:
+            wait_for_port(self.port, self._process, "moto server")
+        except RuntimeError as exc:
+            self.stop()
+            tail = self._log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}; its log ends with:\n{tail}") from exc
+
+    def stop(self) -> None:
+        """Stop the server (everything it held is lost)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+            self._process = None
+
+    def __enter__(self) -> MotoServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """``endpoint_url``, ``access_key_id``, ``secret_access_key``, ``region_name`` of the S3."""
+    given = os.environ.get("DEPOT_TEST_S3_ENDPOINT")
+    if given:
+        yield {
+            "endpoint_url": given,
+            "access_key_id": os.environ.get("DEPOT_TEST_S3_ACCESS_KEY", ""),
+            "secret_access_key": os.environ.get("DEPOT_TEST_S3_SECRET_KEY", ""),
+            "region_name": os.environ.get("DEPOT_TEST_S3_REGION", "us-east-1"),
+        }
+        return
+    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+        yield {
+            "endpoint_url": server.url,
+            "access_key_id": "depot-test-key",
+            "secret_access_key": "depot-test-secret",
+            "region_name": "us-east-1",
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_endpoint: dict[str, str]) -> Any:
+    """A plain boto3 client for the test S3, to put and look at raw objects."""
+    return client_for(s3_endpoint)
+
+
+def client_for(endpoint: dict[str, str]) -> Any:
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=endpoint["access_key_id"] or None,
+        aws_secret_access_key=endpoint["secret_access_key"] or None,
+        region_name=endpoint["region_name"],
+    ).client("s3", endpoint_url=endpoint["endpoint_url"])
+
+
+def remove_bucket(client: Any, bucket: str) -> None:
+    """Empty and delete a bucket (abandoned multipart uploads too), if it exists."""
+    from botocore.exceptions import ClientError
+
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", ()):
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        client.delete_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+
+
+@pytest.fixture
+def s3_settings(
+    s3_endpoint: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """A private depot in a new bucket, removed after the test."""
+    pytest.importorskip("boto3", reason="the 's3' extra is not installed")
+    client = request.getfixturevalue("s3_client")
+    bucket = f"depot-test-{uuid.uuid4().hex[:16]}"
+    yield {
+        "depot.backend": "s3",
+        "depot.bucket": bucket,
+        "depot.policy": "private",
+        **{f"depot.{key}": value for key, value in s3_endpoint.items()},
+    }
+    remove_bucket(client, bucket)
