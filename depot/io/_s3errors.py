@@ -109,6 +109,6 @@ def _refusal(exc: ClientError, code: str, where: str, action: str) -> str:
 
 
 def _line(value: object) -> str:
-    """``value`` as one line of at most 300 characters."""
-    text = " ".join(str(value).split()) or type(value).__name__
+    """``value`` as one line of at most 300 characters, for a sentence to go on after."""
+    text = " ".join(str(value).split()).rstrip(".") or type(value).__name__
     return text if len(text) <= 300 else text[:297] + "..."

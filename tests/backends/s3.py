@@ -10,6 +10,7 @@ emptied and removed afterwards.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ class MotoServer:
     """moto's server in a subprocess on 127.0.0.1; its state lives in its memory."""
 
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        if importlib.util.find_spec("moto") is None:
+            pytest.skip("moto[server] is not installed: pip install -e '.[test]'")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_dir / f"moto-{self.port}.log"
@@ -66,6 +69,7 @@ class MotoServer:
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """``endpoint_url``, ``access_key_id``, ``secret_access_key``, ``region_name`` of the S3."""
+    pytest.importorskip("boto3", reason="the 's3' extra is not installed")
     given = os.environ.get("DEPOT_TEST_S3_ENDPOINT")
     if given:
         yield {
@@ -120,12 +124,8 @@ def remove_bucket(client: Any, bucket: str) -> None:
 
 
 @pytest.fixture
-def s3_settings(
-    s3_endpoint: dict[str, str], request: pytest.FixtureRequest
-) -> Iterator[dict[str, Any]]:
+def s3_settings(s3_endpoint: dict[str, str], s3_client: Any) -> Iterator[dict[str, Any]]:
     """A private depot in a new bucket, removed after the test."""
-    pytest.importorskip("boto3", reason="the 's3' extra is not installed")
-    client = request.getfixturevalue("s3_client")
     bucket = f"depot-test-{uuid.uuid4().hex[:16]}"
     yield {
         "depot.backend": "s3",
@@ -133,4 +133,4 @@ def s3_settings(
         "depot.policy": "private",
         **{f"depot.{key}": value for key, value in s3_endpoint.items()},
     }
-    remove_bucket(client, bucket)
+    remove_bucket(s3_client, bucket)
