@@ -580,6 +580,17 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(raised.value, OSError)
 
 
+def test_bucket_deleted_after_configuration(storage: Any, s3_client: Any, bucket: str) -> None:
+    remove_bucket(s3_client, bucket)
+    with pytest.raises(BackendUnavailableError) as raised:
+        storage.create(b"x")
+    endpoint = s3_client.meta.endpoint_url
+    assert str(raised.value).startswith(
+        f"The S3 bucket {bucket!r} at {endpoint} does not exist (found while uploading file "
+    )
+    assert str(raised.value).endswith("Create it, or check depot.bucket and depot.endpoint_url.")
+
+
 def test_no_credentials_anywhere(
     s3_endpoint: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
