@@ -36,11 +36,12 @@ from botocore.exceptions import ClientError
 from depot.exceptions import BackendUnavailableError, DepotError
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._fileinfo import Source
+from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
 
 log = logging.getLogger("depot.io.boto3")
 
-CHECKSUM, UPLOAD = "x-depot-checksum", "x-depot-upload"
+UPLOAD = "x-depot-upload"
 #: Content up to this size goes in one request; larger goes in parts of this size.
 PART_SIZE = 8 * 1024 * 1024
 #: S3's limit for a single CopyObject.

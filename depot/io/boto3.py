@@ -27,27 +27,31 @@ and how).
 from __future__ import annotations
 
 import io
-import re
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, unquote
 
 from depot import __version__
-from depot._http import DEFAULT_INLINE_TYPES, disposition_headers
 from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
-    CorruptMetadataError,
     StoredFileNotFoundError,
 )
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._ids import check_file_id, new_file_id
+from depot.io._objectmeta import (
+    FILENAME,
+    MODIFIED,
+    content_disposition,
+    header_content_type,
+    presign_seconds,
+    quote_filename,
+    read_metadata,
+    response_disposition,
+)
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import parse_timestamp, timestamp
-from depot.utils import make_content_disposition
+from depot.io.utils import timestamp
 
 try:
     import boto3
@@ -55,7 +59,7 @@ try:
     from botocore.exceptions import ClientError
 
     from depot.io._s3errors import client_error_code, describe, s3_errors
-    from depot.io._s3upload import CHECKSUM, ObjectWriter
+    from depot.io._s3upload import ObjectWriter
 except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, exc.name or "boto3")) from exc
 
@@ -76,13 +80,6 @@ CANNED_ACL_PRIVATE = "private"
 CHECKSUM_COPY_LIMIT = 512 * 1024 * 1024
 
 _BACKEND = "S3Storage"
-_FILENAME, _MODIFIED = "x-depot-filename", "x-depot-modified"
-# What filedepot left unescaped in x-depot-filename (RFC 8187 attr-char).
-_FILENAME_SAFE = "!#$&+-.^_`|~"
-_CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
-_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
-#: presign_ttl's bounds: S3 refuses SigV4 URLs valid for more than 7 days.
-_MAX_PRESIGN_TTL = 7 * 24 * 3600
 
 
 # Making a client loads the description of S3's API (~60 ms); the clients of
@@ -242,12 +239,7 @@ class S3StoredFile(StoredFile):
         """
         filename = self.filename or "unnamed"
         content_type = self.content_type or "application/octet-stream"
-        if disposition is None:
-            header = _content_disposition(filename, content_type)
-        elif disposition in ("inline", "attachment"):
-            header = make_content_disposition(disposition, filename)
-        else:
-            raise ValueError(f"disposition must be 'inline' or 'attachment', not {disposition!r}")
+        header = response_disposition(filename, content_type, disposition)
         params = {
             "Bucket": self._storage._bucket,
             "Key": self._key,
@@ -342,7 +334,7 @@ class S3Storage(FileStorage):
         self._storage_class = storage_class or "STANDARD"
         self._bucket = bucket
         self._prefix = prefix or ""
-        self.presign_ttl = _presign_ttl(presign_ttl)
+        self.presign_ttl = presign_seconds(presign_ttl)
         self._client_args = {
             "aws_access_key_id": access_key_id or None,
             "aws_secret_access_key": secret_access_key or None,
@@ -521,17 +513,14 @@ class S3Storage(FileStorage):
         return url
 
     def _object_args(self, filename: str, content_type: str) -> dict[str, Any]:
-        if not _HEADER_TEXT.fullmatch(content_type):
-            # S3 keeps the type in a header: one that cannot be sent as one
-            # (CR, LF, non-ASCII) is stored as what the middleware would serve.
-            content_type = "application/octet-stream"
+        content_type = header_content_type(content_type)
         args: dict[str, Any] = {
             "ContentType": content_type,
-            "ContentDisposition": _content_disposition(filename, content_type),
+            "ContentDisposition": content_disposition(filename, content_type),
             "StorageClass": self._storage_class,
             "Metadata": {
-                _FILENAME: quote(filename, safe=_FILENAME_SAFE, encoding="utf-8"),
-                _MODIFIED: timestamp(),
+                FILENAME: quote_filename(filename),
+                MODIFIED: timestamp(),
             },
         }
         if self._policy == CANNED_ACL_PUBLIC_READ:
@@ -588,58 +577,10 @@ class BucketDriver:
         ]
 
 
-def _content_disposition(filename: str, content_type: str) -> str:
-    # The middleware's choice of inline or attachment, for clients that fetch
-    # the object from S3 itself (public_url, signed_url).
-    headers = dict(disposition_headers(content_type, filename, DEFAULT_INLINE_TYPES))
-    return headers["Content-Disposition"]
-
-
-def _presign_ttl(value: object) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        seconds = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        seconds = 0
-    if not 1 <= seconds <= _MAX_PRESIGN_TTL:
-        raise ConfigurationError(
-            f"presign_ttl must be a number of seconds from 1 to {_MAX_PRESIGN_TTL} "
-            f"(7 days, the longest S3 accepts), not {value!r}."
-        )
-    return seconds
-
-
 def _file_info(file_id: str, key: str, head: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The StoredFile fields from a HeadObject answer."""
-    metadata = head.get("Metadata") or {}
-    field = ""
-    try:
-        field = _FILENAME
-        quoted = metadata.get(_FILENAME)
-        filename = unquote(quoted, errors="strict") if quoted else "unnamed"
-        field = _MODIFIED
-        modified = metadata.get(_MODIFIED)
-        # Objects put by other programs have no x-depot-modified: S3's time serves.
-        last_modified = parse_timestamp(modified) if modified else _naive(head["LastModified"])
-        field = CHECKSUM
-        checksum = metadata.get(CHECKSUM)
-        if checksum is not None and not _CHECKSUM_TEXT.fullmatch(checksum):
-            raise ValueError(f"{checksum!r} is not 'sha256:' and 64 hex digits")
-    except (ValueError, KeyError) as exc:
-        raise CorruptMetadataError(
-            f"Invalid metadata {field} of file {file_id} (object {key!r}) in {where}: {exc}. "
-            "Restore the file from a backup or delete it."
-        ) from exc
-    return {
-        "filename": filename,
-        "content_type": head.get("ContentType") or "application/octet-stream",
-        "content_length": head.get("ContentLength"),
-        "last_modified": last_modified,
-        "checksum": checksum,
-    }
-
-
-def _naive(value: datetime) -> datetime:
-    """An aware datetime from botocore as depot's naive UTC, to the second."""
-    return value.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+    # Objects put by other programs have no x-depot-modified: S3's time serves.
+    info = read_metadata(head.get("Metadata"), head.get("LastModified"), file_id, key, where)
+    info["content_type"] = head.get("ContentType") or "application/octet-stream"
+    info["content_length"] = head.get("ContentLength")
+    return info
