@@ -56,6 +56,18 @@ def iter_chunks(source: Source, digest: Digest, block_size: int = BLOCK_SIZE) ->
         yield chunk
 
 
+def read_ahead(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """Read blocks until more than ``limit`` bytes came; return them and whether that was all."""
+    head = []
+    size = 0
+    for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return head, False
+    return head, True
+
+
 def rewind(stream: object) -> None:
     seekable = getattr(stream, "seekable", None)
     try:

@@ -34,7 +34,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from depot.exceptions import BackendUnavailableError, DepotError
-from depot.io._chunks import Digest, iter_chunks
+from depot.io._chunks import Digest, iter_chunks, read_ahead
 from depot.io._fileinfo import Source
 from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
@@ -86,7 +86,7 @@ class ObjectWriter:
         if isinstance(source, (bytes, bytearray, memoryview)):
             head, complete = list(chunks), True
         else:
-            head, complete = _read_ahead(chunks, PART_SIZE)
+            head, complete = read_ahead(chunks, PART_SIZE)
         with s3_errors(self._where, f"uploading file {fileid}"):
             if complete:
                 metadata[CHECKSUM] = digest.checksum
@@ -195,18 +195,6 @@ class _ChunkReader:
             parts.append(piece)
             got += len(piece)
         return b"".join(parts)
-
-
-def _read_ahead(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:
-    """Read blocks until more than ``limit`` bytes came; return them and whether that was all."""
-    head = []
-    size = 0
-    for chunk in chunks:
-        head.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return head, False
-    return head, True
 
 
 def _can_seek(source: object) -> bool:
