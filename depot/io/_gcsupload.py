@@ -1,0 +1,157 @@
+"""Sending a file's bytes to GCS with their checksum in the object's metadata.
+
+An upload's metadata goes with its first request, before the bytes that make
+up the checksum have gone by. But GCS, unlike S3, changes an object's metadata
+in place, by a small PATCH request that does not touch the bytes. So:
+
+* content of up to 8 MiB (bytes, or a stream read ahead that far) is hashed in
+  memory first and sent in one request, its checksum included: most files.
+  Bytes of any size are hashed before they are sent;
+* a larger stream is sent as a resumable upload, in 8 MiB chunks as it is
+  read, whether or not it can seek; once GCS holds the object, a PATCH adds the
+  checksum. The PATCH is conditional on the object's generation (its version),
+  so a checksum is never stamped on what another writer stored meanwhile. Until
+  it lands, readers see ``checksum = None``, as for files written by filedepot.
+
+GCS makes an object visible only when its upload completes, so a failed upload
+leaves the old file or none, never part of one; the abandoned upload session
+expires on GCS's side after a week.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from google.api_core.exceptions import NotFound, PreconditionFailed
+
+from depot.exceptions import BackendUnavailableError
+from depot.io._chunks import Digest, iter_chunks, read_ahead
+from depot.io._fileinfo import Source
+from depot.io._gcserrors import gcs_errors
+from depot.io._objectmeta import CHECKSUM
+
+log = logging.getLogger("depot.io.gcs")
+
+#: Content up to this size goes in one request; larger goes in chunks of this
+#: size (GCS wants a multiple of 256 KiB, and recommends at least 8 MiB).
+CHUNK_SIZE = 8 * 1024 * 1024
+
+
+def upload(
+    blob: Any, source: Source, metadata: dict[str, str], retry: Any, where: str, fileid: str
+) -> None:
+    """Store ``source`` as ``blob`` (its content type and disposition already set).
+
+    :param metadata: the object's custom metadata; the checksum is added to it.
+    :param retry: google-cloud-storage's retry policy for each request. An
+        upload is retried without a precondition: sending the same bytes under
+        the same name again stores the same file.
+    """
+    digest = Digest()
+    chunks = iter_chunks(source, digest)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head, complete = list(chunks), True
+    else:
+        head, complete = read_ahead(chunks, CHUNK_SIZE)
+    action = f"uploading file {fileid}"
+    if complete:
+        data = head[0] if len(head) == 1 else b"".join(head)
+        blob.metadata = {**metadata, CHECKSUM: digest.checksum}
+        with gcs_errors(where, action):
+            # With its size known, up to 8 MiB goes in one multipart request.
+            blob.upload_from_file(
+                io.BytesIO(data), size=len(data), content_type=blob.content_type, retry=retry
+            )
+        return
+    blob.metadata = dict(metadata)
+    with gcs_errors(where, action):
+        blob.upload_from_file(
+            _ChunkStream(chunks, head), content_type=blob.content_type, retry=retry
+        )
+    try:
+        _record_checksum(blob, metadata, digest, retry, where, fileid)
+    except BackendUnavailableError as exc:
+        # The file is stored, only without its checksum, as filedepot's are:
+        # better than failing and leaving an object nobody knows about.
+        log.warning("File %s was stored without its checksum: %s", fileid, exc)
+
+
+def _record_checksum(
+    blob: Any, metadata: dict[str, str], digest: Digest, retry: Any, where: str, fileid: str
+) -> None:
+    """Add the checksum to the metadata of the object just uploaded, unless it was replaced."""
+    patch = blob.bucket.blob(blob.name)
+    # All the keys: GCS merges them into what is there, some servers replace it.
+    patch.metadata = {**metadata, CHECKSUM: digest.checksum}
+    try:
+        with gcs_errors(
+            where, f"recording the checksum of file {fileid}", (PreconditionFailed, NotFound)
+        ):
+            patch.patch(if_generation_match=blob.generation, retry=retry)
+    except (PreconditionFailed, NotFound):
+        pass  # replaced or deleted by another writer since
+
+
+class _ChunkStream:
+    """A source's blocks as the stream a resumable upload reads.
+
+    ``read(n)`` returns exactly ``n`` bytes until the end, and the bytes of the
+    last read stay at hand: after a failed request the upload seeks back to
+    what GCS says it received, at most one chunk back, and sends them again.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], head: list[bytes]) -> None:
+        self._chunks = chunks
+        # Blocks already read from ``chunks``, given up one by one as they are
+        # sent, so that none stays in memory longer than needed.
+        self._pending = deque(memoryview(block) for block in head)
+        head.clear()
+        self._window = b""  # the bytes of the last read, from _window_start
+        self._window_start = 0
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        end = self._window_start + len(self._window)
+        if whence != io.SEEK_SET or not self._window_start <= position <= end:
+            raise io.UnsupportedOperation(
+                f"cannot seek to {position}: only the last chunk "
+                f"({self._window_start}-{end}) can be sent again"
+            )
+        self._pos = position
+        return position
+
+    def read(self, n: int = -1) -> bytes:
+        start = self._pos
+        offset = start - self._window_start
+        replay = self._window[offset:] if n < 0 else self._window[offset : offset + n]
+        parts: list[bytes | memoryview] = [replay] if replay else []
+        got = len(replay)
+        fresh = 0
+        while n < 0 or got < n:
+            if not self._pending:
+                block = next(self._chunks, None)
+                if block is None:
+                    break
+                self._pending.append(memoryview(block))
+            view = self._pending[0]
+            piece = view if n < 0 else view[: n - got]
+            if len(piece) == len(view):
+                self._pending.popleft()
+            else:
+                self._pending[0] = view[len(piece) :]
+            parts.append(piece)
+            got += len(piece)
+            fresh += len(piece)
+        data = b"".join(parts)
+        if fresh:
+            # The window always ends where the source stands.
+            self._window, self._window_start = data, start
+        self._pos = start + len(data)
+        return data

@@ -1,0 +1,580 @@
+"""A storage in a Google Cloud Storage bucket, via google-cloud-storage.
+
+Settings (filedepot's): ``project_id``, ``credentials``, ``bucket``, ``policy``,
+``storage_class``, ``prefix``; depot adds ``presign_ttl``.
+
+The layout is filedepot 0.12's, so either library reads what the other wrote.
+Each file is one object, named ``<prefix><file id>``::
+
+    contentType                    the file's content type
+    contentDisposition             its name, for clients that fetch the object itself
+    metadata x-depot-filename      its name, percent-encoded UTF-8
+    metadata x-depot-content-type  its content type again (filedepot reads it there)
+    metadata x-depot-modified      when it was stored: "YYYY-MM-DD HH:MM:SS", UTC
+    metadata x-depot-checksum      "sha256:<hex>" of its bytes (depot only)
+
+Content up to 8 MiB is sent in one request with its checksum; larger content
+streams out as a resumable upload in 8 MiB chunks, and a stream's checksum is
+added by a metadata PATCH once GCS holds it (``depot/io/_gcsupload.py`` says
+why and how). A failed upload leaves the old file or none.
+
+Connect to an emulator as google-cloud-storage does: set
+``STORAGE_EMULATOR_HOST`` (e.g. ``http://localhost:9023``); requests then go
+there, without credentials unless ``credentials`` is set.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+from depot._settings import missing_dependency_message
+from depot.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    StoredFileNotFoundError,
+)
+from depot.io._chunks import BLOCK_SIZE
+from depot.io._ids import check_file_id, new_file_id
+from depot.io._objectmeta import (
+    FILENAME,
+    MODIFIED,
+    content_disposition,
+    header_content_type,
+    presign_seconds,
+    quote_filename,
+    read_metadata,
+    response_disposition,
+)
+from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io.utils import timestamp
+
+try:
+    import google.auth
+    from google.api_core.exceptions import Conflict, Forbidden, NotFound, PreconditionFailed
+    from google.auth.credentials import AnonymousCredentials, Credentials, Signing
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud.storage import Client as StorageClient
+    from google.cloud.storage.retry import DEFAULT_RETRY
+    from google.oauth2 import service_account
+
+    from depot.io._gcserrors import describe, gcs_errors
+    from depot.io._gcsupload import CHUNK_SIZE, upload
+except ModuleNotFoundError as exc:
+    raise ImportError(missing_dependency_message(__name__, "google-cloud-storage")) from exc
+
+__all__ = [
+    "CANNED_ACL_PRIVATE",
+    "CANNED_ACL_PUBLIC_READ",
+    "READ_AHEAD",
+    "RETRY",
+    "GCSStorage",
+    "GCSStoredFile",
+]
+
+CANNED_ACL_PUBLIC_READ = "public-read"
+CANNED_ACL_PRIVATE = "private"
+
+#: How requests are retried: google-cloud-storage's default policy, exponential
+#: backoff for up to 120 seconds on 408, 429, 5xx answers and connection errors.
+#: Assign a ``google.api_core.retry.Retry`` of your own to give up sooner
+#: (``DEFAULT_RETRY.with_timeout(10)``), or ``None`` for no retries.
+RETRY = DEFAULT_RETRY
+
+#: The most a stored file fetches in one request when read in order. It starts
+#: at one block and doubles with each request, so a client reading only the
+#: first bytes costs little, and a long read takes few requests.
+READ_AHEAD = 8 * 1024 * 1024
+
+_BACKEND = "GCSStorage"
+_CONTENT_TYPE = "x-depot-content-type"
+_PUBLIC_ROLE, _ALL_USERS = "roles/storage.objectViewer", "allUsers"
+_DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+
+
+class GCSStoredFile(StoredFile):
+    """A file of a :class:`GCSStorage`, with its metadata from one request.
+
+    The bytes are fetched as they are read, by ranged requests of growing size
+    (up to :data:`READ_AHEAD`); it seeks, and :meth:`iter_range` fetches just
+    the bytes wanted. Every request for the bytes is conditional on the
+    generation (version) whose metadata was read, so data and metadata always
+    agree: if the file was replaced meanwhile, reading raises
+    :class:`~depot.exceptions.BackendUnavailableError`.
+
+    :param file_id: the file's id.
+    :param blob: its ``google.cloud.storage.Blob``, metadata loaded (kept as
+        :attr:`blob`, as in filedepot).
+    :param storage: the storage it came from; without one the file has no
+        :attr:`public_url` and no :meth:`redirect_url`.
+
+    .. versionchanged:: 1.0
+       Seekable; ``checksum``, :meth:`iter_range`, :meth:`signed_url` and
+       :meth:`redirect_url` added.
+    """
+
+    def __init__(self, file_id: str, blob: Any, storage: GCSStorage | None = None) -> None:
+        check_file_id(file_id, _BACKEND)
+        self.blob = blob
+        self._storage = storage
+        self._where = storage._where if storage is not None else _bucket_where(blob.bucket)
+        self._buffer = b""  # bytes fetched ahead, from offset _buffer_start
+        self._buffer_start = 0
+        self._ahead = BLOCK_SIZE
+        self._pos = 0
+        self._closed = False
+        super().__init__(file_id, **_file_info(file_id, blob, self._where))
+
+    def read(self, n: int | None = -1) -> bytes:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        left = (self.content_length or 0) - self._pos
+        wanted = left if n is None or n < 0 else min(n, left)
+        parts = []
+        got = 0
+        while got < wanted:
+            offset = self._pos - self._buffer_start
+            if not 0 <= offset < len(self._buffer):
+                self._buffer = b""  # let it go before the next one comes
+                self._buffer = self._fetch(self._pos, self._pos + max(wanted - got, self._ahead))
+                self._buffer_start, offset = self._pos, 0
+                self._ahead = min(self._ahead * 2, READ_AHEAD)
+                if not self._buffer:
+                    break
+            piece = self._buffer[offset : offset + wanted - got]
+            parts.append(piece)
+            got += len(piece)
+            self._pos += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.content_length or 0}
+        position = base[whence] + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        if position != self._pos:
+            self._pos = position
+            self._ahead = BLOCK_SIZE
+        return position
+
+    def tell(self) -> int:
+        return self._pos
+
+    def iter_range(self, start: int, stop: int, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+        """Yield the bytes from ``start`` up to ``stop``, fetching only those from GCS.
+
+        They come in requests of growing size (up to :data:`READ_AHEAD`). The
+        read position of the file is unchanged.
+        """
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        stop = min(stop, self.content_length or 0)
+        ahead = block_size
+        while start < stop:
+            data = self._fetch(start, min(stop, start + ahead))
+            if not data:
+                return
+            for offset in range(0, len(data), block_size):
+                yield data[offset : offset + block_size]
+            start += len(data)
+            ahead = max(block_size, min(ahead * 2, READ_AHEAD))
+            del data
+
+    def close(self) -> None:
+        self._closed = True
+        self._buffer = b""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def public_url(self) -> str | None:
+        """The object's own URL, when the storage's ``policy`` is ``public-read``.
+
+        ``https://storage.googleapis.com/<bucket>/<object>``, as in filedepot
+        (under ``STORAGE_EMULATOR_HOST``, the emulator's address).
+
+        .. versionchanged:: 1.0
+           ``None`` with the ``private`` policy: filedepot returned a URL that
+           answered 403.
+        """
+        if self._storage is None or self._storage._policy != CANNED_ACL_PUBLIC_READ:
+            return None
+        url: str = self.blob.public_url
+        return url
+
+    def signed_url(self, expires_in: int = 3600, disposition: str | None = None) -> str:
+        """A V4 signed URL that fetches the file from GCS for ``expires_in`` seconds.
+
+        It works whatever the ``policy``: hand it to a client to download a
+        private file without the bytes passing through the application. GCS
+        answers it with the file's content type and a ``Content-Disposition``
+        carrying its name. Signing needs credentials that can sign: a service
+        account key (``credentials``), or impersonated credentials.
+
+        :param expires_in: seconds the URL stays valid; at most 604800 (7 days).
+        :param disposition: ``'inline'`` or ``'attachment'``; by default inline
+            for the types :class:`~depot.middleware.DepotMiddleware` shows inline
+            (images, audio, video, PDF, plain text), attachment for the rest.
+        :raises depot.exceptions.ConfigurationError: the credentials cannot sign.
+
+        .. versionadded:: 1.0
+        """
+        filename = self.filename or "unnamed"
+        content_type = self.content_type or "application/octet-stream"
+        header = response_disposition(filename, content_type, disposition)
+        if self._storage is None:
+            raise ConfigurationError(
+                "signed_url() needs the storage's credentials: get the file from its GCSStorage."
+            )
+        credentials = self._storage._signing_credentials()
+        with gcs_errors(self._where, f"signing a URL for file {self.file_id}"):
+            url: str = self.blob.bucket.blob(self.blob.name).generate_signed_url(
+                version="v4",
+                expiration=timedelta(seconds=expires_in),
+                method="GET",
+                credentials=credentials,
+                response_disposition=header,
+                response_type=content_type,
+            )
+        return url
+
+    def redirect_url(self) -> tuple[str, bool] | None:
+        """The public URL (permanent), else a fresh signed URL if the storage has
+        ``presign_ttl`` (temporary), else ``None``: the middleware serves the bytes.
+
+        .. versionadded:: 1.0
+        """
+        public = self.public_url
+        if public is not None:
+            return public, True
+        ttl = self._storage.presign_ttl if self._storage is not None else None
+        if ttl is not None:
+            return self.signed_url(ttl), False
+        return None
+
+    def _fetch(self, start: int, stop: int) -> bytes:
+        """Bytes ``start`` to ``stop`` (excluded) of the generation that was opened."""
+        stop = min(stop, self.content_length or 0)
+        if start >= stop:
+            return b""
+        # A blob without the generation in its URL: with one, a replaced file
+        # would read as missing instead of replaced.
+        blob = self.blob.bucket.blob(self.blob.name)
+        action = f"reading file {self.file_id}"
+        try:
+            with gcs_errors(self._where, action, (NotFound, PreconditionFailed)):
+                data: bytes = blob.download_as_bytes(
+                    start=start,
+                    end=stop - 1,
+                    if_generation_match=self.blob.generation,
+                    # The bytes as stored, which the size and ranges count, even
+                    # for an object put gzip-encoded by another program.
+                    raw_download=True,
+                    retry=RETRY,
+                )
+        except NotFound as exc:
+            raise StoredFileNotFoundError(self.file_id, self._where) from exc
+        except PreconditionFailed as exc:
+            raise BackendUnavailableError(
+                f"File {self.file_id} in {self._where} was replaced after it was opened: "
+                "get() it again to read the new version."
+            ) from exc
+        return data
+
+
+class GCSStorage(FileStorage):
+    """Stores each file as one object of ``bucket``, named ``<prefix><file id>``.
+
+    :param project_id: the Google Cloud project, where a missing bucket is
+        created. Default: the one of the credentials, else ``GOOGLE_CLOUD_PROJECT``.
+    :param credentials: a service account key: the path of its JSON file, the
+        JSON text itself, or its content as a dict; or a ``google.auth``
+        credentials object. Default: what Google's libraries find
+        (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth application-default
+        login``, the instance's service account); none at all under
+        ``STORAGE_EMULATOR_HOST``.
+    :param bucket: the bucket; created when missing, if the credentials may.
+    :param policy: ``public-read`` (the default, as in filedepot: the bucket's
+        objects are readable by anyone, files get a
+        :attr:`~GCSStoredFile.public_url` and the middleware redirects there)
+        or ``private`` (the middleware serves them, or redirects to a signed URL
+        with ``presign_ttl``).
+    :param storage_class: the storage class of new objects, e.g. ``NEARLINE``;
+        default: the bucket's.
+    :param prefix: put before each file id to make its object name, e.g.
+        ``media/`` (mind the slash) to keep files in a "folder".
+    :param presign_ttl: seconds; with it the middleware answers a private file
+        with a 302 to a signed URL valid that long (at most 604800, 7 days),
+        instead of sending the bytes itself. Needs credentials that can sign.
+
+    ``public-read`` grants ``allUsers`` the role ``roles/storage.objectViewer``
+    on the whole bucket, as filedepot did: keep private files in another bucket.
+
+    Operations that cannot reach GCS, or that GCS refuses (bad credentials,
+    access denied, no such bucket), raise
+    :class:`~depot.exceptions.BackendUnavailableError` (an ``OSError``) naming
+    the bucket and the endpoint. Requests are retried as :data:`RETRY` says.
+
+    .. versionchanged:: 1.0
+       Credentials may come from Google's usual places; uploads and downloads
+       stream; files carry a checksum; ``storage_class`` is applied;
+       ``presign_ttl`` added.
+    """
+
+    def __init__(
+        self,
+        project_id: str | None = None,
+        credentials: Any = None,
+        bucket: str | None = None,
+        policy: str | None = None,
+        storage_class: str | None = None,
+        prefix: str = "",
+        presign_ttl: int | str | None = None,
+    ) -> None:
+        policy = policy or CANNED_ACL_PUBLIC_READ
+        if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
+            raise ConfigurationError(
+                f"policy must be {CANNED_ACL_PUBLIC_READ!r} or {CANNED_ACL_PRIVATE!r}, "
+                f"not {policy!r}."
+            )
+        if not bucket:
+            raise ConfigurationError("bucket is needed: set it to the name of a GCS bucket.")
+        self._policy = policy
+        self._storage_class = storage_class or None
+        self._prefix = prefix or ""
+        self.presign_ttl = presign_seconds(presign_ttl)
+        self._credentials, found_project = _load_credentials(credentials)
+        project = project_id or found_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        self.client = StorageClient(
+            project=project or None,  # None: no project, rather than a lookup that may hang
+            credentials=self._credentials,
+        )
+        self._endpoint = getattr(self.client, "api_endpoint", None) or _DEFAULT_ENDPOINT
+        self._where = f"GCS bucket {bucket!r} at {self._endpoint}"
+        if self.presign_ttl is not None:
+            self._signing_credentials()  # fail now, not on every request
+        try:
+            #: The ``google.cloud.storage.Bucket``, as in filedepot.
+            self.bucket = self.client.bucket(bucket)
+        except ValueError as exc:
+            raise ConfigurationError(f"bucket {bucket!r} is not a valid name: {exc}") from exc
+        self._ensure_bucket()
+        if policy == CANNED_ACL_PUBLIC_READ:
+            self.set_bucket_public_iam(self.bucket)
+
+    def get(self, file_or_id: StoredFile | str) -> GCSStoredFile:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        with gcs_errors(self._where, f"reading file {fileid}"):
+            blob = self.bucket.get_blob(self._key(fileid), retry=RETRY)
+        if blob is None:
+            raise StoredFileNotFoundError(fileid, self._where)
+        return GCSStoredFile(fileid, blob, self)
+
+    def create(
+        self, content: FileContent, filename: str | None = None, content_type: str | None = None
+    ) -> str:
+        fileid = new_file_id()
+        self._upload(fileid, content, filename, content_type, None)
+        return fileid
+
+    def replace(
+        self,
+        file_or_id: StoredFile | str,
+        content: FileContent,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        # replace(stored_file, stored_file) restores a file from another depot
+        # under its own id, whether or not it exists here (as in filedepot).
+        restoring = isinstance(file_or_id, StoredFile) and file_or_id is content
+        if not restoring and not self.exists(fileid):
+            raise StoredFileNotFoundError(fileid, self._where)
+        existing = None if restoring else (lambda: self.get(fileid))
+        self._upload(fileid, content, filename, content_type, existing)
+        return fileid
+
+    def delete(self, file_or_id: StoredFile | str) -> None:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        try:
+            with gcs_errors(self._where, f"deleting file {fileid}", (NotFound,)):
+                self.bucket.blob(self._key(fileid)).delete(retry=RETRY)
+        except NotFound:
+            pass
+
+    def exists(self, file_or_id: StoredFile | str) -> bool:
+        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        with gcs_errors(self._where, f"looking for file {fileid}"):
+            found: bool = self.bucket.blob(self._key(fileid)).exists(retry=RETRY)
+        return found
+
+    def list(self) -> list[str]:
+        """Return the ids of the files under ``prefix``; other objects are skipped."""
+        ids = []
+        with gcs_errors(self._where, "listing files"):
+            # The delimiter keeps objects in deeper "folders" (another prefix) out.
+            blobs = self.client.list_blobs(
+                self.bucket, prefix=self._prefix or None, delimiter="/", retry=RETRY
+            )
+            for blob in blobs:
+                try:
+                    ids.append(check_file_id(blob.name[len(self._prefix) :], _BACKEND))
+                except ValueError:
+                    continue
+        return ids
+
+    def set_bucket_public_iam(self, bucket: Any, members: tuple[str, ...] = (_ALL_USERS,)) -> None:
+        """Let ``members`` read every object of ``bucket`` (filedepot's name).
+
+        Adds them to the bucket's ``roles/storage.objectViewer`` binding unless
+        they are there already.
+        """
+        action = "making the bucket public (depot.policy is public-read)"
+        try:
+            with gcs_errors(self._where, action, (Forbidden,)):
+                policy = bucket.get_iam_policy(requested_policy_version=3, retry=RETRY)
+                for binding in policy.bindings:
+                    if (
+                        binding["role"] == _PUBLIC_ROLE
+                        and not binding.get("condition")
+                        and set(members) <= set(binding["members"])
+                    ):
+                        return
+                policy.bindings.append({"role": _PUBLIC_ROLE, "members": set(members)})
+                bucket.set_iam_policy(policy, retry=RETRY)
+        except Forbidden as exc:
+            raise BackendUnavailableError(
+                f"GCS denied access ({describe(exc)}) while {action} in the {self._where}. "
+                "Allow the credentials storage.buckets.getIamPolicy and setIamPolicy on "
+                "the bucket, or set depot.policy to private (with depot.presign_ttl to "
+                "redirect to signed URLs)."
+            ) from exc
+
+    def _key(self, fileid: str) -> str:
+        return self._prefix + fileid
+
+    def _ensure_bucket(self) -> None:
+        try:
+            with gcs_errors(self._where, "opening the bucket", (NotFound, Forbidden)):
+                self.bucket.reload(retry=RETRY)
+        except Forbidden:
+            return  # these credentials may not read the bucket's settings, but may use it
+        except NotFound:
+            self._create_bucket()
+
+    def _create_bucket(self) -> None:
+        if not self.client.project:
+            raise ConfigurationError(
+                f"The {self._where} does not exist, and no project is known to create it "
+                "in: set depot.project_id, or create the bucket."
+            )
+        action = "creating the bucket"
+        try:
+            with gcs_errors(self._where, action, (Forbidden, Conflict)):
+                self.bucket = self.client.create_bucket(self.bucket.name, retry=RETRY)
+        except Forbidden as exc:
+            raise BackendUnavailableError(
+                f"The {self._where} does not exist, and these credentials may not create it "
+                f"({describe(exc)}). Create the bucket, allow the credentials "
+                "storage.buckets.create, or check depot.bucket and depot.project_id."
+            ) from exc
+        except Conflict:
+            pass  # created meanwhile by another process
+
+    def _signing_credentials(self) -> Any:
+        if not isinstance(self._credentials, Signing):
+            raise ConfigurationError(
+                "Signed URLs (presign_ttl, signed_url()) need credentials that can sign, "
+                f"but the {self._where} is used with {type(self._credentials).__name__}. "
+                "Set depot.credentials to a service account key."
+            )
+        return self._credentials
+
+    def _upload(
+        self,
+        fileid: str,
+        content: FileContent,
+        filename: str | None,
+        content_type: str | None,
+        existing: Any,
+    ) -> None:
+        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
+        content_type = header_content_type(content_type)
+        blob = self.bucket.blob(self._key(fileid), chunk_size=CHUNK_SIZE)
+        blob.content_type = content_type
+        blob.content_disposition = content_disposition(filename, content_type)
+        if self._storage_class:
+            blob.storage_class = self._storage_class
+        metadata = {
+            FILENAME: quote_filename(filename),
+            _CONTENT_TYPE: content_type,
+            MODIFIED: timestamp(),
+        }
+        upload(blob, source, metadata, RETRY, self._where, fileid)
+
+
+def _load_credentials(value: Any) -> tuple[Credentials, str | None]:
+    """The credentials the ``credentials`` setting names, and their project if they know it."""
+    if value is None or value == "":
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            return AnonymousCredentials(), None
+        try:
+            found, project = google.auth.default()
+        except DefaultCredentialsError as exc:
+            raise ConfigurationError(
+                f"no Google credentials were found ({exc}). Set credentials to a service "
+                "account key file, or GOOGLE_APPLICATION_CREDENTIALS, or run "
+                "'gcloud auth application-default login'."
+            ) from exc
+        return found, project
+    if isinstance(value, Credentials):
+        return value, getattr(value, "project_id", None)
+    try:
+        if isinstance(value, Mapping):
+            loaded = service_account.Credentials.from_service_account_info(dict(value))
+        elif isinstance(value, str) and value.lstrip().startswith("{"):
+            loaded = service_account.Credentials.from_service_account_info(json.loads(value))
+        elif isinstance(value, (str, os.PathLike)):
+            loaded = service_account.Credentials.from_service_account_file(os.fspath(value))
+        else:
+            raise TypeError(f"not a {type(value).__name__}")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"credentials {value!r} cannot be read ({exc.strerror or exc}): give the path "
+            "of a service account key file (JSON)."
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        # Never the value itself: it may hold a private key.
+        raise ConfigurationError(
+            f"credentials is not a service account key ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Give the path of its JSON file, the JSON text, or a dict."
+        ) from exc
+    return loaded, loaded.project_id
+
+
+def _bucket_where(bucket: Any) -> str:
+    endpoint = getattr(bucket.client, "api_endpoint", None) or _DEFAULT_ENDPOINT
+    return f"GCS bucket {bucket.name!r} at {endpoint}"
+
+
+def _file_info(file_id: str, blob: Any, where: str) -> dict[str, Any]:
+    """The StoredFile fields from an object's resource."""
+    metadata = blob.metadata or {}
+    # Objects put by other programs have no x-depot-modified: GCS's time serves.
+    info = read_metadata(metadata, blob.time_created or blob.updated, file_id, blob.name, where)
+    info["content_type"] = (
+        metadata.get(_CONTENT_TYPE) or blob.content_type or "application/octet-stream"
+    )
+    info["content_length"] = blob.size
+    return info
