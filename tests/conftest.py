@@ -44,7 +44,7 @@ def default_depot(backend_settings: dict[str, Any]) -> FileStorage:
 
 
 #: What the reference venv holds: filedepot and the libraries its backends import.
-REFERENCE_PACKAGES = ["filedepot==0.12.0", "boto3", "pymongo", "mongomock"]
+REFERENCE_PACKAGES = ["filedepot==0.12.0", "boto3", "pymongo", "mongomock", "google-cloud-storage"]
 
 
 @pytest.fixture(scope="session")
