@@ -184,6 +184,19 @@ class FileStorage(ABC):
         """
         return resolve(fileobj, filename, content_type, existing)
 
+    def _replaced_file(self, fileid: str, file_or_id: object, content: object) -> StoredFile | None:
+        """For ``replace()``: the file about to be overwritten, or None when restoring.
+
+        ``replace(stored_file, stored_file)`` restores a file from another depot
+        under its own id, whether or not it exists here (as in filedepot);
+        otherwise the file must exist.
+
+        :raises depot.exceptions.StoredFileNotFoundError: it does not.
+        """
+        if isinstance(file_or_id, StoredFile) and file_or_id is content:
+            return None
+        return self.get(fileid)
+
     @abstractmethod
     def get(self, file_or_id: StoredFile | str) -> StoredFile:
         """Open a stored file.

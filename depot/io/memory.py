@@ -82,12 +82,7 @@ class MemoryFileStorage(FileStorage):
         content_type: str | None = None,
     ) -> str:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        # replace(stored_file, stored_file) restores a file from another depot
-        # under its own id, whether or not it exists here (as in filedepot).
-        restoring = isinstance(file_or_id, StoredFile) and file_or_id is content
-        if not restoring and fileid not in self.files:
-            raise StoredFileNotFoundError(fileid, _BACKEND)
-        existing = None if restoring else (lambda: self.get(fileid))
+        existing = self._replaced_file(fileid, file_or_id, content)
         self._save(fileid, content, filename, content_type, existing)
         return fileid
 
