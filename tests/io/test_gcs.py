@@ -40,11 +40,11 @@ from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
 from tests.backends.gcs import GCSEmulator, remove_bucket
 from tests.servers import free_port
+from tests.streams import Generated, MiB
 
 gcs_module = pytest.importorskip("depot.io.gcs", reason="the 'gcs' extra is not installed")
 GCSStorage = gcs_module.GCSStorage
 
-MiB = 1024 * 1024
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12" / "gcs.json"
 
 
@@ -72,39 +72,6 @@ def bucket(gcs_settings: dict[str, Any]) -> str:
 def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail at once against a server that is down: the failure is the subject."""
     monkeypatch.setattr(gcs_module, "RETRY", None)
-
-
-class Generated:
-    """``size`` bytes made on the fly and never kept, hashed as they are read."""
-
-    def __init__(self, size: int, seekable: bool = False) -> None:
-        self.size = size
-        self.sent = 0
-        self._block = os.urandom(MiB)
-        self._seekable = seekable
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.size - self.sent if n < 0 else min(n, self.size - self.sent)
-        offset = self.sent % MiB
-        data = (self._block[offset:] + self._block * (n // MiB + 1))[:n]
-        self.sent += len(data)
-        self.hash.update(data)
-        return data
-
-    def seekable(self) -> bool:
-        return self._seekable
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if not self._seekable or (offset, whence) != (0, io.SEEK_SET):
-            raise io.UnsupportedOperation("seek")
-        self.sent = 0
-        self.hash = hashlib.sha256()
-        return 0
-
-    @property
-    def checksum(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 class Request:

@@ -33,11 +33,11 @@ from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
 from tests.backends.s3 import MotoServer, client_for, remove_bucket
 from tests.servers import free_port
+from tests.streams import Generated, MiB
 
 boto3_module = pytest.importorskip("depot.io.boto3", reason="the 's3' extra is not installed")
 S3Storage = boto3_module.S3Storage
 
-MiB = 1024 * 1024
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
@@ -59,39 +59,6 @@ def storage(s3_settings: dict[str, Any]) -> Any:
 @pytest.fixture
 def bucket(s3_settings: dict[str, Any]) -> str:
     return str(s3_settings["depot.bucket"])
-
-
-class Generated:
-    """``size`` bytes made on the fly and never kept, hashed as they are read."""
-
-    def __init__(self, size: int, seekable: bool = False) -> None:
-        self.size = size
-        self.sent = 0
-        self._block = os.urandom(MiB)
-        self._seekable = seekable
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.size - self.sent if n < 0 else min(n, self.size - self.sent)
-        offset = self.sent % MiB
-        data = (self._block[offset:] + self._block * (n // MiB + 1))[:n]
-        self.sent += len(data)
-        self.hash.update(data)
-        return data
-
-    def seekable(self) -> bool:
-        return self._seekable
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if not self._seekable or (offset, whence) != (0, io.SEEK_SET):
-            raise io.UnsupportedOperation("seek")
-        self.sent = 0
-        self.hash = hashlib.sha256()
-        return 0
-
-    @property
-    def checksum(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 def listen(storage: Any, event: str) -> list[dict[str, Any]]:

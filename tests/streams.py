@@ -1,0 +1,42 @@
+"""Streams for tests that store large files without keeping them in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+MiB = 1024 * 1024
+
+
+class Generated:
+    """``size`` bytes made on the fly and never kept, hashed as they are read."""
+
+    def __init__(self, size: int, seekable: bool = False) -> None:
+        self.size = size
+        self.sent = 0
+        self._block = os.urandom(MiB)
+        self._seekable = seekable
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.size - self.sent if n < 0 else min(n, self.size - self.sent)
+        offset = self.sent % MiB
+        data = (self._block[offset:] + self._block * (n // MiB + 1))[:n]
+        self.sent += len(data)
+        self.hash.update(data)
+        return data
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self._seekable or (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("seek")
+        self.sent = 0
+        self.hash = hashlib.sha256()
+        return 0
+
+    @property
+    def checksum(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
