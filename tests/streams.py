@@ -40,3 +40,20 @@ class Generated:
     @property
     def checksum(self) -> str:
         return "sha256:" + self.hash.hexdigest()
+
+
+class OneWayStream:
+    """A stream that cannot seek, like a request body or a pipe."""
+
+    def __init__(self, data: bytes, piece: int = 1000) -> None:
+        self._data = io.BytesIO(data)
+        self._piece = piece
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(self._piece if n < 0 else min(n, self._piece))
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, *args: object) -> int:
+        raise io.UnsupportedOperation("seek")

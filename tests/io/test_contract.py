@@ -12,6 +12,7 @@ import pytest
 from depot.exceptions import InvalidFileIdError, StoredFileNotFoundError
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.utils import FileIntent
+from tests.streams import OneWayStream
 
 
 def sha256(data: bytes) -> str:
@@ -24,23 +25,6 @@ def missing_id(storage: FileStorage) -> str:
     file_id = storage.create(b"gone")
     storage.delete(file_id)
     return file_id
-
-
-class OneWayStream:
-    """A stream that cannot seek, like a request body or a pipe."""
-
-    def __init__(self, data: bytes, piece: int = 1000) -> None:
-        self._data = io.BytesIO(data)
-        self._piece = piece
-
-    def read(self, n: int = -1) -> bytes:
-        return self._data.read(self._piece if n < 0 else min(n, self._piece))
-
-    def seekable(self) -> bool:
-        return False
-
-    def seek(self, *args: object) -> int:
-        raise io.UnsupportedOperation("seek")
 
 
 def test_create_bytes_and_read_back(storage: FileStorage) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.reference import assert_filedepot_read, run_filedepot
+from tests.streams import OneWayStream
 
 gcs_module = pytest.importorskip("depot.io.gcs", reason="the 'gcs' extra is not installed")
 GCSStorage = gcs_module.GCSStorage
@@ -145,7 +147,9 @@ def test_filedepot_reads_what_depot_wrote(
             "\u00fcber caf\u00e9.txt",
             "text/plain",
         ),
-        storage.create(_OneWay(big), filename="big.bin", content_type="application/x-big"): (
+        storage.create(
+            OneWayStream(big, piece=65536), filename="big.bin", content_type="application/x-big"
+        ): (
             big,
             "big.bin",
             "application/x-big",
@@ -155,53 +159,17 @@ def test_filedepot_reads_what_depot_wrote(
     storage.replace(replaced, b"replaced", filename="r.txt")
     written[replaced] = (b"replaced", "r.txt", "text/plain")
 
-    result = subprocess.run(
-        [
-            filedepot_python,
-            "-c",
-            FILEDEPOT_READER,
-            json.dumps(gcs_service_account),
-            gcs_settings["depot.bucket"],
-            prefix,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env={"PATH": os.environ["PATH"], "STORAGE_EMULATOR_HOST": gcs_emulator},
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert not report["module"].startswith(str(Path(__file__).parents[2])), (
-        "ran ours, not filedepot"
+    report = run_filedepot(
+        filedepot_python,
+        FILEDEPOT_READER,
+        json.dumps(gcs_service_account),
+        gcs_settings["depot.bucket"],
+        prefix,
+        cwd=tmp_path,
+        env={"STORAGE_EMULATOR_HOST": gcs_emulator},
     )
 
-    assert set(report["read"]) == set(written)
-    for file_id, (data, filename, content_type) in written.items():
-        seen = report["read"][file_id]
-        ours = storage.get(file_id)
-        assert base64.b64decode(seen["data"]) == data
-        assert (seen["filename"], seen["content_type"], seen["content_length"]) == (
-            filename,
-            content_type,
-            len(data),
-        )
-        assert seen["last_modified"] == str(ours.last_modified)
-        assert seen["public_url"] == ours.public_url
+    assert_filedepot_read(report, storage, written, public_url=True)
 
     theirs = storage.get(report["created"])
     assert (theirs.read(), theirs.filename, theirs.checksum) == (b"from filedepot", "fd.txt", None)
-
-
-class _OneWay:
-    """A stream that cannot seek, like a request body."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n < 0 else self._pos + n
-        chunk = self._data[self._pos : end]
-        self._pos += len(chunk)
-        return chunk

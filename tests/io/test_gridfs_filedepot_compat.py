@@ -10,10 +10,8 @@ the two libraries install the same package, so they never share a process.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
-import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ pymongo = pytest.importorskip("pymongo")
 from bson import ObjectId, json_util  # noqa: E402  (after the skip)
 
 from depot.io.gridfs import GridFSStorage  # noqa: E402
+from tests.reference import assert_filedepot_read, run_filedepot  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12" / "gridfs.json"
 DUMP = json_util.loads(FIXTURE.read_text())
@@ -172,30 +171,15 @@ def test_filedepot_reads_what_depot_wrote(
         "chunks": list(db["filedepot.chunks"].find()),
         "ids": sorted(written),
     }
-    result = subprocess.run(
-        [filedepot_python, "-c", FILEDEPOT_READER],
-        input=json_util.dumps(dump),
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env={"PATH": os.environ["PATH"]},
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json_util.loads(result.stdout)
-    assert not report["module"].startswith(str(Path(__file__).parents[2])), (
-        "ran ours, not filedepot"
+    report = run_filedepot(
+        filedepot_python,
+        FILEDEPOT_READER,
+        cwd=tmp_path,
+        stdin=json_util.dumps(dump),
+        loads=json_util.loads,
     )
 
-    for file_id, (data, filename, content_type) in written.items():
-        seen = report["read"][file_id]
-        assert base64.b64decode(seen["data"]) == data
-        assert (seen["filename"], seen["content_type"], seen["content_length"]) == (
-            filename,
-            content_type,
-            len(data),
-        )
-        assert seen["last_modified"] == str(storage.get(file_id).last_modified)
+    assert_filedepot_read(report, storage, written)
 
     db["filedepot.files"].insert_many(report["documents"]["files"])
     db["filedepot.chunks"].insert_many(report["documents"]["chunks"])

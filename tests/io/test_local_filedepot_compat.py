@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from depot.io.local import LocalFileStorage
+from tests.reference import assert_filedepot_read, run_filedepot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -97,31 +96,14 @@ def test_filedepot_reads_what_depot_wrote(filedepot_python: str, tmp_path: Path)
     storage.replace(replaced, b"replaced", filename="r.txt")
     written[replaced] = (b"replaced", "r.txt", "text/plain")
 
-    result = subprocess.run(
-        [filedepot_python, "-c", FILEDEPOT_READER, str(root)],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env={"PATH": os.environ["PATH"]},
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert not report["module"].startswith(str(Path(__file__).parents[2])), (
-        "ran ours, not filedepot"
+    report = run_filedepot(
+        filedepot_python,
+        FILEDEPOT_READER,
+        str(root),
+        cwd=tmp_path,
     )
 
-    assert set(report["read"]) == set(written)
-    for file_id, (data, filename, content_type) in written.items():
-        seen = report["read"][file_id]
-        ours = storage.get(file_id)
-        assert base64.b64decode(seen["data"]) == data
-        assert (seen["filename"], seen["content_type"], seen["content_length"]) == (
-            filename,
-            content_type,
-            len(data),
-        )
-        assert seen["last_modified"] == str(ours.last_modified)
+    assert_filedepot_read(report, storage, written)
 
     theirs = storage.get(report["created"])
     assert (theirs.read(), theirs.filename, theirs.checksum) == (b"from filedepot", "fd.txt", None)
