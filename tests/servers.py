@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,6 +75,55 @@ def gunicorn(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+class ServerProcess:
+    """A test server in a subprocess on 127.0.0.1; its state lives in its memory.
+
+    ``command`` gives its command line for a port. ``stop()`` and ``start()``
+    again simulate an outage (everything it held is lost).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Callable[[int], list[str]],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._command = command(self.port)
+        self._log = log_dir / f"{name.replace(' ', '-')}-{self.port}.log"
+        self._env = {**os.environ, **(env or {})}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self._log, "ab") as log:
+            self._process = subprocess.Popen(
+                self._command, stdout=log, stderr=subprocess.STDOUT, env=self._env
+            )
+        try:
+            wait_for_port(self.port, self._process, self.name)
+        except RuntimeError as exc:
+            self.stop()
+            tail = self._log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}; its log ends with:\n{tail}") from exc
+
+    def stop(self) -> None:
+        """Stop the server (everything it held is lost)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+            self._process = None
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def nginx_binary() -> str:

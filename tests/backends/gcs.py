@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -23,47 +22,22 @@ from typing import Any
 
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import ServerProcess
 
 
-class GCSEmulator:
-    """gcp-storage-emulator in a subprocess on 127.0.0.1; its state lives in its memory."""
+class GCSEmulator(ServerProcess):
+    """gcp-storage-emulator in a subprocess on 127.0.0.1, in memory."""
 
     def __init__(self, log_dir: Path) -> None:
         if importlib.util.find_spec("gcp_storage_emulator") is None:
             pytest.skip("gcp-storage-emulator is not installed: pip install -e '.[test]'")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log_dir / f"gcs-emulator-{self.port}.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "gcp_storage_emulator", "start"]
-        options = ["--host", "127.0.0.1", "--port", str(self.port), "--in-memory", "--quiet"]
-        with open(self._log, "ab") as log:
-            self._process = subprocess.Popen(
-                command + options, stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            wait_for_port(self.port, self._process, "gcp-storage-emulator")
-        except RuntimeError as exc:
-            self.stop()
-            tail = self._log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; its log ends with:\n{tail}") from exc
-
-    def stop(self) -> None:
-        """Stop the server (everything it held is lost)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=30)
-            self._process = None
-
-    def __enter__(self) -> GCSEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1"]
+        options = ["--in-memory", "--quiet"]
+        super().__init__(
+            "gcp-storage-emulator",
+            lambda port: [*command, "--port", str(port), *options],
+            log_dir,
+        )
 
 
 @pytest.fixture(scope="session")

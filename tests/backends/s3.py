@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,49 +20,17 @@ from typing import Any
 
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import ServerProcess
 
 
-class MotoServer:
-    """moto's server in a subprocess on 127.0.0.1; its state lives in its memory."""
+class MotoServer(ServerProcess):
+    """moto's S3 server in a subprocess on 127.0.0.1."""
 
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
         if importlib.util.find_spec("moto") is None:
             pytest.skip("moto[server] is not installed: pip install -e '.[test]'")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log_dir / f"moto-{self.port}.log"
-        self._env = {**os.environ, **(env or {})}
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self._log, "ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-            )
-        try:
-            wait_for_port(self.port, self._process, "moto server")
-        except RuntimeError as exc:
-            self.stop()
-            tail = self._log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; its log ends with:\n{tail}") from exc
-
-    def stop(self) -> None:
-        """Stop the server (everything it held is lost)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=30)
-            self._process = None
-
-    def __enter__(self) -> MotoServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p"]
+        super().__init__("moto server", lambda port: [*command, str(port)], log_dir, env)
 
 
 @pytest.fixture(scope="session")
