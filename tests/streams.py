@@ -9,6 +9,11 @@ import os
 MiB = 1024 * 1024
 
 
+def sha256(data: bytes) -> str:
+    """depot's checksum of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 class Generated:
     """``size`` bytes made on the fly and never kept, hashed as they are read."""
 

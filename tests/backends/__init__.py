@@ -6,4 +6,15 @@ fresh, empty storage of that backend, starting whatever server it needs.
 listed in ``BACKENDS`` that exists.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 BACKENDS = ["memory", "local", "s3", "gridfs", "gcs"]
+
+
+def settings_to_kwargs(settings: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The keyword arguments of a backend's class for these ``depot.*`` settings."""
+    kwargs = {k[len("depot.") :]: v for k, v in settings.items() if k != "depot.backend"}
+    kwargs.update(changes)
+    return kwargs

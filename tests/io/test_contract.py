@@ -12,11 +12,7 @@ import pytest
 from depot.exceptions import InvalidFileIdError, StoredFileNotFoundError
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.utils import FileIntent
-from tests.streams import OneWayStream
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+from tests.streams import OneWayStream, sha256
 
 
 @pytest.fixture

@@ -38,24 +38,15 @@ from depot.exceptions import (
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
+from tests.backends import settings_to_kwargs
 from tests.backends.gcs import GCSEmulator, remove_bucket
 from tests.servers import free_port
-from tests.streams import Generated, MiB
+from tests.streams import Generated, MiB, sha256
 
 gcs_module = pytest.importorskip("depot.io.gcs", reason="the 'gcs' extra is not installed")
 GCSStorage = gcs_module.GCSStorage
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12" / "gcs.json"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def settings_to_kwargs(settings: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    kwargs = {k[len("depot.") :]: v for k, v in settings.items() if k != "depot.backend"}
-    kwargs.update(changes)
-    return kwargs
 
 
 @pytest.fixture

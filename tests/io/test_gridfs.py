@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.streams import sha256
+
 pymongo = pytest.importorskip("pymongo")
 
 from bson import ObjectId  # noqa: E402  (after the skip)
@@ -36,10 +38,6 @@ from depot.io.gridfs import GridFSStorage  # noqa: E402
 
 CHUNK = 255 * 1024
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12" / "gridfs.json"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,12 +16,9 @@ import pytest
 
 from depot.exceptions import ConfigurationError, CorruptMetadataError, StoredFileNotFoundError
 from depot.io.local import LocalFileStorage
+from tests.streams import sha256
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture

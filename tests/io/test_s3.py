@@ -31,24 +31,15 @@ from depot.exceptions import (
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
+from tests.backends import settings_to_kwargs
 from tests.backends.s3 import MotoServer, client_for, remove_bucket
 from tests.servers import free_port
-from tests.streams import Generated, MiB
+from tests.streams import Generated, MiB, sha256
 
 boto3_module = pytest.importorskip("depot.io.boto3", reason="the 's3' extra is not installed")
 S3Storage = boto3_module.S3Storage
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def settings_to_kwargs(settings: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    kwargs = {k[len("depot.") :]: v for k, v in settings.items() if k != "depot.backend"}
-    kwargs.update(changes)
-    return kwargs
 
 
 @pytest.fixture
