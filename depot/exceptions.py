@@ -11,10 +11,16 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigurationError",
     "CorruptMetadataError",
+    "ContentTypeNotAllowedError",
     "DepotError",
+    "ExtensionNotAllowedError",
+    "FileTooLargeError",
+    "ImageTooLargeError",
     "InvalidFileIdError",
+    "NotAnImageError",
     "StoredFileNotFoundError",
     "UnknownDepotError",
+    "ValidationError",
 ]
 
 
@@ -80,6 +86,57 @@ class ConfigurationError(DepotError, RuntimeError, ValueError):
 
 class UnknownDepotError(ConfigurationError, LookupError):
     """No depot (or alias) is configured under this name.
+
+    .. versionadded:: 1.0
+    """
+
+
+class ValidationError(DepotError, ValueError):
+    """Content refused before it was stored; nothing of it stays in the depot.
+
+    Its message is written for the person who sent the file, so a web form can
+    show ``str(error)`` as it is.
+
+    .. versionadded:: 1.0
+    """
+
+
+class FileTooLargeError(ValidationError):
+    """The content is larger than the ``max_size`` it was checked against.
+
+    ``max_size`` holds the limit in bytes.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(self, message: str, max_size: int) -> None:
+        super().__init__(message)
+        self.max_size = max_size
+
+
+class ContentTypeNotAllowedError(ValidationError):
+    """The content's declared or sniffed type is not one of the allowed types.
+
+    .. versionadded:: 1.0
+    """
+
+
+class ExtensionNotAllowedError(ValidationError):
+    """The file name's extension is not one of the allowed extensions.
+
+    .. versionadded:: 1.0
+    """
+
+
+class NotAnImageError(ValidationError):
+    """An image field was given content that is not a complete image it can read.
+
+    .. versionadded:: 1.0
+    """
+
+
+class ImageTooLargeError(NotAnImageError):
+    """An image has more pixels than allowed: a decompression bomb, or simply too large.
 
     .. versionadded:: 1.0
     """

@@ -129,12 +129,7 @@ class DepotManager:
     def get_file(cls, path: str) -> StoredFile:
         """Open the file at ``path``, which is ``'<depot name>/<file id>'``."""
         depot_name, file_id = cls._split_path(path)
-        depot = cls.get(depot_name)
-        if depot is None:
-            raise UnknownDepotError(
-                f"get_file({path!r}): no depot named {depot_name!r} ({cls._configured()})."
-            )
-        return depot.get(file_id)
+        return cls._depots[cls._require(depot_name, f"get_file({path!r})")].get(file_id)
 
     @classmethod
     def url_for(cls, path: str) -> str:
@@ -182,6 +177,17 @@ class DepotManager:
         cls._depots = {}
         cls._middleware = None
         cls._aliases = {}
+
+    @classmethod
+    def _require(cls, name: str | None, action: str) -> str:
+        """Resolve ``name`` (the default depot if ``None``), or say why ``action`` cannot run."""
+        resolved = cls.resolve_alias(cls.get_default() if name is None else name)
+        if resolved is None:
+            raise UnknownDepotError(
+                f"{action}: no depot named {name!r} ({cls._configured()}). "
+                f"Call DepotManager.configure({name!r}, settings) first."
+            )
+        return resolved
 
     @classmethod
     def _configured(cls) -> str:

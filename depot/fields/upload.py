@@ -1,0 +1,113 @@
+"""The value a file field keeps: :class:`UploadedFile`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from depot.exceptions import StoredFileNotFoundError
+from depot.fields.interfaces import DepotFileInfo
+from depot.io.interfaces import FileStorage, StoredFile
+from depot.manager import DepotManager
+from depot.utils import utcnow_naive
+
+__all__ = ["UploadedFile"]
+
+#: How ``uploaded_at`` is written: the stored file's last modification, in UTC.
+UPLOADED_AT_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class UploadedFile(DepotFileInfo):
+    """A file stored in a depot by a field, as the field's row or document keeps it.
+
+    Assigning content to a field builds one, which stores the content. Its keys,
+    also readable as attributes, are the ones filedepot 0.12 wrote, so rows
+    written by either load in the other:
+
+    ``depot_name``
+        the depot holding the file;
+    ``files``
+        every ``'<depot>/<id>'`` path stored for this value (the file, and
+        thumbnails or other files added by filters), deleted together;
+    ``file_id``, ``path``
+        the file's id, and ``'<depot>/<id>'`` for :meth:`DepotManager.get_file`;
+    ``filename``, ``content_type``
+        as stored;
+    ``uploaded_at``
+        when it was stored, ``'YYYY-MM-DD HH:MM:SS'`` in UTC;
+    ``_public_url``
+        the backend's public URL, or ``None``.
+
+    Loading a row does not touch the depot: a row whose file has gone missing
+    loads, and only :attr:`file` raises.
+    """
+
+    def process_content(
+        self, content: Any, filename: str | None = None, content_type: str | None = None
+    ) -> None:
+        """Store ``content`` and record the standard keys.
+
+        Subclasses that store more (thumbnails, previews) call this first.
+        """
+        file_path, file_id = self.store_content(content, filename, content_type)
+        self["file_id"] = file_id
+        self["path"] = file_path
+        with self.depot.get(file_id) as stored:
+            self["filename"] = stored.filename
+            self["content_type"] = stored.content_type
+            modified = stored.last_modified or utcnow_naive()
+            self["uploaded_at"] = modified.strftime(UPLOADED_AT_FORMAT)
+            self["_public_url"] = stored.public_url
+
+    def store_content(
+        self, content: Any, filename: str | None = None, content_type: str | None = None
+    ) -> tuple[str, str]:
+        """Store ``content`` in this value's depot; return its ``(path, file_id)``.
+
+        The path is added to ``files``, so the file is deleted with the value.
+        """
+        file_id = self.depot.create(content, filename, content_type)
+        file_path = f"{self.depot_name}/{file_id}"
+        self["files"].append(file_path)
+        return file_path, file_id
+
+    def encode(self) -> str:
+        """The JSON text kept in the database, in filedepot's format."""
+        return json.dumps(self)
+
+    @classmethod
+    def decode(cls, data: str | bytes) -> UploadedFile:
+        """Load a value from the JSON text :meth:`encode` wrote; nothing is stored."""
+        return cls(json.loads(data))
+
+    @property
+    def url(self) -> str:
+        """The file's public URL if the backend has one, else the middleware's URL for it."""
+        public_url: str | None = self.get("_public_url")
+        if public_url:
+            return public_url
+        return DepotManager.url_for(self["path"])
+
+    @property
+    def depot(self) -> FileStorage:
+        """The depot holding the file."""
+        name = DepotManager._require(self["depot_name"], f"Opening file {self.get('path')}")
+        storage = DepotManager.get(name)
+        assert storage is not None  # _require checked it
+        return storage
+
+    @property
+    def file(self) -> StoredFile:
+        """The stored file, open for reading (close it when done).
+
+        Raises :class:`~depot.exceptions.StoredFileNotFoundError`, naming the
+        path, if it is no longer in the depot.
+        """
+        try:
+            return self.depot.get(self["file_id"])
+        except StoredFileNotFoundError as exc:
+            raise StoredFileNotFoundError(
+                self["file_id"],
+                f"depot {self['depot_name']!r}: {self['path']} was deleted or never "
+                "stored; assign a new file or None to the field that refers to it",
+            ) from exc
