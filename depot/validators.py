@@ -41,7 +41,7 @@ from depot.exceptions import (
     ExtensionNotAllowedError,
     FileTooLargeError,
 )
-from depot.io._chunks import rewind
+from depot.io._chunks import BLOCK_SIZE, rewind
 from depot.io._fileinfo import FileIntent, Source, unwrap
 
 __all__ = [
@@ -366,9 +366,16 @@ class _LimitedStream:
         return False
 
     def read(self, n: int = -1) -> bytes:
+        if n >= 0:
+            return self._read_some(n)
+        parts = []
+        while chunk := self._read_some(BLOCK_SIZE):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _read_some(self, n: int) -> bytes:
         # Ask for one byte past the limit at most, so crossing it is seen at once.
-        allowance = self._limit - self._read + 1
-        data: bytes = self._stream.read(allowance if n < 0 else min(n, allowance))
+        data: bytes = self._stream.read(min(n, self._limit - self._read + 1))
         self._read += len(data)
         if self._read > self._limit:
             raise too_large(self._limit)
