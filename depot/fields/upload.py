@@ -40,7 +40,24 @@ class UploadedFile(DepotFileInfo):
 
     Loading a row does not touch the depot: a row whose file has gone missing
     loads, and only :attr:`file` raises.
+
+    A filter that stores another file records its path as ``'<name>_path'``
+    (``thumb_128x128_path``, ``small_path``); the value then also offers
+    ``<name>_file``, that file opened, and ``<name>_url``, its public URL
+    (``'_<name>_public_url'``) or else the middleware's, unless a key of that
+    name was stored.
+
+    .. versionchanged:: 1.0
+       ``<name>_file`` and ``<name>_url`` for every ``<name>_path`` key.
     """
+
+    def __getattr__(self, name: str) -> Any:
+        # Derived from the stored path rather than stored, so that a value loaded
+        # from a row offers them without knowing which filters wrote it.
+        prefix, _, kind = name.rpartition("_")
+        if kind in ("file", "url") and prefix and name not in self and f"{prefix}_path" in self:
+            return self._extra_file(prefix) if kind == "file" else self._extra_url(prefix)
+        return super().__getattr__(name)
 
     def process_content(
         self, content: Any, filename: str | None = None, content_type: str | None = None
@@ -95,6 +112,26 @@ class UploadedFile(DepotFileInfo):
         storage = DepotManager.get(name)
         assert storage is not None  # _require checked it
         return storage
+
+    def _extra_url(self, prefix: str) -> str:
+        """The URL of the file recorded under ``'<prefix>_path'``."""
+        public_url: str | None = self.get(f"_{prefix}_public_url")
+        if public_url:
+            return public_url
+        return DepotManager.url_for(self[f"{prefix}_path"])
+
+    def _extra_file(self, prefix: str) -> StoredFile:
+        """The file recorded under ``'<prefix>_path'``, open for reading."""
+        path = self[f"{prefix}_path"]
+        try:
+            return DepotManager.get_file(path)
+        except StoredFileNotFoundError as exc:
+            depot_name, _, file_id = path.partition("/")
+            raise StoredFileNotFoundError(
+                file_id,
+                f"depot {depot_name!r}: {path} ({prefix}_path) was deleted or never stored; "
+                "assign a new file or None to the field that refers to it",
+            ) from exc
 
     @property
     def file(self) -> StoredFile:
