@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from depot.io._fileinfo import Source
+from depot.io._fileinfo import Source, SupportsRead
 
 #: How much is read or written at once; large enough that per-call overhead
 #: vanishes, small enough that memory never grows with the file.
@@ -45,15 +46,76 @@ def iter_chunks(source: Source, digest: Digest, block_size: int = BLOCK_SIZE) ->
     rewind(source)
     read = source.read
     while True:
-        chunk = read(block_size)
+        chunk = _checked(read(block_size))
         if not chunk:
             return
-        if isinstance(chunk, str):
-            raise TypeError(
-                "Only bytes can be stored, but this file gives str: open it in binary mode ('rb')."
-            )
         digest.update(chunk)
         yield chunk
+
+
+def read_part(read: Callable[[int], Any], size: int, digest: Digest) -> bytes:
+    """Read ``size`` bytes (fewer only at the end) with ``read``, and feed them to ``digest``.
+
+    A file gives them in one call, so in one buffer that is never copied; a
+    stream that gives less per call (a pipe, a request body) is read again and
+    the pieces joined.
+    """
+    data = _checked(read(size))
+    if data and len(data) < size:
+        pieces = [data]
+        got = len(data)
+        while got < size:
+            more = _checked(read(size - got))
+            if not more:
+                break
+            pieces.append(more)
+            got += len(more)
+        data = b"".join(pieces)
+    data = data if type(data) is bytes else bytes(data)
+    digest.update(data)
+    return data
+
+
+class PartReader:
+    """A stream over ``source`` whose ``read(n)`` returns exactly ``n`` bytes
+    until the end, each fed to ``digest``: what an upload in parts reads.
+
+    S3 refuses parts under 5 MiB but the last, and a GCS resumable upload ends
+    at its first short chunk, so neither can take the short reads a request
+    body gives. Each part is one ``read()`` of the source when it can, so it is
+    in memory once, and only while it is sent.
+
+    :param source: the stream, at the position to read from.
+    :param digest: fed the bytes read from ``source``.
+    :param head: bytes read from ``source`` before (and fed to ``digest``),
+        given out first; uncopied if a read asks for all of them.
+    """
+
+    def __init__(self, source: SupportsRead, digest: Digest, head: bytes = b"") -> None:
+        self._read = source.read
+        self._digest = digest
+        self._head = head
+
+    def read(self, n: int | None = -1) -> bytes:
+        head, self._head = self._head, b""
+        if n is None or n < 0:
+            pieces = [head]
+            while block := read_part(self._read, BLOCK_SIZE, self._digest):
+                pieces.append(block)
+            return b"".join(pieces)
+        if len(head) >= n:
+            self._head = head[n:]
+            return head[:n]  # head itself when n is its length
+        rest = read_part(self._read, n - len(head), self._digest)
+        return head + rest if head else rest
+
+
+def _checked(chunk: Any) -> Any:
+    if isinstance(chunk, str):
+        raise TypeError(
+            "Only bytes can be stored, but this file gives str: open it in binary mode ('rb')."
+        )
+    return chunk
 
 
 def read_ahead(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:

@@ -3,9 +3,9 @@
 The checksum is metadata, and S3 takes metadata when an upload starts, before
 the bytes that make up the checksum have gone by. So:
 
-* content of up to 8 MiB (bytes, or a stream read ahead that far) is hashed in
-  memory first and sent in one request, its checksum included: most files.
-  Bytes of any size are hashed before they are sent, in parts when large;
+* content smaller than one part (5 MiB; bytes, or a stream read that far) is
+  hashed in memory first and sent in one request, its checksum included: most
+  files. Bytes of any size are hashed before they are sent, in parts when large;
 * a larger stream that can seek (an open file, the temporary file a web
   framework spools an upload into) is read twice: once for the checksum, then
   to upload it in parts with the checksum already in its metadata;
@@ -19,6 +19,12 @@ they fail, so S3 never shows part of a file. They carry ``x-depot-upload``, a
 random id: the copy is made only if the object still carries it, and only if
 S3's ETag has not changed since, so a checksum is never stamped on what another
 writer stored meanwhile.
+
+An upload holds one part in memory, whatever the file's size: the transfer
+manager runs in the caller's thread and sends each part before reading the
+next, and each part is a single ``read()`` of the source. Its threads would
+overlap reading with sending, but keep a part per thread plus each thread's
+own malloc arena, ~20 MiB more for two, where one part costs 5 MiB.
 """
 
 from __future__ import annotations
@@ -26,15 +32,13 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from depot.exceptions import BackendUnavailableError, DepotError
-from depot.io._chunks import Digest, iter_chunks, read_ahead
+from depot.io._chunks import BLOCK_SIZE, Digest, PartReader, read_part, rewind
 from depot.io._fileinfo import Source
 from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
@@ -42,20 +46,25 @@ from depot.io._s3errors import s3_errors
 log = logging.getLogger("depot.io.boto3")
 
 UPLOAD = "x-depot-upload"
-#: Content up to this size goes in one request; larger goes in parts of this size.
-PART_SIZE = 8 * 1024 * 1024
-#: S3's limit for a single CopyObject.
+#: Content smaller than this goes in one request; larger goes in parts of this
+#: size, S3's smallest, so that the part in memory is small. S3 takes up to
+#: 10,000 parts: a stream that cannot seek may be up to 48.8 GiB (larger
+#: files that can seek, and bytes, get larger parts: their size is known).
+PART_SIZE = 5 * 1024 * 1024
+#: S3's limits for a multipart upload and for a single CopyObject.
+_MAX_PARTS = 10_000
 _COPY_MAX = 5 * 1024**3
 
-TRANSFER = TransferConfig(
-    multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2
-)
-# s3transfer's own setting, which boto3's constructor does not take: how many
-# parts of a stream may be in memory at once. It, not max_concurrency, bounds
-# an upload's memory: about 16 MiB of reading ahead plus 2 parts, ~33 MiB
-# whatever the size (boto3's default of 10 parts: ~100 MiB). Two parts sent
-# at once already outpace most sources, request bodies above all.
-TRANSFER.max_in_memory_upload_chunks = 2
+
+def _transfer(size: int | None = None) -> TransferConfig:
+    """The transfer manager's settings for a file of ``size`` bytes (None: unknown)."""
+    part = PART_SIZE
+    if size is not None and size > part * _MAX_PARTS:
+        mib = 1024 * 1024
+        part = -(-size // (_MAX_PARTS * mib)) * mib
+    # Both sizes the same: a stream's first read (is it large?) is then its
+    # first part as is, not cut in two and copied.
+    return TransferConfig(multipart_threshold=part, multipart_chunksize=part, use_threads=False)
 
 
 class ObjectWriter:
@@ -81,35 +90,35 @@ class ObjectWriter:
         """
         metadata = args["Metadata"]
         digest = Digest()
-        seekable = _can_seek(source)
-        chunks = iter_chunks(source, digest)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            head, complete = list(chunks), True
-        else:
-            head, complete = read_ahead(chunks, PART_SIZE)
         with s3_errors(self._where, f"uploading file {fileid}"):
-            if complete:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                digest.update(source)
                 metadata[CHECKSUM] = digest.checksum
-                data = head[0] if len(head) == 1 else b"".join(head)
-                if len(data) <= PART_SIZE:
-                    self._client.put_object(Bucket=self._bucket, Key=key, Body=bytes(data), **args)
-                else:
-                    self._send(io.BytesIO(data), key, args)
+                self._send_known(bytes(source) if len(source) < PART_SIZE else source, key, args)
+                return
+            seekable = _can_seek(source)
+            rewind(source)
+            head = read_part(source.read, PART_SIZE, digest)
+            if len(head) < PART_SIZE:
+                metadata[CHECKSUM] = digest.checksum
+                self._send_known(head, key, args)
                 return
             metadata[UPLOAD] = uuid.uuid4().hex
             if seekable:
                 del head
-                for _ in chunks:  # the first pass: only the checksum
+                while read_part(source.read, BLOCK_SIZE, digest):  # the first pass: the checksum
                     pass
                 metadata[CHECKSUM] = digest.checksum
-                source.seek(0)  # type: ignore[union-attr]
+                source.seek(0)  # type: ignore[attr-defined]
                 sent = Digest()
-                self._send(_ChunkReader(iter_chunks(source, sent)), key, args)
+                self._send(PartReader(source, sent), key, args, digest.length)
                 if sent.checksum != digest.checksum:
                     # The file changed between the two reads: record what was sent.
                     self._fix_checksum(fileid, key, args, sent)
                 return
-            self._send(_ChunkReader(chunks, head), key, args)
+            reader = PartReader(source, digest, head)
+            del head  # the reader's until it is sent as the first part
+            self._send(reader, key, args)
         if digest.length <= copy_limit:
             try:
                 self._record_checksum(fileid, key, args, digest)
@@ -118,8 +127,19 @@ class ObjectWriter:
                 # are: better than failing and leaving an object nobody knows.
                 log.warning("File %s was stored without its checksum: %s", fileid, exc)
 
-    def _send(self, reader: Any, key: str, args: dict[str, Any]) -> None:
-        self._client.upload_fileobj(reader, self._bucket, key, ExtraArgs=args, Config=TRANSFER)
+    def _send_known(
+        self, data: bytes | bytearray | memoryview, key: str, args: dict[str, Any]
+    ) -> None:
+        """Send content held in memory: in one request if small, else in parts."""
+        if len(data) < PART_SIZE:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, **args)
+        else:
+            self._send(io.BytesIO(data), key, args, len(data))
+
+    def _send(self, reader: Any, key: str, args: dict[str, Any], size: int | None = None) -> None:
+        self._client.upload_fileobj(
+            reader, self._bucket, key, ExtraArgs=args, Config=_transfer(size)
+        )
 
     def _fix_checksum(self, fileid: str, key: str, args: dict[str, Any], sent: Digest) -> None:
         """Replace the checksum of the first read by the one of the bytes sent."""
@@ -164,37 +184,6 @@ class ObjectWriter:
                 )
         except ClientError:
             pass  # deleted or replaced by another writer since
-
-
-class _ChunkReader:
-    """A stream over blocks of bytes, whose ``read(n)`` returns exactly ``n`` bytes
-    until the end: the transfer manager makes one part of each read of a stream
-    that cannot seek, and S3 refuses parts under 5 MiB but the last.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], head: list[bytes] | None = None) -> None:
-        self._chunks = chunks
-        # Blocks already read from ``chunks``, given up one by one as they are
-        # read, so that none stays in memory longer than needed.
-        self._head = deque(head or ())
-        if head:
-            head.clear()
-        self._rest = memoryview(b"")
-
-    def read(self, n: int = -1) -> bytes:
-        parts = []
-        got = 0
-        while n < 0 or got < n:
-            if not self._rest:
-                chunk = self._head.popleft() if self._head else next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._rest = memoryview(chunk)
-            piece = self._rest if n < 0 else self._rest[: n - got]
-            self._rest = self._rest[len(piece) :]
-            parts.append(piece)
-            got += len(piece)
-        return b"".join(parts)
 
 
 def _can_seek(source: object) -> bool:

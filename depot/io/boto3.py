@@ -18,10 +18,10 @@ Writing an object replaces it whole, so a failed upload, a multipart one
 included (it is aborted), leaves the old file or none, never part of one.
 
 S3 takes metadata when an upload starts, before the checksum is known: content
-up to 8 MiB, bytes, and streams that can seek get it in their metadata from
+under 5 MiB, bytes, and streams that can seek get it in their metadata from
 the start; a larger stream that cannot seek gets it by a server-side copy once
 uploaded, up to :data:`CHECKSUM_COPY_LIMIT` (``depot/io/_s3upload.py`` says why
-and how).
+and how). Larger content goes in parts of 5 MiB, one in memory at a time.
 """
 
 from __future__ import annotations
