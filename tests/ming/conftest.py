@@ -59,7 +59,7 @@ def depot(request: pytest.FixtureRequest) -> FileStorage:
 
 
 @pytest.fixture
-def session(datastore: DataStore, depot: FileStorage) -> Iterator[Any]:
+def bound(datastore: DataStore) -> Iterator[Any]:
     """The models' sessions bound to this test's database; cleared after it."""
     sessions = [models.session.impl, models.main_session, models.bare_session.impl]
     for ming_session in sessions:
@@ -72,3 +72,9 @@ def session(datastore: DataStore, depot: FileStorage) -> Iterator[Any]:
         models.bare_session.clear()
         for ming_session in sessions:
             ming_session.bind = None
+
+
+@pytest.fixture
+def session(bound: Any, depot: FileStorage) -> Any:
+    """The models' session, with the depots of the backend under test."""
+    return bound
