@@ -137,6 +137,15 @@ class UploadedFileProperty(_FieldProperty):
 
     def __set__(self, instance: object, value: Any) -> None:
         """Store ``value`` (unless it is ``None`` or already a stored value) and keep it."""
+        loaded_fields = state(instance).options.get("fields")
+        if loaded_fields is not None and self.name not in loaded_fields:
+            # Ming writes such a document back with only the fields it loaded:
+            # the file would be stored and never saved.
+            raise ValueError(
+                f"{type(instance).__name__}.{self.name} was not loaded (the query asked only "
+                f"for {sorted(loaded_fields)}), so a file assigned to it would never be "
+                f"saved: load the document with {self.name!r} among its fields."
+            )
         history = _history(instance, create=True)
         assert history is not None
         info, fresh = self._value_for(value)

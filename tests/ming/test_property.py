@@ -183,6 +183,18 @@ def test_an_unknown_depot_is_named(session: ODMSession, depot: FileStorage) -> N
         doc.other = b"x"
 
 
+def test_a_document_loaded_without_the_property_refuses_a_file(
+    session: ODMSession, depot: FileStorage
+) -> None:
+    doc = Attachment(name="a", file=b"x")
+    session.flush()
+    session.clear()
+    partial = Attachment.query.find({"_id": doc._id}, projection=["name"]).first()
+    with pytest.raises(ValueError, match=r"Attachment\.file was not loaded.*among its fields"):
+        partial.file = b"would be lost"
+    assert depot.list() == [doc.file.file_id]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
