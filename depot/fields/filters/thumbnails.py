@@ -90,9 +90,9 @@ class WithThumbnailFilter(_ThumbnailMaker):
     .. versionchanged:: 1.0
        Without a middleware registered when the file is stored (a script, a
        worker), ``thumb_<w>x<h>_url`` is not stored but worked out on access;
-       filedepot refused to store the file. JPEG thumbnails of images with
-       transparency work (on white). EXIF orientation is applied and metadata
-       stripped.
+       filedepot refused to store the file. JPEG thumbnails work (filedepot
+       made every thumbnail RGBA, which JPEG cannot hold). EXIF orientation
+       is applied and metadata stripped.
     """
 
     def __init__(self, size: tuple[int, int] = (128, 128), format: str = "PNG") -> None:

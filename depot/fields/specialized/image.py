@@ -35,6 +35,11 @@ class UploadedImageWithThumb(UploadedFile):
     JPEG as a plain JPEG), upright, in sRGB and without metadata. A smaller
     image is stored as uploaded, metadata included. The thumbnail never carries
     metadata: see :mod:`depot.fields.filters.thumbnails`.
+
+    .. versionchanged:: 1.0
+       Content is checked before anything is stored; ``width`` and ``height``
+       are recorded; the thumbnail is upright, in sRGB and without metadata;
+       JPEG thumbnails work.
     """
 
     #: Images whose width or height reaches this many pixels are stored shrunk
