@@ -79,9 +79,10 @@ class UploadedFileProperty(_FieldProperty):
         backend.
 
     Add :class:`DepotExtension` to the document's session: it deletes the files
-    that replaced, removed and deleted values leave behind. Give each stored
-    value to one document only: assigning ``doc_a.file`` to ``doc_b.file``
-    makes both refer to one file, which goes when either lets go of it.
+    that replaced, removed and deleted values leave behind. Assigning
+    ``doc_a.file`` to ``doc_b.file`` makes both refer to one file, kept while
+    a document of the same session refers to it; assign ``doc_a.file.file``
+    (the stored file) to give ``doc_b`` a copy of its own.
 
     .. versionadded:: 1.0
        ``validators``.
@@ -201,6 +202,8 @@ class DepotExtension(_SessionExtension):
 
     Ming's ``remove()`` and ``update()`` queries bypass the unit of work:
     the files of the documents they change are not deleted.
+
+    :param session: the :class:`ming.odm.ODMSession` it serves; Ming passes it.
     """
 
     def __init__(self, session: Any) -> None:

@@ -114,6 +114,15 @@ def test_a_stored_value_assigned_again_stores_nothing(
     assert third.file == first.file
 
 
+def test_assigning_the_stored_file_makes_a_copy(session: ODMSession, depot: FileStorage) -> None:
+    first = Attachment(name="a", file=FileIntent(b"shared?", "notes.txt", "text/plain"))
+    with first.file.file as stored:
+        second = Attachment(name="b", file=stored)
+    assert second.file.file_id != first.file.file_id
+    assert (second.file.filename, second.file.content_type) == ("notes.txt", "text/plain")
+    assert second.file.file.read() == b"shared?"
+
+
 def test_a_missing_file_does_not_stop_the_document_loading(
     session: ODMSession, depot: FileStorage
 ) -> None:
