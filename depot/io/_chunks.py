@@ -118,18 +118,6 @@ def _checked(chunk: Any) -> Any:
     return chunk
 
 
-def read_ahead(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:
-    """Read blocks until more than ``limit`` bytes came; return them and whether that was all."""
-    head = []
-    size = 0
-    for chunk in chunks:
-        head.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return head, False
-    return head, True
-
-
 def rewind(stream: object) -> None:
     seekable = getattr(stream, "seekable", None)
     try:

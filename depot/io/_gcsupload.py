@@ -4,14 +4,18 @@ An upload's metadata goes with its first request, before the bytes that make
 up the checksum have gone by. But GCS, unlike S3, changes an object's metadata
 in place, by a small PATCH request that does not touch the bytes. So:
 
-* content of up to 8 MiB (bytes, or a stream read ahead that far) is hashed in
-  memory first and sent in one request, its checksum included: most files.
-  Bytes of any size are hashed before they are sent;
+* content smaller than one chunk (8 MiB; bytes, or a stream read that far) is
+  hashed in memory first and sent in one request, its checksum included: most
+  files. Bytes of any size are hashed before they are sent;
 * a larger stream is sent as a resumable upload, in 8 MiB chunks as it is
   read, whether or not it can seek; once GCS holds the object, a PATCH adds the
   checksum. The PATCH is conditional on the object's generation (its version),
   so a checksum is never stamped on what another writer stored meanwhile. Until
   it lands, readers see ``checksum = None``, as for files written by filedepot.
+
+A resumable upload holds one chunk in memory: each is a single ``read()`` of
+the source, sent before the next is read, and let go once GCS has answered it
+(google-cloud-storage would keep it, with its answer, until the next is sent).
 
 GCS makes an object visible only when its upload completes, so a failed upload
 leaves the old file or none, never part of one; the abandoned upload session
@@ -22,21 +26,19 @@ from __future__ import annotations
 
 import io
 import logging
-from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
 from depot.exceptions import BackendUnavailableError
-from depot.io._chunks import Digest, iter_chunks, read_ahead
+from depot.io._chunks import Digest, PartReader, read_part, rewind
 from depot.io._fileinfo import Source
 from depot.io._gcserrors import gcs_errors
 from depot.io._objectmeta import CHECKSUM
 
 log = logging.getLogger("depot.io.gcs")
 
-#: Content up to this size goes in one request; larger goes in chunks of this
+#: Content smaller than this goes in one request; larger goes in chunks of this
 #: size (GCS wants a multiple of 256 KiB, and recommends at least 8 MiB).
 CHUNK_SIZE = 8 * 1024 * 1024
 
@@ -52,26 +54,35 @@ def upload(
         the same name again stores the same file.
     """
     digest = Digest()
-    chunks = iter_chunks(source, digest)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        head, complete = list(chunks), True
+        digest.update(source)
+        data, complete = source, True
     else:
-        head, complete = read_ahead(chunks, CHUNK_SIZE)
+        rewind(source)
+        data = read_part(source.read, CHUNK_SIZE, digest)
+        complete = len(data) < CHUNK_SIZE
     action = f"uploading file {fileid}"
     if complete:
-        data = head[0] if len(head) == 1 else b"".join(head)
         blob.metadata = {**metadata, CHECKSUM: digest.checksum}
         with gcs_errors(where, action):
-            # With its size known, up to 8 MiB goes in one multipart request.
+            # With the size known, google-cloud-storage sends up to 8 MiB in one
+            # multipart request (more, as bytes may be, as a resumable upload).
             blob.upload_from_file(
                 io.BytesIO(data), size=len(data), content_type=blob.content_type, retry=retry
             )
         return
     blob.metadata = dict(metadata)
-    with gcs_errors(where, action):
-        blob.upload_from_file(
-            _ChunkStream(chunks, head), content_type=blob.content_type, retry=retry
-        )
+    stream = _ChunkStream(PartReader(source, digest, data))  # type: ignore[arg-type]
+    del data  # the stream's until it is sent as the first chunk
+    # google-cloud-storage keeps the answer to a chunk, and through its request
+    # the chunk, while it reads and sends the next: two chunks in memory.
+    hooks = blob.client._http.hooks["response"]
+    hooks.append(stream.forget_answered)
+    try:
+        with gcs_errors(where, action):
+            blob.upload_from_file(stream, content_type=blob.content_type, retry=retry)
+    finally:
+        hooks.remove(stream.forget_answered)
     try:
         _record_checksum(blob, metadata, digest, retry, where, fileid)
     except BackendUnavailableError as exc:
@@ -97,19 +108,15 @@ def _record_checksum(
 
 
 class _ChunkStream:
-    """A source's blocks as the stream a resumable upload reads.
+    """A source's parts as the stream a resumable upload reads.
 
     ``read(n)`` returns exactly ``n`` bytes until the end, and the bytes of the
-    last read stay at hand: after a failed request the upload seeks back to
-    what GCS says it received, at most one chunk back, and sends them again.
+    last read stay at hand until the next: a caller that recovers a failed
+    upload seeks back to what GCS says it received, and sends them again.
     """
 
-    def __init__(self, chunks: Iterator[bytes], head: list[bytes]) -> None:
-        self._chunks = chunks
-        # Blocks already read from ``chunks``, given up one by one as they are
-        # sent, so that none stays in memory longer than needed.
-        self._pending = deque(memoryview(block) for block in head)
-        head.clear()
+    def __init__(self, parts: PartReader) -> None:
+        self._parts = parts
         self._window = b""  # the bytes of the last read, from _window_start
         self._window_start = 0
         self._pos = 0
@@ -127,30 +134,27 @@ class _ChunkStream:
         self._pos = position
         return position
 
+    def forget_answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        """A requests response hook: drop the request's reference to the chunk just sent.
+
+        A retry sends the chunk again from its own reference; the request is
+        kept only as a record.
+        """
+        if response.request.body is self._window and self._window:
+            response.request.body = None
+
     def read(self, n: int = -1) -> bytes:
         start = self._pos
         offset = start - self._window_start
-        replay = self._window[offset:] if n < 0 else self._window[offset : offset + n]
-        parts: list[bytes | memoryview] = [replay] if replay else []
-        got = len(replay)
-        fresh = 0
-        while n < 0 or got < n:
-            if not self._pending:
-                block = next(self._chunks, None)
-                if block is None:
-                    break
-                self._pending.append(memoryview(block))
-            view = self._pending[0]
-            piece = view if n < 0 else view[: n - got]
-            if len(piece) == len(view):
-                self._pending.popleft()
-            else:
-                self._pending[0] = view[len(piece) :]
-            parts.append(piece)
-            got += len(piece)
-            fresh += len(piece)
-        data = b"".join(parts)
-        if fresh:
+        if offset == len(self._window):
+            # Nothing to send again: the last chunk goes before the next comes.
+            self._window, self._window_start = b"", start
+            data = self._parts.read(n)
+        else:
+            replay = self._window[offset:] if n < 0 else self._window[offset : offset + n]
+            fresh = self._parts.read(-1 if n < 0 else n - len(replay)) if n != len(replay) else b""
+            data = replay + fresh if fresh else replay
+        if start + len(data) > self._window_start + len(self._window):
             # The window always ends where the source stands.
             self._window, self._window_start = data, start
         self._pos = start + len(data)

@@ -13,10 +13,11 @@ Each file is one object, named ``<prefix><file id>``::
     metadata x-depot-modified      when it was stored: "YYYY-MM-DD HH:MM:SS", UTC
     metadata x-depot-checksum      "sha256:<hex>" of its bytes (depot only)
 
-Content up to 8 MiB is sent in one request with its checksum; larger content
-streams out as a resumable upload in 8 MiB chunks, and a stream's checksum is
-added by a metadata PATCH once GCS holds it (``depot/io/_gcsupload.py`` says
-why and how). A failed upload leaves the old file or none.
+Content under 8 MiB is sent in one request with its checksum; from 8 MiB on,
+it streams out as a resumable upload in 8 MiB chunks, one in memory at a time,
+and a stream's checksum is added by a metadata PATCH once GCS holds it
+(``depot/io/_gcsupload.py`` says why and how). A failed upload leaves the old
+file or none.
 
 Connect to an emulator as google-cloud-storage does: set
 ``STORAGE_EMULATOR_HOST`` (e.g. ``http://localhost:9023``); requests then go
@@ -87,8 +88,10 @@ RETRY = DEFAULT_RETRY
 
 #: The most a stored file fetches in one request when read in order. It starts
 #: at one block and doubles with each request, so a client reading only the
-#: first bytes costs little, and a long read takes few requests.
-READ_AHEAD = 8 * 1024 * 1024
+#: first bytes costs little, and a long read takes few requests. A request's
+#: bytes cost up to twice their size in memory while they come in
+#: (google-cloud-storage gathers them in a buffer that grows), ~7 MiB for 4 MiB.
+READ_AHEAD = 4 * 1024 * 1024
 
 _BACKEND = "GCSStorage"
 _CONTENT_TYPE = "x-depot-content-type"
