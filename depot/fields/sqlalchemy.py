@@ -207,8 +207,8 @@ class UploadedFilesField(_FileColumn):
             # TEXT holds 64 KB there: a few hundred files' JSON.
             from sqlalchemy.dialects.mysql import MEDIUMTEXT
 
-            return dialect.type_descriptor(MEDIUMTEXT())
-        return dialect.type_descriptor(types.Text())
+            return MEDIUMTEXT()
+        return self.impl_instance
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:

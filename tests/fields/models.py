@@ -109,7 +109,7 @@ class Checked(Base):
         UploadedFileField(validators=[MaxSize(100), ContentTypes("text/plain")])
     )
     copied: Mapped[UploadedFile | None] = mapped_column(UploadedFileField(filters=[WithCopy()]))
-    long: Mapped[UploadedFile | None] = mapped_column(UploadedFileField(filters=[WithManyCopies()]))
+    many: Mapped[UploadedFile | None] = mapped_column(UploadedFileField(filters=[WithManyCopies()]))
     broken: Mapped[UploadedFile | None] = mapped_column(UploadedFileField(filters=[Failing()]))
     elsewhere: Mapped[UploadedFile | None] = mapped_column(
         UploadedFileField(upload_storage="other")
