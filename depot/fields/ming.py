@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, overload
 
 from depot._settings import missing_dependency_message
 from depot.exceptions import StoredFileNotFoundError
+from depot.fields._tracking import delete_files, paths_of
 from depot.fields.interfaces import DepotFileInfo, FileFilter
 from depot.fields.upload import UploadedFile
-from depot.manager import DepotManager
 from depot.validators import FileValidator, validate
 
 try:
@@ -250,7 +250,7 @@ class DepotExtension(_SessionExtension):
         doomed, self._unreferenced = self._unreferenced, set()
         if doomed:
             kept = self._referenced(still_to_write=True)
-            _delete(doomed - kept, "no document refers to it after the flush")
+            delete_files(sorted(doomed - kept), "no document refers to it after the flush")
 
     def _check_writable(self, obj: Any) -> None:
         history = _history(obj)
@@ -298,7 +298,7 @@ class DepotExtension(_SessionExtension):
             history.discarded |= unwritten & history.stored
             history.stored = set()
         if doomed:
-            _delete(doomed - self._referenced(still_to_write=False), "never written")
+            delete_files(sorted(doomed - self._referenced(still_to_write=False)), "never written")
 
     def _referenced(self, still_to_write: bool) -> set[str]:
         """The files documents of the session refer to in the database.
@@ -389,31 +389,15 @@ def _current_paths(obj: Any) -> set[str]:
 
 
 def _paths(value: Any) -> set[str]:
-    """The ``'<depot>/<id>'`` paths a stored value lists; none for anything else."""
-    files = value.get("files") if isinstance(value, Mapping) else None
-    if not isinstance(files, (list, tuple)):
+    """The ``'<depot>/<id>'`` paths a stored value refers to; none for anything else."""
+    if not isinstance(value, Mapping):
         return set()
-    return {path for path in files if isinstance(path, str)}
+    return {path for path in paths_of(value) if isinstance(path, str)}
 
 
 def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A copy of ``value`` sharing nothing with it: a value and its document change apart."""
     return None if value is None else copy.deepcopy(dict(value))
-
-
-def _delete(paths: Iterable[str], why: str) -> None:
-    for path in sorted(paths):
-        depot_name, _, file_id = path.partition("/")
-        depot = DepotManager.get(depot_name)
-        if depot is None:
-            log.error("Could not delete %s (%s): no depot %r is configured", path, why, depot_name)
-            continue
-        try:
-            depot.delete(file_id)
-        except Exception:
-            # Whatever the backend raised, the documents are written already:
-            # raising would report a failed flush for saved data.
-            log.exception("Could not delete %s (%s); it stays in the depot", path, why)
 
 
 #: Sessions already warned about: once each is enough.

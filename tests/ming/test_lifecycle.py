@@ -122,6 +122,18 @@ def test_a_file_another_document_took_stays(
     assert Attachment.query.get(name="taker").file.file.read() == b"old"
 
 
+def test_a_value_without_its_files_list_still_names_its_file(
+    session: ODMSession, depot: FileStorage
+) -> None:
+    file_id = depot.create(b"old", "old.txt")
+    value = {"depot_name": "default", "file_id": file_id, "path": f"default/{file_id}"}
+    session.db["attachments"].insert_one({"name": "listless", "file": value})
+    doc = Attachment.query.get(name="listless")
+    doc.file = b"new"
+    session.flush()
+    assert stored(depot) == {doc.file.file_id}
+
+
 def test_a_document_whose_file_is_already_gone_can_be_deleted(
     session: ODMSession, depot: FileStorage, saved: Any
 ) -> None:
@@ -335,7 +347,7 @@ def test_a_deletion_failing_after_the_flush_is_logged(
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert [r.getMessage() for r in errors] == [
             f"Could not delete {path} (no document refers to it after the flush); "
-            "it stays in the depot"
+            "the file stays in its depot"
         ]
         server.start()
 
@@ -349,7 +361,7 @@ def test_a_file_in_a_depot_no_longer_configured_is_logged(
     session.flush()
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
         f"Could not delete {path} (no document refers to it after the flush): "
-        "no depot 'default' is configured"
+        "depot 'default' is not configured; the file stays in it"
     ]
 
 
