@@ -1,4 +1,7 @@
-"""Fixtures of the image tests: each runs on a memory depot and on a local one."""
+"""Fixtures of the image tests: each runs on a memory depot and on a local one.
+
+The ORM tests also run on each database of tests/databases.py.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import pytest
 
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
+from tests.databases import database, engine
+
+__all__ = ["database", "engine"]
 
 SETTINGS = {
     "memory": lambda tmp_path: {"depot.backend": "depot.io.memory.MemoryFileStorage"},
