@@ -9,10 +9,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from depot.exceptions import ImageTooLargeError, NotAnImageError, ValidationError
+from depot.exceptions import (
+    FileTooLargeError,
+    ImageTooLargeError,
+    NotAnImageError,
+    ValidationError,
+)
 from depot.fields.specialized.image import UploadedImageWithThumb
 from depot.io.interfaces import FileStorage
 from depot.io.utils import FileIntent
+from depot.validators import MaxSize, validate
 from tests.images.pictures import (
     BLUE,
     RED,
@@ -301,3 +307,12 @@ def test_a_value_is_rebuilt_from_its_json(depot: FileStorage) -> None:
     assert loaded.original_content is None
     assert (loaded.width, loaded.height) == (300, 200)
     assert opened(loaded.thumb_file).size == (128, 85)
+
+
+def test_a_size_limit_stops_spooling_a_one_way_upload(depot: FileStorage) -> None:
+    # What a field with validators=[MaxSize(...)] hands to its upload_type.
+    upload = encode(Image.effect_noise((300, 300), 60).convert("RGB"), "PNG")
+    limited = validate(OneWayStream(upload), [MaxSize(10_000)])
+    with pytest.raises(FileTooLargeError):
+        UploadedImageWithThumb(limited)
+    assert depot.list() == []
