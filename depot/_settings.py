@@ -31,6 +31,9 @@ EXTRAS = {
     "depot.io.awss3": "s3",
     "depot.io.gridfs": "gridfs",
     "depot.io.gcs": "gcs",
+    "depot.fields.ming": "ming",
+    "depot.fields.sqlalchemy": "sqlalchemy",
+    "depot.fields._images": "images",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
