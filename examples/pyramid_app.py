@@ -1,0 +1,78 @@
+"""filebox as a Pyramid application.
+
+Run from the repository root: ``python examples/pyramid_app.py`` (after
+``pip install pyramid``). The settings (environment variables) are in
+``examples/filebox/settings.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import waitress
+from filebox import models, page
+from filebox.settings import Settings, from_env
+from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.request import Request
+from pyramid.response import Response
+from sqlalchemy.orm import Session
+
+from depot.manager import DepotManager
+
+TITLE = "filebox (Pyramid)"
+
+
+def home(request: Request) -> Response:
+    return Response(page.render(models.documents(request.db), TITLE))
+
+
+def upload(request: Request) -> Response:
+    uploads = [f for f in request.POST.getall("files") if getattr(f, "filename", "")]
+    if not uploads:
+        body = page.render(models.documents(request.db), TITLE, "Choose a file to upload.")
+        return Response(body, status=400)
+    for item in uploads:
+        models.add(request.db, item)
+    return HTTPSeeOther(location=request.route_url("home"))
+
+
+def delete(request: Request) -> Response:
+    models.delete(request.db, int(request.matchdict["id"]))
+    return HTTPSeeOther(location=request.route_url("home"))
+
+
+def make_app(settings: Settings) -> Any:
+    """The Pyramid application, wrapped in DepotMiddleware that serves the files."""
+    sessions = models.open_store(settings)
+
+    def db(request: Request) -> Session:
+        session = sessions()
+        request.add_finished_callback(lambda _: session.close())
+        return session
+
+    with Configurator() as config:
+        config.add_request_method(db, reify=True)
+        config.add_route("home", "/")
+        config.add_route("delete", r"/delete/{id:\d+}")
+        config.add_view(home, route_name="home", request_method="GET")
+        config.add_view(upload, route_name="home", request_method="POST")
+        config.add_view(delete, route_name="delete", request_method="POST")
+        app = config.make_wsgi_app()
+    # Files are served at /depot/filebox/<id>: ranges, caching, safe headers.
+    return DepotManager.make_middleware(app)
+
+
+def main() -> None:
+    try:
+        settings = from_env()
+    except ValueError as exc:
+        sys.exit(f"pyramid_app: {exc}")
+    server = waitress.create_server(make_app(settings), host=settings.host, port=settings.port)
+    print(f"filebox (Pyramid) on http://{settings.host}:{server.effective_port}/", flush=True)
+    server.run()
+
+
+if __name__ == "__main__":
+    main()
