@@ -379,10 +379,11 @@ class ChangingFile:
         return self._data.seek(offset, whence)
 
 
+@pytest.mark.parametrize("then_size", [10 * MiB, MiB], ids=["larger", "under-a-part"])
 def test_file_changed_between_the_two_reads_gets_the_checksum_of_what_was_sent(
-    storage: Any,
+    storage: Any, then_size: int
 ) -> None:
-    first, then = os.urandom(9 * MiB), os.urandom(10 * MiB)
+    first, then = os.urandom(9 * MiB), os.urandom(then_size)
     stored = storage.get(storage.create(ChangingFile(first, then)))
     assert stored.checksum == sha256(then)
     assert hashlib.sha256(stored.read()).hexdigest() == hashlib.sha256(then).hexdigest()
