@@ -44,7 +44,17 @@ def default_depot(backend_settings: dict[str, Any]) -> FileStorage:
 
 
 #: What the reference venv holds: filedepot and the libraries its backends import.
-REFERENCE_PACKAGES = ["filedepot==0.12.0", "boto3", "pymongo", "mongomock", "google-cloud-storage"]
+# What filedepot's side of the compatibility tests imports: its backends' and fields' libraries.
+REFERENCE_PACKAGES = [
+    "filedepot==0.12.0",
+    "boto3",
+    "pymongo",
+    "mongomock",
+    "google-cloud-storage",
+    "SQLAlchemy",
+    "Ming",
+    "Pillow",
+]
 
 
 @pytest.fixture(scope="session")
