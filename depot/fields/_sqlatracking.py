@@ -217,7 +217,8 @@ def _before_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> 
             old = history.unchanged[0]
         else:
             old = _stored_value(mapper, connection, state, key)
-        for value in history.added:
+        # SQLAlchemy 1.4 gives None rather than () for an attribute never loaded.
+        for value in history.added or ():
             _claim_value(value, changes)
         changes.add_references(paths_of(old), -1)
 

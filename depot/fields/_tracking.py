@@ -24,7 +24,8 @@ from typing import Any
 
 from depot.manager import DepotManager
 
-log = logging.getLogger("depot.fields")
+# The SQLAlchemy fields are the ones using this bookkeeping; their logger.
+log = logging.getLogger("depot.fields.sqlalchemy")
 
 
 class Changes:

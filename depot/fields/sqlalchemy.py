@@ -11,7 +11,7 @@ files themselves live in a depot, and follow the transaction of the row:
   set to ``None``, removed from a list, or of a deleted row) are deleted;
   nothing is deleted before the commit succeeded;
 * a deletion that fails (backend down) is logged with the file's path on the
-  ``depot.fields`` logger; it never raises into the committed transaction.
+  ``depot.fields.sqlalchemy`` logger; it never raises into the committed transaction.
 
 Bulk statements (``query.update()``, ``query.delete()``, ``update()`` and
 ``delete()`` executed as such, ``ON DELETE CASCADE`` in the database) bypass the
@@ -208,7 +208,7 @@ class UploadedFilesField(_FileColumn):
             from sqlalchemy.dialects.mysql import MEDIUMTEXT
 
             return MEDIUMTEXT()
-        return self.impl_instance
+        return types.Text()
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
