@@ -16,6 +16,7 @@ from depot.exceptions import (
     StoredFileNotFoundError,
 )
 from depot.fields.upload import UploadedFile
+from depot.io.utils import FileIntent
 from depot.manager import DepotManager
 from tests.fields.files import all_exist, exists, none_exist, stored_count
 from tests.fields.models import Checked, Document, LegacyDocument, Video
@@ -187,3 +188,23 @@ def test_inherited_columns_convert_once(Session: Maker) -> None:  # noqa: N803
         s.add(video)
         s.commit()
     assert stored_count() == 2
+
+
+def test_a_copy_of_the_stored_file(Session: Maker) -> None:  # noqa: N803
+    """Assigning the stored file gives a row its own copy, which the docs recommend."""
+    with Session() as s:
+        first = Document(name="a", attachment=FileIntent(b"report", "report.txt", "text/plain"))
+        s.add(first)
+        s.flush()
+        second = Document(name="b", attachment=first.attachment.file)
+        s.add(second)
+        s.commit()
+        assert second.attachment.file_id != first.attachment.file_id
+        assert (second.attachment.filename, second.attachment.file.read()) == (
+            "report.txt",
+            b"report",
+        )
+        copy = second.attachment
+        first.attachment = None
+        s.commit()
+    assert all_exist(copy)
