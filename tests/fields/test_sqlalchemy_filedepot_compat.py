@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -205,24 +204,12 @@ FILEDEPOT_READER = textwrap.dedent(
 
 @pytest.fixture(scope="session")
 def filedepot_sqlalchemy_python(filedepot_python: str) -> str:
-    """filedepot's Python, with SQLAlchemy (added to the throwaway venv if it lacks it)."""
-    if subprocess.run([filedepot_python, "-c", "import sqlalchemy"]).returncode == 0:
-        return filedepot_python
-    if os.environ.get("DEPOT_TEST_FILEDEPOT_PYTHON"):
+    """filedepot's Python, which must have SQLAlchemy (the throwaway venv has it)."""
+    if subprocess.run([filedepot_python, "-c", "import sqlalchemy"]).returncode != 0:
         pytest.skip(
-            "the Python of DEPOT_TEST_FILEDEPOT_PYTHON has no SQLAlchemy: pip install it there"
+            f"{filedepot_python} (DEPOT_TEST_FILEDEPOT_PYTHON) has no SQLAlchemy: "
+            "pip install it there"
         )
-    try:
-        subprocess.run(
-            [filedepot_python, "-m", "pip", "install", "--quiet", "SQLAlchemy"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        detail = getattr(exc, "stderr", "") or ""
-        pytest.skip(f"could not install SQLAlchemy beside filedepot: {detail.strip()[-300:]}")
     return filedepot_python
 
 
