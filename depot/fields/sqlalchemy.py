@@ -51,10 +51,6 @@ class _FileColumn(types.TypeDecorator):
     """What both file column types share: how values are built from content."""
 
     impl = types.Text
-    # The SQL and the result processing depend only on ``upload_type`` (and the
-    # class), which are public attributes and so part of the cache key; filters
-    # and validators run on assignment, outside SQL, and need not be hashable.
-    cache_ok = True
 
     def __init__(
         self,
@@ -84,8 +80,8 @@ class _FileColumn(types.TypeDecorator):
         self.upload_type = upload_type
         #: The depot new files go to; ``None`` for the default depot at the time.
         self.upload_storage = upload_storage
-        self._filters = tuple(filters)
-        self._validators = tuple(validators)
+        self._filters = _checked(filters, "filters", "on_save", "[WithThumbnailFilter((128, 128))]")
+        self._validators = _checked(validators, "validators", "check", "[MaxSize('10 MB')]")
 
     # filedepot's names, which applications and form libraries read.
     @property
@@ -151,6 +147,9 @@ class UploadedFileField(_FileColumn):
        and detached objects, failed flushes).
     """
 
+    # SQL and result processing depend only on the class and ``upload_type``,
+    # a public attribute and so part of the cache key; filters and validators
+    # run on assignment, outside SQL, and need not be hashable.
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
@@ -425,6 +424,19 @@ def _as_list(items: Any) -> list[Any]:
             "list ([content])."
         )
     return list(items)
+
+
+def _checked(items: Any, name: str, method: str, example: str) -> tuple[Any, ...]:
+    """``items`` as a tuple, if it is a list of objects with ``method``; else say what to write."""
+    if hasattr(items, method) or isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(f"{name} takes a list, not {items!r}: write {name}={example}.")
+    checked = tuple(items)
+    for item in checked:
+        if not hasattr(item, method):
+            raise TypeError(
+                f"{name} holds {item!r}, which has no {method}() method: write {name}={example}."
+            )
+    return checked
 
 
 def _shorten(data: Any) -> str:

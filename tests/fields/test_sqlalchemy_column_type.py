@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import orm
 
 from depot.fields.sqlalchemy import UploadedFileField, UploadedFilesField, _SQLAMutationTracker
 from depot.fields.upload import UploadedFile
-from tests.fields.models import Document, Video
+from depot.validators import MaxSize
+from tests.fields.models import Document, Video, WithCopy
 
 
 def test_filedepot_names_applications_reach() -> None:
@@ -42,3 +45,19 @@ def test_statements_are_cached_per_upload_type() -> None:
         != UploadedFileField()._static_cache_key
     )
     assert UploadedFilesField()._static_cache_key != UploadedFileField()._static_cache_key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filters": WithCopy()}, r"filters takes a list, not .*: write filters=\["),
+        ({"filters": [object()]}, r"filters holds .*, which has no on_save\(\) method"),
+        ({"validators": MaxSize(10)}, r"validators takes a list, not MaxSize\(10\)"),
+        ({"validators": ["10 MB"]}, r"validators holds '10 MB', which has no check\(\) method"),
+    ],
+)
+def test_mistaken_arguments_say_what_to_write(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        UploadedFileField(**kwargs)
+    with pytest.raises(TypeError, match=message):
+        UploadedFilesField(**kwargs)
