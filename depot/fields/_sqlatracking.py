@@ -155,12 +155,12 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
     changes = files.changes.pop(transaction, None)
     if changes is None:
         return
-    if transaction.nested:
-        if changes.committed:
-            parent = _boundary(transaction.parent)
-            if parent is not None:
-                files.changes.setdefault(parent, Changes()).absorb(changes)
-                return
+    if transaction.nested and changes.committed:
+        # Released: its files now stand or fall with the enclosing transaction.
+        parent = _boundary(transaction.parent)
+        assert parent is not None  # a savepoint always has one
+        files.changes.setdefault(parent, Changes()).absorb(changes)
+    elif transaction.nested:
         delete_files(changes.garbage_after_rollback(), "its savepoint was rolled back")
     elif changes.committed:
         delete_files(changes.garbage_after_commit(), "no row refers to it after the commit")
