@@ -65,7 +65,12 @@ def _transfer(size: int | None = None) -> TransferConfig:
         part = -(-size // (_MAX_PARTS * mib)) * mib
     # Both sizes the same: a stream's first read (is it large?) is then its
     # first part as is, not cut in two and copied.
-    return TransferConfig(multipart_threshold=part, multipart_chunksize=part, use_threads=False)
+    config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, use_threads=False)
+    # Not the CRT transfer manager that boto3 picks on some EC2 instances when
+    # awscrt is installed: it ignores these settings. Set as an attribute: the
+    # constructor of a boto3 older than that choice does not take it.
+    config.preferred_transfer_client = "classic"
+    return config
 
 
 class ObjectWriter:
