@@ -9,6 +9,7 @@ when a savepoint is released, or delete its garbage when it ends.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,8 @@ from depot.fields._tracking import (
 #: The key under which depot keeps its bookkeeping in ``Session.info`` and
 #: ``InstanceState.info``.
 INFO_KEY = "depot.fields.sqlalchemy"
+
+log = logging.getLogger("depot.fields.sqlalchemy")
 
 #: The file attributes (inherited ones too) of each mapper that has some.
 file_keys: weakref.WeakKeyDictionary[Mapper[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
@@ -161,11 +164,11 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
         assert parent is not None  # a savepoint always has one
         files.changes.setdefault(parent, Changes()).absorb(changes)
     elif transaction.nested:
-        delete_files(changes.garbage_after_rollback(), "its savepoint was rolled back")
+        delete_files(changes.garbage_after_rollback(), "its savepoint was rolled back", log)
     elif changes.committed:
-        delete_files(changes.garbage_after_commit(), "no row refers to it after the commit")
+        delete_files(changes.garbage_after_commit(), "no row refers to it after the commit", log)
     else:
-        delete_files(changes.garbage_after_rollback(), "its transaction was rolled back")
+        delete_files(changes.garbage_after_rollback(), "its transaction was rolled back", log)
 
 
 def _boundary(transaction: SessionTransaction | None) -> SessionTransaction | None:

@@ -1,6 +1,7 @@
 """What a database transaction did with stored files, and deleting the garbage once it ends.
 
-The ORM layer (:mod:`depot.fields.sqlalchemy`) feeds a :class:`Changes` per
+:func:`delete_files` and :func:`paths_of` serve every field (SQLAlchemy, Ming).
+The SQLAlchemy layer (:mod:`depot.fields._sqlatracking`) feeds a :class:`Changes` per
 transaction and savepoint with two kinds of facts:
 
 * a file was *stored* for this transaction (a field built a value from content);
@@ -24,8 +25,7 @@ from typing import Any
 
 from depot.manager import DepotManager
 
-# The SQLAlchemy fields are the ones using this bookkeeping; their logger.
-log = logging.getLogger("depot.fields.sqlalchemy")
+log = logging.getLogger("depot.fields")
 
 
 class Changes:
@@ -99,18 +99,20 @@ def paths_of(value: Any) -> list[str]:
     return list(files)
 
 
-def delete_files(paths: Iterable[str], why: str) -> None:
+def delete_files(paths: Iterable[str], why: str, logger: logging.Logger = log) -> None:
     """Delete each of ``paths``; a failure is logged with the path, never raised.
 
     This runs after the transaction ended: raising would report a failure for a
     commit that succeeded, so a file that cannot be deleted is left behind and
     logged, for a later clean-up to find.
+
+    :param logger: where failures go: each field logs on its own logger.
     """
     for path in paths:
         depot_name, _, file_id = path.partition("/")
         depot = DepotManager.get(depot_name)
         if depot is None:
-            log.error(
+            logger.error(
                 "Could not delete %s (%s): depot %r is not configured; the file stays in it",
                 path,
                 why,
@@ -120,6 +122,6 @@ def delete_files(paths: Iterable[str], why: str) -> None:
         try:
             depot.delete(file_id)
         except Exception:
-            log.error(
+            logger.error(
                 "Could not delete %s (%s); the file stays in its depot", path, why, exc_info=True
             )

@@ -42,7 +42,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
         "'sqlalchemy' extra: pip install 'depot[sqlalchemy]'."
     ) from exc
 
-from depot.fields._sqlatracking import hold, install, track_stored, watch_mapper
+from depot.fields._sqlatracking import hold, install, log, track_stored, watch_mapper
 
 __all__ = ["UploadedFileField", "UploadedFileList", "UploadedFilesField"]
 
@@ -278,7 +278,7 @@ class UploadedFilesField(_FileColumn):
                 else:
                     values.append(self._coerce(item)[0])
         except BaseException:
-            delete_files(paths_of(stored), "storing another file of the same list failed")
+            delete_files(paths_of(stored), "storing another file of the same list failed", log)
             raise
         return values, stored
 

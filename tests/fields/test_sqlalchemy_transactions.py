@@ -541,6 +541,7 @@ def test_failed_deletion_after_commit_is_logged(
         s.commit()  # does not raise
     assert attachment_of(Session).file.read() == b"second"
     [record] = caplog.records
+    assert record.name == "depot.fields.sqlalchemy"
     assert old["path"] in record.getMessage()
     assert record.exc_info is not None and "the backend is down" in str(record.exc_info[1])
 
