@@ -19,9 +19,19 @@ import pytest
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
 from tests.backends import BACKENDS
+from tests.databases import summarize, tag_items
 
 AVAILABLE = [name for name in BACKENDS if importlib.util.find_spec(f"tests.backends.{name}")]
 pytest_plugins = [f"tests.backends.{name}" for name in AVAILABLE]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tag_items(items)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    # How many ORM tests ran on each database (a skipped server shows here).
+    summarize(terminalreporter)
 
 
 @pytest.fixture(params=AVAILABLE)
@@ -43,8 +53,7 @@ def default_depot(backend_settings: dict[str, Any]) -> FileStorage:
     return DepotManager.configure("default", backend_settings)
 
 
-#: What the reference venv holds: filedepot and the libraries its backends import.
-# What filedepot's side of the compatibility tests imports: its backends' and fields' libraries.
+#: What the reference venv holds: filedepot and the libraries its backends and fields import.
 REFERENCE_PACKAGES = [
     "filedepot==0.12.0",
     "boto3",

@@ -250,7 +250,7 @@ class DepotExtension(_SessionExtension):
         doomed, self._unreferenced = self._unreferenced, set()
         if doomed:
             kept = self._referenced(still_to_write=True)
-            delete_files(sorted(doomed - kept), "no document refers to it after the flush")
+            delete_files(sorted(doomed - kept), "no document refers to it after the flush", log)
 
     def _check_writable(self, obj: Any) -> None:
         history = _history(obj)
@@ -298,7 +298,9 @@ class DepotExtension(_SessionExtension):
             history.discarded |= unwritten & history.stored
             history.stored = set()
         if doomed:
-            delete_files(sorted(doomed - self._referenced(still_to_write=False)), "never written")
+            delete_files(
+                sorted(doomed - self._referenced(still_to_write=False)), "never written", log
+            )
 
     def _referenced(self, still_to_write: bool) -> set[str]:
         """The files documents of the session refer to in the database.

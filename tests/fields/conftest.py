@@ -15,18 +15,10 @@ from sqlalchemy import orm
 
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
-from tests.databases import TestDatabase, database, engine, summarize, tag_items
+from tests.databases import TestDatabase, database, engine
 from tests.fields.models import Base
 
 __all__ = ["database", "engine"]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    tag_items(items)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    summarize(terminalreporter)
 
 
 @pytest.fixture(params=["memory", "local"])
