@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
+from depot._settings import missing_dependency_message
 from depot.exceptions import ImageTooLargeError, NotAnImageError
 from depot.io._chunks import Digest, iter_chunks, rewind
 from depot.io._fileinfo import FileIntent, unwrap
@@ -33,9 +34,7 @@ from depot.io.utils import INMEMORY_FILESIZE
 try:
     from PIL import ExifTags, Image, ImageOps
 except ImportError as exc:  # pragma: no cover - the test environment has Pillow
-    raise ImportError(
-        "depot's image fields need Pillow; install the 'images' extra: pip install 'depot[images]'."
-    ) from exc
+    raise ImportError(missing_dependency_message(__name__, "Pillow")) from exc
 
 #: The formats accepted by default: what browsers show, plus BMP and TIFF, which
 #: scanners and cameras produce. Pillow reads more, but EPS runs Ghostscript on

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, overload
 
 from depot._settings import missing_dependency_message
 from depot.exceptions import StoredFileNotFoundError
+from depot.fields._options import FieldOptions
 from depot.fields._tracking import delete_files, paths_of
 from depot.fields.interfaces import DepotFileInfo, FileFilter
 from depot.fields.upload import UploadedFile
-from depot.validators import FileValidator, validate
+from depot.validators import FileValidator
 
 try:
     from ming.odm import FieldProperty, SessionExtension, mapper, state
@@ -96,18 +97,8 @@ class UploadedFileProperty(_FieldProperty):
         validators: Iterable[FileValidator] = (),
     ) -> None:
         super().__init__(_UploadedFileSchema())
-        self._filters = _checked_list(filters, "filters", "on_save", "[WithThumbnailFilter()]")
-        self._validators = _checked_list(validators, "validators", "check", "[MaxSize('10 MB')]")
-        if not (isinstance(upload_type, type) and issubclass(upload_type, DepotFileInfo)):
-            raise TypeError(
-                f"upload_type must be a subclass of UploadedFile, such as "
-                f"UploadedImageWithThumb; got {upload_type!r}."
-            )
-        if upload_storage is not None and not isinstance(upload_storage, str):
-            raise TypeError(
-                f"upload_storage is the name of a depot, such as 'media', or None for "
-                f"the default depot; got {upload_storage!r}."
-            )
+        self._options = FieldOptions.checked(filters, upload_type, upload_storage, validators)
+        # filedepot's names, which applications and form libraries read.
         self._upload_type = upload_type
         self._upload_storage = upload_storage
 
@@ -170,15 +161,12 @@ class UploadedFileProperty(_FieldProperty):
             return None, False
         if isinstance(value, DepotFileInfo):
             # filedepot runs the filters on a value built by hand before assignment.
-            value._apply_filters(self._filters)
+            value._apply_filters(self._options.filters)
             return value, value.original_content is not None
         if isinstance(value, Mapping):
             # A value read back (another document's, or decoded JSON): nothing to store.
             return self._upload_type(dict(value)), False
-        content = validate(value, self._validators)
-        info = self._upload_type(content, self._upload_storage)
-        info._apply_filters(self._filters)
-        return info, True
+        return self._options.store(self._options.validate(value)), True
 
 
 class DepotExtension(_SessionExtension):
@@ -420,18 +408,6 @@ def _warn_if_untracked(instance: object, name: str) -> None:
         type(instance).__name__,
         name,
     )
-
-
-def _checked_list(items: Iterable[Any], name: str, method: str, example: str) -> list[Any]:
-    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise TypeError(f"{name} must be a list, e.g. {name}={example}; got {items!r}.")
-    checked = list(items)
-    for item in checked:
-        if not callable(getattr(item, method, None)):
-            raise TypeError(
-                f"{name} holds {item!r}, which has no {method}() method; e.g. {name}={example}."
-            )
-    return checked
 
 
 def _register_with_sprox() -> None:

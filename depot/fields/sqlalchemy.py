@@ -25,11 +25,13 @@ import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from depot._settings import missing_dependency_message
 from depot.exceptions import ValidationError
+from depot.fields._options import FieldOptions
 from depot.fields._tracking import delete_files, mark_unclaimed, paths_of
 from depot.fields.interfaces import DepotFileInfo, FileFilter
 from depot.fields.upload import UploadedFile
-from depot.validators import FileValidator, validate
+from depot.validators import FileValidator
 
 try:
     from sqlalchemy import event, inspect, types
@@ -37,10 +39,7 @@ try:
     from sqlalchemy.ext.mutable import MutableList
     from sqlalchemy.orm import ColumnProperty, Mapper
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        f"depot.fields.sqlalchemy needs the {exc.name or 'SQLAlchemy'!r} package; install the "
-        "'sqlalchemy' extra: pip install 'depot[sqlalchemy]'."
-    ) from exc
+    raise ImportError(missing_dependency_message(__name__, exc.name or "SQLAlchemy")) from exc
 
 from depot.fields._sqlatracking import hold, install, log, track_stored, watch_mapper
 
@@ -71,17 +70,11 @@ class _FileColumn(types.TypeDecorator):
                 stacklevel=2,
             )
         super().__init__()
-        if not (isinstance(upload_type, type) and issubclass(upload_type, DepotFileInfo)):
-            raise TypeError(
-                f"upload_type must be a DepotFileInfo subclass such as UploadedFile, "
-                f"not {upload_type!r}."
-            )
+        self._options = FieldOptions.checked(filters, upload_type, upload_storage, validators)
         #: The class of the values: :class:`~depot.fields.upload.UploadedFile` or a subclass.
         self.upload_type = upload_type
         #: The depot new files go to; ``None`` for the default depot at the time.
         self.upload_storage = upload_storage
-        self._filters = _checked(filters, "filters", "on_save", "[WithThumbnailFilter((128, 128))]")
-        self._validators = _checked(validators, "validators", "check", "[MaxSize('10 MB')]")
 
     # filedepot's names, which applications and form libraries read.
     @property
@@ -100,12 +93,7 @@ class _FileColumn(types.TypeDecorator):
             # A value's dict (another row's, or JSON): it refers to files
             # already stored, as when filedepot loaded it.
             return self.upload_type(value), False
-        return self._store(validate(value, self._validators)), True
-
-    def _store(self, content: Any) -> DepotFileInfo:
-        info = self.upload_type(content, self.upload_storage)
-        info._apply_filters(self._filters)
-        return info
+        return self._options.store(self._options.validate(value)), True
 
     def _decode_one(self, data: str) -> DepotFileInfo:
         try:
@@ -263,7 +251,7 @@ class UploadedFilesField(_FileColumn):
                 checked.append((item, False))
                 continue
             try:
-                checked.append((validate(item, self._validators), True))
+                checked.append((self._options.validate(item), True))
             except ValidationError as exc:
                 if len(items) > 1:
                     exc.args = (f"File {index + 1} of {len(items)}: {exc}", *exc.args[1:])
@@ -273,7 +261,7 @@ class UploadedFilesField(_FileColumn):
         try:
             for item, to_store in checked:
                 if to_store:
-                    values.append(self._store(item))
+                    values.append(self._options.store(item))
                     stored.append(values[-1])
                 else:
                     values.append(self._coerce(item)[0])
@@ -424,19 +412,6 @@ def _as_list(items: Any) -> list[Any]:
             "list ([content])."
         )
     return list(items)
-
-
-def _checked(items: Any, name: str, method: str, example: str) -> tuple[Any, ...]:
-    """``items`` as a tuple, if it is a list of objects with ``method``; else say what to write."""
-    if hasattr(items, method) or isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise TypeError(f"{name} takes a list, not {items!r}: write {name}={example}.")
-    checked = tuple(items)
-    for item in checked:
-        if not hasattr(item, method):
-            raise TypeError(
-                f"{name} holds {item!r}, which has no {method}() method: write {name}={example}."
-            )
-    return checked
 
 
 def _shorten(data: Any) -> str:

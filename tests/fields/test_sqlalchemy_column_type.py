@@ -31,7 +31,7 @@ def test_extra_arguments_are_ignored_with_a_warning() -> None:
 
 
 def test_upload_type_must_be_a_value_class() -> None:
-    with pytest.raises(TypeError, match="upload_type must be a DepotFileInfo subclass"):
+    with pytest.raises(TypeError, match="upload_type must be a subclass of UploadedFile"):
         UploadedFileField(upload_type=dict)  # type: ignore[arg-type]
 
 

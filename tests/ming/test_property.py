@@ -207,9 +207,9 @@ def test_a_document_loaded_without_the_property_refuses_a_file(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"filters": depot_ming.FileFilter}, r"filters must be a list, e\.g\. filters=\["),
+        ({"filters": depot_ming.FileFilter}, r"filters takes a list, not .*: write filters=\["),
         ({"filters": [object()]}, r"has no on_save\(\) method"),
-        ({"validators": "10 MB"}, r"validators must be a list, e\.g\. validators=\[MaxSize"),
+        ({"validators": "10 MB"}, r"validators takes a list, not '10 MB': write validators=\[MaxSize"),
         ({"upload_type": dict}, "upload_type must be a subclass of UploadedFile"),
         ({"upload_storage": 3}, "upload_storage is the name of a depot"),
     ],
