@@ -14,6 +14,18 @@ from depot.io.interfaces import FileStorage
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: The keys of filedepot 0.12's UploadedFile, in the order its JSON has them.
+UPLOADED_FILE_KEYS = [
+    "depot_name",
+    "files",
+    "file_id",
+    "path",
+    "filename",
+    "content_type",
+    "uploaded_at",
+    "_public_url",
+]
+
 
 def run_filedepot(
     python: str,

@@ -15,7 +15,7 @@ from depot.fields.upload import UploadedFile
 from depot.io.interfaces import FileStorage
 from depot.io.utils import FileIntent
 from depot.manager import DepotManager
-from tests.reference import run_filedepot
+from tests.reference import UPLOADED_FILE_KEYS, run_filedepot
 
 # filedepot 0.12 wrote this for UploadedFile(FileIntent(b'hello', 'hello.txt', 'text/plain'))
 # on a local depot (printed by its encode()); its JSON keys, order and separators are the
@@ -35,16 +35,7 @@ def memory_depot() -> FileStorage:
 
 def test_storing_records_filedepots_keys_in_its_order(default_depot: FileStorage) -> None:
     value = UploadedFile(FileIntent(b"hello", "hello.txt", "text/plain"))
-    assert list(value) == [
-        "depot_name",
-        "files",
-        "file_id",
-        "path",
-        "filename",
-        "content_type",
-        "uploaded_at",
-        "_public_url",
-    ]
+    assert list(value) == UPLOADED_FILE_KEYS
     assert value.depot_name == "default"
     assert value.path == f"default/{value.file_id}"
     assert value.files == [value.path]

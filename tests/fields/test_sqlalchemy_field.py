@@ -20,6 +20,7 @@ from depot.io.utils import FileIntent
 from depot.manager import DepotManager
 from tests.fields.files import all_exist, exists, none_exist, stored_count
 from tests.fields.models import Checked, Document, LegacyDocument, Video
+from tests.reference import UPLOADED_FILE_KEYS
 from tests.streams import OneWayStream
 
 pytestmark = pytest.mark.usefixtures("depot")
@@ -41,16 +42,7 @@ def test_sqlalchemy_2_style(Session: Maker) -> None:  # noqa: N803
         stored = raw_column(s, "depot_documents", "attachment")
     # The column holds the JSON UploadedFile.encode() writes, filedepot's format.
     assert json.loads(stored) == dict(doc.attachment)
-    assert set(doc.attachment) >= {
-        "depot_name",
-        "files",
-        "file_id",
-        "path",
-        "filename",
-        "content_type",
-        "uploaded_at",
-        "_public_url",
-    }
+    assert set(doc.attachment) >= set(UPLOADED_FILE_KEYS)
 
 
 def test_sqlalchemy_1_4_style(Session: Maker) -> None:  # noqa: N803

@@ -31,17 +31,11 @@ from tests.images.pictures import (
     opened,
     png_header,
 )
+from tests.reference import UPLOADED_FILE_KEYS
 from tests.streams import OneWayStream
 
 FILEDEPOT_KEYS = [
-    "depot_name",
-    "files",
-    "file_id",
-    "path",
-    "filename",
-    "content_type",
-    "uploaded_at",
-    "_public_url",
+    *UPLOADED_FILE_KEYS,
     "thumb_id",
     "thumb_path",
     "_thumb_public_url",

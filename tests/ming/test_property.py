@@ -25,18 +25,10 @@ from depot.io.interfaces import FileStorage
 from depot.io.utils import FileIntent
 from depot.manager import DepotManager
 from tests.ming.models import Attachment, BareAttachment, Copied, FailingFilter, Validated
+from tests.reference import UPLOADED_FILE_KEYS
 
 #: The keys of the subdocument filedepot 0.12 stored, which depot stores too.
-FILEDEPOT_KEYS = {
-    "depot_name",
-    "files",
-    "file_id",
-    "path",
-    "filename",
-    "content_type",
-    "uploaded_at",
-    "_public_url",
-}
+FILEDEPOT_KEYS = set(UPLOADED_FILE_KEYS)
 
 
 def raw(session: ODMSession, collection: str, doc: Any) -> dict[str, Any]:
@@ -209,7 +201,7 @@ def test_a_document_loaded_without_the_property_refuses_a_file(
     [
         ({"filters": depot_ming.FileFilter}, r"filters takes a list, not .*: write filters=\["),
         ({"filters": [object()]}, r"has no on_save\(\) method"),
-        ({"validators": "10 MB"}, r"validators takes a list, not '10 MB': write validators=\[MaxSize"),
+        ({"validators": "10 MB"}, r"validators takes a list, not '10 MB': write validators="),
         ({"upload_type": dict}, "upload_type must be a subclass of UploadedFile"),
         ({"upload_storage": 3}, "upload_storage is the name of a depot"),
     ],
