@@ -8,7 +8,10 @@ the bytes that make up the checksum have gone by. So:
   files. Bytes of any size are hashed before they are sent, in parts when large;
 * a larger stream that can seek (an open file, the temporary file a web
   framework spools an upload into) is read twice: once for the checksum, then
-  to upload it in parts with the checksum already in its metadata;
+  to upload it with the checksum already in its metadata. Up to 5 GiB (S3's
+  limit for one request) it goes as one PutObject that botocore streams from
+  the file, in flat memory and at the server's full speed; only larger files
+  go in parts;
 * a larger stream that cannot seek (a request body) is uploaded in parts as it
   is read, then a server-side copy adds the checksum to the metadata. The copy
   costs time on the server, so above a limit it is skipped and the file has
@@ -52,8 +55,9 @@ UPLOAD = "x-depot-upload"
 #: 10,000 parts: a stream that cannot seek may be up to 48.8 GiB (larger
 #: files that can seek, and bytes, get larger parts: their size is known).
 PART_SIZE = 5 * 1024 * 1024
-#: S3's limits for a multipart upload and for a single CopyObject.
+#: S3's limits for a multipart upload, a single PutObject and a single CopyObject.
 _MAX_PARTS = 10_000
+_PUT_MAX = 5 * 1024**3
 _COPY_MAX = 5 * 1024**3
 
 
@@ -71,6 +75,14 @@ def _transfer(size: int | None = None) -> TransferConfig:
     # constructor of a boto3 older than that choice does not take it.
     config.preferred_transfer_client = "classic"
     return config
+
+
+# A file that can seek, up to S3's limit, goes in one request: the transfer
+# manager streams it from the file rather than reading it into parts. In parts,
+# one at a time (what the memory bound allows), it would wait for the server
+# after each part; a single request keeps the bytes flowing.
+_ONE_REQUEST = _transfer(_PUT_MAX)
+_ONE_REQUEST.multipart_threshold = _PUT_MAX + 1
 
 
 class ObjectWriter:
@@ -116,8 +128,15 @@ class ObjectWriter:
                     pass
                 metadata[CHECKSUM] = digest.checksum
                 source.seek(0)  # type: ignore[attr-defined]
-                sent = Digest()
-                self._send(PartReader(source, sent), key, args, digest.length)
+                if digest.length <= _PUT_MAX:
+                    streamed = _HashingFile(source)
+                    self._client.upload_fileobj(
+                        streamed, self._bucket, key, ExtraArgs=args, Config=_ONE_REQUEST
+                    )
+                    sent = streamed.digest
+                else:
+                    sent = Digest()
+                    self._send(PartReader(source, sent), key, args, digest.length)
                 if sent.checksum != digest.checksum:
                     # The file changed between the two reads: record what was sent.
                     self._fix_checksum(fileid, key, args, sent)
@@ -190,6 +209,47 @@ class ObjectWriter:
                 )
         except ClientError:
             pass  # deleted or replaced by another writer since
+
+
+class _HashingFile:
+    """A seekable file whose bytes read from its start are fed to ``digest``.
+
+    botocore may read a request's body more than once (to sign it, and again
+    to send it or retry), seeking back to the start each time: a seek there
+    starts the digest afresh, so it ends holding what the last pass sent.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._position = 0
+        self.digest = Digest()
+
+    def read(self, n: int = -1) -> bytes:
+        # The first pass, which hashed the file, already refused text.
+        data: bytes = self._file.read(n)
+        if self._position == self.digest.length:  # reading on from what was hashed
+            self.digest.update(data)
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._position = self._file.seek(offset, whence)
+        if self._position == 0:
+            self.digest = Digest()
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        # The transfer manager closes what it sent; the file is the caller's.
+        pass
 
 
 def _can_seek(source: object) -> bool:

@@ -28,6 +28,7 @@ from depot.exceptions import (
     CorruptMetadataError,
     StoredFileNotFoundError,
 )
+from depot.io import _s3upload
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
@@ -280,6 +281,7 @@ def test_an_upload_holds_one_part_in_memory(storage: Any, tmp_path: Path, seekab
         for _ in range(64):
             f.write(os.urandom(MiB))
     parts = listen(storage, "before-call.s3.UploadPart")
+    puts = listen(storage, "before-call.s3.PutObject")
     with open(path, "rb") as f:
         tracemalloc.start()
         try:
@@ -287,10 +289,11 @@ def test_an_upload_holds_one_part_in_memory(storage: Any, tmp_path: Path, seekab
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    # A part of 5 MiB, read from the file in one call, and botocore's buffers
-    # as it sends it (~2 MiB): no reading ahead, no copy of the part.
+    # A stream: a part of 5 MiB, read in one call, and botocore's buffers as it
+    # sends it (~2 MiB): no reading ahead, no copy of the part. A file: one
+    # request, which botocore streams from the file in blocks.
     assert peak < 10 * MiB, f"{peak / MiB:.1f} MiB held for a 64 MiB upload"
-    assert len(parts) == 13
+    assert (len(puts), len(parts)) == ((1, 0) if seekable else (0, 13))
     with open(path, "rb") as f:
         assert storage.get(file_id).checksum == sha256(f.read())
 
@@ -324,14 +327,32 @@ def test_large_seekable_file_gets_its_checksum_without_a_copy(
     copies = listen(storage, "before-call.s3.CopyObject")
     with open(path, "rb") as f:
         file_id = storage.create(f)
+        assert not f.closed  # the caller's
     assert copies == []
     raw = s3_client.head_object(Bucket=bucket, Key=file_id)
-    assert raw["ETag"].endswith('-4"')  # parts of 5 MiB
+    assert "-" not in raw["ETag"]  # one request, not parts
     assert raw["Metadata"]["x-depot-checksum"] == sha256(data)
     assert (
         hashlib.sha256(b"".join(storage.get(file_id))).hexdigest()
         == hashlib.sha256(data).hexdigest()
     )
+
+
+def test_seekable_file_above_one_requests_limit_goes_in_parts(
+    storage: Any, s3_client: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 takes up to 5 GiB in one request; stand-in: 8 MiB.
+    monkeypatch.setattr(_s3upload, "_PUT_MAX", 8 * MiB)
+    path = tmp_path / "upload.bin"
+    data = os.urandom(12 * MiB)
+    path.write_bytes(data)
+    copies = listen(storage, "before-call.s3.CopyObject")
+    with open(path, "rb") as f:
+        file_id = storage.create(f)
+    assert copies == []
+    raw = s3_client.head_object(Bucket=bucket, Key=file_id)
+    assert raw["ETag"].endswith('-3"')  # parts of 5 MiB
+    assert raw["Metadata"]["x-depot-checksum"] == sha256(data)
 
 
 def test_small_content_is_one_request(storage: Any) -> None:
