@@ -76,7 +76,10 @@ def upload(
     del data  # the stream's until it is sent as the first chunk
     # google-cloud-storage keeps the answer to a chunk, and through its request
     # the chunk, while it reads and sends the next: two chunks in memory.
-    hooks = blob.client._http.hooks["response"]
+    # The hook rides on the client's private requests session: a client built on
+    # another HTTP library has no such hooks, and only costs the extra chunk.
+    session_hooks = getattr(getattr(blob.client, "_http", None), "hooks", None)
+    hooks: list[Any] = session_hooks.setdefault("response", []) if session_hooks else []
     hooks.append(stream.forget_answered)
     try:
         with gcs_errors(where, action):
