@@ -9,15 +9,13 @@ newly stored value, to add files such as thumbnails.
 
 from __future__ import annotations
 
-import logging
 from abc import ABCMeta, abstractmethod
 from typing import Any
 
+from depot.fields._tracking import delete_files
 from depot.manager import DepotManager
 
 __all__ = ["DepotFileInfo", "FileFilter"]
-
-log = logging.getLogger("depot.fields")
 
 
 class FileFilter(metaclass=ABCMeta):
@@ -141,14 +139,6 @@ class _DeleteStoredOnError:
         return None
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            return
-        for path in dict.get(self._info, "files", ()):
-            depot_name, _, file_id = path.partition("/")
-            depot = DepotManager.get(depot_name)
-            if depot is not None:
-                try:
-                    depot.delete(file_id)
-                except Exception:
-                    # The error that got us here is the one to raise.
-                    log.exception("Could not delete %s after storing it failed", path)
+        if exc_type is not None:
+            # The error that got us here is the one to raise: failed deletions are logged.
+            delete_files(dict.get(self._info, "files", ()), "storing its value failed")
