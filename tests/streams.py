@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from pathlib import Path
+from typing import Any
 
 MiB = 1024 * 1024
 
@@ -62,3 +64,21 @@ class OneWayStream:
 
     def seek(self, *args: object) -> int:
         raise io.UnsupportedOperation("seek")
+
+
+class FileStream:
+    """An open file seen as a stream that cannot seek, like a request body."""
+
+    def __init__(self, file: Any) -> None:
+        self.read = file.read
+
+    def seekable(self) -> bool:
+        return False
+
+
+def random_file(path: Path, mib: int) -> Path:
+    """Write ``mib`` MiB of random bytes to ``path``, a MiB at a time."""
+    with open(path, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(MiB))
+    return path

@@ -41,7 +41,7 @@ from depot.utils import make_content_disposition
 from tests.backends import settings_to_kwargs
 from tests.backends.gcs import GCSEmulator, remove_bucket
 from tests.servers import free_port
-from tests.streams import Generated, MiB, OneWayStream, sha256
+from tests.streams import FileStream, Generated, MiB, OneWayStream, random_file, sha256
 
 gcs_module = pytest.importorskip("depot.io.gcs", reason="the 'gcs' extra is not installed")
 GCSStorage = gcs_module.GCSStorage
@@ -296,22 +296,9 @@ def test_large_stream_uploads_in_chunks_with_flat_memory(
     assert (stored.checksum, stored.content_length) == (source.checksum, 60 * MiB)
 
 
-class FileStream:
-    """An open file seen as a stream that cannot seek, like a request body."""
-
-    def __init__(self, file: Any) -> None:
-        self.read = file.read
-
-    def seekable(self) -> bool:
-        return False
-
-
 @pytest.mark.parametrize("seekable", [True, False], ids=["file", "stream"])
 def test_an_upload_holds_one_chunk_in_memory(storage: Any, tmp_path: Path, seekable: bool) -> None:
-    path = tmp_path / "upload.bin"
-    with open(path, "wb") as f:
-        for _ in range(60):
-            f.write(os.urandom(MiB))
+    path = random_file(tmp_path / "upload.bin", 60)
     requests = listen(storage)
     with open(path, "rb") as f:
         tracemalloc.start()

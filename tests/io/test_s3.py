@@ -35,7 +35,7 @@ from depot.utils import make_content_disposition
 from tests.backends import settings_to_kwargs
 from tests.backends.s3 import MotoServer, client_for, remove_bucket
 from tests.servers import free_port
-from tests.streams import Generated, MiB, OneWayStream, sha256
+from tests.streams import FileStream, Generated, MiB, OneWayStream, random_file, sha256
 
 boto3_module = pytest.importorskip("depot.io.boto3", reason="the 's3' extra is not installed")
 S3Storage = boto3_module.S3Storage
@@ -264,22 +264,9 @@ def test_large_stream_uploads_in_parts_with_flat_memory(
     assert (stored.checksum, stored.content_length) == (source.checksum, 128 * MiB)
 
 
-class FileStream:
-    """An open file seen as a stream that cannot seek, like a request body."""
-
-    def __init__(self, file: Any) -> None:
-        self.read = file.read
-
-    def seekable(self) -> bool:
-        return False
-
-
 @pytest.mark.parametrize("seekable", [True, False], ids=["file", "stream"])
 def test_an_upload_holds_one_part_in_memory(storage: Any, tmp_path: Path, seekable: bool) -> None:
-    path = tmp_path / "upload.bin"
-    with open(path, "wb") as f:
-        for _ in range(64):
-            f.write(os.urandom(MiB))
+    path = random_file(tmp_path / "upload.bin", 64)
     parts = listen(storage, "before-call.s3.UploadPart")
     puts = listen(storage, "before-call.s3.PutObject")
     with open(path, "rb") as f:
