@@ -76,3 +76,17 @@ def assert_filedepot_read(
         assert seen["last_modified"] == str(ours.last_modified)
         if public_url:
             assert seen["public_url"] == ours.public_url
+
+
+def assert_replaces_and_deletes(storage: FileStorage, file_id: str) -> None:
+    """depot replaces then deletes ``file_id``, filedepot's ``hello.txt`` (text/plain)."""
+    storage.replace(file_id, b"replaced")
+    stored = storage.get(file_id)
+    assert (stored.read(), stored.filename, stored.content_type) == (
+        b"replaced",
+        "hello.txt",
+        "text/plain",
+    )
+    assert stored.checksum is not None
+    storage.delete(file_id)
+    assert file_id not in storage.list()

@@ -24,7 +24,7 @@ pymongo = pytest.importorskip("pymongo")
 from bson import ObjectId, json_util  # noqa: E402  (after the skip)
 
 from depot.io.gridfs import GridFSStorage  # noqa: E402
-from tests.reference import assert_filedepot_read, run_filedepot  # noqa: E402
+from tests.reference import assert_filedepot_read, assert_replaces_and_deletes, run_filedepot  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12" / "gridfs.json"
 DUMP = json_util.loads(FIXTURE.read_text())
@@ -88,16 +88,7 @@ def test_replaces_and_deletes_files_filedepot_wrote(
     filedepot_store: GridFSStorage, db: Any
 ) -> None:
     file_id = next(i for i, e in DUMP["manifest"].items() if e["filename"] == "hello.txt")
-    filedepot_store.replace(file_id, b"replaced")
-    stored = filedepot_store.get(file_id)
-    assert (stored.read(), stored.filename, stored.content_type) == (
-        b"replaced",
-        "hello.txt",
-        "text/plain",
-    )
-    assert stored.checksum is not None
-    filedepot_store.delete(file_id)
-    assert file_id not in filedepot_store.list()
+    assert_replaces_and_deletes(filedepot_store, file_id)
     assert db[COLLECTION + ".chunks"].count_documents({"files_id": ObjectId(file_id)}) == 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.reference import assert_filedepot_read, run_filedepot
+from tests.reference import assert_filedepot_read, assert_replaces_and_deletes, run_filedepot
 from tests.streams import OneWayStream
 
 boto3_module = pytest.importorskip("depot.io.boto3", reason="the 's3' extra is not installed")
@@ -84,16 +84,7 @@ def test_replaces_and_deletes_files_filedepot_wrote(
     file_id = next(
         i for i, e in FIXTURE["files"].items() if e["filedepot"]["filename"] == "hello.txt"
     )
-    storage.replace(file_id, b"replaced")
-    stored = storage.get(file_id)
-    assert (stored.read(), stored.filename, stored.content_type) == (
-        b"replaced",
-        "hello.txt",
-        "text/plain",
-    )
-    assert stored.checksum is not None
-    storage.delete(file_id)
-    assert file_id not in storage.list()
+    assert_replaces_and_deletes(storage, file_id)
 
 
 # --- filedepot reads what depot wrote ------------------------------------------
