@@ -100,10 +100,7 @@ class UploadedFile(DepotFileInfo):
     @property
     def url(self) -> str:
         """The file's public URL if the backend has one, else the middleware's URL for it."""
-        public_url: str | None = self.get("_public_url")
-        if public_url:
-            return public_url
-        return DepotManager.url_for(self["path"])
+        return self._url_of("path", "_public_url")
 
     @property
     def depot(self) -> FileStorage:
@@ -113,26 +110,6 @@ class UploadedFile(DepotFileInfo):
         assert storage is not None  # _require checked it
         return storage
 
-    def _extra_url(self, prefix: str) -> str:
-        """The URL of the file recorded under ``'<prefix>_path'``."""
-        public_url: str | None = self.get(f"_{prefix}_public_url")
-        if public_url:
-            return public_url
-        return DepotManager.url_for(self[f"{prefix}_path"])
-
-    def _extra_file(self, prefix: str) -> StoredFile:
-        """The file recorded under ``'<prefix>_path'``, open for reading."""
-        path = self[f"{prefix}_path"]
-        try:
-            return DepotManager.get_file(path)
-        except StoredFileNotFoundError as exc:
-            depot_name, _, file_id = path.partition("/")
-            raise StoredFileNotFoundError(
-                file_id,
-                f"depot {depot_name!r}: {path} ({prefix}_path) was deleted or never stored; "
-                "assign a new file or None to the field that refers to it",
-            ) from exc
-
     @property
     def file(self) -> StoredFile:
         """The stored file, open for reading (close it when done).
@@ -140,11 +117,31 @@ class UploadedFile(DepotFileInfo):
         Raises :class:`~depot.exceptions.StoredFileNotFoundError`, naming the
         path, if it is no longer in the depot.
         """
+        # filedepot opened depot_name/file_id, not path: a value whose depot was
+        # renamed (and its depot_name edited) still opens.
+        return self._open(f"{self['depot_name']}/{self['file_id']}", "path")
+
+    def _extra_url(self, prefix: str) -> str:
+        """The URL of the file recorded under ``'<prefix>_path'``."""
+        return self._url_of(f"{prefix}_path", f"_{prefix}_public_url")
+
+    def _extra_file(self, prefix: str) -> StoredFile:
+        """The file recorded under ``'<prefix>_path'``, open for reading."""
+        return self._open(self[f"{prefix}_path"], f"{prefix}_path")
+
+    def _url_of(self, path_key: str, public_url_key: str) -> str:
+        public_url: str | None = self.get(public_url_key)
+        if public_url:
+            return public_url
+        return DepotManager.url_for(self[path_key])
+
+    def _open(self, path: str, path_key: str) -> StoredFile:
         try:
-            return self.depot.get(self["file_id"])
+            return DepotManager.get_file(path)
         except StoredFileNotFoundError as exc:
+            depot_name, _, file_id = path.partition("/")
             raise StoredFileNotFoundError(
-                self["file_id"],
-                f"depot {self['depot_name']!r}: {self['path']} was deleted or never "
-                "stored; assign a new file or None to the field that refers to it",
+                file_id,
+                f"depot {depot_name!r}: {path} ({path_key}) was deleted or never stored; "
+                "assign a new file or None to the field that refers to it",
             ) from exc
