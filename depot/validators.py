@@ -41,7 +41,7 @@ from depot.exceptions import (
     ExtensionNotAllowedError,
     FileTooLargeError,
 )
-from depot.io._chunks import BLOCK_SIZE, rewind
+from depot.io._chunks import BLOCK_SIZE, read_part, rewind
 from depot.io._fileinfo import FileIntent, Source, unwrap
 
 __all__ = [
@@ -292,7 +292,7 @@ def _peek(source: Source) -> tuple[bytes, int | None, Source]:
         head = source.read(SNIFF_BYTES)
         rewind(source)
         return head, size, source
-    head = _read_up_to(source, SNIFF_BYTES)
+    head = read_part(source.read, SNIFF_BYTES)
     return head, None, _Prefixed(head, source)
 
 
@@ -309,22 +309,6 @@ def _seekable_size(stream: Any) -> int | None:
         return int(size)
     except (AttributeError, OSError, ValueError):
         return None
-
-
-def _read_up_to(stream: Any, n: int) -> bytes:
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        chunk = stream.read(n - got)
-        if not chunk:
-            break
-        if isinstance(chunk, str):
-            raise TypeError(
-                "Only bytes can be stored, but this file gives str: open it in binary mode ('rb')."
-            )
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
 
 
 class _Prefixed:

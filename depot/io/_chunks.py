@@ -53,7 +53,7 @@ def iter_chunks(source: Source, digest: Digest, block_size: int = BLOCK_SIZE) ->
         yield chunk
 
 
-def read_part(read: Callable[[int], Any], size: int, digest: Digest) -> bytes:
+def read_part(read: Callable[[int], Any], size: int, digest: Digest | None = None) -> bytes:
     """Read ``size`` bytes (fewer only at the end) with ``read``, and feed them to ``digest``.
 
     A file gives them in one call, so in one buffer that is never copied; a
@@ -72,7 +72,8 @@ def read_part(read: Callable[[int], Any], size: int, digest: Digest) -> bytes:
             got += len(more)
         data = b"".join(pieces)
     data = data if type(data) is bytes else bytes(data)
-    digest.update(data)
+    if digest is not None:
+        digest.update(data)
     return data
 
 
