@@ -15,11 +15,31 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
 from tests.backends import BACKENDS
 from tests.databases import summarize, tag_items
+
+# Property-based tests run a fixed number of examples in CI, the same ones each
+# run (derandomized), so a failure reproduces; DEPOT_HYPOTHESIS=thorough runs
+# many more, with fresh random examples, for a deliberate hunt.
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("DEPOT_HYPOTHESIS", "ci"))
 
 AVAILABLE = [name for name in BACKENDS if importlib.util.find_spec(f"tests.backends.{name}")]
 pytest_plugins = [f"tests.backends.{name}" for name in AVAILABLE]

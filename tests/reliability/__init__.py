@@ -1,0 +1,1 @@
+"""Faults: killed processes, concurrent writers, dead servers, load."""
