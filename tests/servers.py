@@ -131,7 +131,10 @@ def nginx_binary() -> str:
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if found is None:
-        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light; .ci/run does)")
+        pytest.fail(
+            "nginx is not installed: run sh tests/system-packages.sh (as root on Debian), "
+            "or install nginx"
+        )
     return found
 
 

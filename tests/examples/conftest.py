@@ -1,7 +1,7 @@
 """Fixtures of the example apps' tests: the apps on disk, a real server, a real browser.
 
 The browser is Debian's Chromium (packages ``chromium`` and ``chromium-driver``;
-``.ci/run`` installs them), driven by Selenium through the system's
+``tests/system-packages.sh`` installs them), driven by Selenium through the system's
 chromedriver: nothing is downloaded. ``DEPOT_TEST_CHROMIUM`` and
 ``DEPOT_TEST_CHROMEDRIVER`` name other binaries. A browser that cannot start
 fails the test that needs it, saying why.
@@ -26,7 +26,10 @@ from tests.examples.apps import (
 
 CHROMIUM = os.environ.get("DEPOT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DEPOT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
-INSTALL_HINT = "On Debian: apt-get install chromium chromium-driver (.ci/run does, as root)."
+INSTALL_HINT = (
+    "Run sh tests/system-packages.sh (as root on Debian: it installs chromium and "
+    "chromium-driver), or install Chromium and its chromedriver."
+)
 
 
 @pytest.fixture(autouse=True)
