@@ -88,11 +88,15 @@ def load_backend(spec: object, setting: str = "depot.backend") -> type[FileStora
     return backend
 
 
+#: The name depot is published under on PyPI (``depot`` itself is another project's).
+DISTRIBUTION = "depot-storage"
+
+
 def missing_dependency_message(module: str, package: str) -> str:
     """Say which extra installs ``package``, which ``module`` needs."""
     extra = EXTRAS.get(module)
     fix = (
-        f"install the '{extra}' extra: pip install 'depot[{extra}]'"
+        f"install the '{extra}' extra: pip install '{DISTRIBUTION}[{extra}]'"
         if extra
         else f"install {package}"
     )

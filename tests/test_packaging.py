@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,6 @@ def test_all_extra_is_the_union_of_the_others() -> None:
         "ming",
         "images",
         "web",
-        "cli",
         "all",
         "test",
         "docs",
@@ -44,3 +44,23 @@ def test_all_extra_is_the_union_of_the_others() -> None:
     tooling = ("all", "test", "docs")
     union = set().union(*(reqs for name, reqs in extras.items() if name not in tooling))
     assert extras["all"] == union
+
+
+def test_docs_extra_installs_what_the_api_reference_imports() -> None:
+    """``pip install '.[docs]'`` is enough to build the docs, as Read the Docs does."""
+    from depot._settings import EXTRAS
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    extras = {name: set(value.split()) for name, value in config["options.extras_require"].items()}
+    documented = {
+        module if directive == "module" else module.rpartition(".")[0]
+        for page in (REPO / "docs").glob("*.rst")
+        for directive, module in re.findall(
+            r"^\.\. auto(module|class):: (\S+)", page.read_text(), flags=re.MULTILINE
+        )
+    }
+    needed = {EXTRAS[module] for module in documented if module in EXTRAS}
+    assert {"s3", "gcs", "gridfs", "sqlalchemy", "ming"} <= needed
+    for extra in needed:
+        assert extras[extra] <= extras["docs"], f"the docs extra lacks the {extra!r} extra's"

@@ -633,7 +633,7 @@ def test_missing_google_cloud_storage_names_the_extra() -> None:
     ).stdout.strip()
     assert out == (
         "ImportError depot.io.gcs needs the 'google-cloud-storage' package; "
-        "install the 'gcs' extra: pip install 'depot[gcs]'."
+        "install the 'gcs' extra: pip install 'depot-storage[gcs]'."
     )
 
 

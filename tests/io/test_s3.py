@@ -573,7 +573,7 @@ def test_missing_boto3_names_the_extra() -> None:
     ).stdout.splitlines()
     expected = (
         "ImportError depot.io.boto3 needs the 'boto3' package; "
-        "install the 's3' extra: pip install 'depot[s3]'."
+        "install the 's3' extra: pip install 'depot-storage[s3]'."
     )
     assert out == [expected, expected]
 
