@@ -56,7 +56,7 @@ class DepotManager:
         if name in cls._depots:
             raise ConfigurationError(
                 f"Depot {name!r} has already been configured. Configure each name once, "
-                "or call DepotManager._clear() first in test suites."
+                "or call DepotManager.reset() first in test suites."
             )
         depot = cls.from_config(config, prefix)
         cls._depots[name] = depot
@@ -156,7 +156,7 @@ class DepotManager:
         if cls._middleware is not None:
             raise ConfigurationError(
                 "There is already a WSGI middleware registered; make_middleware() is "
-                "called once per process (DepotManager._clear() resets it in tests)."
+                "called once per process (DepotManager.reset() forgets it, in tests)."
             )
         cls._middleware = mw
 
@@ -171,12 +171,25 @@ class DepotManager:
         return cls._middleware
 
     @classmethod
-    def _clear(cls) -> None:
-        """Forget every depot, alias and the middleware: for test suites."""
+    def reset(cls) -> None:
+        """Forget every depot, alias and the middleware, as if none had been configured.
+
+        For test suites: call it between tests (a fixture, ``setUp``) so that each
+        test configures the depots it needs. Files already stored stay where they
+        are.
+
+        .. versionadded:: 1.0
+           filedepot's name for it, ``_clear()``, keeps working.
+        """
         cls._default_depot = None
         cls._depots = {}
         cls._middleware = None
         cls._aliases = {}
+
+    @classmethod
+    def _clear(cls) -> None:
+        """filedepot's name for :meth:`reset`, which its test suites call."""
+        cls.reset()
 
     @classmethod
     def _require(cls, name: str | None, action: str) -> str:

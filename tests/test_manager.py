@@ -116,7 +116,7 @@ def test_backend_missing_its_library_names_the_extra(tmp_path: Path, monkeypatch
     with pytest.raises(
         ImportError,
         match=r"needs_lib_backend needs the 'surely_not_installed_lib' "
-        r"package; install the 's3' extra: pip install 'depot\[s3\]'",
+        r"package; install the 's3' extra: pip install 'depot-storage\[s3\]'",
     ):
         DepotManager.from_config({"depot.backend": "needs_lib_backend.Storage"})
     sys.modules.pop("needs_lib_backend", None)
@@ -201,14 +201,22 @@ def test_middleware_registry() -> None:
         DepotManager.set_middleware(FakeMiddleware())
 
 
-def test_clear_forgets_everything() -> None:
+@pytest.mark.parametrize("forget", ["reset", "_clear"])
+def test_reset_and_filedepots_clear_forget_everything(forget: str) -> None:
     DepotManager.configure("default", {"depot.backend": "memory"})
     DepotManager.alias("old", "default")
     DepotManager.set_middleware(object())
-    DepotManager._clear()
+    getattr(DepotManager, forget)()
     assert DepotManager.get() is None and DepotManager.get("old") is None
     with pytest.raises(ConfigurationError):
         DepotManager.get_middleware()
+    DepotManager.configure("default", {"depot.backend": "memory"})  # allowed again
+
+
+def test_configuring_a_name_twice_points_at_reset() -> None:
+    DepotManager.configure("default", {"depot.backend": "memory"})
+    with pytest.raises(ConfigurationError, match=r"DepotManager\.reset\(\)"):
+        DepotManager.configure("default", {"depot.backend": "memory"})
 
 
 def test_module_level_helpers_are_filedepots() -> None:

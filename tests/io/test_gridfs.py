@@ -452,6 +452,6 @@ def test_missing_pymongo_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     monkeypatch.delitem(sys.modules, "depot.io.gridfs")
     with pytest.raises(
-        ImportError, match=r"install the 'gridfs' extra: pip install 'depot\[gridfs\]'"
+        ImportError, match=r"install the 'gridfs' extra: pip install 'depot-storage\[gridfs\]'"
     ):
         importlib.import_module("depot.io.gridfs")
