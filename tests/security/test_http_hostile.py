@@ -508,7 +508,7 @@ wire_headers = st.dictionaries(
         ]
     ),
     st.one_of(ranges, dates, etags)
-    .map(lambda v: v.encode("latin-1"))
+    .map(lambda v: v.encode("utf-8"))
     .filter(lambda b: b"\r" not in b and b"\n" not in b)
     | wire_value,
     max_size=4,
