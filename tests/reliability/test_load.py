@@ -265,3 +265,64 @@ def test_64_connections_without_errors_or_leaks(files) -> None:
         assert after[pid][0] <= rss + RSS_SLACK_KIB, (
             f"worker {pid}: RSS {rss} -> {after[pid][0]} KiB"
         )
+
+
+def test_files_deleted_while_served_are_404_never_a_short_body(tmp_path: Path) -> None:
+    # Issue 12, finding 11, through a real server: a file deleted between the
+    # lookup and the body. Every answer is the whole file or a 404.
+    storage_path = tmp_path / "files"
+    storage = LocalFileStorage(storage_path, fsync=False)
+    data = os.urandom(256 * 1024)
+    ids = [storage.create(data, "f.bin") for _ in range(8)]
+    seconds = min(10.0, SECONDS)
+    tally = Tally()
+    stop = threading.Event()
+
+    def churn() -> None:
+        rng = random.Random(0)
+        while not stop.is_set():
+            ids.append(storage.create(data, "f.bin"))
+            storage.delete(ids.pop(rng.randrange(len(ids) - 1)))
+            tally.count("deleted")
+
+    def client(seed: int, port: int, deadline: float) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            file_id = rng.choice(ids)
+            headers = rng.choice([{}, {"Range": "bytes=1000-99999"}, {"Range": "bytes=0-9,-10"}])
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                connection.request("GET", f"/depot/default/{file_id}", headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                tally.error(f"{file_id}: {exc!r}")
+                continue
+            finally:
+                connection.close()
+            length = response.getheader("Content-Length")
+            if response.status == 404:
+                tally.count("404")
+            elif response.status in (200, 206) and length == str(len(body)):
+                expected = {200: data, 206: data[1000:100000]}[response.status]
+                multipart = "," in headers.get("Range", "")
+                if not multipart and body != expected:
+                    tally.error(f"{file_id}: {response.status} with other bytes")
+                tally.count(str(response.status))
+            else:
+                tally.error(f"{file_id}: {response.status}, Content-Length {length}, {len(body)}")
+
+    with gunicorn(storage_path, workers=2) as (port, _):
+        deleter = threading.Thread(target=churn)
+        deleter.start()
+        deadline = time.monotonic() + seconds
+        threads = [threading.Thread(target=client, args=(n, port, deadline)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=seconds + 120)
+        stop.set()
+        deleter.join(timeout=60)
+    print(json.dumps(dict(tally.requests)))
+    assert tally.errors == [], tally.errors
+    assert tally.requests["404"] > 0 and tally.requests["200"] > 0 and tally.requests["deleted"] > 0
