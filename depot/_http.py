@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from webob.datetime_utils import parse_date
-from webob.etag import AnyETag, ETagMatcher
+from webob.etag import ETagMatcher
 
 from depot.utils import make_content_disposition
 
@@ -51,17 +51,33 @@ DEFAULT_INLINE_TYPES = frozenset(
     }
 )
 
-_RANGE_SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")
+# ASCII digits and blanks only: \d and \s also match other scripts' digits
+# (which int() would accept) and Unicode spaces.
+_RANGE_SPEC = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
+
+#: A byte position with more digits than this is past the end of any file:
+#: it is read as "infinitely far" instead of converted (int() refuses more than
+#: 4,300 digits, and there is no need to build such numbers at all).
+_MAX_POSITION_DIGITS = 18
+_FAR = 10**_MAX_POSITION_DIGITS
+
+# One entity-tag (RFC 9110 §8.8.3): ``"`` etagc* ``"``, optionally weak.
+_ENTITY_TAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
+# What an ETag built from a stored checksum may hold (etagc, ASCII only).
+_ETAG_CHARS = re.compile(r"[\x21\x23-\x7e]+")
 
 
 def etag_for(stored: StoredFile) -> str:
     """A strong ETag (without quotes) that changes whenever the stored bytes do."""
     checksum = stored.checksum
-    if checksum:
-        return checksum.partition(":")[2][:32]
-    # Files written by filedepot have no checksum: their time and size tell
+    tag = checksum.partition(":")[2][:32] if isinstance(checksum, str) else ""
+    if _ETAG_CHARS.fullmatch(tag):
+        return tag
+    # Files written by filedepot have no checksum (and a checksum that could
+    # not be sent in a header is no better): their time and size tell
     # versions apart (to the second, as filedepot's own ETag did).
-    when = int(timegm(stored.last_modified.timetuple())) if stored.last_modified else 0
+    modified = stored.last_modified
+    when = int(timegm(modified.timetuple())) if isinstance(modified, datetime) else 0
     return f"{when}-{stored.content_length}"
 
 
@@ -100,7 +116,7 @@ def precondition_status(request: Request, etag: str, last_modified: datetime | N
         if etag not in ETagMatcher.parse(environ["HTTP_IF_MATCH"], strong=True):
             return 412
     elif environ.get("HTTP_IF_UNMODIFIED_SINCE"):
-        since = request.if_unmodified_since  # None when not an HTTP-date: ignored
+        since = header_date(environ["HTTP_IF_UNMODIFIED_SINCE"])  # None: ignored
         if since is not None and (modified is None or modified > since):
             return 412
     if request.method not in ("GET", "HEAD"):
@@ -109,7 +125,7 @@ def precondition_status(request: Request, etag: str, last_modified: datetime | N
         if etag in request.if_none_match:  # weak comparison; '*' matches
             return 304
     elif environ.get("HTTP_IF_MODIFIED_SINCE"):
-        since = request.if_modified_since
+        since = header_date(environ["HTTP_IF_MODIFIED_SINCE"])
         if since is not None and modified is not None and modified <= since:
             return 304
     return None
@@ -145,22 +161,43 @@ def parse_ranges(header: str, length: int) -> list[tuple[int, int]] | None:
     if not parts or len(parts) > MAX_RANGES:
         return None
     ranges = []
+    suffix = False  # a non-empty suffix range was asked for
     for part in parts:
         match = _RANGE_SPEC.fullmatch(part)
         if match is None or not (match[1] or match[2]):
             return None
         if match[1]:
-            start = int(match[1])
-            stop = int(match[2]) + 1 if match[2] else length
+            start = _position(match[1])
+            stop = _position(match[2]) + 1 if match[2] else length
             if match[2] and stop <= start:
                 return None  # an inverted range makes the header invalid
             if start < length:
                 ranges.append((start, min(stop, length)))
-        elif int(match[2]) > 0:  # a suffix: the last n bytes
-            ranges.append((max(length - int(match[2]), 0), length))
+        elif (count := _position(match[2])) > 0:  # a suffix: the last n bytes
+            suffix = True
+            if length:
+                ranges.append((max(length - count, 0), length))
+    if not length and suffix:
+        # RFC 9110 §14.1.2: on an empty representation a suffix range is the
+        # one satisfiable form, yet no Content-Range can describe zero bytes;
+        # §14.2 lets a server ignore Range there: the whole (empty) file, 200.
+        return None
     if sum(stop - start for start, stop in ranges) > length:
         return None  # overlapping ranges: never send more than the file
     return ranges
+
+
+def header_date(value: str) -> datetime | None:
+    """The moment an HTTP-date header names, or None when it names none that exists.
+
+    webob parses dates that cannot be converted (year 10000, a 20-digit year,
+    a zone offset of years) and then raises; RFC 9110 §13.1.3 says to ignore
+    a date that is not valid, and these are not.
+    """
+    try:
+        return parse_date(value)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def disposition_headers(
@@ -179,7 +216,12 @@ def disposition_headers(
 
 
 class MultipartRanges:
-    """The body of a ``multipart/byteranges`` answer, read range by range."""
+    """The body of a ``multipart/byteranges`` answer, read range by range.
+
+    Call :meth:`open` before sending the status line: it reads the first block
+    of the first range, so a file that cannot be read fails while a 404 or
+    503 can still be answered.
+    """
 
     def __init__(
         self, stored: StoredFile, ranges: list[tuple[int, int]], content_type: str, boundary: str
@@ -198,13 +240,25 @@ class MultipartRanges:
             for start, stop in ranges
         ]
         self._closing = f"--{boundary}--\r\n".encode("latin-1")
+        self._first: tuple[bytes, Iterator[bytes]] | None = None
         self.content_length = sum(len(head) + stop - start + 2 for head, start, stop in self._parts)
         self.content_length += len(self._closing)
 
+    def open(self) -> None:
+        """Open the first range and read its first block."""
+        _, start, stop = self._parts[0]
+        chunks = self._stored.iter_range(start, stop)
+        self._first = (next(chunks, b""), chunks)
+
     def __iter__(self) -> Iterator[bytes]:
-        for head, start, stop in self._parts:
+        for index, (head, start, stop) in enumerate(self._parts):
             yield head
-            yield from self._stored.iter_range(start, stop)
+            if index == 0 and self._first is not None:
+                first, chunks = self._first
+                yield first
+                yield from chunks
+            else:
+                yield from self._stored.iter_range(start, stop)
             yield b"\r\n"
         yield self._closing
 
@@ -219,13 +273,20 @@ def _is_inline(content_type: str, inline_types: Iterable[str]) -> bool:
 
 
 def _if_range_matches(value: str, etag: str, last_modified: datetime | None) -> bool:
-    # Only a strong, exact match allows a partial answer (RFC 9110 §13.1.5).
-    value = value.strip()
+    # Only one strong validator, matching exactly, allows a partial answer
+    # (RFC 9110 §13.1.5): If-Range holds one entity-tag or one date, never a
+    # list or "*"; a weak tag never matches.
+    value = value.strip(" \t")
     if value.startswith(('"', "W/")):
-        matcher = ETagMatcher.parse(value, strong=True)
-        return matcher is not AnyETag and etag in matcher
-    date = parse_date(value)
+        return _ENTITY_TAG.fullmatch(value) is not None and value == f'"{etag}"'
+    date = header_date(value)
     return date is not None and date == _aware(last_modified)
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header; a huge one is :data:`_FAR`, past any file."""
+    digits = digits.lstrip("0")
+    return _FAR if len(digits) > _MAX_POSITION_DIGITS else int(digits or "0")
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -11,15 +11,19 @@ browser shows without running anything are served inline.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from webob import Request, Response
 
+from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
 from depot._http import (
     DEFAULT_INLINE_TYPES,
     MultipartRanges,
@@ -30,7 +34,7 @@ from depot._http import (
     precondition_status,
     requested_ranges,
 )
-from depot.exceptions import DepotError, InvalidFileIdError
+from depot.exceptions import CorruptMetadataError, DepotError, InvalidFileIdError
 from depot.io._chunks import BLOCK_SIZE
 from depot.manager import DepotManager
 
@@ -49,23 +53,35 @@ _BLOCK_SIZE = BLOCK_SIZE
 #: ``offload`` values and the header each sends to the front server.
 OFFLOAD_HEADERS = {"x-accel-redirect": "X-Accel-Redirect", "x-sendfile": "X-Sendfile"}
 
-# type/subtype with optional parameters; anything else (CR, LF, ...) in a
-# stored content type is not sent.
-_SAFE_CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=(\"[^\"\r\n]*\"|[\w.+-]+))*")
+# What may not appear as such in a URL sent in a header (Location,
+# X-Accel-Redirect): it is percent-encoded, as a browser does with an IRI.
+_NOT_URL_SAFE = re.compile(r"[^\x21-\x7e]")
+#: No stored file is larger (HTTP servers and clients read lengths as 64-bit).
+_MAX_LENGTH = 2**63
+# Control characters (HTAB included) end or split a header on some servers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _FileIter:
-    """Iterates a file in blocks and closes it when the server is done."""
+    """Iterates a file in blocks and closes it when the server is done.
 
-    def __init__(self, file: Any, block_size: int) -> None:
+    :param first: the first block, already read (to know the file can be read
+        before the status line is sent).
+    """
+
+    def __init__(self, file: Any, block_size: int, first: bytes = b"") -> None:
         self.file = file
         self.block_size = block_size
+        self._first = first
 
     def __iter__(self) -> _FileIter:
         return self
 
     def __next__(self) -> bytes:
-        data: bytes = self.file.read(self.block_size)
+        if self._first:
+            data, self._first = self._first, b""
+            return data
+        data = self.file.read(self.block_size)
         if not data:
             raise StopIteration
         return data
@@ -75,15 +91,21 @@ class _FileIter:
 
 
 class _RangeIter:
-    """Iterates the bytes ``[start, stop)`` of a stored file, reading only those."""
+    """Iterates the bytes ``[start, stop)`` of a stored file, reading only those.
+
+    The range is opened, and its first block read, when this is made: a file
+    that cannot be read fails before the status line is sent.
+    """
 
     def __init__(self, stored: StoredFile, start: int, stop: int) -> None:
         self._stored = stored
-        self._start = start
-        self._stop = stop
+        self._chunks = stored.iter_range(start, stop)
+        self._first = next(self._chunks, b"")
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._stored.iter_range(self._start, self._stop)
+        if self._first:
+            yield self._first
+        yield from self._chunks
 
     def close(self) -> None:
         self._stored.close()
@@ -113,13 +135,15 @@ class FileServeApp:
         offload: tuple[str, str] | None = None,
     ) -> None:
         self.file = storedfile
-        self.filename = storedfile.filename or "unnamed"
-        self.last_modified = storedfile.last_modified
-        self.content_length = storedfile.content_length or 0
-        content_type = storedfile.content_type or ""
-        if not _SAFE_CONTENT_TYPE.fullmatch(content_type):
-            content_type = "application/octet-stream"
-        self.content_type = content_type
+        filename = storedfile.filename
+        self.filename = filename if isinstance(filename, str) and filename else DEFAULT_FILENAME
+        last_modified = storedfile.last_modified
+        self.last_modified = last_modified if isinstance(last_modified, datetime) else None
+        self.content_length = _content_length(storedfile)
+        # The same rule as when storing: files written by other programs or
+        # older versions may hold anything, and a CR or LF here would end the
+        # headers and let the body render as HTML.
+        self.content_type = safe_content_type(storedfile.content_type) or DEFAULT_CONTENT_TYPE
         self.cache_expires = cache_max_age
         self.replace_wsgi_filewrapper = replace_wsgi_filewrapper
         self.inline_types = inline_types
@@ -154,10 +178,7 @@ class FileServeApp:
         if ranges is not None and len(ranges) > 1 and not self.file.seekable():
             ranges = None  # cannot go back for the next range: send it whole
         headers.append(("Accept-Ranges", "bytes"))
-        body: Iterable[bytes] | None = None  # None: the whole file
-        if ranges is None:
-            start_response("200 OK", [*headers, ("Content-Length", str(length))])
-        elif not ranges:
+        if ranges is not None and not ranges:
             self.file.close()
             return _plain(
                 environ,
@@ -166,27 +187,49 @@ class FileServeApp:
                 "Range not satisfiable.",
                 [("Content-Range", f"bytes */{length}")],
             )
+        if ranges is None:
+            status_line = "200 OK"
+            headers.append(("Content-Length", str(length)))
         elif len(ranges) == 1:
+            status_line = "206 Partial Content"
             start, stop = ranges[0]
             headers += [
                 ("Content-Length", str(stop - start)),
                 ("Content-Range", f"bytes {start}-{stop - 1}/{length}"),
             ]
-            start_response("206 Partial Content", headers)
-            body = _RangeIter(self.file, start, stop)
         else:
+            status_line = "206 Partial Content"
             boundary = uuid.uuid4().hex
             parts = MultipartRanges(self.file, ranges, self.content_type, boundary)
             headers = [(k, v) for k, v in headers if k != "Content-Type"] + [
                 ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
                 ("Content-Length", str(parts.content_length)),
             ]
-            start_response("206 Partial Content", headers)
-            body = parts
         if request.method == "HEAD":
             self.file.close()
+            start_response(status_line, headers)
             return []
-        return self._whole_file(environ) if body is None else body
+        # Open the bytes before the status line: once a Content-Length is
+        # sent the body must follow, so a file that vanished since get() (or
+        # a backend that fails) must be found out now, while a 404 or 503 can
+        # still be answered.
+        try:
+            if ranges is None:
+                body = self._whole_file(environ)
+            elif len(ranges) == 1:
+                body = _RangeIter(self.file, *ranges[0])
+            else:
+                parts.open()
+                body = parts
+        except FileNotFoundError:
+            self.file.close()
+            return _not_found(environ, start_response)
+        except (OSError, DepotError):
+            log.exception("Could not read stored file %r", self.file.file_id)
+            self.file.close()
+            return _unavailable(environ, start_response)
+        start_response(status_line, headers)
+        return body
 
     def _cache_headers(self) -> list[tuple[str, str]]:
         headers = [
@@ -202,10 +245,15 @@ class FileServeApp:
     def _whole_file(self, environ: WSGIEnvironment) -> Iterable[bytes]:
         if self.replace_wsgi_filewrapper:
             environ["wsgi.file_wrapper"] = _FileIter
-        # A local file hands the server a real descriptor, so servers that
-        # support it send the bytes with sendfile() without reading them.
         wrapper = environ.get("wsgi.file_wrapper", _FileIter)
-        return wrapper(self.file, _BLOCK_SIZE)
+        if wrapper is not _FileIter and _has_descriptor(self.file):
+            # A file with a real descriptor (a local file) is open already,
+            # and servers that support it send it with sendfile() without
+            # reading it: hand it over untouched.
+            return wrapper(self.file, _BLOCK_SIZE)
+        # Anything else is read by the server block by block anyway: read the
+        # first block now, which opens the bytes before the status line.
+        return _FileIter(self.file, _BLOCK_SIZE, self.file.read(_BLOCK_SIZE))
 
 
 class DepotMiddleware:
@@ -278,23 +326,35 @@ class DepotMiddleware:
             return self.app(environ, start_response)
 
         depot_name, _, file_id = path[len(self._prefix) :].partition("/")
-        depot = DepotManager.get(depot_name) if depot_name else None
-        if depot is None or not file_id or "/" in file_id:
+        # An alias serves the files of the depot it stands for, under the
+        # depot's own name (the one its offload location is configured for).
+        real_name = DepotManager.resolve_alias(depot_name) if depot_name else None
+        depot = DepotManager.get(real_name) if real_name else None
+        if real_name is None or depot is None or not file_id or "/" in file_id:
             return _not_found(environ, start_response)
         try:
             stored = depot.get(file_id)
             redirect = stored.redirect_url()
+            if redirect is None:
+                app = FileServeApp(
+                    stored,
+                    self.cache_max_age,
+                    self.replace_wsgi_filewrapper,
+                    self.inline_types,
+                    self._offload_header(real_name, stored),
+                )
         except (FileNotFoundError, InvalidFileIdError):
             return _not_found(environ, start_response)
         except (OSError, DepotError):
             log.exception("Depot %r could not serve file %r", depot_name, file_id)
-            return _plain(
-                environ, start_response, "503 Service Unavailable", "File storage unavailable."
-            )
+            return _unavailable(environ, start_response)
 
         if redirect is not None:
             stored.close()
             location, permanent = redirect
+            # A backend builds the URL from its settings and the key: never let
+            # a character that would break the header through.
+            location = _url_for_header(location)
             if permanent:
                 status, extra = "301 Moved Permanently", []
             else:  # a signed URL that expires: neither it nor the answer may be cached
@@ -307,13 +367,6 @@ class DepotMiddleware:
                 [("Location", location), *extra],
             )
 
-        app = FileServeApp(
-            stored,
-            self.cache_max_age,
-            self.replace_wsgi_filewrapper,
-            self.inline_types,
-            self._offload_header(depot_name, stored),
-        )
         return app(environ, start_response)
 
     def _offload_header(self, depot_name: str, stored: StoredFile) -> tuple[str, str] | None:
@@ -324,9 +377,13 @@ class DepotMiddleware:
         if not isinstance(stored, LocalStoredFile):
             return None  # only files on this disk can be sent by the front server
         if self.offload == "x-sendfile":
-            return OFFLOAD_HEADERS["x-sendfile"], os.path.abspath(stored._file_path)
+            # The path's bytes as they are on disk, one header character each.
+            path = os.fsencode(os.path.abspath(stored._file_path)).decode("latin-1")
+            if _CONTROL.search(path):
+                return None  # no header can carry it: depot sends the file itself
+            return OFFLOAD_HEADERS["x-sendfile"], path
         location = f"{self.offload_location}/{depot_name}/{stored.file_id}/file"
-        return OFFLOAD_HEADERS["x-accel-redirect"], location
+        return OFFLOAD_HEADERS["x-accel-redirect"], _url_for_header(location)
 
 
 def _plain(
@@ -345,3 +402,33 @@ def _plain(
 
 def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     return _plain(environ, start_response, "404 Not Found", "File not found.")
+
+
+def _unavailable(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    return _plain(environ, start_response, "503 Service Unavailable", "File storage unavailable.")
+
+
+def _has_descriptor(stored: StoredFile) -> bool:
+    """Whether the file has an OS descriptor; errors opening it are the caller's to handle."""
+    try:
+        stored.fileno()
+    except io.UnsupportedOperation:
+        return False
+    return True
+
+
+def _content_length(stored: StoredFile) -> int:
+    length = stored.content_length
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length < _MAX_LENGTH:
+        # Sent as Content-Length and used to check ranges: a missing or
+        # invalid one would mean a broken answer, so the file is not served.
+        raise CorruptMetadataError(
+            f"Stored file {stored.file_id} has an invalid content_length {length!r}: "
+            "restore its metadata from a backup or delete it."
+        )
+    return length
+
+
+def _url_for_header(url: str) -> str:
+    """``url`` with every character a header cannot carry as such percent-encoded."""
+    return _NOT_URL_SAFE.sub(lambda m: quote(m[0], safe="", errors="replace"), url)

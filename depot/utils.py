@@ -8,11 +8,18 @@ from urllib.parse import quote
 
 from anyascii import anyascii
 
+from depot._headers import safe_filename, shorten_filename
+
 __all__ = ["make_content_disposition", "utcfromtimestamp_naive", "utcnow_naive"]
 
 # RFC 8187 attr-char, less the ones quote() never encodes anyway.
 _RFC8187_SAFE = "!#$&+-.^_`|~"
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# Bounds on the two forms of the name, so that the whole header stays under
+# 1 KB whatever was stored: clients refuse huge headers (a 20,000-character
+# name made a 280 KB one), and percent-encoding can make a name 12 times longer.
+_MAX_ENCODED = 540
+_MAX_FALLBACK = 180  # before escaping, which can double it
 
 
 def utcnow_naive() -> datetime:
@@ -38,9 +45,21 @@ def make_content_disposition(disposition: str, fname: str) -> str:
     .. versionchanged:: 1.0
        Control characters (CR, LF, ...) are dropped from the ASCII fallback and
        ``"`` and ``\\`` are escaped, so no file name can end the parameter or
-       add a header; filedepot copied them through.
+       add a header; filedepot copied them through. It never fails: lone
+       surrogates (names made by :func:`os.fsdecode`) become U+FFFD, and a
+       long name is shortened, keeping its extension, so that the value stays
+       under 1 KB.
     """
-    fallback = _CONTROL_CHARS.sub("", anyascii(fname))
+    name = safe_filename(fname)
+    encoded = _rfc8187(name)
+    while len(encoded) > _MAX_ENCODED:
+        # Shrink in proportion; strictly shorter each time, so this ends.
+        name = shorten_filename(name, len(name) * _MAX_ENCODED // len(encoded))
+        encoded = _rfc8187(name)
+    fallback = shorten_filename(_CONTROL_CHARS.sub("", anyascii(name)), _MAX_FALLBACK)
     fallback = fallback.replace("\\", "\\\\").replace('"', '\\"')
-    encoded = quote(fname, safe=_RFC8187_SAFE, encoding="utf-8", errors="strict")
     return f"{disposition};filename=\"{fallback}\";filename*=utf-8''{encoded}"
+
+
+def _rfc8187(name: str) -> str:
+    return quote(name, safe=_RFC8187_SAFE, encoding="utf-8", errors="strict")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from depot._http import expires_in, http_date, parse_ranges
+from depot._http import expires_in, header_date, http_date, parse_ranges
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,42 @@ def test_expires_in() -> None:
 )
 def test_parse_ranges(header: str, expected) -> None:
     assert parse_ranges(header, 100) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "length", "expected"),
+    [
+        ("bytes=0-" + "9" * 5000, 100, [(0, 100)]),
+        ("bytes=" + "9" * 5000 + "-", 100, []),
+        ("bytes=-" + "9" * 5000, 100, [(0, 100)]),
+        ("bytes=" + "0" * 5000 + "7-" + "0" * 5000 + "8", 100, [(7, 9)]),
+        ("bytes=\u0661-\u0662", 100, None),  # only ASCII digits are digits
+        ("bytes=1-2\u2003", 100, None),
+        ("bytes=-5", 0, None),  # RFC 9110 §14.1.2: the whole (empty) file
+        ("bytes=0-0,-5", 0, None),
+        ("bytes=0-0", 0, []),
+        ("bytes=-0", 0, []),
+    ],
+)
+def test_parse_ranges_defensively(header: str, length: int, expected) -> None:
+    assert parse_ranges(header, length) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Fri, 01 Jan 10000 00:00:00 GMT",
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",
+        "Mon, 01 Jan 2024 00:00:00 +99999999999",
+        "garbage",
+        "",
+    ],
+)
+def test_header_date_is_none_for_what_names_no_moment(value: str) -> None:
+    assert header_date(value) is None
+
+
+def test_header_date() -> None:
+    assert header_date("Sun, 06 Nov 1994 08:49:37 GMT") == datetime(
+        1994, 11, 6, 8, 49, 37, tzinfo=timezone.utc
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 from pathlib import Path
 
@@ -121,3 +122,36 @@ def test_offload_to_nginx_with_x_accel_redirect(big_file, tmp_path: Path) -> Non
 
         # The storage is not reachable from outside through the internal location.
         assert request(port, f"/_depot/default/{file_id}/file")[0].status == 404
+
+
+@pytest.mark.parametrize(
+    ("metadata", "content_type", "disposition"),
+    [
+        # gunicorn answered 500 to these before (issue 12, findings 4, 10, 18).
+        ({"content_type": "text/html\r\n\r\n;x=y"}, "application/octet-stream", "attachment;"),
+        ({"content_type": "text/html\x0b;x=y"}, "application/octet-stream", "attachment;"),
+        ({"content_type": "image/png;x=\u00e9\u732b"}, "application/octet-stream", "attachment;"),
+        ({"filename": "caf\udce9.png", "content_type": "image/png"}, "image/png", "inline;"),
+        (
+            {"filename": "\u732b" * 20000 + ".png", "content_type": "image/png"},
+            "image/png",
+            "inline;",
+        ),
+    ],
+)
+def test_stored_values_other_programs_wrote_are_served_by_gunicorn(
+    tmp_path: Path, metadata: dict, content_type: str, disposition: str
+) -> None:
+    storage_path = tmp_path / "files"
+    storage = LocalFileStorage(storage_path, fsync=False)
+    file_id = storage.create(b"<script>alert(1)</script>", "x.bin")
+    path = storage_path / file_id / "metadata.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **metadata}))
+    with gunicorn(storage_path) as (port, _):
+        for method in ("GET", "HEAD"):
+            response, body = request(port, f"/depot/default/{file_id}", method=method)
+            assert response.status == 200
+            assert response.getheader("Content-Type") == content_type
+            value = response.getheader("Content-Disposition")
+            assert value.startswith(disposition) and len(value) < 1024
+            assert body == (b"<script>alert(1)</script>" if method == "GET" else b"")

@@ -66,3 +66,30 @@ def test_file_intent_repr_and_fileinfo() -> None:
     intent = FileIntent(b"x", "a.txt", "text/plain")
     assert intent.fileinfo == (b"x", "a.txt", "text/plain")
     assert repr(intent) == "<FileIntent filename='a.txt' content_type='text/plain'>"
+
+
+@pytest.mark.parametrize("name", ["caf\udce9.txt", "\udcff", "\ud800", "a\udce9\r\n.pdf"])
+def test_content_disposition_never_fails_on_lone_surrogates(name: str) -> None:
+    # What os.fsdecode() makes of bytes that are not UTF-8.
+    value = make_content_disposition("attachment", name)
+    value.encode("ascii")
+    assert "%EF%BF%BD" in value
+
+
+@pytest.mark.parametrize(
+    ("name", "extension"),
+    [
+        ("a" * 20000 + ".pdf", ".pdf"),
+        ("\u732b" * 20000 + ".png", ".png"),
+        ("\u732b" * 255, ""),
+        ("\U0001f408" * 1000 + ".mp4", ".mp4"),
+        ('"' * 20000 + ".txt", ".txt"),
+    ],
+)
+def test_content_disposition_is_bounded_and_keeps_the_extension(name: str, extension: str) -> None:
+    value = make_content_disposition("attachment", name)
+    assert len(value) < 1024, len(value)
+    fallback, encoded = re.fullmatch(
+        r'attachment;filename="(.*)";filename\*=utf-8\'\'(.*)', value
+    ).groups()
+    assert fallback.endswith(extension) and encoded.endswith(extension)
