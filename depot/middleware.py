@@ -17,7 +17,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -30,6 +30,7 @@ from depot._http import (
     disposition_headers,
     etag_for,
     expires_in,
+    header_date,
     http_date,
     precondition_status,
     requested_ranges,
@@ -230,6 +231,28 @@ class FileServeApp:
             return _unavailable(environ, start_response)
         start_response(status_line, headers)
         return body
+
+    def parse_date(self, value: str) -> datetime | None:
+        """The naive UTC time an HTTP-date names, or None if it names none.
+
+        filedepot's helper, which applications' tests call; depot parses the
+        request's dates with webob and uses this nowhere itself.
+
+        .. versionchanged:: 1.0
+           Returns None for a value that is not an HTTP-date (filedepot raised
+           ``RuntimeError``, and ``OverflowError`` leaked for some).
+        """
+        moment = header_date(value)
+        return None if moment is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+    @classmethod
+    def make_date(cls, d: datetime | float) -> str:
+        """An HTTP-date for a naive UTC datetime or a POSIX timestamp (filedepot's helper)."""
+        if not isinstance(d, datetime):
+            d = datetime.fromtimestamp(d, timezone.utc).replace(tzinfo=None)
+        elif d.tzinfo is not None:
+            d = d.astimezone(timezone.utc).replace(tzinfo=None)
+        return http_date(d)
 
     def _cache_headers(self) -> list[tuple[str, str]]:
         headers = [

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from depot.io.interfaces import FileStorage
 from depot.io.local import LocalFileStorage
 from depot.io.memory import MemoryFileStorage, MemoryStoredFile
 from depot.manager import DepotManager
-from depot.middleware import DepotMiddleware, _FileIter
+from depot.middleware import DepotMiddleware, FileServeApp, _FileIter
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -888,3 +888,31 @@ def test_redirect_location_is_a_valid_header(location: str, sent: str) -> None:
     assert response.headers["Location"] == sent
     assert "Set-Cookie" not in response.headers
     assert_pep3333_headers(response.headerlist)
+
+
+def _serve_app() -> FileServeApp:
+    storage = DepotManager.configure("dates", {"depot.backend": "memory"})
+    return FileServeApp(storage.get(storage.create(b"x")), 60)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Sun, 06 Nov 1994 08:49:37 GMT", datetime(1994, 11, 6, 8, 49, 37)),
+        ("Sun, 06 Nov 1994 10:49:37 +0200", datetime(1994, 11, 6, 8, 49, 37)),
+        ("not a date", None),
+        ("", None),
+        ("Sun, 06 Nov 99999 08:49:37 GMT", None),
+    ],
+)
+def test_filedepots_parse_date_gives_naive_utc_or_none(
+    value: str, expected: datetime | None
+) -> None:
+    assert _serve_app().parse_date(value) == expected
+
+
+def test_filedepots_make_date_formats_datetimes_and_timestamps() -> None:
+    assert FileServeApp.make_date(datetime(1994, 11, 6, 8, 49, 37)) == (
+        "Sun, 06 Nov 1994 08:49:37 GMT"
+    )
+    assert FileServeApp.make_date(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT"
