@@ -71,8 +71,8 @@ _BACKEND = "LocalFileStorage"
 _DATA, _METADATA, _CHECKSUM = "file", "metadata.json", "checksum"
 _PENDING = ".new"
 _TEMP_PREFIX, _TRASH_PREFIX = ".depot-tmp-", ".depot-trash-"
-#: Leftovers of a crashed write are removed by list() once they are this old, so
-#: that a write still running in another process is never disturbed.
+#: What list() cannot tell from a write in progress (an empty temporary
+#: directory; anything, without flock) it removes once it is this old.
 _STALE_AFTER = 3600.0
 _CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 #: get() starts again each time a replace commits while it opens the file; each
@@ -220,13 +220,15 @@ class LocalFileStorage(FileStorage):
         folder = self._path(fileid)
         try:
             with _locked(folder, fileid):
-                # Renamed away first, so the id vanishes at once and whole.
+                # Renamed away first, so the id vanishes at once and whole. The
+                # lock is held until the trash is gone: list() removes only
+                # trash whose lock is free, left by a delete that was killed.
                 trash = self._path(_TRASH_PREFIX + new_file_id())
                 os.rename(folder, trash)
+                self._sync_root()
+                shutil.rmtree(trash, ignore_errors=True)
         except StoredFileNotFoundError:
             return
-        self._sync_root()
-        shutil.rmtree(trash, ignore_errors=True)
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
@@ -280,11 +282,15 @@ class LocalFileStorage(FileStorage):
         try:
             dir_fd = os.open(temp, _DIRECTORY)
             try:
+                # Locked while it is written, so that list() can tell this
+                # write from what a killed one left (see _remove_leftover).
+                if fcntl is not None:
+                    fcntl.flock(dir_fd, fcntl.LOCK_EX)
                 self._write_files(dir_fd, "", content, filename, content_type, None)
                 self._sync(dir_fd)
+                os.rename(temp, self._path(fileid))
             finally:
                 os.close(dir_fd)
-            os.rename(temp, self._path(fileid))
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
@@ -595,15 +601,37 @@ def _clean_interrupted_replace_at(dir_fd: int) -> bool:
 
 
 def _remove_leftover(entry: os.DirEntry[str]) -> None:
-    """Remove what a killed create() or delete() left, once stale; a link at once."""
+    """Remove what a killed create() or delete() left; a link at once, never followed.
+
+    A running create() or delete() holds its directory's lock, so a directory
+    whose lock is free was left by a killed one, and goes at once. Except an
+    empty temporary directory: a create() may have just made it and not yet
+    locked it, so it goes only once stale (as everything does without flock).
+    """
     try:
         if entry.is_symlink():
             os.unlink(entry.path)  # never ours: depot makes only directories
-        elif time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_AFTER:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
+            return
+        stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_AFTER
+        if not entry.is_dir(follow_symlinks=False):
+            if stale:
                 os.unlink(entry.path)
+            return
+        dir_fd = _open_entry(entry.path, _DIRECTORY)
+        if dir_fd is None:
+            return
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # being written or deleted right now
+            elif not stale:
+                return
+            if stale or entry.name.startswith(_TRASH_PREFIX) or os.listdir(dir_fd):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(dir_fd)
     except FileNotFoundError:
         pass
 

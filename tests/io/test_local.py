@@ -116,22 +116,34 @@ def test_file_opened_reads_on_after_a_delete(local: LocalFileStorage) -> None:
         assert stored.read() == b"abc" * 1000  # from the descriptor get() holds
 
 
-def test_leftovers_are_ignored_then_cleaned_once_stale(local: LocalFileStorage) -> None:
+def test_leftovers_are_cleaned_unless_being_written(local: LocalFileStorage) -> None:
     file_id = local.create(b"x")
     root = Path(local.storage_path)
-    stale = [root / ".depot-tmp-old", root / ".depot-trash-old"]
-    fresh = root / ".depot-tmp-running"
-    for folder in [*stale, fresh]:
+    killed = [root / ".depot-tmp-killed", root / ".depot-trash-killed"]
+    stale_empty = root / ".depot-tmp-old-and-empty"
+    running = [root / ".depot-tmp-running", root / ".depot-trash-running"]
+    just_made = root / ".depot-tmp-just-made"  # a create() between mkdir and lock
+    for folder in [*killed, *running]:
         folder.mkdir()
         (folder / "file").write_bytes(b"half")
+    stale_empty.mkdir()
+    just_made.mkdir()
     an_hour_ago = time.time() - 3700
-    for folder in stale:
-        os.utime(folder, (an_hour_ago, an_hour_ago))
+    os.utime(stale_empty, (an_hour_ago, an_hour_ago))
     (root / "README").write_text("not a file id")
-
-    assert local.list() == [file_id]
-    assert not any(folder.exists() for folder in stale)
-    assert fresh.exists()  # may be another process's create() in progress
+    locks = [os.open(folder, os.O_RDONLY) for folder in running]
+    try:
+        for lock in locks:  # what a create() or delete() in progress holds
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        assert local.list() == [file_id]
+        assert all(folder.exists() for folder in [*running, just_made])
+    finally:
+        for lock in locks:
+            os.close(lock)
+    assert not any(folder.exists() for folder in [*killed, stale_empty])
+    assert (root / "README").exists()
+    local.list()
+    assert not any(folder.exists() for folder in running)
 
 
 def test_create_streams_in_constant_memory(local: LocalFileStorage) -> None:
