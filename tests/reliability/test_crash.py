@@ -154,7 +154,7 @@ def test_sigkill_at_random_moments(
         stats["fsync"] += fsync
         storage = LocalFileStorage(str(root), fsync=False)
         initial = {}
-        for n in range(INITIAL):
+        for _ in range(INITIAL):
             data = rng.randbytes(rng.randrange(MAX_SIZE))
             digest = sha256(data)
             initial[storage.create(data, filename=f"{digest[7:15]}.bin")] = digest
@@ -192,10 +192,9 @@ def test_sigkill_at_random_moments(
                 f"trial {trial}: {file_id} reads as {found}, expected one of {allowed} "
                 f"(in flight: {outcome.in_flight})"
             )
-            if outcome.in_flight and outcome.in_flight[0] == "replace?":
-                if outcome.in_flight[1] == file_id:
-                    new = found == outcome.in_flight[2]
-                    stats["new_seen" if new else "old_kept"] += 1
+            if outcome.in_flight and outcome.in_flight[:2] == ("replace?", file_id):
+                new = found == outcome.in_flight[2]
+                stats["new_seen" if new else "old_kept"] += 1
         # and the storage works on: every file can be replaced and deleted
         for file_id in listed:
             storage.replace(file_id, b"after")
