@@ -13,11 +13,14 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
+from webtest import TestApp
 
 from depot.exceptions import ConfigurationError, CorruptMetadataError, StoredFileNotFoundError
 from depot.io.local import LocalFileStorage
+from depot.manager import DepotManager
 from tests.streams import sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -603,3 +606,39 @@ def test_get_racing_replace_sees_one_whole_version(tmp_path: Path) -> None:
         writer.join()
     assert len(replaced) > 20, "the race was not exercised"
     assert problems == [], f"{len(problems)} bad reads of {reads}: {problems[:5]}"
+
+
+# --- over HTTP (issue 12, defects 7 and 11) ----------------------------------
+
+
+def served(storage: LocalFileStorage, file_id: str) -> Any:
+    DepotManager.configure(
+        "default", {"depot.backend": "local", "depot.storage_path": storage.storage_path}
+    )
+    app = TestApp(DepotManager.make_middleware(lambda environ, start_response: []))
+    return app.get(f"/depot/default/{file_id}", expect_errors=True)
+
+
+@pytest.mark.parametrize("fault", ["removed", "a directory", "a link out"])
+def test_data_gone_before_serving_is_a_404_not_an_empty_200(
+    local: LocalFileStorage, outside: Path, fault: str
+) -> None:
+    file_id = local.create(b"abc", filename="a.txt")
+    data = Path(local.storage_path) / file_id / "file"
+    data.unlink()
+    if fault == "a directory":
+        data.mkdir()
+    elif fault == "a link out":
+        data.symlink_to(outside / "file")
+    response = served(local, file_id)
+    assert response.status_int == 404
+    assert b"secret" not in response.body
+
+
+def test_symlinked_id_is_a_404(local: LocalFileStorage, outside: Path) -> None:
+    local.create(b"x")
+    planted = "5b1f5c9e-56cf-4a8e-9d40-2b8a4c0d9a11"
+    (Path(local.storage_path) / planted).symlink_to(outside, target_is_directory=True)
+    response = served(local, planted)
+    assert response.status_int == 404
+    assert b"secret" not in response.body
