@@ -78,6 +78,8 @@ _CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 #: get() starts again each time a replace commits while it opens the file; each
 #: try lasts microseconds, so this many in a row means something is wrong.
 _OPEN_ATTEMPTS = 1000
+#: metadata.json holds a name of at most 255 characters: anything near this is not ours.
+_MAX_METADATA = 1024 * 1024
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -429,6 +431,11 @@ def _try_open_version(file_id: str, folder: str, dir_fd: int) -> tuple[int, int,
 
 
 def _parse_metadata(file_id: str, where: str, raw: bytes) -> dict[str, Any]:
+    if len(raw) > _MAX_METADATA:
+        raise CorruptMetadataError(
+            f"Invalid file metadata for {file_id} in {where}: larger than "
+            f"{_MAX_METADATA} bytes. Restore the file from a backup or delete it."
+        )
     try:
         stored = json.loads(raw)
         last_modified = stored.get("last_modified")
@@ -482,7 +489,9 @@ def _read_entry(name: str, dir_fd: int) -> bytes | None:
 def _read_fd(fd: int) -> bytes | None:
     try:
         parts = [os.read(fd, 65536)]
-        while len(parts[-1]) == 65536:  # metadata this large is rare: read on
+        # Metadata this large is rare: read on, but not without end (a planted
+        # giant file is refused once past the limit).
+        while len(parts[-1]) == 65536 and len(parts) * 65536 <= _MAX_METADATA:
             parts.append(os.read(fd, 65536))
     except (IsADirectoryError, BlockingIOError):  # a planted directory or FIFO
         return None

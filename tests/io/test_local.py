@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,12 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from depot.exceptions import ConfigurationError, CorruptMetadataError, StoredFileNotFoundError
+from depot.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    CorruptMetadataError,
+    StoredFileNotFoundError,
+)
 from depot.io.local import LocalFileStorage
 from depot.manager import DepotManager
 from tests.streams import sha256
@@ -642,3 +648,30 @@ def test_symlinked_id_is_a_404(local: LocalFileStorage, outside: Path) -> None:
     response = served(local, planted)
     assert response.status_int == 404
     assert b"secret" not in response.body
+
+
+def test_giant_metadata_is_refused_not_read_whole(local: LocalFileStorage) -> None:
+    file_id = local.create(b"x")
+    metadata = Path(local.storage_path) / file_id / "metadata.json"
+    metadata.write_text('{"filename": "' + "a" * (8 * 1024 * 1024) + '"}')
+    with pytest.raises(CorruptMetadataError, match="larger than 1048576 bytes"):
+        local.get(file_id)
+
+
+def test_a_file_replaced_without_pause_is_an_error_not_a_loop(
+    local: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_id = local.create(b"x")
+    real_stat = os.stat
+
+    def always_another_inode(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        found = real_stat(path, *args, **kwargs)
+        if path != "file":
+            return found
+        values = list(found)
+        values[stat.ST_INO] += 1  # as if a replace had just committed
+        return os.stat_result(values)
+
+    monkeypatch.setattr(os, "stat", always_another_inode)
+    with pytest.raises(BackendUnavailableError, match="replaced 1000 times while it was being"):
+        local.get(file_id)
