@@ -124,10 +124,14 @@ class LocalStoredFile(StoredFile):
         if n is not None and n >= 0:
             return os.read(self._fd, n)
         # All that is left, which is at most the size the file had when opened
-        # (committed files never change): one read, and one to see the end.
-        parts = [os.read(self._fd, self._size + 1)]
-        while parts[-1]:
-            parts.append(os.read(self._fd, BLOCK_SIZE))
+        # (committed files never change): one read, short of what was asked,
+        # which a regular file returns only at its end.
+        data = os.read(self._fd, self._size + 1)
+        if len(data) <= self._size:
+            return data
+        parts = [data]  # it grew: written in place, by something other than depot
+        while chunk := os.read(self._fd, BLOCK_SIZE):
+            parts.append(chunk)
         return b"".join(parts)
 
     def seekable(self) -> bool:

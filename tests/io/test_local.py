@@ -675,3 +675,17 @@ def test_a_file_replaced_without_pause_is_an_error_not_a_loop(
     monkeypatch.setattr(os, "stat", always_another_inode)
     with pytest.raises(BackendUnavailableError, match="replaced 1000 times while it was being"):
         local.get(file_id)
+
+
+def test_read_all_after_seek_and_of_a_file_grown_in_place(local: LocalFileStorage) -> None:
+    file_id = local.create(b"0123456789")
+    with local.get(file_id) as stored:
+        stored.seek(4)
+        assert stored.read() == b"456789"
+        assert stored.read() == b""
+        assert stored.tell() == 10
+    with local.get(file_id) as stored:
+        # Something other than depot appends to the file: all of it is read.
+        with open(Path(local.storage_path) / file_id / "file", "ab") as appended:
+            appended.write(b"x" * 300_000)
+        assert stored.read() == b"0123456789" + b"x" * 300_000
