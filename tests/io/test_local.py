@@ -689,3 +689,37 @@ def test_read_all_after_seek_and_of_a_file_grown_in_place(local: LocalFileStorag
         with open(Path(local.storage_path) / file_id / "file", "ab") as appended:
             appended.write(b"x" * 300_000)
         assert stored.read() == b"0123456789" + b"x" * 300_000
+
+
+def test_readers_never_wait_for_a_replace_upload(local: LocalFileStorage) -> None:
+    file_id = local.create(b"old", filename="old.txt")
+    halfway, finish = threading.Event(), threading.Event()
+
+    class Slow:
+        sent = 0
+
+        def read(self, n: int = -1) -> bytes:
+            if self.sent:
+                halfway.set()
+                finish.wait(30)  # an upload from a slow client
+                return b""
+            self.sent = 1
+            return b"new"
+
+    writer = threading.Thread(target=local.replace, args=(file_id, Slow(), "new.txt"))
+    writer.start()
+    try:
+        assert halfway.wait(10)
+        started = time.monotonic()
+        for _ in range(20):
+            with local.get(file_id) as stored:
+                assert (stored.read(), stored.filename) == (b"old", "old.txt")
+        assert local.list() == [file_id]
+        assert local.exists(file_id)
+        assert time.monotonic() - started < 5
+        assert (Path(local.storage_path) / file_id / "file.new").exists()  # left alone
+    finally:
+        finish.set()
+        writer.join()
+    with local.get(file_id) as stored:
+        assert (stored.read(), stored.filename) == (b"new", "new.txt")
