@@ -38,7 +38,7 @@ from tests.streams import sha256
 
 TRIALS = int(os.environ.get("DEPOT_CRASH_TRIALS", "200"))
 FSYNC_EVERY = 10  # one trial in ten with fsync on: slower, and the same guarantee
-MAX_SIZE = 300_000
+MAX_SIZE = 200_000
 INITIAL = 3
 
 
