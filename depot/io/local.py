@@ -249,9 +249,9 @@ class LocalFileStorage(FileStorage):
     def list(self) -> list[str]:
         """Return the ids of the stored files; also removes leftovers of crashes.
 
-        A replace killed mid-way is finished or undone at once (unless one is
-        running); what a killed create() or delete() left once it is stale; a
-        leftover that is a link at once, without following it.
+        What a killed replace(), create() or delete() left is finished or
+        removed at once, unless the directory's lock shows a writer still at
+        work; a leftover that is a link is removed without being followed.
         """
         try:
             entries = list(os.scandir(self.storage_path))
@@ -553,8 +553,10 @@ def _write_file(
 
 
 def _has_pending(folder: str) -> bool:
-    return any(
-        os.path.lexists(_join(folder, name + _PENDING)) for name in (_DATA, _METADATA, _CHECKSUM)
+    # No need to look for checksum.new: it is written after file.new, removed
+    # before it, and renamed before metadata.json.new, so it is never left alone.
+    return os.path.lexists(_join(folder, _DATA + _PENDING)) or os.path.lexists(
+        _join(folder, _METADATA + _PENDING)
     )
 
 
