@@ -14,7 +14,11 @@ deletes only the files it created, so it knows which of its files must exist:
   content_length and checksum of that same version;
 - at the end every live file is listed and whole, and no deleted one is.
 
-``DEPOT_CONCURRENCY_SECONDS`` sets how long each backend runs (default 3).
+Then the same race as a client of the middleware sees it (issue 12, finding
+14): readers of one local file being replaced over and over get 200 with a
+body matching its Content-Length and ETag, every time.
+
+``DEPOT_CONCURRENCY_SECONDS`` sets how long each campaign runs (default 3).
 """
 
 from __future__ import annotations
@@ -46,16 +50,24 @@ def version_bytes(writer: str, number: int, size: int) -> bytes:
     return header + filler[:size]
 
 
-def check_version(stored: Any, data: bytes) -> str | None:
-    """What is wrong with a read, or None if it is one whole version."""
+def version_of(data: bytes) -> tuple[str, int] | None:
+    """``(writer, number)`` of the version ``data`` is, whole; None if it is no one version."""
     header, _, _ = data.partition(b"\n")
     try:
         _, writer, number, size = header.decode().split("|")
-        expected = version_bytes(writer, int(number), int(size))
+        whole = data == version_bytes(writer, int(number), int(size))
     except ValueError:
-        return f"{stored.file_id}: not a version header: {data[:40]!r}"
-    if data != expected:
-        return f"{stored.file_id}: bytes of {header!r} mixed with others ({len(data)} bytes)"
+        return None
+    return (writer, int(number)) if whole else None
+
+
+def check_version(stored: Any, data: bytes) -> str | None:
+    """What is wrong with a read, or None if it is one whole version."""
+    version = version_of(data)
+    if version is None:
+        return f"{stored.file_id}: not one whole version: {data[:40]!r} ({len(data)} bytes)"
+    writer, number = version
+    header = data.partition(b"\n")[0]
     if (stored.filename, stored.content_length, stored.checksum) != (
         f"{writer}-{number}.bin",
         len(data),
@@ -188,8 +200,8 @@ def run_campaign(
     }
 
 
-def report(backend: str, figures: dict[str, Any], seconds: float) -> None:
-    print(f"\n{backend}: {THREADS} threads + {PROCESSES} processes, {seconds:.1f} s: {figures}")
+def report(what: str, figures: dict[str, Any], seconds: float) -> None:
+    print(f"\n{what}, {seconds:.1f} s: {figures}")
 
 
 def test_local(tmp_path: Any) -> None:
@@ -200,7 +212,7 @@ def test_local(tmp_path: Any) -> None:
         "depot.fsync": "false",  # the guarantees are the same; more operations per second
     }
     figures = run_campaign(settings, max_size=64 * 1024)
-    report("local", figures, time.monotonic() - started)
+    report(f"local: {THREADS} threads + {PROCESSES} processes", figures, time.monotonic() - started)
     assert figures["read"] > 300 and figures["replace"] > 200, figures
 
 
@@ -212,6 +224,73 @@ def test_s3(s3_settings: dict[str, Any]) -> None:
     # not conditional. Counted, not failed (known limitation, issue 12 report);
     # the file that comes back is still one whole version.
     figures = run_campaign(s3_settings, max_size=16 * 1024, may_resurrect=True)
-    report("s3", figures, time.monotonic() - started)
+    report(f"s3: {THREADS} threads + {PROCESSES} processes", figures, time.monotonic() - started)
     # moto answers a few dozen requests a second on a busy machine
     assert figures["read"] > 20 and figures["replace"] > 10, figures
+
+
+def replace_until(settings: dict[str, Any], file_id: str, stop_at: float) -> int:
+    storage = DepotManager.from_config(settings)
+    number = 0
+    while time.time() < stop_at:
+        number += 1
+        data = version_bytes("w", number, random.randrange(64 * 1024))
+        storage.replace(file_id, data, filename=f"w-{number}.bin")
+    return number
+
+
+def test_local_over_http(tmp_path: Any) -> None:
+    """Finding 14 as a client saw it: 404s, bodies not matching Content-Length, wrong ETags."""
+    from webob import Request
+
+    settings = {
+        "depot.backend": "local",
+        "depot.storage_path": str(tmp_path / "files"),
+        "depot.fsync": "false",
+    }
+    storage = DepotManager.configure("default", settings)
+    file_id = storage.create(version_bytes("w", 0, 1000), filename="w-0.bin")
+    app = DepotManager.make_middleware(lambda environ, start_response: [])
+    started = time.monotonic()
+    stop_at = time.time() + 1 + SECONDS
+    counts: Counter[str] = Counter()
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def read_until() -> None:
+        requests = 0
+        while time.time() < stop_at and len(problems) < 20:
+            requests += 1
+            try:
+                response = Request.blank(f"/depot/default/{file_id}").get_response(app)
+                body = response.body
+            except Exception as exc:  # webob refuses a body shorter than Content-Length
+                problems.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if response.status_int != 200:
+                problems.append(f"{response.status}")
+            elif int(response.headers["Content-Length"]) != len(body):
+                problems.append(f"Content-Length {response.headers['Content-Length']}, {len(body)}")
+            elif response.headers["ETag"].strip('"') != sha256(body)[7:39]:
+                problems.append(f"ETag {response.headers['ETag']} of other bytes")
+            elif version_of(body) is None:
+                problems.append(f"bytes of several versions: {body[:40]!r}")
+        with lock:
+            counts["requests"] += requests
+
+    context = multiprocessing.get_context("forkserver")
+    with context.Pool(1) as writer:
+        replaces = writer.apply_async(replace_until, (settings, file_id, stop_at))
+        readers = [threading.Thread(target=read_until) for _ in range(4)]
+        for each in readers:
+            each.start()
+        for each in readers:
+            each.join()
+        counts["replaces"] = replaces.get(timeout=60)
+    report(
+        "local over HTTP: 4 reader threads, 1 replacing process",
+        dict(counts),
+        time.monotonic() - started,
+    )
+    assert problems == [], f"{len(problems)} bad answers, {dict(counts)}: {problems[:10]}"
+    assert counts["replaces"] > 100 and counts["requests"] > 100, counts
