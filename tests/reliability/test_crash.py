@@ -1,11 +1,12 @@
 """Crash safety of the local storage: a writer killed with SIGKILL at random moments.
 
-Each trial forks a child (from a forkserver, so a trial costs milliseconds, not
-an interpreter start) that creates, replaces and deletes files of random sizes
-on a fresh storage in a loop. Before each operation it logs its intent, and
-after the call returned its acknowledgement, each line with a single write to
-a log file, so a line the parent reads whole was written. The parent kills it
-after a random delay and then checks what any later reader sees:
+Each trial forks a child (from one process that imported depot once, so a
+trial costs milliseconds, not an interpreter start) that creates, replaces and
+deletes files of random sizes on a fresh storage in a loop. Before each
+operation it logs its intent, and after the call returned its acknowledgement,
+each line with a single write to a log file, so a line the parent reads whole
+was written. The parent kills it after a random delay and then checks what any
+later reader sees:
 
 - every acknowledged file is there, byte-exact (the last acknowledged version);
 - an operation in flight left the old state or the new one, never a mix: an
@@ -22,13 +23,16 @@ after a random delay and then checks what any later reader sees:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import multiprocessing
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
-from multiprocessing.connection import Connection
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +40,14 @@ import pytest
 from depot.io.local import LocalFileStorage
 from tests.streams import sha256
 
+REPO = Path(__file__).resolve().parents[2]
 TRIALS = int(os.environ.get("DEPOT_CRASH_TRIALS", "200"))
 FSYNC_EVERY = 10  # one trial in ten with fsync on: slower, and the same guarantee
 MAX_SIZE = 200_000
 INITIAL = 3
 
 
-def writer(root: str, log_path: str, seed: int, fsync: bool, ready: Connection) -> None:
+def writer(root: str, log_path: str, seed: int, fsync: bool, ready: int) -> None:
     """The child: write forever, logging intents and acknowledgements, until killed."""
     rng = random.Random(seed)
     storage = LocalFileStorage(root, fsync=fsync)
@@ -52,7 +57,8 @@ def writer(root: str, log_path: str, seed: int, fsync: bool, ready: Connection) 
     def note(*words: str) -> None:
         os.write(log, (" ".join(words) + "\n").encode())
 
-    ready.send(True)
+    os.write(ready, b"r")
+    os.close(ready)
     while True:
         roll = rng.random()
         size = rng.choice([0, 1, rng.randrange(MAX_SIZE)])
@@ -133,16 +139,67 @@ def leftovers(root: Path) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def forkserver() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["depot.io.local", __name__])
-    return context
+# One process imports depot once, then forks a writer per trial (fork is safe
+# there: it runs no thread), so a trial costs a fork, not an interpreter start.
+SPAWNER = """
+import json, os, sys, traceback
+from tests.reliability.test_crash import writer
+
+for line in sys.stdin:
+    root, log_path, seed, fsync = json.loads(line)
+    ready, signal_ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready)
+        try:
+            writer(root, log_path, seed, fsync, signal_ready)
+        except BaseException:
+            traceback.print_exc()
+        os._exit(1)
+    os.close(signal_ready)
+    os.read(ready, 1)  # the writer is at work (or died: then the status says so)
+    os.close(ready)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
 
 
-def test_sigkill_at_random_moments(
-    tmp_path: Path, forkserver: multiprocessing.context.BaseContext
-) -> None:
+class Spawner:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SPAWNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+    def kill_after(self, delay: float, *spec: object) -> int:
+        """Start a writer, kill it after ``delay`` seconds at work; its exit code."""
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(spec) + "\n")
+        self.process.stdin.flush()
+        pid = int(self.process.stdout.readline())
+        time.sleep(delay)
+        with contextlib.suppress(ProcessLookupError):  # died by itself: the code says why
+            os.kill(pid, signal.SIGKILL)
+        return int(self.process.stdout.readline())
+
+    def close(self) -> None:
+        assert self.process.stdin
+        self.process.stdin.close()
+        self.process.wait(30)
+
+
+@pytest.fixture
+def spawner() -> Iterator[Spawner]:
+    spawner = Spawner()
+    yield spawner
+    spawner.close()
+
+
+def test_sigkill_at_random_moments(tmp_path: Path, spawner: Spawner) -> None:
     rng = random.Random(12)
     started = time.monotonic()
     stats = dict.fromkeys(
@@ -161,21 +218,9 @@ def test_sigkill_at_random_moments(
         log_path = tmp_path / f"trial{trial}.log"
         log_path.touch()
 
-        receive, send = forkserver.Pipe(duplex=False)
-        child = forkserver.Process(
-            target=writer, args=(str(root), str(log_path), rng.randrange(2**32), fsync, send)
-        )
-        child.start()
-        try:
-            assert receive.poll(30), "the writer never started"
-            receive.recv()
-            time.sleep(rng.uniform(0, 0.03))
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.join()
-            receive.close()
-            send.close()
-        assert child.exitcode == -signal.SIGKILL
+        seed = rng.randrange(2**32)
+        code = spawner.kill_after(rng.uniform(0, 0.03), str(root), str(log_path), seed, fsync)
+        assert code == -signal.SIGKILL, f"trial {trial}: the writer exited with {code}"
 
         outcome = Outcome(initial, log_path.read_bytes())
         stats["operations"] += outcome.operations
