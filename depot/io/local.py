@@ -16,23 +16,45 @@ ones; renaming ``file.new`` is the commit point. A reader that finds
 reads the new metadata, so a crash at any step leaves the old file or the new
 one, never a mix. With ``fsync`` on, data and directories are flushed to disk
 before each rename, so this holds across a power cut too.
+
+Reads take no lock, so a reader never waits for a replace's upload.
+``get()`` opens the data file first and keeps the descriptor; it then reads the
+metadata and checks that ``file`` is still the inode it opened. A replace that
+committed in between changes that inode (or removes the pending metadata the
+reader chose), and the reader starts again: the metadata it returns always
+describes the bytes it holds, and a replaced file is never "not found".
+
+Nothing inside ``storage_path`` is followed if it is a symbolic link: a linked
+``<id>`` directory, or a linked ``file``, ``metadata.json`` or ``checksum``
+inside one, is not a stored file (a linked ``checksum`` reads as none), and
+linked leftovers are removed, not followed. ``storage_path`` itself may be a link.
+
+Leftovers of a replace killed mid-way are cleaned by the next ``get()``,
+``list()`` or ``replace()`` of that file, once a non-blocking attempt at the
+directory's lock shows that no replace is running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from depot._settings import as_bool
-from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
-from depot.io._chunks import Digest, iter_chunks
+from depot.exceptions import (
+    BackendUnavailableError,
+    CorruptMetadataError,
+    StoredFileNotFoundError,
+)
+from depot.io._chunks import BLOCK_SIZE, Digest, iter_chunks
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
 from depot.io.utils import TIMESTAMP_FORMAT, parse_timestamp
@@ -49,60 +71,99 @@ _BACKEND = "LocalFileStorage"
 _DATA, _METADATA, _CHECKSUM = "file", "metadata.json", "checksum"
 _PENDING = ".new"
 _TEMP_PREFIX, _TRASH_PREFIX = ".depot-tmp-", ".depot-trash-"
-#: Leftovers of a crashed write are removed by list() once they are this old, so
-#: that a write still running in another process is never disturbed.
+#: What list() cannot tell from a write in progress (an empty temporary
+#: directory; anything, without flock) it removes once it is this old.
 _STALE_AFTER = 3600.0
 _CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
+#: get() starts again each time a replace commits while it opens the file; each
+#: try lasts microseconds, so this many in a row means something is wrong.
+_OPEN_ATTEMPTS = 1000
+#: metadata.json holds a name of at most 255 characters: anything near this is not ours.
+_MAX_METADATA = 1024 * 1024
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Plain descriptors rather than open(): creating a small file through the io
+# stack costs several times the system calls themselves. O_NOFOLLOW: a planted
+# link is never opened through; O_NONBLOCK: a planted FIFO never blocks a read.
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_READ = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 
 
 class LocalStoredFile(StoredFile):
-    """A file of a :class:`LocalFileStorage`; seekable, opened on first read."""
+    """A file of a :class:`LocalFileStorage`, open from the moment it is made; seekable.
+
+    :raises depot.exceptions.StoredFileNotFoundError: no such file, or one that
+        is a symbolic link or not a regular file.
+
+    .. versionchanged:: 1.0
+       The data file is opened at once, with the metadata of that very version,
+       so a file deleted or replaced afterwards still reads whole.
+    """
 
     def __init__(self, file_id: str, local_path: str) -> None:
+        self._fd = -1
+        self._closed = False
         check_file_id(file_id, _BACKEND)
         self._file_path = _join(local_path, _DATA)
-        self._file: io.FileIO | None = None
-        self._closed = False
-        super().__init__(file_id, **_read_metadata(file_id, local_path))
+        # A bare descriptor, not a FileIO: get() is on the path of every
+        # request, and FileIO costs system calls of its own. Being ours, it is
+        # closed by IOBase's finalizer if the file is dropped unclosed.
+        self._fd, self._size, info = _open_version(file_id, local_path)
+        try:
+            super().__init__(file_id, **info)
+        except BaseException:
+            self.close()
+            raise
         if self.content_length is None:  # written by a very old filedepot
-            self.content_length = _size_or_none(self._file_path)
+            self.content_length = self._size
 
-    def _open(self) -> io.FileIO:
-        if self._file is None:
-            if self._closed:
-                raise ValueError("I/O operation on closed file.")
-            try:
-                # Held open across read() calls, closed by close(). Unbuffered:
-                # reads are in large blocks, and it spares system calls per open.
-                self._file = open(self._file_path, "rb", buffering=0)  # noqa: SIM115
-            except FileNotFoundError:
-                raise StoredFileNotFoundError(self.file_id, self._file_path) from None
-        return self._file
-
-    def read(self, n: int = -1) -> bytes:
-        return self._open().read(n)
+    def read(self, n: int | None = -1) -> bytes:
+        self._check_open()
+        if n is not None and n >= 0:
+            return os.read(self._fd, n)
+        # All that is left, which is at most the size the file had when opened
+        # (committed files never change): one read, short of what was asked,
+        # which a regular file returns only at its end.
+        data = os.read(self._fd, self._size + 1)
+        if len(data) <= self._size:
+            return data
+        parts = [data]  # it grew: written in place, by something other than depot
+        while chunk := os.read(self._fd, BLOCK_SIZE):
+            parts.append(chunk)
+        return b"".join(parts)
 
     def seekable(self) -> bool:
         return True
 
     def fileno(self) -> int:
         """The OS file descriptor, so that WSGI servers can ``sendfile()`` it."""
-        return self._open().fileno()
+        self._check_open()
+        return self._fd
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._open().seek(offset, whence)
+        self._check_open()
+        return os.lseek(self._fd, offset, whence)
 
     def tell(self) -> int:
-        return 0 if self._file is None else self._file.tell()
+        self._check_open()
+        return os.lseek(self._fd, 0, io.SEEK_CUR)
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
-        if self._file is not None:
-            self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
 
 
 class LocalFileStorage(FileStorage):
@@ -114,7 +175,8 @@ class LocalFileStorage(FileStorage):
         power cut may lose files written in the last seconds.
 
     .. versionchanged:: 1.0
-       Writes are atomic and durable; ids are uuid4; ``fsync`` added.
+       Writes are atomic and durable; ids are uuid4; ``fsync`` added; links
+       inside ``storage_path`` are never followed.
     """
 
     def __init__(self, storage_path: str | os.PathLike[str], fsync: bool | str = True) -> None:
@@ -143,20 +205,20 @@ class LocalFileStorage(FileStorage):
         folder = self._path(fileid)
         # replace(stored_file, stored_file) restores a file from another depot
         # under its own id, whether or not it exists here (as in filedepot).
-        if file_or_id is content and not os.path.isdir(folder):
+        if file_or_id is content and not _is_directory(folder):
             self._create(fileid, content, filename, content_type)
             return fileid
-        with _locked(folder, fileid):
-            _finish_interrupted_replace(folder)
+        with _locked(folder, fileid) as dir_fd:
+            _finish_interrupted_replace(dir_fd)
             existing = lambda: LocalStoredFile(fileid, folder)  # noqa: E731
             try:
-                self._write_files(folder, _PENDING, content, filename, content_type, existing)
+                self._write_files(dir_fd, _PENDING, content, filename, content_type, existing)
             except BaseException:
-                _discard_pending(folder)
+                _discard_pending(dir_fd)
                 raise
-            os.replace(_join(folder, _DATA + _PENDING), _join(folder, _DATA))  # commit
-            _finish_interrupted_replace(folder)
-            self._sync_dir(folder)
+            _rename(_DATA + _PENDING, _DATA, dir_fd)  # commit
+            _finish_interrupted_replace(dir_fd)
+            self._sync(dir_fd)
         return fileid
 
     def delete(self, file_or_id: StoredFile | str) -> None:
@@ -164,20 +226,33 @@ class LocalFileStorage(FileStorage):
         folder = self._path(fileid)
         try:
             with _locked(folder, fileid):
-                # Renamed away first, so the id vanishes at once and whole.
+                # Renamed away first, so the id vanishes at once and whole. The
+                # lock is held until the trash is gone: list() removes only
+                # trash whose lock is free, left by a delete that was killed.
                 trash = self._path(_TRASH_PREFIX + new_file_id())
                 os.rename(folder, trash)
+                self._sync_root()
+                shutil.rmtree(trash, ignore_errors=True)
         except StoredFileNotFoundError:
             return
-        self._sync_dir(self.storage_path)
-        shutil.rmtree(trash, ignore_errors=True)
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        return os.path.exists(_join(self._path(fileid), _METADATA))
+        dir_fd = _open_entry(self._path(fileid), _DIRECTORY)
+        if dir_fd is None:
+            return False
+        try:
+            return _is_file(_METADATA, dir_fd) and _is_file(_DATA, dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def list(self) -> list[str]:
-        """Return the ids of the stored files; also removes stale leftovers of crashes."""
+        """Return the ids of the stored files; also removes leftovers of crashes.
+
+        What a killed replace(), create() or delete() left is finished or
+        removed at once, unless the directory's lock shows a writer still at
+        work; a leftover that is a link is removed without being followed.
+        """
         try:
             entries = list(os.scandir(self.storage_path))
         except FileNotFoundError:
@@ -185,12 +260,17 @@ class LocalFileStorage(FileStorage):
         ids = []
         for entry in entries:
             if entry.name.startswith((_TEMP_PREFIX, _TRASH_PREFIX)):
-                self._remove_if_stale(entry)
+                _remove_leftover(entry)
                 continue
             try:
-                ids.append(check_file_id(entry.name, _BACKEND))
+                fileid = check_file_id(entry.name, _BACKEND)
             except ValueError:
                 continue
+            if not entry.is_dir(follow_symlinks=False):
+                continue  # a link, or a stray file: not a stored file
+            if _has_pending(entry.path):
+                _clean_interrupted_replace(entry.path)
+            ids.append(fileid)
         return ids
 
     def _path(self, name: str) -> str:
@@ -206,17 +286,25 @@ class LocalFileStorage(FileStorage):
             os.makedirs(self.storage_path, exist_ok=True)
             os.mkdir(temp)
         try:
-            self._write_files(temp, "", content, filename, content_type, None)
-            self._sync_dir(temp)
-            os.rename(temp, self._path(fileid))
+            dir_fd = os.open(temp, _DIRECTORY)
+            try:
+                # Locked while it is written, so that list() can tell this
+                # write from what a killed one left (see _remove_leftover).
+                if fcntl is not None:
+                    fcntl.flock(dir_fd, fcntl.LOCK_EX)
+                self._write_files(dir_fd, "", content, filename, content_type, None)
+                self._sync(dir_fd)
+                os.rename(temp, self._path(fileid))
+            finally:
+                os.close(dir_fd)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        self._sync_dir(self.storage_path)
+        self._sync_root()
 
     def _write_files(
         self,
-        folder: str,
+        dir_fd: int,
         suffix: str,
         content: FileContent,
         filename: str | None,
@@ -227,7 +315,7 @@ class LocalFileStorage(FileStorage):
         # "committed" to readers, so it must never exist before file.new does.
         source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
         digest = Digest()
-        _write_file(_join(folder, _DATA + suffix), iter_chunks(source, digest), self.fsync)
+        _write_file(_DATA + suffix, dir_fd, iter_chunks(source, digest), self.fsync)
         metadata = {
             "filename": filename,
             "content_type": content_type,
@@ -237,37 +325,219 @@ class LocalFileStorage(FileStorage):
         # The checksum is not flushed on its own: were it lost in a power cut
         # the file would read back with checksum None, like filedepot's files,
         # and it costs a whole fsync per write.
-        _write_file(_join(folder, _CHECKSUM + suffix), [digest.checksum.encode()], False)
-        _write_file(_join(folder, _METADATA + suffix), [json.dumps(metadata).encode()], self.fsync)
+        _write_file(_CHECKSUM + suffix, dir_fd, [digest.checksum.encode()], False)
+        _write_file(_METADATA + suffix, dir_fd, [json.dumps(metadata).encode()], self.fsync)
 
-    def _sync_dir(self, path: str) -> None:
+    def _sync(self, dir_fd: int) -> None:
         if self.fsync and os.name == "posix":
-            fd = os.open(path, os.O_RDONLY)
+            os.fsync(dir_fd)
+
+    def _sync_root(self) -> None:
+        if self.fsync and os.name == "posix":
+            # The root may be a link (a deploy's /var/files -> /mnt/...): followed.
+            fd = os.open(self.storage_path, os.O_RDONLY | _CLOEXEC)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-    def _remove_if_stale(self, entry: os.DirEntry[str]) -> None:
-        try:
-            if time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_AFTER:
-                shutil.rmtree(entry.path, ignore_errors=True)
-        except FileNotFoundError:
-            pass
 
 
 def _join(folder: str, name: str) -> str:
     return folder + os.sep + name
 
 
-# Plain descriptors rather than open(): creating a small file through the io
-# stack costs several times the system calls themselves.
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+# --- reading one version -------------------------------------------------------
 
 
-def _write_file(path: str, chunks: Iterable[bytes | bytearray | memoryview], fsync: bool) -> None:
-    fd = os.open(path, _CREATE, 0o666)
+class _Changed(Exception):
+    """A replace committed while get() was opening the file: start again."""
+
+
+def _open_version(file_id: str, folder: str) -> tuple[int, int, dict[str, Any]]:
+    """Open the data of ``file_id`` and read the metadata of that same version.
+
+    Return the data's descriptor, its size on disk, and StoredFile's keywords.
+    """
+    dir_fd = _open_entry(folder, _DIRECTORY)
+    if dir_fd is None:
+        raise StoredFileNotFoundError(file_id, folder)
+    try:
+        for _ in range(_OPEN_ATTEMPTS):
+            try:
+                return _try_open_version(file_id, folder, dir_fd)
+            except _Changed:
+                continue
+    finally:
+        os.close(dir_fd)
+    raise BackendUnavailableError(
+        f"File {file_id} in {folder} was replaced {_OPEN_ATTEMPTS} times while it was "
+        "being opened; try again once the replaces stop."
+    )
+
+
+def _try_open_version(file_id: str, folder: str, dir_fd: int) -> tuple[int, int, dict[str, Any]]:
+    fd = _open_entry(_DATA, _READ, dir_fd)
+    if fd is None:
+        raise StoredFileNotFoundError(file_id, folder)
+    pending: list[int] = []
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):  # a directory, a FIFO, a device
+            raise StoredFileNotFoundError(file_id, folder)
+        # The pending metadata is opened before file.new is looked for: a name
+        # alone could be reused by the next replace, an open file cannot. Only
+        # the next replace's commit removes its file.new, and that changes
+        # 'file', which the last check below sees.
+        # (access() first: on the hot path there is none, and a failed open
+        # costs more than a look.)
+        metadata_fd = (
+            _open_entry(_METADATA + _PENDING, _READ, dir_fd)
+            if _lexists(_METADATA + _PENDING, dir_fd)
+            else None
+        )
+        if metadata_fd is not None:
+            pending.append(metadata_fd)
+            checksum_fd = _open_entry(_CHECKSUM + _PENDING, _READ, dir_fd)
+            if checksum_fd is not None:
+                pending.append(checksum_fd)
+        uncommitted = _lexists(_DATA + _PENDING, dir_fd)
+        if (pending or uncommitted) and _clean_interrupted_replace_at(dir_fd):
+            raise _Changed  # they were leftovers, now cleaned: read afresh
+        # A replace renamed its new data into place and has not yet (or, after
+        # a crash, never) renamed the metadata: the pending one describes
+        # 'file'. Without a pending checksum, that was renamed already.
+        raw = _read_fd(pending[0]) if pending and not uncommitted else None
+        if raw is not None:  # (None too for a planted directory: ignored)
+            where = _METADATA + _PENDING
+            raw_checksum = _read_fd(pending[1]) if len(pending) > 1 else None
+            if raw_checksum is None:
+                raw_checksum = _read_entry(_CHECKSUM, dir_fd)
+        else:
+            where = _METADATA
+            raw = _read_entry(_METADATA, dir_fd)
+            if raw is None:
+                raise StoredFileNotFoundError(file_id, folder)
+            raw_checksum = _read_entry(_CHECKSUM, dir_fd)
+        now = _lstat(_DATA, dir_fd)
+        if now is None or (now.st_ino, now.st_dev) != (opened.st_ino, opened.st_dev):
+            # A replace committed after the data was opened; or a delete removed
+            # it, and the next try says so.
+            raise _Changed
+        info = _parse_metadata(file_id, _join(folder, where), raw)
+        info["checksum"] = _parse_checksum(raw_checksum)
+        return fd, opened.st_size, info
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        for pending_fd in pending:
+            os.close(pending_fd)
+
+
+def _parse_metadata(file_id: str, where: str, raw: bytes) -> dict[str, Any]:
+    if len(raw) > _MAX_METADATA:
+        raise CorruptMetadataError(
+            f"Invalid file metadata for {file_id} in {where}: larger than "
+            f"{_MAX_METADATA} bytes. Restore the file from a backup or delete it."
+        )
+    try:
+        stored = json.loads(raw)
+        last_modified = stored.get("last_modified")
+        return {
+            "filename": stored.get("filename") or "unnamed",
+            "content_type": stored.get("content_type") or "application/octet-stream",
+            "content_length": stored.get("content_length"),
+            "last_modified": parse_timestamp(last_modified) if last_modified else None,
+        }
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise CorruptMetadataError(
+            f"Invalid file metadata for {file_id} in {where}: {exc}. "
+            "Restore the file from a backup or delete it."
+        ) from exc
+
+
+def _parse_checksum(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None  # written by filedepot, which records none
+    text = raw.decode("ascii", "replace")
+    # Empty or torn after a power cut (it is not fsynced): better none than wrong.
+    return text if _CHECKSUM_TEXT.fullmatch(text) else None
+
+
+# --- one directory entry, never through a link ---------------------------------
+
+
+def _open_entry(name: str, flags: int, dir_fd: int | None = None) -> int | None:
+    """Open ``name``; None when it is missing, a link, or of the wrong kind."""
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+            return None
+        raise
+
+
+def _read_entry(name: str, dir_fd: int) -> bytes | None:
+    """The bytes of a small regular file; None when it is not one."""
+    fd = _open_entry(name, _READ, dir_fd)
+    if fd is None:
+        return None
+    try:
+        return _read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int) -> bytes | None:
+    try:
+        parts = [os.read(fd, 65536)]
+        # Metadata this large is rare: read on, but not without end (a planted
+        # giant file is refused once past the limit).
+        while len(parts[-1]) == 65536 and len(parts) * 65536 <= _MAX_METADATA:
+            parts.append(os.read(fd, 65536))
+    except (IsADirectoryError, BlockingIOError):  # a planted directory or FIFO
+        return None
+    return b"".join(parts)
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    return os.access(name, os.F_OK, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _is_file(name: str, dir_fd: int) -> bool:
+    found = _lstat(name, dir_fd)
+    return found is not None and stat.S_ISREG(found.st_mode)
+
+
+def _is_directory(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _rename(source: str, target: str, dir_fd: int) -> None:
+    os.replace(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _remove(name: str, dir_fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(name, dir_fd=dir_fd)
+
+
+def _write_file(
+    name: str, dir_fd: int, chunks: Iterable[bytes | bytearray | memoryview], fsync: bool
+) -> None:
+    fd = os.open(name, _CREATE, 0o666, dir_fd=dir_fd)
     try:
         for chunk in chunks:
             view = memoryview(chunk)
@@ -279,106 +549,136 @@ def _write_file(path: str, chunks: Iterable[bytes | bytearray | memoryview], fsy
         os.close(fd)
 
 
-def _read_small(path: str) -> bytes:
-    fd = os.open(path, _READ)
-    try:
-        parts = [os.read(fd, 65536)]
-        while len(parts[-1]) == 65536:  # metadata this large is rare: read on
-            parts.append(os.read(fd, 65536))
-        return b"".join(parts)
-    finally:
-        os.close(fd)
+# --- leftovers of crashes -------------------------------------------------------
 
 
-def _read_metadata(file_id: str, folder: str) -> dict[str, Any]:
-    metadata_path = _join(folder, _METADATA)
-    checksum_path = _join(folder, _CHECKSUM)
-    pending = _join(folder, _METADATA + _PENDING)
-    if os.path.exists(pending) and not os.path.exists(_join(folder, _DATA + _PENDING)):
-        # A replace() renamed its new data into place and has not yet (or, after
-        # a crash, never) renamed the metadata: the pending one describes 'file'.
-        metadata_path = pending
-        if os.path.exists(checksum_path + _PENDING):
-            checksum_path += _PENDING
-    try:
-        raw = _read_small(metadata_path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise StoredFileNotFoundError(file_id, folder) from None
-    try:
-        stored = json.loads(raw)
-        last_modified = stored.get("last_modified")
-        info = {
-            "filename": stored.get("filename") or "unnamed",
-            "content_type": stored.get("content_type") or "application/octet-stream",
-            "content_length": stored.get("content_length"),
-            "last_modified": parse_timestamp(last_modified) if last_modified else None,
-        }
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise CorruptMetadataError(
-            f"Invalid file metadata for {file_id} in {metadata_path}: {exc}. "
-            "Restore the file from a backup or delete it."
-        ) from exc
-    info["checksum"] = _read_checksum(checksum_path)
-    return info
+def _has_pending(folder: str) -> bool:
+    # No need to look for checksum.new: it is written after file.new, removed
+    # before it, and renamed before metadata.json.new, so it is never left alone.
+    return os.path.lexists(_join(folder, _DATA + _PENDING)) or os.path.lexists(
+        _join(folder, _METADATA + _PENDING)
+    )
 
 
-def _read_checksum(path: str) -> str | None:
-    try:
-        text = _read_small(path).decode("ascii", "replace")
-    except FileNotFoundError:
-        return None  # written by filedepot, which records none
-    # Empty or torn after a power cut (it is not fsynced): better none than wrong.
-    return text if _CHECKSUM_TEXT.fullmatch(text) else None
+def _finish_interrupted_replace(dir_fd: int) -> None:
+    """Complete a committed replace (rename the pending metadata) or drop an uncommitted one.
 
-
-def _size_or_none(path: str) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None
-
-
-def _finish_interrupted_replace(folder: str) -> None:
-    """Complete a committed replace (rename the pending metadata) or drop an uncommitted one."""
-    if os.path.exists(_join(folder, _DATA + _PENDING)):
-        _discard_pending(folder)
+    Only with the directory's lock held, so that no replace is running.
+    """
+    if _lexists(_DATA + _PENDING, dir_fd):
+        _discard_pending(dir_fd)
         return
     for name in (_CHECKSUM, _METADATA):  # metadata last: it marks the replace as unfinished
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(_join(folder, name + _PENDING), _join(folder, name))
+        if _is_file(name + _PENDING, dir_fd):
+            _rename(name + _PENDING, name, dir_fd)
+        else:  # missing, or planted (a link is removed, never renamed into place)
+            _remove(name + _PENDING, dir_fd)
 
 
-def _discard_pending(folder: str) -> None:
+def _discard_pending(dir_fd: int) -> None:
     # metadata.json.new goes first and file.new last, so that no moment shows
     # the pending metadata without file.new, which would read as committed.
     for name in (_METADATA, _CHECKSUM, _DATA):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(_join(folder, name + _PENDING))
+        _remove(name + _PENDING, dir_fd)
+
+
+def _clean_interrupted_replace(folder: str) -> None:
+    dir_fd = _open_entry(folder, _DIRECTORY)
+    if dir_fd is not None:
+        try:
+            _clean_interrupted_replace_at(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _clean_interrupted_replace_at(dir_fd: int) -> bool:
+    """Finish or undo a killed replace, unless one is running; whether it was done.
+
+    A running replace holds the directory's lock for as long as it has pending
+    files, so getting the lock without waiting proves those are leftovers.
+    Without write access (a read-only reader) nothing is cleaned and readers
+    read around the leftovers. No fsync: were the cleaning lost in a power cut,
+    the leftovers would read as before and be cleaned again.
+    """
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        _finish_interrupted_replace(dir_fd)
+    except OSError:
+        return False
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
+    return True
+
+
+def _remove_leftover(entry: os.DirEntry[str]) -> None:
+    """Remove what a killed create() or delete() left; a link at once, never followed.
+
+    A running create() or delete() holds its directory's lock, so a directory
+    whose lock is free was left by a killed one, and goes at once. Except an
+    empty temporary directory: a create() may have just made it and not yet
+    locked it, so it goes only once stale (as everything does without flock).
+    """
+    try:
+        if entry.is_symlink():
+            os.unlink(entry.path)  # never ours: depot makes only directories
+            return
+        stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_AFTER
+        if not entry.is_dir(follow_symlinks=False):
+            if stale:
+                os.unlink(entry.path)
+            return
+        dir_fd = _open_entry(entry.path, _DIRECTORY)
+        if dir_fd is None:
+            return
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # being written or deleted right now
+            elif not stale:
+                return
+            if stale or entry.name.startswith(_TRASH_PREFIX) or os.listdir(dir_fd):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 class _locked:
-    """Hold an exclusive lock on a file's directory: one replace or delete at a time."""
+    """Hold an exclusive lock on a file's directory: one replace or delete at a time.
+
+    Yields the directory's descriptor: everything done under the lock goes
+    through it, so that nothing is redirected by a link planted meanwhile.
+    """
 
     def __init__(self, folder: str, fileid: str) -> None:
         self._folder = folder
         self._fileid = fileid
         self._fd = -1
 
-    def __enter__(self) -> None:
-        try:
-            self._fd = os.open(self._folder, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise StoredFileNotFoundError(self._fileid, self._folder) from None
+    def __enter__(self) -> int:
+        fd = _open_entry(self._folder, _DIRECTORY)
+        if fd is None:
+            raise StoredFileNotFoundError(self._fileid, self._folder)
+        self._fd = fd
         if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         # A delete() may have renamed the directory away while we waited.
         try:
-            same = os.path.samestat(os.fstat(self._fd), os.stat(self._folder))
+            same = os.path.samestat(os.fstat(fd), os.lstat(self._folder))
         except FileNotFoundError:
             same = False
         if not same:
-            os.close(self._fd)
+            os.close(fd)
             raise StoredFileNotFoundError(self._fileid, self._folder)
+        return fd
 
     def __exit__(self, *exc_info: object) -> None:
         os.close(self._fd)  # closing releases the lock

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
+from webtest import TestApp
 
-from depot.exceptions import ConfigurationError, CorruptMetadataError, StoredFileNotFoundError
+from depot.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    CorruptMetadataError,
+    StoredFileNotFoundError,
+)
 from depot.io.local import LocalFileStorage
+from depot.manager import DepotManager
 from tests.streams import sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,30 +98,61 @@ def test_missing_metadata_fields_take_defaults(local: LocalFileStorage) -> None:
     assert stored.content_length == 3  # measured on disk
 
 
-def test_file_gone_under_its_metadata(local: LocalFileStorage) -> None:
+def test_file_gone_under_its_metadata_fails_at_get(local: LocalFileStorage) -> None:
+    # Issue 12, defect 11: found at get(), before the middleware answers 200.
     file_id = local.create(b"abc")
     os.remove(Path(local.storage_path) / file_id / "file")
-    stored = local.get(file_id)
     with pytest.raises(StoredFileNotFoundError, match=file_id):
-        stored.read()
+        local.get(file_id)
 
 
-def test_leftovers_are_ignored_then_cleaned_once_stale(local: LocalFileStorage) -> None:
+def test_data_turned_into_a_directory_fails_at_get(local: LocalFileStorage) -> None:
+    file_id = local.create(b"abc")
+    data = Path(local.storage_path) / file_id / "file"
+    data.unlink()
+    data.mkdir()
+    with pytest.raises(StoredFileNotFoundError, match=file_id):
+        local.get(file_id)
+
+
+def test_file_opened_reads_on_after_a_delete(local: LocalFileStorage) -> None:
+    file_id = local.create(b"abc" * 1000)
+    stored = local.get(file_id)
+    local.delete(file_id)
+    folder = Path(local.storage_path) / file_id
+    assert not folder.exists()
+    with stored:
+        assert stored.read() == b"abc" * 1000  # from the descriptor get() holds
+
+
+def test_leftovers_are_cleaned_unless_being_written(local: LocalFileStorage) -> None:
     file_id = local.create(b"x")
     root = Path(local.storage_path)
-    stale = [root / ".depot-tmp-old", root / ".depot-trash-old"]
-    fresh = root / ".depot-tmp-running"
-    for folder in [*stale, fresh]:
+    killed = [root / ".depot-tmp-killed", root / ".depot-trash-killed"]
+    stale_empty = root / ".depot-tmp-old-and-empty"
+    running = [root / ".depot-tmp-running", root / ".depot-trash-running"]
+    just_made = root / ".depot-tmp-just-made"  # a create() between mkdir and lock
+    for folder in [*killed, *running]:
         folder.mkdir()
         (folder / "file").write_bytes(b"half")
+    stale_empty.mkdir()
+    just_made.mkdir()
     an_hour_ago = time.time() - 3700
-    for folder in stale:
-        os.utime(folder, (an_hour_ago, an_hour_ago))
+    os.utime(stale_empty, (an_hour_ago, an_hour_ago))
     (root / "README").write_text("not a file id")
-
-    assert local.list() == [file_id]
-    assert not any(folder.exists() for folder in stale)
-    assert fresh.exists()  # may be another process's create() in progress
+    locks = [os.open(folder, os.O_RDONLY) for folder in running]
+    try:
+        for lock in locks:  # what a create() or delete() in progress holds
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        assert local.list() == [file_id]
+        assert all(folder.exists() for folder in [*running, just_made])
+    finally:
+        for lock in locks:
+            os.close(lock)
+    assert not any(folder.exists() for folder in [*killed, stale_empty])
+    assert (root / "README").exists()
+    local.list()
+    assert not any(folder.exists() for folder in running)
 
 
 def test_create_streams_in_constant_memory(local: LocalFileStorage) -> None:
@@ -282,3 +324,402 @@ def test_fsync_is_used_only_when_on(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     fast = LocalFileStorage(tmp_path / "b", fsync=False)
     fast.replace(fast.create(b"x"), b"y")
     assert calls == []
+
+
+# --- planted symlinks (issue 12, defect 7) -----------------------------------
+#
+# Someone who can write into storage_path (another app, a restored backup)
+# plants links; depot must never read, write or delete through one.
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A depot-layout file outside the storage, which a link points at."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "file").write_bytes(b"secret")
+    (folder / "metadata.json").write_text(
+        json.dumps({"filename": "secret.txt", "content_type": "text/plain", "content_length": 6})
+    )
+    (folder / "checksum").write_text(sha256(b"secret"))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_symlinked_id_directory_is_not_a_stored_file(
+    local: LocalFileStorage, outside: Path
+) -> None:
+    real = local.create(b"mine")
+    planted = "5b1f5c9e-56cf-4a8e-9d40-2b8a4c0d9a11"
+    (Path(local.storage_path) / planted).symlink_to(outside, target_is_directory=True)
+    before = snapshot(outside)
+
+    with pytest.raises(StoredFileNotFoundError, match=planted):
+        local.get(planted)
+    assert not local.exists(planted)
+    assert local.list() == [real]
+    with pytest.raises(StoredFileNotFoundError, match=planted):
+        local.replace(planted, b"overwritten")
+    local.delete(planted)
+
+    assert snapshot(outside) == before
+    assert local.get(real).read() == b"mine"
+
+
+@pytest.mark.parametrize("name", ["file", "metadata.json"])
+def test_symlinked_file_inside_a_directory_is_not_followed(
+    local: LocalFileStorage, outside: Path, name: str
+) -> None:
+    file_id = local.create(b"mine", filename="mine.txt")
+    inside = Path(local.storage_path) / file_id / name
+    inside.unlink()
+    inside.symlink_to(outside / name)
+    before = snapshot(outside)
+
+    with pytest.raises(StoredFileNotFoundError, match=file_id):
+        local.get(file_id)
+    assert not local.exists(file_id)
+    # replace() renames over the link; it never writes through it.
+    local.replace(file_id, b"new", filename="new.txt")
+    assert local.get(file_id).read() == b"new"
+    local.delete(file_id)
+    assert snapshot(outside) == before
+
+
+def test_symlinked_checksum_is_not_read(local: LocalFileStorage, outside: Path) -> None:
+    file_id = local.create(b"secret")
+    checksum = Path(local.storage_path) / file_id / "checksum"
+    checksum.unlink()
+    checksum.symlink_to(outside / "checksum")
+    assert local.get(file_id).checksum is None  # as for a file filedepot wrote
+
+
+@pytest.mark.parametrize("name", ["metadata.json.new", "checksum.new", "file.new"])
+def test_planted_pending_link_is_never_followed(
+    local: LocalFileStorage, outside: Path, name: str
+) -> None:
+    file_id = local.create(b"mine", filename="mine.txt")
+    target = outside / name.removesuffix(".new")
+    (Path(local.storage_path) / file_id / name).symlink_to(target)
+    before = snapshot(outside)
+
+    stored = local.get(file_id)
+    assert (stored.read(), stored.filename, stored.checksum) == (
+        b"mine",
+        "mine.txt",
+        sha256(b"mine"),
+    )
+    local.replace(file_id, b"new")
+    stored = local.get(file_id)
+    assert (stored.read(), stored.filename, stored.checksum) == (b"new", "mine.txt", sha256(b"new"))
+    assert sorted(os.listdir(Path(local.storage_path) / file_id)) == [
+        "checksum",
+        "file",
+        "metadata.json",
+    ]
+    assert snapshot(outside) == before
+
+
+@pytest.mark.parametrize("prefix", [".depot-trash-", ".depot-tmp-"])
+def test_leftover_links_are_removed_without_following(
+    local: LocalFileStorage, outside: Path, prefix: str
+) -> None:
+    file_id = local.create(b"x")
+    link = Path(local.storage_path) / f"{prefix}{file_id}"
+    link.symlink_to(outside, target_is_directory=True)
+    dangling = Path(local.storage_path) / f"{prefix}dangling"
+    dangling.symlink_to(Path(local.storage_path) / "nowhere")
+    before = snapshot(outside)
+
+    assert local.list() == [file_id]
+    assert not os.path.lexists(link)
+    assert not os.path.lexists(dangling)
+    assert snapshot(outside) == before
+
+
+def test_fifo_planted_as_data_never_blocks(local: LocalFileStorage) -> None:
+    file_id = local.create(b"x")
+    data = Path(local.storage_path) / file_id / "file"
+    data.unlink()
+    os.mkfifo(data)
+    outcome: list[BaseException | None] = []
+
+    def get() -> None:
+        try:
+            local.get(file_id)
+        except StoredFileNotFoundError as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    reader = threading.Thread(target=get)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock it, so the test fails instead of hanging
+        with open(data, "wb"):
+            pass
+        reader.join()
+    assert outcome and isinstance(outcome[0], StoredFileNotFoundError)
+
+
+def test_storage_path_may_itself_be_a_symlink(tmp_path: Path) -> None:
+    # A deploy's /var/files -> /mnt/disk/files: the root is the admin's choice.
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "files").symlink_to(tmp_path / "disk", target_is_directory=True)
+    storage = LocalFileStorage(str(tmp_path / "files"))
+    file_id = storage.create(b"one", filename="one.txt")
+    storage.replace(file_id, b"two")
+    assert storage.list() == [file_id]
+    assert storage.exists(file_id)
+    assert storage.get(file_id).read() == b"two"
+    storage.delete(file_id)
+    assert storage.list() == []
+    assert os.listdir(tmp_path / "disk") == []
+
+
+# --- a replace killed mid-way (issue 12, defect 19) --------------------------
+
+
+def plant_uncommitted(folder: Path) -> None:
+    """What a replace killed before its commit leaves: the pending new version."""
+    (folder / "file.new").write_bytes(b"half a new")
+    (folder / "checksum.new").write_text(sha256(b"half a new"))
+    (folder / "metadata.json.new").write_text(json.dumps({"filename": "new.txt"}))
+
+
+def plant_committed(folder: Path, data: bytes) -> None:
+    """What a replace killed just after its commit leaves: the metadata not yet renamed."""
+    (folder / "file").write_bytes(data)
+    (folder / "checksum.new").write_text(sha256(data))
+    metadata = {"filename": "new.txt", "content_type": "text/plain", "content_length": len(data)}
+    (folder / "metadata.json.new").write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize("access", ["get", "list"])
+def test_uncommitted_replace_leftovers_are_cleaned_on_access(
+    local: LocalFileStorage, access: str
+) -> None:
+    file_id = local.create(b"old", filename="old.txt")
+    folder = Path(local.storage_path) / file_id
+    plant_uncommitted(folder)
+    if access == "get":
+        stored = local.get(file_id)
+        assert (stored.read(), stored.filename, stored.checksum) == (
+            b"old",
+            "old.txt",
+            sha256(b"old"),
+        )
+    else:
+        assert local.list() == [file_id]
+    assert sorted(os.listdir(folder)) == ["checksum", "file", "metadata.json"]
+    assert local.get(file_id).read() == b"old"
+
+
+@pytest.mark.parametrize("access", ["get", "list"])
+def test_committed_replace_is_finished_on_access(local: LocalFileStorage, access: str) -> None:
+    file_id = local.create(b"old", filename="old.txt")
+    folder = Path(local.storage_path) / file_id
+    plant_committed(folder, b"new data")
+    getattr(local, access)(*([file_id] if access == "get" else []))
+    assert sorted(os.listdir(folder)) == ["checksum", "file", "metadata.json"]
+    stored = local.get(file_id)
+    assert (stored.read(), stored.filename, stored.content_length, stored.checksum) == (
+        b"new data",
+        "new.txt",
+        8,
+        sha256(b"new data"),
+    )
+
+
+def test_a_running_replace_is_never_disturbed(local: LocalFileStorage) -> None:
+    file_id = local.create(b"old", filename="old.txt")
+    folder = Path(local.storage_path) / file_id
+    # Another process's replace: it holds the directory's lock while it writes.
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        plant_uncommitted(folder)
+        pending = snapshot(folder)
+        assert local.get(file_id).read() == b"old"
+        assert local.list() == [file_id]
+        assert snapshot(folder) == pending
+    finally:
+        os.close(lock)
+    assert local.get(file_id).read() == b"old"
+    assert sorted(os.listdir(folder)) == ["checksum", "file", "metadata.json"]
+
+
+def test_cleaning_on_a_read_only_storage_is_skipped(
+    local: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_id = local.create(b"old", filename="old.txt")
+    folder = Path(local.storage_path) / file_id
+    plant_committed(folder, b"new data")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(os, "remove", refuse)
+    stored = local.get(file_id)  # a reader without write access still reads
+    assert (stored.read(), stored.filename) == (b"new data", "new.txt")
+
+
+# --- get() racing replace() (issue 12, defect 14) ----------------------------
+
+
+def test_get_racing_replace_sees_one_whole_version(tmp_path: Path) -> None:
+    local = LocalFileStorage(str(tmp_path), fsync=False)  # many replaces a second
+    file_id = local.create(b"v0", filename="v0.txt")
+    stop = threading.Event()
+    replaced = []
+
+    def replace_forever() -> None:
+        version = 0
+        while not stop.is_set():
+            version += 1
+            # Sizes differ, so a length of one version with the bytes of another shows.
+            local.replace(file_id, f"v{version}:".encode() * (version % 7 + 1), f"v{version}.txt")
+            replaced.append(version)
+
+    writer = threading.Thread(target=replace_forever)
+    writer.start()
+    problems: list[str] = []
+    reads = 0
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline and len(problems) < 20:
+            reads += 1
+            try:
+                stored = local.get(file_id)
+            except StoredFileNotFoundError:
+                problems.append("not found")
+                continue
+            with stored:
+                data = stored.read()
+            tag = data.split(b":", 1)[0].decode()
+            if (stored.content_length, stored.checksum, stored.filename) != (
+                len(data),
+                sha256(data),
+                f"{tag}.txt",
+            ):
+                problems.append(f"{stored.filename}, {stored.content_length} bytes: {data[:20]!r}")
+    finally:
+        stop.set()
+        writer.join()
+    assert len(replaced) > 20, "the race was not exercised"
+    assert problems == [], f"{len(problems)} bad reads of {reads}: {problems[:5]}"
+
+
+# --- over HTTP (issue 12, defects 7 and 11) ----------------------------------
+
+
+def served(storage: LocalFileStorage, file_id: str) -> Any:
+    DepotManager.configure(
+        "default", {"depot.backend": "local", "depot.storage_path": storage.storage_path}
+    )
+    app = TestApp(DepotManager.make_middleware(lambda environ, start_response: []))
+    return app.get(f"/depot/default/{file_id}", expect_errors=True)
+
+
+@pytest.mark.parametrize("fault", ["removed", "a directory", "a link out"])
+def test_data_gone_before_serving_is_a_404_not_an_empty_200(
+    local: LocalFileStorage, outside: Path, fault: str
+) -> None:
+    file_id = local.create(b"abc", filename="a.txt")
+    data = Path(local.storage_path) / file_id / "file"
+    data.unlink()
+    if fault == "a directory":
+        data.mkdir()
+    elif fault == "a link out":
+        data.symlink_to(outside / "file")
+    response = served(local, file_id)
+    assert response.status_int == 404
+    assert b"secret" not in response.body
+
+
+def test_symlinked_id_is_a_404(local: LocalFileStorage, outside: Path) -> None:
+    local.create(b"x")
+    planted = "5b1f5c9e-56cf-4a8e-9d40-2b8a4c0d9a11"
+    (Path(local.storage_path) / planted).symlink_to(outside, target_is_directory=True)
+    response = served(local, planted)
+    assert response.status_int == 404
+    assert b"secret" not in response.body
+
+
+def test_giant_metadata_is_refused_not_read_whole(local: LocalFileStorage) -> None:
+    file_id = local.create(b"x")
+    metadata = Path(local.storage_path) / file_id / "metadata.json"
+    metadata.write_text('{"filename": "' + "a" * (8 * 1024 * 1024) + '"}')
+    with pytest.raises(CorruptMetadataError, match="larger than 1048576 bytes"):
+        local.get(file_id)
+
+
+def test_a_file_replaced_without_pause_is_an_error_not_a_loop(
+    local: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_id = local.create(b"x")
+    real_stat = os.stat
+
+    def always_another_inode(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        found = real_stat(path, *args, **kwargs)
+        if path != "file":
+            return found
+        values = list(found)
+        values[stat.ST_INO] += 1  # as if a replace had just committed
+        return os.stat_result(values)
+
+    monkeypatch.setattr(os, "stat", always_another_inode)
+    with pytest.raises(BackendUnavailableError, match="replaced 1000 times while it was being"):
+        local.get(file_id)
+
+
+def test_read_all_after_seek_and_of_a_file_grown_in_place(local: LocalFileStorage) -> None:
+    file_id = local.create(b"0123456789")
+    with local.get(file_id) as stored:
+        stored.seek(4)
+        assert stored.read() == b"456789"
+        assert stored.read() == b""
+        assert stored.tell() == 10
+    with local.get(file_id) as stored:
+        # Something other than depot appends to the file: all of it is read.
+        with open(Path(local.storage_path) / file_id / "file", "ab") as appended:
+            appended.write(b"x" * 300_000)
+        assert stored.read() == b"0123456789" + b"x" * 300_000
+
+
+def test_readers_never_wait_for_a_replace_upload(local: LocalFileStorage) -> None:
+    file_id = local.create(b"old", filename="old.txt")
+    halfway, finish = threading.Event(), threading.Event()
+
+    class Slow:
+        sent = 0
+
+        def read(self, n: int = -1) -> bytes:
+            if self.sent:
+                halfway.set()
+                finish.wait(30)  # an upload from a slow client
+                return b""
+            self.sent = 1
+            return b"new"
+
+    writer = threading.Thread(target=local.replace, args=(file_id, Slow(), "new.txt"))
+    writer.start()
+    try:
+        assert halfway.wait(10)
+        started = time.monotonic()
+        for _ in range(20):
+            with local.get(file_id) as stored:
+                assert (stored.read(), stored.filename) == (b"old", "old.txt")
+        assert local.list() == [file_id]
+        assert local.exists(file_id)
+        assert time.monotonic() - started < 5
+        assert (Path(local.storage_path) / file_id / "file.new").exists()  # left alone
+    finally:
+        finish.set()
+        writer.join()
+    with local.get(file_id) as stored:
+        assert (stored.read(), stored.filename) == (b"new", "new.txt")
