@@ -334,7 +334,11 @@ class OpenedFiles:
             return real_open(file, *args, **kwargs)
 
         def recording_os_open(path: Any, *args: Any, **kwargs: Any) -> int:
-            self._seen(path)
+            seen, dir_fd = path, kwargs.get("dir_fd")
+            if dir_fd is not None and not os.path.isabs(os.fsdecode(path)):
+                # Opened relative to a directory descriptor: where that is.
+                seen = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), os.fsdecode(path))
+            self._seen(seen)
             return real_os_open(path, *args, **kwargs)
 
         monkeypatch.setattr(builtins, "open", recording_open)
