@@ -443,13 +443,36 @@ _commit_sent: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 class _Deferred:
-    """The changes of sessions that committed into a transaction of a connection they joined."""
+    """The changes of sessions that committed into a transaction of a connection they joined.
+
+    Each session's changes are an entry, with the savepoints the connection
+    opened since (by name): releasing or rolling back one of those leaves the
+    entry as it was; rolling back any other savepoint (the one the session
+    worked in, or one around it) undoes the entry's rows.
+    """
 
     def __init__(self) -> None:
-        self.changes = Changes()
+        self.entries: list[tuple[Changes, list[str]]] = []
         # The connection's transaction being committed, while COMMIT is under way.
         self.committing: Any = None
         self.failed = False
+
+    def savepoint_ended(self, name: str, rolled_back: bool) -> list[Changes]:
+        """A savepoint was released or rolled back; the entries it undid."""
+        undone = []
+        for changes, opened in list(self.entries):
+            if name in opened:
+                del opened[opened.index(name) :]
+            elif rolled_back:
+                undone.append(changes)
+                self.entries.remove((changes, opened))
+        return undone
+
+    def merged(self) -> Changes:
+        changes = Changes()
+        for entry, _ in self.entries:
+            changes.absorb(entry)
+        return changes
 
 
 def _in_transaction(connection: Connection) -> bool:
@@ -468,8 +491,14 @@ def _defer(connection: Connection, changes: Changes) -> None:
     deferred = connection.info.get(INFO_KEY)
     if not isinstance(deferred, _Deferred):
         deferred = connection.info[INFO_KEY] = _Deferred()
-    deferred.changes.absorb(changes)
-    for name, handler in (("begin", _connection_begin), ("rollback", _connection_rollback)):
+    deferred.entries.append((changes, []))
+    for name, handler in (
+        ("begin", _connection_begin),
+        ("rollback", _connection_rollback),
+        ("savepoint", _savepoint_begun),
+        ("release_savepoint", _savepoint_released),
+        ("rollback_savepoint", _savepoint_rolled_back_on),
+    ):
         if not event.contains(connection, name, handler):
             event.listen(connection, name, handler)
     pool = connection.engine.pool
@@ -494,6 +523,26 @@ def _connection_error(context: Any) -> None:
         deferred.failed = True
 
 
+def _savepoint_begun(connection: Connection, name: str) -> None:
+    deferred = connection.info.get(INFO_KEY)
+    if isinstance(deferred, _Deferred):
+        for _, opened in deferred.entries:
+            opened.append(name)
+
+
+def _savepoint_released(connection: Connection, name: str, context: Any) -> None:
+    deferred = connection.info.get(INFO_KEY)
+    if isinstance(deferred, _Deferred):
+        deferred.savepoint_ended(name, rolled_back=False)
+
+
+def _savepoint_rolled_back_on(connection: Connection, name: str, context: Any) -> None:
+    deferred = connection.info.get(INFO_KEY)
+    if isinstance(deferred, _Deferred):
+        for changes in deferred.savepoint_ended(name, rolled_back=True):
+            _delete(changes.garbage_after_rollback(), "its savepoint was rolled back")
+
+
 def _connection_begin(connection: Connection) -> None:
     _settle(connection.info, rolled_back=False)
 
@@ -514,7 +563,7 @@ def _settle(info: dict[Any, Any], rolled_back: bool) -> None:
     if not isinstance(deferred, _Deferred):
         return
     del info[INFO_KEY]
-    changes = deferred.changes
+    changes = deferred.merged()
     if deferred.committing is not None and not deferred.failed:
         _delete(changes.garbage_after_commit(), "no row refers to it after the commit")
     elif deferred.committing is not None:
