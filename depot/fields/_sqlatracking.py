@@ -37,6 +37,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
 from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, get_history
+from sqlalchemy.sql.expression import SavepointClause
 
 from depot.fields._tracking import delete_files, paths_of
 from depot.fields.upload import UnreadableValue
@@ -495,7 +496,7 @@ def _defer(connection: Connection, changes: Changes) -> None:
     for name, handler in (
         ("begin", _connection_begin),
         ("rollback", _connection_rollback),
-        ("savepoint", _savepoint_begun),
+        ("before_execute", _savepoint_begun),
         ("release_savepoint", _savepoint_released),
         ("rollback_savepoint", _savepoint_rolled_back_on),
     ):
@@ -523,11 +524,15 @@ def _connection_error(context: Any) -> None:
         deferred.failed = True
 
 
-def _savepoint_begun(connection: Connection, name: str) -> None:
+def _savepoint_begun(connection: Connection, statement: Any, *args: Any) -> None:
+    # The "savepoint" event comes before a generated name is chosen; the
+    # statement that opens the savepoint carries it.
+    if not isinstance(statement, SavepointClause):
+        return
     deferred = connection.info.get(INFO_KEY)
     if isinstance(deferred, _Deferred):
         for _, opened in deferred.entries:
-            opened.append(name)
+            opened.append(statement.ident)
 
 
 def _savepoint_released(connection: Connection, name: str, context: Any) -> None:
