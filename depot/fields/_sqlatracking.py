@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import event, inspect, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
 from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, get_history
 from sqlalchemy.sql.expression import SavepointClause
@@ -224,9 +224,9 @@ def watch_mapper(mapper: Mapper[Any], keys: tuple[str, ...]) -> None:
     ):
         if not event.contains(mapper, name, handler):
             event.listen(mapper, name, handler)
-    for name, handler in (("load", _loaded), ("refresh", _loaded)):
-        if not event.contains(mapper, name, handler):
-            event.listen(mapper, name, handler)
+    for instance_event in ("load", "refresh"):
+        if not event.contains(mapper, instance_event, _loaded):
+            event.listen(mapper, instance_event, _loaded)
 
 
 def assigned(state: InstanceState[Any]) -> None:
@@ -638,9 +638,8 @@ def _loaded(target: Any, *args: Any) -> None:
 def _row_name(state: InstanceState[Any]) -> str:
     mapper = state.mapper
     identity = state.identity or ()
-    columns = ", ".join(
-        f"{column.key}={value!r}" for column, value in zip(mapper.primary_key, identity)
-    )
+    pairs = zip(mapper.primary_key, identity, strict=False)
+    columns = ", ".join(f"{column.key}={value!r}" for column, value in pairs)
     return f"{mapper.class_.__name__}({columns})"
 
 

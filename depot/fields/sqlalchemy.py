@@ -111,7 +111,7 @@ class _FileColumn(types.TypeDecorator):
         return self._options.store(self._options.validate(value)), True
 
     def _decode_one(self, data: str) -> DepotFileInfo | UnreadableValue:
-        """The value for the column's text: an ``upload_type`` value, or an :class:`UnreadableValue`.
+        """The value for the column's text: an ``upload_type`` value or an :class:`UnreadableValue`.
 
         A row whose text is not a value still loads, so that it can be repaired
         or deleted; the problem is raised when the value is used.

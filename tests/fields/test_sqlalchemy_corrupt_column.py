@@ -149,12 +149,11 @@ def test_decode_refuses_what_is_not_a_value() -> None:
     assert stored_count() == 0
 
 
-def test_assigning_a_dict_that_is_not_a_value(Session: Maker) -> None:  # noqa: N803
-    with Session() as s:
-        doc = Document(name="d")
-        with pytest.raises(ValueError, match="'files' must be a list"):
-            doc.attachment = {"depot_name": "default", "files": "default/x"}
-        assert doc.attachment is None
+def test_assigning_a_dict_that_is_not_a_value() -> None:
+    doc = Document(name="d")
+    with pytest.raises(ValueError, match="'files' must be a list"):
+        doc.attachment = {"depot_name": "default", "files": "default/x"}
+    assert doc.attachment is None
 
 
 def test_an_unreadable_row_beside_good_ones(Session: Maker) -> None:  # noqa: N803

@@ -62,7 +62,10 @@ def replace_in_joined_session(connection: sa.Connection, mode: str) -> list[str]
 
 @pytest.mark.parametrize("mode", MODES)
 def test_outer_rollback_keeps_the_replaced_file(
-    bound_engine: Engine, Session: Maker, first: Any, mode: str  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,
+    mode: str,  # noqa: N803
 ) -> None:
     with bound_engine.connect() as connection:
         outer = connection.begin()
@@ -81,7 +84,10 @@ def test_outer_rollback_keeps_the_replaced_file(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_outer_commit_deletes_the_replaced_file(
-    bound_engine: Engine, Session: Maker, first: Any, mode: str  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,
+    mode: str,  # noqa: N803
 ) -> None:
     with bound_engine.connect() as connection:
         outer = connection.begin()
@@ -96,7 +102,10 @@ def test_outer_commit_deletes_the_replaced_file(
 
 @pytest.mark.parametrize("mode", ["create_savepoint", "conditional_savepoint"])
 def test_outer_savepoint_rolled_back_then_outer_commit(
-    bound_engine: Engine, Session: Maker, first: Any, mode: str  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,
+    mode: str,  # noqa: N803
 ) -> None:
     """The session works inside a savepoint the test opened, which the test then rolls back."""
     with bound_engine.connect() as connection:
@@ -111,7 +120,9 @@ def test_outer_savepoint_rolled_back_then_outer_commit(
 
 
 def test_several_sessions_in_one_outer_transaction(
-    bound_engine: Engine, Session: Maker, first: Any  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,  # noqa: N803
 ) -> None:
     """One session lets go of the file, the next one takes it back: it is kept."""
     with bound_engine.connect() as connection:
@@ -129,7 +140,9 @@ def test_several_sessions_in_one_outer_transaction(
 
 
 def test_connection_already_in_a_transaction_default_mode(
-    bound_engine: Engine, Session: Maker, first: Any  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,  # noqa: N803
 ) -> None:
     """The default mode on a connection in a transaction: the session never commits it."""
     with bound_engine.connect() as connection:
@@ -144,7 +157,9 @@ def test_connection_already_in_a_transaction_default_mode(
 
 
 def test_deleted_row_in_a_rolled_back_test_transaction(
-    bound_engine: Engine, Session: Maker, first: Any  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,  # noqa: N803
 ) -> None:
     with bound_engine.connect() as connection:
         outer = connection.begin()
@@ -156,7 +171,9 @@ def test_deleted_row_in_a_rolled_back_test_transaction(
 
 
 def test_connection_closed_without_commit(
-    bound_engine: Engine, Session: Maker, first: Any  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,  # noqa: N803
 ) -> None:
     with bound_engine.connect() as connection:
         connection.begin()
@@ -166,7 +183,9 @@ def test_connection_closed_without_commit(
 
 
 def test_a_later_savepoint_rolled_back_leaves_the_session_commit(
-    bound_engine: Engine, Session: Maker, first: Any  # noqa: N803
+    bound_engine: Engine,
+    Session: Maker,
+    first: Any,  # noqa: N803
 ) -> None:
     with bound_engine.connect() as connection:
         outer = connection.begin()

@@ -6,7 +6,6 @@ stopped referring to are deleted, and nothing before the commit succeeded.
 
 from __future__ import annotations
 
-import gc
 import logging
 from typing import Any
 
@@ -15,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from depot.exceptions import BackendUnavailableError
-from depot.io.utils import FileIntent
 from depot.fields._tracking import paths_of
+from depot.io.utils import FileIntent
 from tests.fields.files import all_exist, drop_and_collect, exists, none_exist, stored_count
 from tests.fields.models import Document, Folder, Item, Media, Video
 
