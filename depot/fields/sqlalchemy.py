@@ -167,7 +167,11 @@ class UploadedFileField(_FileColumn):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        if isinstance(value, (DepotFileInfo, UnreadableValue)):
+        if isinstance(value, DepotFileInfo):
+            # Written: whatever happens to its object, a row may now refer to its files.
+            disown(value)
+            return value.encode()
+        if isinstance(value, UnreadableValue):
             return value.encode()
         raise ValueError(
             f"UploadedFileField stores {self.upload_type.__name__} values, got "

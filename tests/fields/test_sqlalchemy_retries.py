@@ -134,3 +134,23 @@ def test_value_copied_to_a_new_object_is_kept_when_the_row_lets_go(Session: Make
         s.add(copy)
         s.commit()
     assert committed_file(Session, "b") == b"shared"
+
+
+def test_object_never_added_leaves_nothing_once_dropped(Session: Maker) -> None:  # noqa: N803
+    doc = Document(name="never", attachment=b"content")
+    Album(name="never", photos=[b"a", b"b"])
+    assert stored_count() == 3
+    del doc
+    drop_and_collect(Session)
+    assert stored_count() == 0
+
+
+def test_a_value_written_with_core_is_never_deleted_for_its_object(Session: Maker) -> None:  # noqa: N803
+    """A value the object never wrote but a Core statement did is a row's: it stays."""
+    doc = Document(name="core", attachment=b"content")
+    with Session() as s:
+        s.execute(sa.insert(Document).values(name="core", attachment=doc.attachment))
+        s.commit()
+    del doc
+    drop_and_collect(Session)
+    assert committed_file(Session, "core") == b"content"
