@@ -6,12 +6,17 @@ A column of either type keeps JSON text: the keys of
 files themselves live in a depot, and follow the transaction of the row:
 
 * files stored for a transaction that rolls back are deleted, and so are
-  files stored inside a savepoint that rolls back;
-* once a transaction commits, files its rows stopped referring to (replaced,
-  set to ``None``, removed from a list, or of a deleted row) are deleted;
-  nothing is deleted before the commit succeeded;
+  files stored inside a savepoint that rolls back, but never while an object
+  that may still write them holds them (a retry writes them);
+* once the database committed, files its rows stopped referring to
+  (replaced, set to ``None``, removed from a list, or of a deleted row) are
+  deleted, but not those a loaded row of the session still refers to; a
+  session joined to a transaction it does not control leaves the decision to
+  that transaction's connection; a ``COMMIT`` that fails deletes nothing;
 * a deletion that fails (backend down) is logged with the file's path on the
   ``depot.fields.sqlalchemy`` logger; it never raises into the committed transaction.
+
+The rules are in :mod:`depot.fields._sqlatracking` and in ``docs/models.rst``.
 
 Bulk statements (``query.update()``, ``query.delete()``, ``update()`` and
 ``delete()`` executed as such, ``ON DELETE CASCADE`` in the database) bypass the
