@@ -480,12 +480,18 @@ def _in_transaction(connection: Connection) -> bool:
     return not connection.closed and connection.in_transaction()
 
 
+#: Engines whose connections' COMMITs and errors are listened to.
+_watched_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def _watch_connection(connection: Connection) -> None:
-    if not event.contains(connection, "commit", _connection_commit):
-        event.listen(connection, "commit", _connection_commit)
     engine = connection.engine
-    if not event.contains(engine, "handle_error", _connection_error):
-        event.listen(engine, "handle_error", _connection_error)
+    if engine in _watched_engines:
+        return
+    # On the engine, once: its connections, existing ones too, dispatch to it.
+    event.listen(engine, "commit", _connection_commit)
+    event.listen(engine, "handle_error", _connection_error)
+    _watched_engines.add(engine)
 
 
 def _defer(connection: Connection, changes: Changes) -> None:
