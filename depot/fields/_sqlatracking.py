@@ -26,6 +26,7 @@ Three rules decide what is deleted, and when:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import weakref
@@ -33,8 +34,9 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import event, inspect, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Text, event, inspect, literal, select, type_coerce
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
 from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, get_history
 from sqlalchemy.sql.expression import SavepointClause
@@ -373,7 +375,8 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
         # someone else's: the database commits when that one does.
         outer = [connection for connection in connections if _in_transaction(connection)]
         if not outer:
-            _delete(changes.garbage_after_commit(), "no row refers to it after the commit")
+            garbage = _unshared(session, changes.garbage_after_commit())
+            _delete(garbage, "no row refers to it after the commit")
         elif len(outer) == 1:
             _defer(outer[0], changes)
         else:
@@ -435,6 +438,75 @@ def _loaded_paths(session: Session) -> set[str]:
         for key in file_keys.get(state.mapper, ()):
             paths.update(paths_of(state.dict.get(key)))
     return paths
+
+
+# -- values shared by several rows ------------------------------------------------------------
+
+#: Paths of values assigned as they were (copied from another row, merged):
+#: their rows may share them, which only the database can tell.
+_copied: dict[str, None] = {}
+_COPIED_LIMIT = 100_000
+
+
+def mark_copied(value: Any) -> None:
+    """``value`` was assigned without storing anything: another row may share its files."""
+    for path in paths_of(value):
+        _copied.pop(path, None)
+        _copied[path] = None
+    while len(_copied) > _COPIED_LIMIT:
+        # Oldest first: a copy made long ago is likely written or gone.
+        del _copied[next(iter(_copied))]
+
+
+def _unshared(session: Session, paths: list[str]) -> list[str]:
+    """``paths`` but those of copied values that a row in the database still refers to."""
+    shared = [path for path in paths if path in _copied]
+    if not shared:
+        return paths
+    still = _referenced_in_database(session, shared)
+    for path in shared:
+        if path not in still:
+            _copied.pop(path, None)
+    return [path for path in paths if path not in still]
+
+
+def _referenced_in_database(session: Session, paths: list[str]) -> set[str]:
+    """Which of ``paths`` a file column of some row refers to (all of them if unsure)."""
+    found: set[str] = set()
+    seen: set[Any] = set()
+    try:
+        for mapper, keys in list(file_keys.items()):
+            for key in keys:
+                column = mapper.get_property(key).columns[0]
+                if column in seen:
+                    continue
+                seen.add(column)
+                text = type_coerce(column, Text())
+                # A connection of its own: the session's, or one it was bound to,
+                # must not be left in a transaction it did not begin.
+                engine = session.get_bind(mapper=mapper).engine
+                with engine.connect() as connection:
+                    for path in paths:
+                        if path in found:
+                            continue
+                        query = (
+                            select(literal(1))
+                            .select_from(column.table)
+                            .where(text.contains(json.dumps(path), autoescape=True))
+                            .limit(1)
+                        )
+                        if connection.execute(query).first() is not None:
+                            found.add(path)
+                if len(found) == len(paths):
+                    return found
+    except SQLAlchemyError:
+        log.warning(
+            "Could not ask the database whether other rows share %s; they stay in their depots",
+            ", ".join(paths),
+            exc_info=True,
+        )
+        return set(paths)
+    return found
 
 
 # -- the database transaction of a connection -------------------------------------------------
@@ -576,7 +648,10 @@ def _settle(info: dict[Any, Any], rolled_back: bool) -> None:
     del info[INFO_KEY]
     changes = deferred.merged()
     if deferred.committing is not None and not deferred.failed:
-        _delete(changes.garbage_after_commit(), "no row refers to it after the commit")
+        # Asking the database from inside the connection's events could wait for
+        # a pooled connection forever: files known to be shared stay instead.
+        garbage = [path for path in changes.garbage_after_commit() if path not in _copied]
+        _delete(garbage, "no row refers to it after the commit")
     elif deferred.committing is not None:
         _commit_failed(changes)
     elif rolled_back:

@@ -52,6 +52,7 @@ from depot.fields._sqlatracking import (
     hold,
     install,
     log,
+    mark_copied,
     mark_unclaimed,
     track_stored,
     watch_mapper,
@@ -389,6 +390,9 @@ class _SQLAMutationTracker:
             mark_unclaimed(info)
         if kept is not None and not isinstance(kept, UnreadableValue):
             assigned(state)
+            for item in list(kept) if isinstance(kept, list) else [kept]:
+                if not any(item is info for info in stored):
+                    mark_copied(item)
             # Besides the files just stored, a value built for another object (a
             # merge, a copy) that no transaction took yet becomes this object's.
             hold(state, list(kept) if isinstance(kept, list) else [kept])

@@ -76,3 +76,30 @@ def test_list_column_sharing_a_file_with_a_single_column(Session: Maker, shared:
         album.photos = []
         s.commit()
     assert none_exist(shared)
+
+
+@pytest.mark.parametrize("how", ["cleared", "deleted"])
+def test_the_other_row_not_loaded_keeps_the_file(Session: Maker, shared: Any, how: str) -> None:  # noqa: N803
+    """The value was copied in this process: the database is asked before deleting."""
+    with Session() as s:
+        a = load(s, "a")
+        if how == "cleared":
+            a.attachment = None
+        else:
+            s.delete(a)
+        s.commit()
+    assert all_exist(shared)
+    with Session() as s:
+        assert load(s, "b").attachment.file.read() == b"shared"
+        load(s, "b").attachment = None
+        s.commit()
+    assert none_exist(shared), "the last row let go of it"
+
+
+def test_the_other_row_in_another_session(Session: Maker, shared: Any) -> None:  # noqa: N803
+    with Session() as first, Session(expire_on_commit=False) as second:
+        b = load(second, "b")
+        second.commit()  # SQLite: a reader's lock would keep the other session from committing
+        load(first, "a").attachment = None
+        first.commit()
+        assert b.attachment.file.read() == b"shared"
