@@ -470,6 +470,21 @@ def _unshared(session: Session, paths: list[str]) -> list[str]:
     return [path for path in paths if path not in still]
 
 
+#: The file column tables found in each engine's database (only those found:
+#: a table missing now may be created later).
+_tables_found: weakref.WeakKeyDictionary[Engine, set[Any]] = weakref.WeakKeyDictionary()
+
+
+def _has_table(engine: Engine, connection: Connection, table: Any) -> bool:
+    found = _tables_found.setdefault(engine, set())
+    if table in found:
+        return True
+    if inspect(connection).has_table(table.name, schema=table.schema):
+        found.add(table)
+        return True
+    return False
+
+
 def _referenced_in_database(session: Session, paths: list[str]) -> set[str]:
     """Which of ``paths`` a file column of some row refers to (all of them if unsure)."""
     found: set[str] = set()
@@ -486,6 +501,9 @@ def _referenced_in_database(session: Session, paths: list[str]) -> set[str]:
                 # must not be left in a transaction it did not begin.
                 engine = session.get_bind(mapper=mapper).engine
                 with engine.connect() as connection:
+                    if not _has_table(engine, connection, column.table):
+                        # A model of another database: no row of this one is there.
+                        continue
                     for path in paths:
                         if path in found:
                             continue
