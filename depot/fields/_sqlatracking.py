@@ -121,7 +121,10 @@ def mark_unclaimed(value: Any) -> None:
     ident = id(value)
     _unclaimed[ident] = value
     if ident not in _finalizers:
-        _finalizers[ident] = weakref.finalize(value, _abandon, ident, paths_of(value))
+        finalizer = weakref.finalize(value, _abandon, ident, paths_of(value))
+        # At exit nothing deletes them anyway: no transaction ends after it.
+        finalizer.atexit = False
+        _finalizers[ident] = finalizer
 
 
 def is_unclaimed(value: Any) -> bool:
