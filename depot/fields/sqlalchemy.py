@@ -6,12 +6,17 @@ A column of either type keeps JSON text: the keys of
 files themselves live in a depot, and follow the transaction of the row:
 
 * files stored for a transaction that rolls back are deleted, and so are
-  files stored inside a savepoint that rolls back;
-* once a transaction commits, files its rows stopped referring to (replaced,
-  set to ``None``, removed from a list, or of a deleted row) are deleted;
-  nothing is deleted before the commit succeeded;
+  files stored inside a savepoint that rolls back, but never while an object
+  that may still write them holds them (a retry writes them);
+* once the database committed, files its rows stopped referring to
+  (replaced, set to ``None``, removed from a list, or of a deleted row) are
+  deleted, but not those a loaded row of the session still refers to; a
+  session joined to a transaction it does not control leaves the decision to
+  that transaction's connection; a ``COMMIT`` that fails deletes nothing;
 * a deletion that fails (backend down) is logged with the file's path on the
   ``depot.fields.sqlalchemy`` logger; it never raises into the committed transaction.
+
+The rules are in :mod:`depot.fields._sqlatracking` and in ``docs/models.rst``.
 
 Bulk statements (``query.update()``, ``query.delete()``, ``update()`` and
 ``delete()`` executed as such, ``ON DELETE CASCADE`` in the database) bypass the
@@ -28,9 +33,9 @@ from typing import Any, ClassVar
 from depot._settings import missing_dependency_message
 from depot.exceptions import ValidationError
 from depot.fields._options import FieldOptions
-from depot.fields._tracking import delete_files, mark_unclaimed, paths_of
+from depot.fields._tracking import delete_files, paths_of
 from depot.fields.interfaces import DepotFileInfo, FileFilter
-from depot.fields.upload import UploadedFile
+from depot.fields.upload import UnreadableValue, UploadedFile, value_problem
 from depot.validators import FileValidator
 
 try:
@@ -41,7 +46,17 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(missing_dependency_message(__name__, exc.name or "SQLAlchemy")) from exc
 
-from depot.fields._sqlatracking import hold, install, log, track_stored, watch_mapper
+from depot.fields._sqlatracking import (
+    assigned,
+    disown,
+    hold,
+    install,
+    log,
+    mark_copied,
+    mark_unclaimed,
+    track_stored,
+    watch_mapper,
+)
 
 __all__ = ["UploadedFileField", "UploadedFileList", "UploadedFilesField"]
 
@@ -92,17 +107,32 @@ class _FileColumn(types.TypeDecorator):
         if isinstance(value, dict):
             # A value's dict (another row's, or JSON): it refers to files
             # already stored, as when filedepot loaded it.
+            problem = value_problem(value)
+            if problem is not None:
+                raise ValueError(
+                    f"{type(self).__name__} cannot keep {_shorten(value)}: {problem}. "
+                    "Assign content to store, a value read from another row, or None."
+                )
             return self.upload_type(value), False
         return self._options.store(self._options.validate(value)), True
 
-    def _decode_one(self, data: str) -> DepotFileInfo:
+    def _decode_one(self, data: str) -> DepotFileInfo | UnreadableValue:
+        """The value for the column's text: an ``upload_type`` value or an :class:`UnreadableValue`.
+
+        A row whose text is not a value still loads, so that it can be repaired
+        or deleted; the problem is raised when the value is used.
+        """
         try:
-            return self.upload_type.decode(data)  # type: ignore[attr-defined]
+            loaded = json.loads(data)
         except ValueError as exc:
-            raise ValueError(
-                f"{type(self).__name__} cannot read the column's text {_shorten(data)}: {exc}. "
-                "It must be the JSON that UploadedFile.encode() writes."
-            ) from exc
+            return UnreadableValue(data, f"it is not JSON ({exc})")
+        return self._value_of(data, loaded)
+
+    def _value_of(self, data: str, loaded: Any) -> DepotFileInfo | UnreadableValue:
+        problem = value_problem(loaded)
+        if problem is not None:
+            return UnreadableValue(data, problem)
+        return self.upload_type(loaded)
 
 
 class UploadedFileField(_FileColumn):
@@ -144,6 +174,10 @@ class UploadedFileField(_FileColumn):
         if value is None:
             return None
         if isinstance(value, DepotFileInfo):
+            # Written: whatever happens to its object, a row may now refer to its files.
+            disown(value)
+            return value.encode()
+        if isinstance(value, UnreadableValue):
             return value.encode()
         raise ValueError(
             f"UploadedFileField stores {self.upload_type.__name__} values, got "
@@ -152,15 +186,18 @@ class UploadedFileField(_FileColumn):
             "statements and ORM bulk operations do not store content."
         )
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> DepotFileInfo | None:
+    def process_result_value(
+        self, value: Any, dialect: Dialect
+    ) -> DepotFileInfo | UnreadableValue | None:
         if not value:
             return None
         return self._decode_one(value)
 
-    def _assigned(self, value: Any) -> tuple[DepotFileInfo | None, list[DepotFileInfo]]:
+    def _assigned(self, value: Any) -> tuple[Any, list[DepotFileInfo]]:
         """The value to keep for an assignment, and the values stored for it."""
-        if value is None:
-            return None, []
+        if value is None or isinstance(value, UnreadableValue):
+            # An unreadable value moves as it is (a merge, a copy): it names no file.
+            return value, []
         info, stored = self._coerce(value)
         return info, [info] if stored else []
 
@@ -200,7 +237,11 @@ class UploadedFilesField(_FileColumn):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
+        if isinstance(value, UnreadableValue):
+            return value.encode()
         if isinstance(value, (list, tuple)) and all(isinstance(v, DepotFileInfo) for v in value):
+            for item in value:
+                disown(item)
             return json.dumps([json.loads(v.encode()) for v in value])
         raise ValueError(
             f"UploadedFilesField stores lists of {self.upload_type.__name__} values, got "
@@ -209,28 +250,32 @@ class UploadedFilesField(_FileColumn):
             "statements and ORM bulk operations do not store content."
         )
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> UploadedFileList | None:
+    def process_result_value(
+        self, value: Any, dialect: Dialect
+    ) -> UploadedFileList | UnreadableValue | None:
         if not value:
             return None
         try:
             items = json.loads(value)
         except ValueError as exc:
-            raise ValueError(
-                f"UploadedFilesField cannot read the column's text {_shorten(value)}: {exc}. "
-                "It must be a JSON array of the objects UploadedFile.encode() writes."
-            ) from exc
+            return UnreadableValue(value, f"it is not JSON ({exc})")
         if isinstance(items, dict):
+            # What an UploadedFileField column holds: a list of that one file.
             items = [items]
         if not isinstance(items, list):
-            raise ValueError(
-                f"UploadedFilesField cannot read the column's text {_shorten(value)}: "
-                "it must be a JSON array of the objects UploadedFile.encode() writes."
-            )
-        return UploadedFileList(self._decode_one(json.dumps(item)) for item in items)
+            return UnreadableValue(value, "it must be a JSON array of file values")
+        values = []
+        for index, item in enumerate(items):
+            item_value = self._value_of(value, item)
+            if isinstance(item_value, UnreadableValue):
+                problem = f"item {index + 1} of {len(items)}: {item_value.problem}"
+                return UnreadableValue(value, problem)
+            values.append(item_value)
+        return UploadedFileList(values)
 
-    def _assigned(self, value: Any) -> tuple[UploadedFileList | None, list[DepotFileInfo]]:
-        if value is None:
-            return None, []
+    def _assigned(self, value: Any) -> tuple[Any, list[DepotFileInfo]]:
+        if value is None or isinstance(value, UnreadableValue):
+            return value, []
         values, stored = self._coerce_many(value)
         return UploadedFileList(values), stored
 
@@ -301,8 +346,9 @@ class UploadedFileList(MutableList):
             super().__setitem__(index, self._stored([value])[0])
 
     @classmethod
-    def coerce(cls, key: str, value: Any) -> UploadedFileList | None:
-        if value is None or isinstance(value, cls):
+    def coerce(cls, key: str, value: Any) -> Any:
+        if value is None or isinstance(value, (cls, UnreadableValue)):
+            # An unreadable value is loaded as it is, to be repaired or deleted.
             return value
         if isinstance(value, list):
             return cls(value)
@@ -342,7 +388,11 @@ class _SQLAMutationTracker:
         kept, stored = column._assigned(value)
         for info in stored:
             mark_unclaimed(info)
-        if kept is not None:
+        if kept is not None and not isinstance(kept, UnreadableValue):
+            assigned(state)
+            for item in list(kept) if isinstance(kept, list) else [kept]:
+                if not any(item is info for info in stored):
+                    mark_copied(item)
             # Besides the files just stored, a value built for another object (a
             # merge, a copy) that no transaction took yet becomes this object's.
             hold(state, list(kept) if isinstance(kept, list) else [kept])

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
-from depot.exceptions import StoredFileNotFoundError
+from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
 from depot.fields.interfaces import DepotFileInfo
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.manager import DepotManager
 from depot.utils import utcnow_naive
 
-__all__ = ["UploadedFile"]
+__all__ = ["CorruptColumnError", "UnreadableValue", "UploadedFile", "value_problem"]
 
 #: How ``uploaded_at`` is written: the stored file's last modification, in UTC.
 UPLOADED_AT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -94,8 +95,20 @@ class UploadedFile(DepotFileInfo):
 
     @classmethod
     def decode(cls, data: str | bytes) -> UploadedFile:
-        """Load a value from the JSON text :meth:`encode` wrote; nothing is stored."""
-        return cls(json.loads(data))
+        """Load a value from the JSON text :meth:`encode` wrote; nothing is stored.
+
+        :raises ValueError: the text is not JSON, or not a JSON object with the
+            keys a value has (see :func:`value_problem`).
+
+        .. versionchanged:: 1.0
+           JSON that is not an object raises ``ValueError``; filedepot took
+           ``5`` or ``"x"`` for content to store.
+        """
+        loaded = json.loads(data)
+        problem = value_problem(loaded)
+        if problem is not None:
+            raise ValueError(problem)
+        return cls(loaded)
 
     @property
     def url(self) -> str:
@@ -145,3 +158,107 @@ class UploadedFile(DepotFileInfo):
                 f"depot {depot_name!r}: {path} ({path_key}) was deleted or never stored; "
                 "assign a new file or None to the field that refers to it",
             ) from exc
+
+
+def value_problem(data: Any) -> str | None:
+    """Why ``data`` (decoded JSON) cannot be a file value, or ``None`` if it can.
+
+    A value is a JSON object whose ``files`` (if present) is a list of
+    ``'<depot>/<id>'`` strings and whose ``depot_name``, ``file_id`` and
+    ``path`` (if present) are strings: anything else would be taken for
+    content to store, or would name files to delete that no one stored.
+
+    .. versionadded:: 1.0
+    """
+    if not isinstance(data, dict):
+        return f"it is a JSON {_json_kind(data)}, not an object"
+    files = data.get("files")
+    if files is not None and (
+        not isinstance(files, list) or not all(isinstance(path, str) for path in files)
+    ):
+        return f"its 'files' must be a list of '<depot>/<id>' strings, not {_shorten(files)}"
+    for key in ("depot_name", "file_id", "path"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"its {key!r} must be a string, not {_shorten(data[key])}"
+    return None
+
+
+class CorruptColumnError(CorruptMetadataError):
+    """A file column of a row holds text that is not a file value.
+
+    A :class:`ValueError`, as filedepot raised for text that is not JSON.
+
+    .. versionadded:: 1.0
+    """
+
+
+class UnreadableValue:
+    """What a file attribute holds when its column's text is not a file value.
+
+    The row still loads, and can be updated, cleared (assign ``None`` or a new
+    file) and deleted; nothing is deleted from any depot for it, since which
+    files it meant is unknown. Using it as a file (any attribute, item, or
+    iteration) raises :class:`CorruptColumnError` naming the row, the column
+    and the problem. Written back unchanged, it keeps the row's text as it is.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(self, text: Any, problem: str, where: str = "a file column") -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "problem", problem)
+        object.__setattr__(self, "where", where)
+        # SQLAlchemy's mutable-list tracking records the rows holding the value here.
+        object.__setattr__(self, "_parents", weakref.WeakKeyDictionary())
+
+    def error(self) -> CorruptColumnError:
+        """The error raised when the value is used."""
+        return CorruptColumnError(
+            f"{self.where} holds {_shorten(self.text)}, which is not a file value: "
+            f"{self.problem}. Assign a new file or None to it to repair the row."
+        )
+
+    def encode(self) -> str:
+        """The row's text, unchanged."""
+        return str(self.text)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise self.error()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise self.error()
+
+    def __getitem__(self, key: Any) -> Any:
+        raise self.error()
+
+    def __iter__(self) -> Any:
+        raise self.error()
+
+    def __len__(self) -> int:
+        raise self.error()
+
+    def __bool__(self) -> bool:
+        # A column holding something: ``if row.file:`` goes on to use it, which says what is wrong.
+        return True
+
+    def __repr__(self) -> str:
+        return f"<unreadable file value in {self.where}: {self.problem}>"
+
+
+def _json_kind(data: Any) -> str:
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "boolean"
+    if isinstance(data, (int, float)):
+        return "number"
+    if isinstance(data, str):
+        return "string"
+    return "array"
+
+
+def _shorten(data: Any) -> str:
+    text = repr(data)
+    return text if len(text) <= 80 else f"{text[:77]}..."

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
+
+import sqlalchemy as sa
 
 from depot.fields._tracking import paths_of
 from depot.manager import DepotManager
@@ -34,3 +37,16 @@ def stored_count(name: str = "default") -> int:
     depot = DepotManager.get(name)
     assert depot is not None
     return len(depot.list())
+
+
+def drop_and_collect(Session: Any) -> None:  # noqa: N803
+    """Collect the objects the test dropped, and end a transaction.
+
+    A file stored for an object that can still write it (a new object after a
+    rollback, one expunged or detached with its change) stays while the object
+    does; once the object and its value are dropped, the next end of any
+    transaction deletes it.
+    """
+    gc.collect()
+    with Session() as s:
+        s.execute(sa.select(1))

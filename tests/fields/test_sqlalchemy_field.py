@@ -167,13 +167,6 @@ def test_core_statements_say_to_assign_through_the_orm(Session: Maker) -> None: 
         s.execute(sa.insert(Document).values(name="core", attachment=b"raw bytes"))
 
 
-def test_unreadable_column_text(Session: Maker) -> None:  # noqa: N803
-    with Session() as s:
-        s.execute(sa.text("INSERT INTO depot_documents (name, attachment) VALUES ('x', 'oops')"))
-        with pytest.raises(ValueError, match="UploadedFileField cannot read the column's text"):
-            s.scalars(sa.select(Document)).one()
-
-
 def test_inherited_columns_convert_once(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
         video = Video(file=b"movie", poster=b"poster")

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from depot.exceptions import BackendUnavailableError
+from depot.fields._tracking import paths_of
 from depot.io.utils import FileIntent
-from tests.fields.files import all_exist, exists, none_exist, stored_count
+from tests.fields.files import all_exist, drop_and_collect, exists, none_exist, stored_count
 from tests.fields.models import Document, Folder, Item, Media, Video
 
 pytestmark = pytest.mark.usefixtures("depot")
@@ -53,9 +54,13 @@ def test_rollback_deletes_the_new_file(Session: Maker, flush: bool) -> None:  # 
         s.add(doc)
         if flush:
             s.flush()
-        value = doc.attachment
+        paths = paths_of(doc.attachment)
         s.rollback()
-    assert none_exist(value)
+    # The object, new again, could be added back: its file waits for it.
+    assert all(exists(p) for p in paths)
+    del doc
+    drop_and_collect(Session)
+    assert not any(exists(p) for p in paths)
     assert stored_count() == 0
 
 
@@ -181,10 +186,15 @@ def test_close_without_commit_is_a_rollback(Session: Maker) -> None:  # noqa: N8
     s = Session()
     doc = s.scalars(sa.select(Document)).one()
     doc.attachment = b"second"
-    new = doc.attachment
+    new = paths_of(doc.attachment)
     s.close()
+    # Closing detaches the object with its change, which it could still write.
     assert all_exist(old)
-    assert none_exist(new)
+    assert all(exists(p) for p in new)
+    del doc
+    drop_and_collect(Session)
+    assert all_exist(old)
+    assert not any(exists(p) for p in new)
 
 
 def test_session_and_transaction_as_context_managers(Session: Maker) -> None:  # noqa: N803
@@ -222,12 +232,15 @@ def test_savepoint_rollback_deletes_only_files_stored_inside(Session: Maker) -> 
         inner = Document(name="inner", attachment=b"inner")
         s.add(inner)
         s.flush()
-        inner_value = inner.attachment
+        inner_paths = paths_of(inner.attachment)
         savepoint.rollback()
-        assert none_exist(inner_value)
+        # The object, new again, could be added back in the transaction: it answers for it.
+        assert all(exists(p) for p in inner_paths)
         assert all_exist(outer.attachment)
+        del inner
         s.commit()
         outer_value = outer.attachment
+    assert not any(exists(p) for p in inner_paths)
     assert all_exist(outer_value)
     with Session() as s:
         assert s.scalars(sa.select(Document.name)).all() == ["outer"]
@@ -391,16 +404,20 @@ def test_detached_object_changed_then_merged(Session: Maker, outcome: str) -> No
     with Session(expire_on_commit=False) as s:
         doc = s.scalars(sa.select(Document)).one()
     doc.attachment = b"second"
-    new = doc.attachment
+    new = paths_of(doc.attachment)
     with Session() as s:
         s.merge(doc)
         getattr(s, outcome)()
     if outcome == "commit":
         assert none_exist(old)
-        assert all_exist(new)
+        assert all(exists(p) for p in new)
     else:
         assert all_exist(old)
-        assert none_exist(new)
+        # The detached object still holds its change: the file waits for it.
+        assert all(exists(p) for p in new)
+        del doc
+        drop_and_collect(Session)
+        assert not any(exists(p) for p in new)
 
 
 def test_new_object_filled_before_it_is_added(Session: Maker) -> None:  # noqa: N803
@@ -411,21 +428,31 @@ def test_new_object_filled_before_it_is_added(Session: Maker) -> None:  # noqa: 
         s.add(doc)
         s.rollback()
     assert first_and_second == 2
+    assert stored_count() == 1, "the replaced file goes, the one the object holds waits"
+    del doc
+    drop_and_collect(Session)
     assert stored_count() == 0
 
 
 def test_unflushed_change_of_an_expunged_object(Session: Maker) -> None:  # noqa: N803
-    """Its change never reaches the database: the row keeps its file, the new one goes."""
+    """Its change never reached the database: the row keeps its file, the new one waits.
+
+    It goes once the object is dropped without being added back.
+    """
     old = add_document(Session)
     with Session() as s:
         doc = s.scalars(sa.select(Document)).one()
         doc.attachment = b"second"
-        new = doc.attachment
+        new = paths_of(doc.attachment)
         s.expunge(doc)
         s.commit()
     assert all_exist(old)
-    assert none_exist(new)
+    assert all(exists(p) for p in new)
     assert attachment_of(Session).file.read() == b"first"
+    del doc
+    drop_and_collect(Session)
+    assert all_exist(old)
+    assert not any(exists(p) for p in new)
 
 
 def test_sessions_side_by_side(Session: Maker) -> None:  # noqa: N803
@@ -452,13 +479,18 @@ def test_failed_flush_then_rollback(Session: Maker) -> None:  # noqa: N803
         existing.attachment = b"replacement"
         replacement = existing.attachment
         duplicate = Document(name="taken", attachment=b"duplicate")
+        duplicate_paths = paths_of(duplicate.attachment)
         s.add(duplicate)
         with pytest.raises(sa.exc.IntegrityError):
             s.flush()
         s.rollback()
     assert all_exist(old)
     assert none_exist(replacement)
-    assert none_exist(duplicate.attachment)
+    # The duplicate, new again, could be renamed and added back: its file waits for it.
+    assert all(exists(p) for p in duplicate_paths)
+    del duplicate
+    drop_and_collect(Session)
+    assert not any(exists(p) for p in duplicate_paths)
     assert attachment_of(Session, "taken").file.read() == b"first"
 
 
@@ -467,10 +499,13 @@ def test_failed_flush_in_a_savepoint(Session: Maker) -> None:  # noqa: N803
         s.add(Document(name="taken", attachment=b"first"))
         s.flush()
         duplicate = Document(name="taken", attachment=b"duplicate")
+        duplicate_paths = paths_of(duplicate.attachment)
         with pytest.raises(sa.exc.IntegrityError), s.begin_nested():
             s.add(duplicate)
-        assert none_exist(duplicate.attachment)
+        assert all(exists(p) for p in duplicate_paths), "deleted while the object holds it"
+        del duplicate
         s.commit()
+    assert not any(exists(p) for p in duplicate_paths)
     assert attachment_of(Session, "taken").file.read() == b"first"
 
 
