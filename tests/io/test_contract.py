@@ -370,3 +370,77 @@ def test_fileid_and_fileinfo(storage: FileStorage) -> None:
     assert storage.fileid(stored) == storage.fileid(stored.file_id) == stored.file_id
     source, name, ctype = storage.fileinfo(b"x", "a.png")
     assert (source, name, ctype) == (b"x", "a.png", "image/png")
+
+
+# Issue 12, finding 4: a content type that is not a safe RFC 9110 media type
+# (it would split or inject a header where it is served, by the middleware or,
+# for S3 and GCS, by the bucket itself) is stored as application/octet-stream.
+UNSAFE_TYPES = [
+    "text/html\r\n\r\n;x=y",
+    "text/html\nX-Injected: 1",
+    "text/html\x0b",
+    "text/html\x1c",
+    "image/png, text/html",
+    "image/png/../../text/html",
+    "text/h\u00e9tml",
+    "text/html; charset=\u2603",
+    "image/" + "x" * 300,
+    "html",
+    " ",
+]
+
+
+@pytest.mark.parametrize("content_type", UNSAFE_TYPES, ids=repr)
+def test_unsafe_content_type_is_stored_as_octet_stream(
+    storage: FileStorage, content_type: str
+) -> None:
+    file_id = storage.create(b"<script>", filename="a.bin", content_type=content_type)
+    assert storage.get(file_id).content_type == "application/octet-stream"
+    storage.replace(file_id, b"<script>", content_type=content_type)
+    assert storage.get(file_id).content_type == "application/octet-stream"
+    carried = FileIntent(b"<script>", "b.bin", content_type)
+    assert storage.get(storage.create(carried)).content_type == "application/octet-stream"
+
+
+def test_safe_content_type_with_parameters_is_kept(storage: FileStorage) -> None:
+    ctype = 'text/plain; charset=utf-8; format="flowed"'
+    assert storage.get(storage.create(b"x", content_type=f"  {ctype} ")).content_type == ctype
+
+
+# Finding 10: os.fsdecode() makes lone surrogates of bytes that are not UTF-8;
+# such a name cannot be encoded where it is served, so it is stored with U+FFFD.
+@pytest.mark.parametrize("name", ["caf\udce9.txt", "\ud800", "a\udfff\udcffb.pdf"], ids=repr)
+def test_lone_surrogates_in_a_name_are_stored_replaced(storage: FileStorage, name: str) -> None:
+    stored = storage.get(storage.create(b"x", filename=name))
+    assert stored.filename == name.translate({c: "\ufffd" for c in range(0xD800, 0xE000)})
+    stored.filename.encode("utf-8")
+
+
+def test_name_of_a_file_opened_by_undecodable_path(storage: FileStorage, tmp_path) -> None:
+    path = os.path.join(os.fsencode(tmp_path), b"r\xe9sum\xe9.txt")
+    with open(path, "wb") as out:
+        out.write(b"cv")
+    with open(os.fsdecode(path), "rb") as source:
+        stored = storage.get(storage.create(source))
+    assert stored.filename == "r\ufffdsum\ufffd.txt"
+    assert stored.content_type == "text/plain"
+
+
+# Finding 18: names are stored with at most 255 characters, the extension kept.
+@pytest.mark.parametrize("length", [256, 20_000])
+def test_long_names_are_stored_shortened_keeping_the_extension(
+    storage: FileStorage, length: int
+) -> None:
+    name = "\u00e9" * (length - 4) + ".pdf"
+    file_id = storage.create(b"x", filename=name)
+    stored = storage.get(file_id)
+    assert len(stored.filename) == 255
+    assert stored.filename == "\u00e9" * 251 + ".pdf"
+    assert stored.content_type == "application/pdf"
+    storage.replace(file_id, b"y", filename="b" * 1000)
+    assert storage.get(file_id).filename == "b" * 255
+
+
+def test_name_of_255_characters_is_kept(storage: FileStorage) -> None:
+    name = "n" * 251 + ".txt"
+    assert storage.get(storage.create(b"x", filename=name)).filename == name
