@@ -216,6 +216,17 @@ class FileStorage(ABC):
 
         The name and type are taken from ``content`` when not given, and the type
         is guessed from the name when still unknown.
+
+        The name is stored with at most 255 characters
+        (:data:`depot._headers.MAX_FILENAME_LENGTH`): a longer one is shortened,
+        keeping its extension, and lone surrogates (what :func:`os.fsdecode`
+        makes of undecodable bytes) become U+FFFD. A type that is not a safe
+        RFC 9110 media type (control characters, non-ASCII, a list of types,
+        more than 256 characters) is stored as ``application/octet-stream``.
+        ``replace()`` stores names and types by the same rules.
+
+        .. versionchanged:: 1.0
+           Names are shortened and unsafe types replaced when stored.
         """
 
     @abstractmethod

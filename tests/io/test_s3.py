@@ -116,7 +116,8 @@ def test_object_content_type_is_a_safe_media_type(
     # Issue 12, finding 4: public and signed URLs serve the object's own
     # Content-Type, so it follows the middleware's rule, not a looser one.
     file_id = storage.create(b"<script>", "x", content_type)
-    assert s3_client.head_object(Bucket=bucket, Key=file_id)["ContentType"] == "application/octet-stream"
+    raw = s3_client.head_object(Bucket=bucket, Key=file_id)
+    assert raw["ContentType"] == "application/octet-stream"
 
 
 def test_header_content_type_is_the_rule_of_depot_headers() -> None:
