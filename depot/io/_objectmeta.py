@@ -111,7 +111,7 @@ def read_metadata(
         checksum = metadata.get(CHECKSUM)
         if checksum is not None and not _CHECKSUM_TEXT.fullmatch(checksum):
             raise ValueError(f"{checksum!r} is not 'sha256:' and 64 hex digits")
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a value that is not a string
         raise CorruptMetadataError(
             f"Invalid metadata {field} of file {file_id} (object {key!r}) in {where}: {exc}. "
             "Restore the file from a backup or delete it."

@@ -484,10 +484,13 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
 
     try:
         length = field("length")
+        if isinstance(length, float) and length.is_integer():
+            # Drivers without 64-bit ints (Node's) write large lengths as doubles.
+            length = int(length)
         info = {
             "filename": field("filename") or "unnamed",
             "content_type": field("contentType") or "application/octet-stream",
-            "content_length": None if length is None else int(length),
+            "content_length": length,
             "last_modified": _last_modified(field("last_modified"), field("uploadDate")),
         }
     except (ValueError, TypeError) as exc:
@@ -505,6 +508,8 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
 def _last_modified(recorded: object, uploaded: object) -> datetime | None:
     if isinstance(recorded, str):
         return parse_timestamp(recorded)
+    if recorded is not None and not isinstance(recorded, datetime):
+        raise TypeError(f"last_modified {recorded!r} is neither a time string nor a date")
     # Files put by other programs have no last_modified: their upload time serves.
     value = recorded if isinstance(recorded, datetime) else uploaded
     naive = _naive(value)

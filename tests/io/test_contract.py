@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from depot.exceptions import InvalidFileIdError, StoredFileNotFoundError
+from depot.exceptions import CorruptMetadataError, InvalidFileIdError, StoredFileNotFoundError
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.utils import FileIntent
+from tests.io.rawmeta import QUOTED_BADLY, can_write, write_field
 from tests.streams import OneWayStream, sha256
 
 
@@ -444,3 +445,66 @@ def test_long_names_are_stored_shortened_keeping_the_extension(
 def test_name_of_255_characters_is_kept(storage: FileStorage) -> None:
     name = "n" * 251 + ".txt"
     assert storage.get(storage.create(b"x", filename=name)).filename == name
+
+
+# Finding 12: metadata of the wrong type, however it got there (a hand-edited
+# metadata.json, another program's GridFS document or object metadata), is
+# refused like a corrupt file: CorruptMetadataError, which the middleware
+# answers with 503, never a TypeError (500) or a negative Content-Length.
+CORRUPT_VALUES = [
+    ("content_length", "5"),
+    ("content_length", -5),
+    ("content_length", 5.5),
+    ("content_length", True),
+    ("content_length", 10**30),
+    ("content_length", [5]),
+    ("filename", 5),
+    ("filename", ["a.txt"]),
+    ("filename", {"name": "a.txt"}),
+    ("filename", True),
+    ("filename", QUOTED_BADLY),
+    ("content_type", 5),
+    ("content_type", ["text/html"]),
+    ("content_type", {"type": "text/html"}),
+    ("last_modified", 5),
+    ("last_modified", 5.5),
+    ("last_modified", ["2024-05-01 12:00:00"]),
+    ("last_modified", {"at": 1}),
+    ("last_modified", "5"),
+    ("last_modified", "2024-02-30 12:00:00"),
+    ("last_modified", "99999-01-01 00:00:00"),
+]
+
+
+def test_wrong_typed_metadata_is_corrupt(storage: FileStorage) -> None:
+    tried, wrong = 0, []
+    for field, value in CORRUPT_VALUES:
+        if not can_write(storage, field, value):
+            continue  # this backend cannot hold such a value at all
+        tried += 1
+        file_id = storage.create(b"hello", filename="a.txt")
+        write_field(storage, file_id, field, value)
+        try:
+            storage.get(file_id)
+        except CorruptMetadataError as exc:
+            if file_id not in str(exc) or "Restore the file from a backup" not in str(exc):
+                wrong.append(f"{field}={value!r}: message {exc}")
+        except Exception as exc:  # noqa: BLE001 (what is wrong is reported below)
+            wrong.append(f"{field}={value!r}: {type(exc).__name__}: {exc}")
+        else:
+            wrong.append(f"{field}={value!r}: accepted")
+        storage.delete(file_id)  # a corrupt file can still be deleted
+        assert not storage.exists(file_id)
+    assert tried >= 4
+    assert not wrong, "\n".join(wrong)
+
+
+def test_memory_metadata_that_is_not_a_dict_of_its_fields_is_corrupt() -> None:
+    from depot.io.memory import MemoryFileStorage
+
+    storage = MemoryFileStorage()
+    for metadata in (None, [], {"filename": "a", "size": 5}):
+        file_id = storage.create(b"x")
+        storage.files[file_id]["metadata"] = metadata
+        with pytest.raises(CorruptMetadataError, match=f"Invalid metadata of file {file_id}"):
+            storage.get(file_id)
