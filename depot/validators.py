@@ -27,7 +27,6 @@ is installed.
 
 from __future__ import annotations
 
-import fnmatch
 import mimetypes
 import os
 import re
@@ -36,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from depot._headers import media_type
 from depot.exceptions import (
     ContentTypeNotAllowedError,
     ExtensionNotAllowedError,
@@ -119,21 +119,36 @@ class MaxSize(FileValidator):
 class ContentTypes(FileValidator):
     """Allow only content of these types (``'image/png'``, or patterns: ``'image/*'``).
 
+    A pattern is a media type without parameters, ``type/*`` for any subtype of
+    a type, or ``*/*`` for any type; case is ignored. A type is allowed when it
+    is a valid media type (:func:`depot._headers.media_type`) whose type and
+    subtype equal a pattern's, parameters ignored: ``image/png, text/html`` or
+    ``image/png/../x`` is no media type, so it matches nothing.
+
     The declared type, the type the file name implies and the sniffed type must
     each be allowed when known. Content whose first bytes match no known
     signature is refused when every allowed type is one that always has one
     (images, audio, video, PDF, ZIP): it cannot be what it claims.
+
+    :raises ValueError: a pattern that is not one of these forms.
+
+    .. versionchanged:: 1.0
+       Patterns match the parsed type and subtype, not as shell wildcards.
     """
 
     def __init__(self, *patterns: str) -> None:
         if not patterns:
             raise ValueError("ContentTypes() needs at least one allowed type, e.g. 'image/*'.")
-        self.patterns = tuple(p.lower() for p in patterns)
+        self._parsed = tuple(_parse_pattern(p) for p in patterns)
+        self.patterns = tuple(f"{t}/{s}" for t, s in self._parsed)
 
     def allows(self, content_type: str) -> bool:
         """Whether ``content_type`` (parameters ignored) matches an allowed pattern."""
-        bare = content_type.split(";", 1)[0].strip().lower()
-        return any(fnmatch.fnmatchcase(bare, p) for p in self.patterns)
+        parsed = media_type(content_type)
+        if parsed is None:
+            return False
+        kind, subtype = parsed
+        return any(t == "*" or (t == kind and s in ("*", subtype)) for t, s in self._parsed)
 
     def check(self, upload: Upload) -> None:
         allowed = ", ".join(self.patterns)
@@ -272,6 +287,20 @@ def too_large(limit: int) -> FileTooLargeError:
     """The error for content over ``limit`` bytes."""
     return FileTooLargeError(
         f"The file is too large: at most {format_size(limit)} can be uploaded here.", limit
+    )
+
+
+def _parse_pattern(pattern: object) -> tuple[str, str]:
+    """``(type, subtype)`` of a ContentTypes pattern, lower-cased; ``*`` stands for a whole part."""
+    parsed = media_type(pattern) if isinstance(pattern, str) and ";" not in pattern else None
+    if parsed is not None:
+        kind, subtype = parsed
+        whole = "*" not in kind and ("*" not in subtype or subtype == "*")
+        if whole or parsed == ("*", "*"):
+            return parsed
+    raise ValueError(
+        f"ContentTypes(): {pattern!r} is not a content type pattern: write 'type/subtype' "
+        "('image/png'), 'type/*' ('image/*') or '*/*', without parameters."
     )
 
 
