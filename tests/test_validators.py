@@ -132,8 +132,31 @@ class TestMaxSize:
             with pytest.raises(FileTooLargeError):
                 validate(f, [MaxSize("1 KB")])
             intent = validate(f, [MaxSize("2 KB")])
-            assert intent.fileinfo[0] is f  # passed through: backends may seek it
+            source = intent.fileinfo[0]
             assert f.tell() == 0
+            # Counted as it is read, yet still seekable: backends may seek it.
+            assert source.seekable()
+            assert source.read(10) == b"x" * 10
+            assert source.seek(0) == 0
+            assert read_all(intent) == b"x" * 2000
+
+    def test_a_seek_past_the_limit_refuses_the_next_read(self) -> None:
+        source = validate(io.BytesIO(b"x" * 100), [MaxSize(200)]).fileinfo[0]
+        source.seek(500)
+        with pytest.raises(FileTooLargeError):
+            source.read(1)
+
+    @pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+    def test_a_device_has_no_known_size(self, device: str) -> None:
+        seen = []
+
+        class Recorder(MaxSize):
+            def check(self, upload) -> None:
+                seen.append(upload.size)
+
+        with open(device, "rb") as stream:
+            validate(stream, [Recorder(10)])
+        assert seen == [None]
 
     def test_a_stream_is_stopped_as_soon_as_it_crosses_the_limit(self) -> None:
         stream = Generated(100 * MiB)

@@ -7,6 +7,7 @@ backends deal with a single shape.
 
 from __future__ import annotations
 
+import gzip
 import mimetypes
 import os
 from collections.abc import Callable
@@ -147,7 +148,7 @@ def resolve(
 def _upload_stream(obj: Any) -> SupportsRead | None:
     # cgi/webob FieldStorage, multipart, Starlette and Django uploads keep the
     # bytes in .file; werkzeug's FileStorage in .stream.
-    if getattr(obj, "filename", None) is not None:
+    if _upload_filename(obj) is not None:
         for attr in ("file", "stream"):
             inner = getattr(obj, attr, None)
             if inner not in (None, False) and callable(getattr(inner, "read", None)):
@@ -157,8 +158,16 @@ def _upload_stream(obj: Any) -> SupportsRead | None:
     return None
 
 
+def _upload_filename(obj: Any) -> Any:
+    # GzipFile.filename is a deprecated alias of its compressed file's .name
+    # (reading it warns), not the name of an upload.
+    if isinstance(obj, gzip.GzipFile):
+        return None
+    return getattr(obj, "filename", None)
+
+
 def _carried_name(obj: Any) -> str | None:
-    name = getattr(obj, "filename", None)
+    name = _upload_filename(obj)
     if isinstance(name, str) and name:
         return name
     path = getattr(obj, "name", None)

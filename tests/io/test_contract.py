@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -9,11 +10,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from depot.exceptions import CorruptMetadataError, InvalidFileIdError, StoredFileNotFoundError
+from depot.exceptions import (
+    CorruptMetadataError,
+    FileTooLargeError,
+    InvalidFileIdError,
+    StoredFileNotFoundError,
+)
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.utils import FileIntent
+from depot.validators import MaxSize, validate
 from tests.io.rawmeta import QUOTED_BADLY, can_write, write_field
-from tests.streams import OneWayStream, sha256
+from tests.streams import Generated, MiB, OneWayStream, sha256
 
 
 @pytest.fixture
@@ -508,3 +515,78 @@ def test_memory_metadata_that_is_not_a_dict_of_its_fields_is_corrupt() -> None:
         storage.files[file_id]["metadata"] = metadata
         with pytest.raises(CorruptMetadataError, match=f"Invalid metadata of file {file_id}"):
             storage.get(file_id)
+
+
+# Finding 5: MaxSize measured a seekable stream by fstat(fileno()), which is
+# the size of whatever the descriptor is, not of the bytes read: gzip.open()
+# reports its compressed file, /dev/zero 0 bytes. The bytes actually read are
+# counted now, on every backend, whatever the stream says of itself.
+def _gzip_of_zeros(tmp_path, size: int) -> str:
+    path = os.path.join(tmp_path, "zeros.gz")
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        block = bytes(MiB)
+        for _ in range(size // MiB):
+            out.write(block)
+    return path
+
+
+@pytest.mark.parametrize(("limit", "size"), [(MiB, 8 * MiB), (20 * MiB, 48 * MiB)])
+def test_max_size_counts_what_a_gzip_stream_gives(
+    storage: FileStorage, tmp_path, limit: int, size: int
+) -> None:
+    path = _gzip_of_zeros(tmp_path, size)
+    assert os.path.getsize(path) < limit  # what fstat() says of it
+    kept = storage.create(b"kept", "kept.txt")
+    with gzip.open(path, "rb") as stream, pytest.raises(FileTooLargeError):
+        storage.create(validate(stream, [MaxSize(limit)]), "bomb.bin")
+    assert storage.list() == [kept]
+
+
+def test_max_size_stops_a_device_that_never_ends(storage: FileStorage) -> None:
+    with open("/dev/zero", "rb") as endless, pytest.raises(FileTooLargeError):
+        storage.create(validate(endless, [MaxSize(MiB)]), "zeros.bin")
+    assert storage.list() == []
+
+
+def test_max_size_does_not_trust_a_descriptor_of_another_file(
+    storage: FileStorage, tmp_path
+) -> None:
+    small = tmp_path / "small"
+    small.write_bytes(b"s" * 10)
+
+    class Disguised(Generated):  # reads 5 MiB, but its descriptor is a 10-byte file
+        def __init__(self) -> None:
+            super().__init__(5 * MiB, seekable=True)
+            self._file = small.open("rb")
+
+        def fileno(self) -> int:
+            return self._file.fileno()
+
+    stream = Disguised()
+    try:
+        with pytest.raises(FileTooLargeError):
+            storage.create(validate(stream, [MaxSize(MiB)]), "x.bin")
+    finally:
+        stream._file.close()
+    assert storage.list() == []
+
+
+def test_max_size_counts_a_regular_file_that_grows(storage: FileStorage, tmp_path) -> None:
+    path = tmp_path / "growing"
+    path.write_bytes(b"g" * 1000)
+    with path.open("rb") as source:
+        intent = validate(source, [MaxSize(2000)])  # 1000 bytes now: accepted
+        with path.open("ab") as writer:
+            writer.write(b"g" * 5000)  # grows before it is stored
+        with pytest.raises(FileTooLargeError):
+            storage.create(intent)
+    assert storage.list() == []
+
+
+def test_max_size_passes_a_regular_file_within_the_limit(storage: FileStorage, tmp_path) -> None:
+    path = tmp_path / "ok.bin"
+    data = os.urandom(300_000)
+    path.write_bytes(data)
+    with path.open("rb") as source:
+        stored = storage.get(storage.create(validate(source, [MaxSize(len(data))])))
+    assert (stored.read(), stored.filename, stored.checksum) == (data, "ok.bin", sha256(data))
