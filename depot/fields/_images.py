@@ -178,7 +178,7 @@ class CheckedImage:
                     "upload). Upload it again, or save it anew from the program that made it."
                 ) from exc
             # Unreadable EXIF: the pixels are fine, shown as they are stored.
-            with suppress(*_DECODE_ERRORS):
+            with suppress(*_DECODE_ERRORS), _bombs_refused(self.size):
                 ImageOps.exif_transpose(image, in_place=True)
             self._decoded = _eight_bit(image)
         return self._decoded
@@ -212,7 +212,14 @@ def open_image(
     stream, spooled = _seekable(source)
     try:
         image = _open(stream, formats, max_pixels)
-        checked = CheckedImage(stream, image, filename or own_name, content_type or own_type)
+        try:
+            with _bombs_refused(image.size):  # reading EXIF may warn
+                checked = CheckedImage(
+                    stream, image, filename or own_name, content_type or own_type
+                )
+        except BaseException:
+            image.close()
+            raise
         try:
             yield checked
         finally:
@@ -399,16 +406,21 @@ def _embedded_size(stream: Any, offset: int, *, bmp_height_halved: bool) -> tupl
 
 @contextmanager
 def _bombs_refused(size: tuple[int, int] | None) -> Iterator[None]:
-    """Turn Pillow's decompression bomb warning and error into ImageTooLargeError.
+    """Turn Pillow's decompression bomb warning and error into ImageTooLargeError,
+    and silence Pillow's other warnings.
 
     Pillow only warns between ``MAX_IMAGE_PIXELS`` and twice that: the warning
     is made an error here so that such an image is refused, not printed about.
-    Like any use of ``catch_warnings``, this changes the process's warning
-    filters while it runs (another thread opening a bomb meanwhile gets the
-    error too); only that one warning is touched.
+    Its other warnings ("Corrupt EXIF data", "Image was not the expected
+    size") are about a damaged upload, which is then either read or refused:
+    printing them would let any client fill the logs (and, where warnings are
+    errors, turn an upload into a 500). Like any use of ``catch_warnings``,
+    this changes the process's warning filters while it runs (another thread
+    meanwhile sees the same filters); only Pillow's warnings are touched.
     """
     try:
         with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:

@@ -484,8 +484,11 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
 
     try:
         length = field("length")
-        if isinstance(length, float) and length.is_integer():
-            # Drivers without 64-bit ints (Node's) write large lengths as doubles.
+        if (isinstance(length, float) and length.is_integer()) or (
+            isinstance(length, int) and not isinstance(length, bool)
+        ):
+            # bson's Int64 as a plain int; and drivers without 64-bit ints
+            # (Node's) write large lengths as doubles.
             length = int(length)
         info = {
             "filename": field("filename") or "unnamed",
