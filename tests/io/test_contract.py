@@ -590,3 +590,14 @@ def test_max_size_passes_a_regular_file_within_the_limit(storage: FileStorage, t
     with path.open("rb") as source:
         stored = storage.get(storage.create(validate(source, [MaxSize(len(data))])))
     assert (stored.read(), stored.filename, stored.checksum) == (data, "ok.bin", sha256(data))
+
+
+@pytest.mark.parametrize("size", [MiB, 12 * MiB])
+def test_a_gzip_stream_within_the_limit_stores_what_it_gives(
+    storage: FileStorage, tmp_path, size: int
+) -> None:
+    path = _gzip_of_zeros(tmp_path, size)
+    with gzip.open(path, "rb") as stream:
+        stored = storage.get(storage.create(validate(stream, [MaxSize(size)]), "zeros.bin"))
+    assert stored.content_length == size
+    assert stored.checksum == sha256(bytes(size))

@@ -457,6 +457,25 @@ def test_failed_multipart_upload_is_aborted(storage: Any, s3_client: Any, bucket
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_max_size_crossed_in_a_multipart_upload_aborts_it(
+    storage: Any, s3_client: Any, bucket: str
+) -> None:
+    # Issue 12, finding 5: a stream that cannot seek and tells nothing of its
+    # size is counted as its parts are sent; crossing the limit aborts them.
+    from depot.exceptions import FileTooLargeError
+    from depot.validators import MaxSize, validate
+
+    started = listen(storage, "after-call.s3.CreateMultipartUpload")
+    aborted = listen(storage, "after-call.s3.AbortMultipartUpload")
+    stream = Generated(64 * MiB)
+    with pytest.raises(FileTooLargeError):
+        storage.create(validate(stream, [MaxSize(20 * MiB)]))
+    assert (len(started), len(aborted)) == (1, 1)
+    assert stream.sent <= 20 * MiB + 8 * MiB  # stopped within a part of the limit
+    assert storage.list() == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 # --- reading ---------------------------------------------------------------------
 
 
