@@ -81,8 +81,18 @@ REDUCING_GAP = 3.0
 _SAVED_AS = {"MPO": "JPEG"}
 
 # What Pillow raises on content it cannot decode: a damaged header, a
-# truncated stream, a chunk with a bad length.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# truncated stream, a chunk with a bad length; its TIFF reader raises
+# TypeError ("Missing dimensions") and KeyError for a required tag missing.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    TypeError,
+    KeyError,
+)
 
 _ORIENTATION = ExifTags.Base.Orientation
 # EXIF orientations 5 to 8 turn the picture a quarter: width and height swap.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -156,3 +157,23 @@ def test_refusing_the_ico_takes_no_memory_for_its_pixels() -> None:
     assert report["outcome"] == "refused"
     # Decoding it takes 324 MB (9000 x 9000 x 4 bytes); refusing it, a few.
     assert report["grew_kib"] < 32 * 1024, report
+
+
+def test_a_tiff_page_without_dimensions_is_refused_as_damaged() -> None:
+    # Found by tests/security/test_images_hostile.py: Pillow's TIFF reader
+    # raises TypeError ("Missing dimensions") for a page lacking its size tags.
+    from depot.exceptions import NotAnImageError
+
+    output = io.BytesIO()
+    page = Image.new("L", (4, 4))
+    page.save(output, "TIFF", save_all=True, append_images=[page])
+    data = bytearray(output.getvalue())
+    first = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, first)[0]
+    second = struct.unpack_from("<I", data, first + 2 + 12 * count)[0]
+    for entry in range(struct.unpack_from("<H", data, second)[0]):
+        offset = second + 2 + 12 * entry
+        if struct.unpack_from("<H", data, offset)[0] in (256, 257):  # ImageWidth, ImageLength
+            struct.pack_into("<H", data, offset, 0x9999 - entry)
+    with pytest.raises(NotAnImageError, match="damaged"):
+        _decode(bytes(data), "x.tif", None, max_pixels=LIMIT, box=(4, 4))
