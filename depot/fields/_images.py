@@ -76,6 +76,9 @@ DRAFT_GAP = 2.0
 #: matches a full resample.
 REDUCING_GAP = 3.0
 
+# The largest picture an ICO holds.
+_ICO_MAX_SIDE = 256
+
 # A resized Multi-Picture JPEG (Pillow's MPO: stereo cameras, some phones)
 # keeps only its first picture, so it is written as a plain JPEG.
 _SAVED_AS = {"MPO": "JPEG"}
@@ -259,13 +262,22 @@ def render(
     # EXIF (GPS included), XMP, ICC, comments and text chunks all travel in
     # info, and several of Pillow's writers copy them from there.
     copy.info = {}
+    options: dict[str, Any] = {}
+    if fmt == "ICO":
+        # Pillow's ICO writer makes only its standard square sizes that fit
+        # (none for 1 x 128: "All sizes too large"); an icon holds 256 x 256 at most.
+        if max(size) > _ICO_MAX_SIDE:
+            fmt = "PNG"
+        else:
+            options["sizes"] = [size]
     output = io.BytesIO()
     try:
-        copy.save(output, fmt)
+        copy.save(output, fmt, **options)
     except OSError:
         # "cannot write mode LA as BMP" and the like: every writer takes RGB(A).
         output = io.BytesIO()
-        copy.convert("RGBA" if copy.mode in ("LA", "RGBA") else "RGB").save(output, fmt)
+        rgb = copy.convert("RGBA" if copy.mode in ("LA", "RGBA") else "RGB")
+        rgb.save(output, fmt, **options)
     return Rendition(output.getvalue(), size[0], size[1], fmt)
 
 

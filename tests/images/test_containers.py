@@ -177,3 +177,16 @@ def test_a_tiff_page_without_dimensions_is_refused_as_damaged() -> None:
             struct.pack_into("<H", data, offset, 0x9999 - entry)
     with pytest.raises(NotAnImageError, match="damaged"):
         _decode(bytes(data), "x.tif", None, max_pixels=LIMIT, box=(4, 4))
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1024), (1100, 1100)])
+def test_an_ico_of_any_real_size_is_stored_with_its_thumbnail(
+    depot: FileStorage, width: int, height: int
+) -> None:
+    # Found by tests/security/test_images_hostile.py: Pillow's ICO writer made
+    # none of its standard sizes for a 1 x 128 copy ("All sizes too large").
+    value = UploadedImageWithThumb(ico((16, 16, real_png(width, height))))
+    with Image.open(io.BytesIO(depot.get(value["thumb_id"]).read())) as thumb:
+        assert max(thumb.size) == 128
+    with Image.open(io.BytesIO(depot.get(value["file_id"]).read())) as stored:
+        assert max(stored.size) <= 1100
