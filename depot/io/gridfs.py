@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
 
+from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
@@ -491,8 +492,10 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
             # (Node's) write large lengths as doubles.
             length = int(length)
         info = {
-            "filename": field("filename") or "unnamed",
-            "content_type": field("contentType") or "application/octet-stream",
+            # Only an absent or empty value takes the default: 0 or False is a
+            # wrong type, refused by StoredFile as corrupt.
+            "filename": _or_default(field("filename"), DEFAULT_FILENAME),
+            "content_type": _or_default(field("contentType"), DEFAULT_CONTENT_TYPE),
             "content_length": length,
             "last_modified": _last_modified(field("last_modified"), field("uploadDate")),
         }
@@ -506,6 +509,10 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
         checksum if isinstance(checksum, str) and _CHECKSUM_TEXT.fullmatch(checksum) else None
     )
     return info
+
+
+def _or_default(value: object, default: str) -> object:
+    return default if value is None or value == "" else value
 
 
 def _last_modified(recorded: object, uploaded: object) -> datetime | None:
