@@ -27,15 +27,17 @@ is installed.
 
 from __future__ import annotations
 
-import fnmatch
+import io
 import mimetypes
 import os
 import re
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from depot._headers import media_type
 from depot.exceptions import (
     ContentTypeNotAllowedError,
     ExtensionNotAllowedError,
@@ -119,21 +121,36 @@ class MaxSize(FileValidator):
 class ContentTypes(FileValidator):
     """Allow only content of these types (``'image/png'``, or patterns: ``'image/*'``).
 
+    A pattern is a media type without parameters, ``type/*`` for any subtype of
+    a type, or ``*/*`` for any type; case is ignored. A type is allowed when it
+    is a valid media type (:func:`depot._headers.media_type`) whose type and
+    subtype equal a pattern's, parameters ignored: ``image/png, text/html`` or
+    ``image/png/../x`` is no media type, so it matches nothing.
+
     The declared type, the type the file name implies and the sniffed type must
     each be allowed when known. Content whose first bytes match no known
     signature is refused when every allowed type is one that always has one
     (images, audio, video, PDF, ZIP): it cannot be what it claims.
+
+    :raises ValueError: a pattern that is not one of these forms.
+
+    .. versionchanged:: 1.0
+       Patterns match the parsed type and subtype, not as shell wildcards.
     """
 
     def __init__(self, *patterns: str) -> None:
         if not patterns:
             raise ValueError("ContentTypes() needs at least one allowed type, e.g. 'image/*'.")
-        self.patterns = tuple(p.lower() for p in patterns)
+        self._parsed = tuple(_parse_pattern(p) for p in patterns)
+        self.patterns = tuple(f"{t}/{s}" for t, s in self._parsed)
 
     def allows(self, content_type: str) -> bool:
         """Whether ``content_type`` (parameters ignored) matches an allowed pattern."""
-        bare = content_type.split(";", 1)[0].strip().lower()
-        return any(fnmatch.fnmatchcase(bare, p) for p in self.patterns)
+        parsed = media_type(content_type)
+        if parsed is None:
+            return False
+        kind, subtype = parsed
+        return any(t == "*" or (t == kind and s in ("*", subtype)) for t, s in self._parsed)
 
     def check(self, upload: Upload) -> None:
         allowed = ", ".join(self.patterns)
@@ -214,7 +231,9 @@ def validate(
     upload = Upload(name, ctype, sniff(head), head, size)
     for validator in validators:
         validator.check(upload)
-    if limit is not None and size is None:
+    if limit is not None and not isinstance(source, (bytes, bytearray, memoryview)):
+        # Counted even when the size was known: a file can grow before it is
+        # stored, and a stream's own account of its size can be wrong.
         source = _LimitedStream(source, limit)
     return FileIntent(source, name, ctype)
 
@@ -275,6 +294,20 @@ def too_large(limit: int) -> FileTooLargeError:
     )
 
 
+def _parse_pattern(pattern: object) -> tuple[str, str]:
+    """``(type, subtype)`` of a ContentTypes pattern, lower-cased; ``*`` stands for a whole part."""
+    parsed = media_type(pattern) if isinstance(pattern, str) and ";" not in pattern else None
+    if parsed is not None:
+        kind, subtype = parsed
+        whole = "*" not in kind and ("*" not in subtype or subtype == "*")
+        if whole or parsed == ("*", "*"):
+            return parsed
+    raise ValueError(
+        f"ContentTypes(): {pattern!r} is not a content type pattern: write 'type/subtype' "
+        "('image/png'), 'type/*' ('image/*') or '*/*', without parameters."
+    )
+
+
 def _always_signed(pattern: str) -> bool:
     return pattern not in _UNSIGNED and pattern.startswith(_SIGNED_PREFIXES)
 
@@ -287,28 +320,50 @@ def _peek(source: Source) -> tuple[bytes, int | None, Source]:
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source[:SNIFF_BYTES]), len(source), source
-    size = _seekable_size(source)
-    if size is not None:
-        head = source.read(SNIFF_BYTES)
+    if _can_seek(source):
+        size = _seekable_size(source)
+        head = read_part(source.read, SNIFF_BYTES)
         rewind(source)
         return head, size, source
     head = read_part(source.read, SNIFF_BYTES)
     return head, None, _Prefixed(head, source)
 
 
-def _seekable_size(stream: Any) -> int | None:
+def _can_seek(stream: Any) -> bool:
     try:
-        if not stream.seekable():
-            return None
-        rewind(stream)
-        try:
-            size = os.fstat(stream.fileno()).st_size
-        except (AttributeError, OSError, ValueError):
-            size = stream.seek(0, os.SEEK_END)
-            rewind(stream)
-        return int(size)
+        return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _seekable_size(stream: Any) -> int | None:
+    """The size of a seekable stream, when its end says it and nothing contradicts it.
+
+    A stream's descriptor is not always its data: ``gzip.open()`` gives the
+    compressed file's, a wrapper another file's, and a device (``/dev/zero``)
+    has no size at all. So the end is found by seeking, and a descriptor, when
+    there is one, must be a regular file of exactly that size. The size only
+    lets :class:`MaxSize` refuse early: the bytes read are counted anyway.
+    """
+    try:
+        described = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation included
+        described = None
+    if described is not None and not stat.S_ISREG(described.st_mode):
         return None
+    try:
+        rewind(stream)
+        start = stream.tell()
+        end = stream.seek(0, os.SEEK_END)
+        rewind(stream)
+    except (AttributeError, OSError, ValueError):  # gzip cannot seek from the end
+        rewind(stream)
+        return None
+    if not isinstance(end, int) or start != 0 or end < 0:
+        return None
+    if described is not None and end != described.st_size:
+        return None
+    return end
 
 
 class _Prefixed:
@@ -336,18 +391,39 @@ class _Prefixed:
 
 
 class _LimitedStream:
-    """Passes reads through until more than ``limit`` bytes went by, then refuses."""
+    """Passes reads through until more than ``limit`` bytes went by, then refuses.
+
+    What counts is the position in the data: a stream that seeks (backends
+    rewind, S3 reads a file twice) is still seekable through this, and a seek
+    sets the count to where it lands.
+    """
 
     def __init__(self, stream: Any, limit: int) -> None:
         self._stream = stream
         self._limit = limit
         self._read = 0
+        self._seekable = _can_seek(stream)
+        if self._seekable:
+            try:
+                self._read = stream.tell()
+            except (AttributeError, OSError, ValueError):
+                self._seekable = False
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
-        return False
+        return self._seekable
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if not self._seekable:
+            raise io.UnsupportedOperation("seek")
+        position: int = self._stream.seek(offset, whence)
+        self._read = position
+        return position
+
+    def tell(self) -> int:
+        return self._read
 
     def read(self, n: int = -1) -> bytes:
         if n >= 0:
@@ -359,6 +435,8 @@ class _LimitedStream:
 
     def _read_some(self, n: int) -> bytes:
         # Ask for one byte past the limit at most, so crossing it is seen at once.
+        if self._read > self._limit:  # sought past it
+            raise too_large(self._limit)
         data: bytes = self._stream.read(min(n, self._limit - self._read + 1))
         self._read += len(data)
         if self._read > self._limit:

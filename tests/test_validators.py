@@ -132,8 +132,31 @@ class TestMaxSize:
             with pytest.raises(FileTooLargeError):
                 validate(f, [MaxSize("1 KB")])
             intent = validate(f, [MaxSize("2 KB")])
-            assert intent.fileinfo[0] is f  # passed through: backends may seek it
+            source = intent.fileinfo[0]
             assert f.tell() == 0
+            # Counted as it is read, yet still seekable: backends may seek it.
+            assert source.seekable()
+            assert source.read(10) == b"x" * 10
+            assert source.seek(0) == 0
+            assert read_all(intent) == b"x" * 2000
+
+    def test_a_seek_past_the_limit_refuses_the_next_read(self) -> None:
+        source = validate(io.BytesIO(b"x" * 100), [MaxSize(200)]).fileinfo[0]
+        source.seek(500)
+        with pytest.raises(FileTooLargeError):
+            source.read(1)
+
+    @pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+    def test_a_device_has_no_known_size(self, device: str) -> None:
+        seen = []
+
+        class Recorder(MaxSize):
+            def check(self, upload) -> None:
+                seen.append(upload.size)
+
+        with open(device, "rb") as stream:
+            validate(stream, [Recorder(10)])
+        assert seen == [None]
 
     def test_a_stream_is_stopped_as_soon_as_it_crosses_the_limit(self) -> None:
         stream = Generated(100 * MiB)
@@ -193,6 +216,54 @@ class TestContentTypes:
 
     def test_a_pdf_passes(self) -> None:
         validate(Upload(PDF, "doc.pdf", "application/pdf"), [ContentTypes("application/pdf")])
+
+    # Issue 12, finding 6: fnmatch let 'image/*' match any string starting with
+    # 'image/', so a declared type that is no media type at all got through.
+    @pytest.mark.parametrize(
+        "declared",
+        [
+            "image/png, text/html",
+            "image/png/../../text/html",
+            "image/png\r\nX-Injected: 1",
+            "image/png\x0b",
+            "image/\u00e9",
+            "image/",
+            "image/png text/html",
+            "image/png;;\x00",
+        ],
+        ids=repr,
+    )
+    def test_a_declared_type_that_is_no_media_type_is_refused(self, declared: str) -> None:
+        for allowed in ("image/*", "*/*", "image/png"):
+            with pytest.raises(ContentTypeNotAllowedError):
+                validate(FileIntent(PNG, "a.png", declared), [ContentTypes(allowed)])
+
+    @pytest.mark.parametrize(
+        ("pattern", "declared", "allowed"),
+        [
+            ("image/*", "image/png", True),
+            ("image/*", "IMAGE/PNG; q=1", True),
+            ("IMAGE/PNG", "image/png", True),
+            ("*/*", "application/x-anything", True),
+            ("image/png", "image/pngx", False),
+            ("image/png", "image/png+xml", False),
+            ("image/*", "imagex/png", False),
+            ("text/*", "text", False),
+        ],
+    )
+    def test_patterns_match_whole_type_and_subtype(
+        self, pattern: str, declared: str, allowed: bool
+    ) -> None:
+        assert ContentTypes(pattern).allows(declared) is allowed
+
+    @pytest.mark.parametrize(
+        "pattern",
+        ["image/p*", "*/png", "image", "image/png; charset=x", "image/[pj]*", "*", "image/?ng", ""],
+        ids=repr,
+    )
+    def test_an_invalid_pattern_is_refused_saying_what_to_write(self, pattern: str) -> None:
+        with pytest.raises(ValueError, match=r"write 'type/subtype' \('image/png'\), 'type/\*'"):
+            ContentTypes(pattern)
 
     def test_at_least_one_type_is_required(self) -> None:
         with pytest.raises(ValueError, match="at least one"):

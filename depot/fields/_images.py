@@ -5,9 +5,11 @@ thumbnail filters both go through here, so they refuse the same files with the
 same messages and write thumbnails the same way:
 
 * the content is opened from a seekable stream (one that cannot seek is
-  spooled first), its format must be one of the accepted ones and its pixel
-  count, read from the header, must be within the limit: all before a single
-  pixel is decoded and before anything is stored;
+  spooled first), its format must be one of the accepted ones and the pixel
+  count of each picture it holds, read from that picture's own header (an
+  ICO's directory may claim 16 x 16 for a 9000 x 9000 PNG), must be within
+  the limit: all before a single pixel is decoded and before anything is
+  stored;
 * it is decoded once (JPEG at a reduced scale when only smaller copies are
   needed), which also proves the file is complete;
 * each copy is turned upright (EXIF orientation), converted to sRGB and to a
@@ -19,7 +21,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
@@ -32,7 +34,15 @@ from depot.io._fileinfo import FileIntent, unwrap
 from depot.io.utils import INMEMORY_FILESIZE
 
 try:
-    from PIL import ExifTags, Image, ImageOps
+    from PIL import (
+        BmpImagePlugin,
+        ExifTags,
+        IcnsImagePlugin,
+        IcoImagePlugin,
+        Image,
+        ImageOps,
+        PngImagePlugin,
+    )
 except ImportError as exc:  # pragma: no cover - the test environment has Pillow
     raise ImportError(missing_dependency_message(__name__, "Pillow")) from exc
 
@@ -51,6 +61,11 @@ IMAGE_FORMATS: tuple[str, ...] = (
     "ICO",
 )
 
+#: How many pages of a TIFF, or pictures of an MPO, are measured before one is
+#: accepted. Only the first is ever decoded; the rest are checked so that no
+#: later use of the file meets a bomb, within a bounded time.
+MAX_FRAMES_CHECKED = 1000
+
 #: A JPEG is decoded at the smallest scale still this many times the largest
 #: copy needed, as Pillow's own ``thumbnail()`` does.
 DRAFT_GAP = 2.0
@@ -61,13 +76,26 @@ DRAFT_GAP = 2.0
 #: matches a full resample.
 REDUCING_GAP = 3.0
 
+# The largest picture an ICO holds.
+_ICO_MAX_SIDE = 256
+
 # A resized Multi-Picture JPEG (Pillow's MPO: stereo cameras, some phones)
 # keeps only its first picture, so it is written as a plain JPEG.
 _SAVED_AS = {"MPO": "JPEG"}
 
 # What Pillow raises on content it cannot decode: a damaged header, a
-# truncated stream, a chunk with a bad length.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# truncated stream, a chunk with a bad length; its TIFF reader raises
+# TypeError ("Missing dimensions") and KeyError for a required tag missing.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    TypeError,
+    KeyError,
+)
 
 _ORIENTATION = ExifTags.Base.Orientation
 # EXIF orientations 5 to 8 turn the picture a quarter: width and height swap.
@@ -163,7 +191,7 @@ class CheckedImage:
                     "upload). Upload it again, or save it anew from the program that made it."
                 ) from exc
             # Unreadable EXIF: the pixels are fine, shown as they are stored.
-            with suppress(*_DECODE_ERRORS):
+            with suppress(*_DECODE_ERRORS), _bombs_refused(self.size):
                 ImageOps.exif_transpose(image, in_place=True)
             self._decoded = _eight_bit(image)
         return self._decoded
@@ -197,7 +225,14 @@ def open_image(
     stream, spooled = _seekable(source)
     try:
         image = _open(stream, formats, max_pixels)
-        checked = CheckedImage(stream, image, filename or own_name, content_type or own_type)
+        try:
+            with _bombs_refused(image.size):  # reading EXIF may warn
+                checked = CheckedImage(
+                    stream, image, filename or own_name, content_type or own_type
+                )
+        except BaseException:
+            image.close()
+            raise
         try:
             yield checked
         finally:
@@ -227,13 +262,22 @@ def render(
     # EXIF (GPS included), XMP, ICC, comments and text chunks all travel in
     # info, and several of Pillow's writers copy them from there.
     copy.info = {}
+    options: dict[str, Any] = {}
+    if fmt == "ICO":
+        # Pillow's ICO writer makes only its standard square sizes that fit
+        # (none for 1 x 128: "All sizes too large"); an icon holds 256 x 256 at most.
+        if max(size) > _ICO_MAX_SIDE:
+            fmt = "PNG"
+        else:
+            options["sizes"] = [size]
     output = io.BytesIO()
     try:
-        copy.save(output, fmt)
+        copy.save(output, fmt, **options)
     except OSError:
         # "cannot write mode LA as BMP" and the like: every writer takes RGB(A).
         output = io.BytesIO()
-        copy.convert("RGBA" if copy.mode in ("LA", "RGBA") else "RGB").save(output, fmt)
+        rgb = copy.convert("RGBA" if copy.mode in ("LA", "RGBA") else "RGB")
+        rgb.save(output, fmt, **options)
     return Rendition(output.getvalue(), size[0], size[1], fmt)
 
 
@@ -286,9 +330,20 @@ def _seekable(source: Any) -> tuple[IO[bytes], bool]:
 
 def _open(stream: IO[bytes], formats: Sequence[str], max_pixels: int | None) -> Image.Image:
     allowed = _readable(formats)
+    limit = _pixel_limit(max_pixels)
     try:
         with _bombs_refused(None):
+            if "ICO" in allowed and limit is not None:
+                # Pillow decodes an ICO as it opens it: its pictures are
+                # measured before, from their own headers.
+                _refuse_larger(_ico_picture_sizes(stream), limit)
             image = Image.open(stream, formats=allowed)
+            try:
+                if limit is not None:
+                    _refuse_larger(_picture_sizes(image), limit)
+            except BaseException:
+                image.close()
+                raise
     except NotAnImageError:
         raise  # a ValueError, like some of Pillow's below
     except Image.UnidentifiedImageError as exc:
@@ -301,26 +356,93 @@ def _open(stream: IO[bytes], formats: Sequence[str], max_pixels: int | None) -> 
             "This image cannot be read: its header is damaged. Upload it again, or save it "
             "anew from the program that made it."
         ) from exc
-    width, height = image.size
-    limit = _pixel_limit(max_pixels)
-    if limit is not None and width * height > limit:
-        image.close()
-        raise _too_large((width, height), limit)
     return image
+
+
+def _refuse_larger(sizes: Iterable[tuple[int, int]], limit: int) -> None:
+    for width, height in sizes:
+        if width * height > limit:
+            raise _too_large((width, height), limit)
+
+
+def _ico_picture_sizes(stream: IO[bytes]) -> list[tuple[int, int]]:
+    """The real size of each picture of an ICO (none if ``stream`` is no ICO), undecoded.
+
+    The directory's sizes are only claims (an entry saying 16 x 16 held a
+    9000 x 9000 PNG): each picture's own header, PNG or BMP, says what decoding
+    it would allocate.
+    """
+    rewind(stream)
+    is_ico = IcoImagePlugin._accept(stream.read(4))
+    rewind(stream)
+    if not is_ico:
+        return []
+    directory = IcoImagePlugin.IcoFile(stream)
+    sizes = [entry.dim for entry in directory.entry]
+    for offset in sorted({entry.offset for entry in directory.entry}):
+        sizes.append(_embedded_size(stream, offset, bmp_height_halved=True))
+    rewind(stream)
+    return sizes
+
+
+def _picture_sizes(image: Image.Image) -> Iterator[tuple[int, int]]:
+    """The sizes of the pictures in ``image`` that decoding may allocate, undecoded.
+
+    The first frame's is ``image.size`` (a GIF's canvas already grown to its
+    first frame). ICNS icons are measured from the PNG or JPEG 2000 inside;
+    the pages of a TIFF and the pictures of an MPO from their own headers, by
+    seeking to each (which reads no pixels), up to :data:`MAX_FRAMES_CHECKED`.
+    Animated GIF, WebP and PNG frames lie within the canvas and are never
+    decoded beyond the first.
+    """
+    yield image.size
+    if isinstance(image, IcnsImagePlugin.IcnsImageFile):
+        for start, _length in image.icns.dct.values():
+            yield _embedded_size(image.fp, start, bmp_height_halved=False)
+    elif image.format in ("TIFF", "MPO"):
+        for frame in range(1, MAX_FRAMES_CHECKED):
+            try:
+                image.seek(frame)
+            except EOFError:
+                break
+            yield image.size
+        image.seek(0)
+
+
+def _embedded_size(stream: Any, offset: int, *, bmp_height_halved: bool) -> tuple[int, int]:
+    """The size in the header of a picture at ``offset`` of ``stream``: PNG, JPEG 2000 or BMP."""
+    stream.seek(offset)
+    head = stream.read(12)
+    stream.seek(offset)
+    if head.startswith(PngImagePlugin._MAGIC):
+        return PngImagePlugin.PngImageFile(stream).size
+    if head.startswith((b"\xff\x4f\xff\x51", b"\x0d\x0a\x87\x0a", b"\x00\x00\x00\x0cjP  ")):
+        from PIL import Jpeg2KImagePlugin
+
+        return Jpeg2KImagePlugin.Jpeg2KImageFile(stream).size
+    if not bmp_height_halved:
+        return (0, 0)  # an ICNS icon stored raw: its type fixes its size
+    width, height = BmpImagePlugin.DibImageFile(stream).size
+    return width, height // 2  # the picture, then its mask
 
 
 @contextmanager
 def _bombs_refused(size: tuple[int, int] | None) -> Iterator[None]:
-    """Turn Pillow's decompression bomb warning and error into ImageTooLargeError.
+    """Turn Pillow's decompression bomb warning and error into ImageTooLargeError,
+    and silence Pillow's other warnings.
 
     Pillow only warns between ``MAX_IMAGE_PIXELS`` and twice that: the warning
     is made an error here so that such an image is refused, not printed about.
-    Like any use of ``catch_warnings``, this changes the process's warning
-    filters while it runs (another thread opening a bomb meanwhile gets the
-    error too); only that one warning is touched.
+    Its other warnings ("Corrupt EXIF data", "Image was not the expected
+    size") are about a damaged upload, which is then either read or refused:
+    printing them would let any client fill the logs (and, where warnings are
+    errors, turn an upload into a 500). Like any use of ``catch_warnings``,
+    this changes the process's warning filters while it runs (another thread
+    meanwhile sees the same filters); only Pillow's warnings are touched.
     """
     try:
         with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:

@@ -7,16 +7,29 @@ backends deal with a single shape.
 
 from __future__ import annotations
 
+import gzip
 import mimetypes
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from depot._headers import (
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_FILENAME,
+    safe_content_type,
+    safe_filename,
+)
+
 if TYPE_CHECKING:
     from depot.io.interfaces import StoredFile
 
-DEFAULT_NAME = "unnamed"
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
+__all__ = [
+    "FileIntent",
+    "Source",
+    "SupportsRead",
+    "resolve",
+    "unwrap",
+]
 
 
 @runtime_checkable
@@ -109,6 +122,13 @@ def resolve(
     Explicit arguments win over what the content carries; a missing type is
     guessed from the name. With ``existing`` (a replace), a content without a
     name keeps the existing file's name, and its type unless one is known.
+
+    This is where every backend gets the name and type it stores, so the rules
+    of :mod:`depot._headers` are applied here, once: a type that is not a safe
+    media type (:func:`~depot._headers.safe_content_type`) is stored as
+    ``application/octet-stream``, and the name as
+    :func:`~depot._headers.safe_filename` makes it (lone surrogates replaced,
+    at most 255 characters, extension kept).
     """
     source, own_name, own_type = unwrap(content)
     name = filename or own_name
@@ -119,13 +139,16 @@ def resolve(
         current = existing() if callable(existing) else existing
         name = current.filename
         ctype = ctype or current.content_type
-    return source, name or DEFAULT_NAME, ctype or DEFAULT_CONTENT_TYPE
+    # An unsafe type is not guessed again from the name: the caller said what
+    # the bytes are, and whatever they are, they are not to be rendered.
+    stored_type = DEFAULT_CONTENT_TYPE if ctype is None else safe_content_type(ctype)
+    return source, safe_filename(name or DEFAULT_FILENAME), stored_type or DEFAULT_CONTENT_TYPE
 
 
 def _upload_stream(obj: Any) -> SupportsRead | None:
     # cgi/webob FieldStorage, multipart, Starlette and Django uploads keep the
     # bytes in .file; werkzeug's FileStorage in .stream.
-    if getattr(obj, "filename", None) is not None:
+    if _upload_filename(obj) is not None:
         for attr in ("file", "stream"):
             inner = getattr(obj, attr, None)
             if inner not in (None, False) and callable(getattr(inner, "read", None)):
@@ -135,8 +158,16 @@ def _upload_stream(obj: Any) -> SupportsRead | None:
     return None
 
 
+def _upload_filename(obj: Any) -> Any:
+    # GzipFile.filename is a deprecated alias of its compressed file's .name
+    # (reading it warns), not the name of an upload.
+    if isinstance(obj, gzip.GzipFile):
+        return None
+    return getattr(obj, "filename", None)
+
+
 def _carried_name(obj: Any) -> str | None:
-    name = getattr(obj, "filename", None)
+    name = _upload_filename(obj)
     if isinstance(name, str) and name:
         return name
     path = getattr(obj, "name", None)

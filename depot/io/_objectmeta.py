@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote
 
+from depot._headers import DEFAULT_CONTENT_TYPE, safe_content_type
 from depot._http import DEFAULT_INLINE_TYPES, disposition_headers
 from depot.exceptions import ConfigurationError, CorruptMetadataError
 from depot.io.utils import parse_timestamp
@@ -23,7 +24,6 @@ FILENAME, MODIFIED, CHECKSUM = "x-depot-filename", "x-depot-modified", "x-depot-
 # What filedepot left unescaped in x-depot-filename (RFC 8187 attr-char).
 _FILENAME_SAFE = "!#$&+-.^_`|~"
 _CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
-_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
 #: presign_ttl's bounds: S3 (SigV4) and GCS (V4) refuse signed URLs valid longer than 7 days.
 MAX_PRESIGN_TTL = 7 * 24 * 3600
 
@@ -33,13 +33,13 @@ def quote_filename(filename: str) -> str:
     return quote(filename, safe=_FILENAME_SAFE, encoding="utf-8")
 
 
-def header_content_type(content_type: str) -> str:
-    """``content_type``, or ``application/octet-stream`` if it cannot be sent as a header.
+def header_content_type(content_type: object) -> str:
+    """``content_type``, or ``application/octet-stream`` if it is not a safe media type.
 
-    The bucket serves the type as a header: one holding CR, LF or non-ASCII is
-    stored as what the middleware would serve.
+    The bucket serves the type as a header, so the rule is the middleware's:
+    :func:`depot._headers.safe_content_type`.
     """
-    return content_type if _HEADER_TEXT.fullmatch(content_type) else "application/octet-stream"
+    return safe_content_type(content_type) or DEFAULT_CONTENT_TYPE
 
 
 def content_disposition(filename: str, content_type: str) -> str:
@@ -111,7 +111,7 @@ def read_metadata(
         checksum = metadata.get(CHECKSUM)
         if checksum is not None and not _CHECKSUM_TEXT.fullmatch(checksum):
             raise ValueError(f"{checksum!r} is not 'sha256:' and 64 hex digits")
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a value that is not a string
         raise CorruptMetadataError(
             f"Invalid metadata {field} of file {file_id} (object {key!r}) in {where}: {exc}. "
             "Restore the file from a backup or delete it."

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
 
+from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
@@ -484,10 +485,18 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
 
     try:
         length = field("length")
+        if (isinstance(length, float) and length.is_integer()) or (
+            isinstance(length, int) and not isinstance(length, bool)
+        ):
+            # bson's Int64 as a plain int; and drivers without 64-bit ints
+            # (Node's) write large lengths as doubles.
+            length = int(length)
         info = {
-            "filename": field("filename") or "unnamed",
-            "content_type": field("contentType") or "application/octet-stream",
-            "content_length": None if length is None else int(length),
+            # Only an absent or empty value takes the default: 0 or False is a
+            # wrong type, refused by StoredFile as corrupt.
+            "filename": _or_default(field("filename"), DEFAULT_FILENAME),
+            "content_type": _or_default(field("contentType"), DEFAULT_CONTENT_TYPE),
+            "content_length": length,
             "last_modified": _last_modified(field("last_modified"), field("uploadDate")),
         }
     except (ValueError, TypeError) as exc:
@@ -502,9 +511,15 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
     return info
 
 
+def _or_default(value: object, default: str) -> object:
+    return default if value is None or value == "" else value
+
+
 def _last_modified(recorded: object, uploaded: object) -> datetime | None:
     if isinstance(recorded, str):
         return parse_timestamp(recorded)
+    if recorded is not None and not isinstance(recorded, datetime):
+        raise TypeError(f"last_modified {recorded!r} is neither a time string nor a date")
     # Files put by other programs have no last_modified: their upload time serves.
     value = recorded if isinstance(recorded, datetime) else uploaded
     naive = _naive(value)

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
+from depot.exceptions import CorruptMetadataError
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._fileinfo import (
     FileIntent,
@@ -21,7 +22,7 @@ from depot.io._fileinfo import (
     resolve,
 )
 
-__all__ = ["FileContent", "FileStorage", "StoredFile"]
+__all__ = ["MAX_CONTENT_LENGTH", "FileContent", "FileStorage", "StoredFile", "check_metadata"]
 
 #: Everything ``create()`` and ``replace()`` accept: bytes, a binary stream (an
 #: open file, a request body), a :class:`~depot.io.utils.FileIntent`, or the
@@ -29,6 +30,53 @@ __all__ = ["FileContent", "FileStorage", "StoredFile"]
 FileContent = (
     bytes | bytearray | memoryview | SupportsRead | FileIntent | UploadWithFile | UploadWithStream
 )
+
+
+#: The largest ``content_length`` a stored file can have: what a signed 64-bit
+#: file offset holds (no file system or bucket stores more).
+MAX_CONTENT_LENGTH = 2**63 - 1
+
+
+def check_metadata(
+    file_id: object,
+    where: str,
+    *,
+    filename: object,
+    content_type: object,
+    last_modified: object,
+    content_length: object,
+    checksum: object,
+) -> None:
+    """Raise :class:`~depot.exceptions.CorruptMetadataError` if a field has the wrong type.
+
+    ``None`` is accepted for each field (unknown). The values are not
+    corrected: a file whose metadata is damaged is reported, so that it can be
+    restored, rather than served with a guess.
+
+    :param where: what read the metadata (the StoredFile class), for the message.
+    """
+    problem = None
+    for field, value in (("filename", filename), ("content_type", content_type)):
+        if value is not None and not isinstance(value, str):
+            problem = field, value, "is not a string"
+    if last_modified is not None and not isinstance(last_modified, datetime):
+        problem = "last_modified", last_modified, "is not a datetime"
+    if content_length is not None and (
+        type(content_length) is bool
+        or not isinstance(content_length, int)
+        or not 0 <= content_length <= MAX_CONTENT_LENGTH
+    ):
+        problem = "content_length", content_length, "is not a size in bytes (an int, 0 or more)"
+    if checksum is not None and not isinstance(checksum, str):
+        problem = "checksum", checksum, "is not a string"
+    if problem is not None:
+        field, value, what = problem
+        shown = repr(value)
+        shown = shown if len(shown) <= 100 else shown[:100] + "..."
+        raise CorruptMetadataError(
+            f"Invalid metadata {field} of file {file_id} ({where}): {shown} {what}. "
+            "Restore the file from a backup or delete it."
+        )
 
 
 class StoredFile(io.IOBase):
@@ -41,13 +89,19 @@ class StoredFile(io.IOBase):
     :param content_length: its size in bytes.
     :param checksum: ``"sha256:<hex>"`` of its bytes, or ``None`` when the backend
         recorded none (files written by filedepot).
+    :raises depot.exceptions.CorruptMetadataError: a value of the wrong type: a
+        name or type that is not a string, a time that is not a datetime, a
+        length that is not an int from 0 to :data:`MAX_CONTENT_LENGTH`. Every
+        backend makes its files through here, so metadata written by another
+        program or damaged on disk is refused in one place.
 
     To change a stored file use the storage's ``replace()``; stored files are not
     writable. Iterating yields blocks of bytes (not lines), so a StoredFile can be
     handed straight to a WSGI server.
 
     .. versionchanged:: 1.0
-       ``checksum`` added; iteration yields blocks instead of lines.
+       ``checksum`` added; iteration yields blocks instead of lines; metadata of
+       the wrong type raises :class:`~depot.exceptions.CorruptMetadataError`.
     """
 
     def __init__(
@@ -59,6 +113,15 @@ class StoredFile(io.IOBase):
         content_length: int | None = None,
         checksum: str | None = None,
     ) -> None:
+        check_metadata(
+            file_id,
+            type(self).__name__,
+            filename=filename,
+            content_type=content_type,
+            last_modified=last_modified,
+            content_length=content_length,
+            checksum=checksum,
+        )
         self.file_id = file_id
         self.filename = filename
         self.content_type = content_type
@@ -216,6 +279,17 @@ class FileStorage(ABC):
 
         The name and type are taken from ``content`` when not given, and the type
         is guessed from the name when still unknown.
+
+        The name is stored with at most 255 characters
+        (:data:`depot._headers.MAX_FILENAME_LENGTH`): a longer one is shortened,
+        keeping its extension, and lone surrogates (what :func:`os.fsdecode`
+        makes of undecodable bytes) become U+FFFD. A type that is not a safe
+        RFC 9110 media type (control characters, non-ASCII, a list of types,
+        more than 256 characters) is stored as ``application/octet-stream``.
+        ``replace()`` stores names and types by the same rules.
+
+        .. versionchanged:: 1.0
+           Names are shortened and unsafe types replaced when stored.
         """
 
     @abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from depot.exceptions import StoredFileNotFoundError
+from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
@@ -19,6 +19,7 @@ from depot.utils import utcnow_naive
 __all__ = ["MemoryFileStorage", "MemoryStoredFile"]
 
 _BACKEND = "MemoryFileStorage"
+_FIELDS = {"filename", "content_type", "content_length", "last_modified", "checksum"}
 
 
 class MemoryStoredFile(StoredFile):
@@ -27,7 +28,14 @@ class MemoryStoredFile(StoredFile):
     def __init__(self, files: dict[str, dict[str, Any]], file_id: str, file_data: dict[str, Any]):
         # ``files`` is unused; the signature is filedepot's.
         check_file_id(file_id, _BACKEND)
-        super().__init__(file_id=file_id, **file_data["metadata"])
+        metadata = file_data.get("metadata")
+        if not isinstance(metadata, dict) or not metadata.keys() <= _FIELDS:
+            raise CorruptMetadataError(
+                f"Invalid metadata of file {file_id} ({_BACKEND}): {metadata!r:.100} is not "
+                f"a dict of {', '.join(sorted(_FIELDS))}. Restore the file from a backup or "
+                "delete it."
+            )
+        super().__init__(file_id=file_id, **metadata)
         # The bytes of this version: a replace() after get() does not change
         # what this object reads, so data and metadata always agree.
         self._stream = io.BytesIO(file_data["data"])

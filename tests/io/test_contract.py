@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -9,10 +10,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from depot.exceptions import InvalidFileIdError, StoredFileNotFoundError
+from depot.exceptions import (
+    CorruptMetadataError,
+    FileTooLargeError,
+    InvalidFileIdError,
+    StoredFileNotFoundError,
+)
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.utils import FileIntent
-from tests.streams import OneWayStream, sha256
+from depot.validators import MaxSize, validate
+from tests.io.rawmeta import QUOTED_BADLY, can_write, write_field
+from tests.streams import Generated, MiB, OneWayStream, sha256
 
 
 @pytest.fixture
@@ -370,3 +378,226 @@ def test_fileid_and_fileinfo(storage: FileStorage) -> None:
     assert storage.fileid(stored) == storage.fileid(stored.file_id) == stored.file_id
     source, name, ctype = storage.fileinfo(b"x", "a.png")
     assert (source, name, ctype) == (b"x", "a.png", "image/png")
+
+
+# Issue 12, finding 4: a content type that is not a safe RFC 9110 media type
+# (it would split or inject a header where it is served, by the middleware or,
+# for S3 and GCS, by the bucket itself) is stored as application/octet-stream.
+UNSAFE_TYPES = [
+    "text/html\r\n\r\n;x=y",
+    "text/html\nX-Injected: 1",
+    "text/html\x0b",
+    "text/html\x1c",
+    "image/png, text/html",
+    "image/png/../../text/html",
+    "text/h\u00e9tml",
+    "text/html; charset=\u2603",
+    "image/" + "x" * 300,
+    "html",
+    " ",
+]
+
+
+@pytest.mark.parametrize("content_type", UNSAFE_TYPES, ids=repr)
+def test_unsafe_content_type_is_stored_as_octet_stream(
+    storage: FileStorage, content_type: str
+) -> None:
+    file_id = storage.create(b"<script>", filename="a.bin", content_type=content_type)
+    assert storage.get(file_id).content_type == "application/octet-stream"
+    storage.replace(file_id, b"<script>", content_type=content_type)
+    assert storage.get(file_id).content_type == "application/octet-stream"
+    carried = FileIntent(b"<script>", "b.bin", content_type)
+    assert storage.get(storage.create(carried)).content_type == "application/octet-stream"
+
+
+def test_safe_content_type_with_parameters_is_kept(storage: FileStorage) -> None:
+    ctype = 'text/plain; charset=utf-8; format="flowed"'
+    assert storage.get(storage.create(b"x", content_type=f"  {ctype} ")).content_type == ctype
+
+
+# Finding 10: os.fsdecode() makes lone surrogates of bytes that are not UTF-8;
+# such a name cannot be encoded where it is served, so it is stored with U+FFFD.
+@pytest.mark.parametrize("name", ["caf\udce9.txt", "\ud800", "a\udfff\udcffb.pdf"], ids=repr)
+def test_lone_surrogates_in_a_name_are_stored_replaced(storage: FileStorage, name: str) -> None:
+    stored = storage.get(storage.create(b"x", filename=name))
+    assert stored.filename == name.translate({c: "\ufffd" for c in range(0xD800, 0xE000)})
+    stored.filename.encode("utf-8")
+
+
+def test_name_of_a_file_opened_by_undecodable_path(storage: FileStorage, tmp_path) -> None:
+    path = os.path.join(os.fsencode(tmp_path), b"r\xe9sum\xe9.txt")
+    with open(path, "wb") as out:
+        out.write(b"cv")
+    with open(os.fsdecode(path), "rb") as source:
+        stored = storage.get(storage.create(source))
+    assert stored.filename == "r\ufffdsum\ufffd.txt"
+    assert stored.content_type == "text/plain"
+
+
+# Finding 18: names are stored with at most 255 characters, the extension kept.
+@pytest.mark.parametrize("length", [256, 20_000])
+def test_long_names_are_stored_shortened_keeping_the_extension(
+    storage: FileStorage, length: int
+) -> None:
+    name = "\u00e9" * (length - 4) + ".pdf"
+    file_id = storage.create(b"x", filename=name)
+    stored = storage.get(file_id)
+    assert len(stored.filename) == 255
+    assert stored.filename == "\u00e9" * 251 + ".pdf"
+    assert stored.content_type == "application/pdf"
+    storage.replace(file_id, b"y", filename="b" * 1000)
+    assert storage.get(file_id).filename == "b" * 255
+
+
+def test_name_of_255_characters_is_kept(storage: FileStorage) -> None:
+    name = "n" * 251 + ".txt"
+    assert storage.get(storage.create(b"x", filename=name)).filename == name
+
+
+# Finding 12: metadata of the wrong type, however it got there (a hand-edited
+# metadata.json, another program's GridFS document or object metadata), is
+# refused like a corrupt file: CorruptMetadataError, which the middleware
+# answers with 503, never a TypeError (500) or a negative Content-Length.
+CORRUPT_VALUES = [
+    ("content_length", "5"),
+    ("content_length", -5),
+    ("content_length", 5.5),
+    ("content_length", True),
+    ("content_length", 10**30),
+    ("content_length", [5]),
+    ("filename", 5),
+    ("filename", ["a.txt"]),
+    ("filename", {"name": "a.txt"}),
+    ("filename", True),
+    ("filename", QUOTED_BADLY),
+    ("content_type", 5),
+    ("content_type", ["text/html"]),
+    ("content_type", {"type": "text/html"}),
+    ("last_modified", 5),
+    ("last_modified", 5.5),
+    ("last_modified", ["2024-05-01 12:00:00"]),
+    ("last_modified", {"at": 1}),
+    ("last_modified", "5"),
+    ("last_modified", "2024-02-30 12:00:00"),
+    ("last_modified", "99999-01-01 00:00:00"),
+]
+
+
+def test_wrong_typed_metadata_is_corrupt(storage: FileStorage) -> None:
+    tried, wrong = 0, []
+    for field, value in CORRUPT_VALUES:
+        if not can_write(storage, field, value):
+            continue  # this backend cannot hold such a value at all
+        tried += 1
+        file_id = storage.create(b"hello", filename="a.txt")
+        write_field(storage, file_id, field, value)
+        try:
+            storage.get(file_id)
+        except CorruptMetadataError as exc:
+            if file_id not in str(exc) or "Restore the file from a backup" not in str(exc):
+                wrong.append(f"{field}={value!r}: message {exc}")
+        except Exception as exc:  # noqa: BLE001 (what is wrong is reported below)
+            wrong.append(f"{field}={value!r}: {type(exc).__name__}: {exc}")
+        else:
+            wrong.append(f"{field}={value!r}: accepted")
+        storage.delete(file_id)  # a corrupt file can still be deleted
+        assert not storage.exists(file_id)
+    assert tried >= 4
+    assert not wrong, "\n".join(wrong)
+
+
+def test_memory_metadata_that_is_not_a_dict_of_its_fields_is_corrupt() -> None:
+    from depot.io.memory import MemoryFileStorage
+
+    storage = MemoryFileStorage()
+    for metadata in (None, [], {"filename": "a", "size": 5}):
+        file_id = storage.create(b"x")
+        storage.files[file_id]["metadata"] = metadata
+        with pytest.raises(CorruptMetadataError, match=f"Invalid metadata of file {file_id}"):
+            storage.get(file_id)
+
+
+# Finding 5: MaxSize measured a seekable stream by fstat(fileno()), which is
+# the size of whatever the descriptor is, not of the bytes read: gzip.open()
+# reports its compressed file, /dev/zero 0 bytes. The bytes actually read are
+# counted now, on every backend, whatever the stream says of itself.
+def _gzip_of_zeros(tmp_path, size: int) -> str:
+    path = os.path.join(tmp_path, "zeros.gz")
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        block = bytes(MiB)
+        for _ in range(size // MiB):
+            out.write(block)
+    return path
+
+
+@pytest.mark.parametrize(("limit", "size"), [(MiB, 8 * MiB), (20 * MiB, 48 * MiB)])
+def test_max_size_counts_what_a_gzip_stream_gives(
+    storage: FileStorage, tmp_path, limit: int, size: int
+) -> None:
+    path = _gzip_of_zeros(tmp_path, size)
+    assert os.path.getsize(path) < limit  # what fstat() says of it
+    kept = storage.create(b"kept", "kept.txt")
+    with gzip.open(path, "rb") as stream, pytest.raises(FileTooLargeError):
+        storage.create(validate(stream, [MaxSize(limit)]), "bomb.bin")
+    assert storage.list() == [kept]
+
+
+def test_max_size_stops_a_device_that_never_ends(storage: FileStorage) -> None:
+    with open("/dev/zero", "rb") as endless, pytest.raises(FileTooLargeError):
+        storage.create(validate(endless, [MaxSize(MiB)]), "zeros.bin")
+    assert storage.list() == []
+
+
+def test_max_size_does_not_trust_a_descriptor_of_another_file(
+    storage: FileStorage, tmp_path
+) -> None:
+    small = tmp_path / "small"
+    small.write_bytes(b"s" * 10)
+
+    class Disguised(Generated):  # reads 5 MiB, but its descriptor is a 10-byte file
+        def __init__(self) -> None:
+            super().__init__(5 * MiB, seekable=True)
+            self._file = small.open("rb")
+
+        def fileno(self) -> int:
+            return self._file.fileno()
+
+    stream = Disguised()
+    try:
+        with pytest.raises(FileTooLargeError):
+            storage.create(validate(stream, [MaxSize(MiB)]), "x.bin")
+    finally:
+        stream._file.close()
+    assert storage.list() == []
+
+
+def test_max_size_counts_a_regular_file_that_grows(storage: FileStorage, tmp_path) -> None:
+    path = tmp_path / "growing"
+    path.write_bytes(b"g" * 1000)
+    with path.open("rb") as source:
+        intent = validate(source, [MaxSize(2000)])  # 1000 bytes now: accepted
+        with path.open("ab") as writer:
+            writer.write(b"g" * 5000)  # grows before it is stored
+        with pytest.raises(FileTooLargeError):
+            storage.create(intent)
+    assert storage.list() == []
+
+
+def test_max_size_passes_a_regular_file_within_the_limit(storage: FileStorage, tmp_path) -> None:
+    path = tmp_path / "ok.bin"
+    data = os.urandom(300_000)
+    path.write_bytes(data)
+    with path.open("rb") as source:
+        stored = storage.get(storage.create(validate(source, [MaxSize(len(data))])))
+    assert (stored.read(), stored.filename, stored.checksum) == (data, "ok.bin", sha256(data))
+
+
+@pytest.mark.parametrize("size", [MiB, 12 * MiB])
+def test_a_gzip_stream_within_the_limit_stores_what_it_gives(
+    storage: FileStorage, tmp_path, size: int
+) -> None:
+    path = _gzip_of_zeros(tmp_path, size)
+    with gzip.open(path, "rb") as stream:
+        stored = storage.get(storage.create(validate(stream, [MaxSize(size)]), "zeros.bin"))
+    assert stored.content_length == size
+    assert stored.checksum == sha256(bytes(size))

@@ -132,6 +132,29 @@ def test_header_breaking_content_type_is_stored_as_octet_stream(storage: Any) ->
     assert stored.content_type == "application/octet-stream"
 
 
+@pytest.mark.parametrize(
+    "content_type", ["image/png, text/html", "text/html; x=\u00e9", "image/png/../../text/html"]
+)
+def test_object_content_type_is_a_safe_media_type(
+    storage: Any, gcs_client: Any, bucket: str, content_type: str
+) -> None:
+    # Issue 12, finding 4: public and signed URLs serve the object's own
+    # Content-Type, so it follows the middleware's rule, not a looser one.
+    file_id = storage.create(b"<script>", "x", content_type)
+    assert gcs_client.bucket(bucket).get_blob(file_id).content_type == "application/octet-stream"
+    assert gcs_client.bucket(bucket).get_blob(file_id).metadata["x-depot-content-type"] == (
+        "application/octet-stream"
+    )
+
+
+def test_header_content_type_is_the_rule_of_depot_headers() -> None:
+    from depot.io._objectmeta import header_content_type
+
+    assert header_content_type("image/png, text/html") == "application/octet-stream"
+    assert header_content_type("text/plain\x7f") == "application/octet-stream"
+    assert header_content_type(" text/plain; charset=utf-8") == "text/plain; charset=utf-8"
+
+
 def test_public_read_policy(
     gcs_settings: dict[str, Any], gcs_client: Any, gcs_emulator: str, bucket: str
 ) -> None:

@@ -455,3 +455,20 @@ def test_missing_pymongo_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         ImportError, match=r"install the 'gridfs' extra: pip install 'depot-storage\[gridfs\]'"
     ):
         importlib.import_module("depot.io.gridfs")
+
+
+@pytest.mark.parametrize(("field", "value"), [("filename", 0), ("contentType", False)])
+def test_a_falsy_name_or_type_of_the_wrong_type_is_corrupt(
+    gridfs_settings: dict[str, Any], field: str, value: object
+) -> None:
+    # Issue 12, finding 12: 0 or False is not "no name", it is a damaged document.
+    from bson import ObjectId
+
+    from depot.exceptions import CorruptMetadataError
+    from depot.manager import DepotManager
+
+    storage = DepotManager.from_config(gridfs_settings)
+    file_id = storage.create(b"x", filename="a.txt")
+    storage._files.update_one({"_id": ObjectId(file_id)}, {"$set": {field: value}})
+    with pytest.raises(CorruptMetadataError, match=file_id):
+        storage.get(file_id)

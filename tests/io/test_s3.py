@@ -107,6 +107,27 @@ def test_header_breaking_content_type_is_stored_as_octet_stream(storage: Any) ->
     assert stored.content_type == "application/octet-stream"
 
 
+@pytest.mark.parametrize(
+    "content_type", ["image/png, text/html", "text/html; x=\u00e9", "image/png/../../text/html"]
+)
+def test_object_content_type_is_a_safe_media_type(
+    storage: Any, s3_client: Any, bucket: str, content_type: str
+) -> None:
+    # Issue 12, finding 4: public and signed URLs serve the object's own
+    # Content-Type, so it follows the middleware's rule, not a looser one.
+    file_id = storage.create(b"<script>", "x", content_type)
+    raw = s3_client.head_object(Bucket=bucket, Key=file_id)
+    assert raw["ContentType"] == "application/octet-stream"
+
+
+def test_header_content_type_is_the_rule_of_depot_headers() -> None:
+    from depot.io._objectmeta import header_content_type
+
+    assert header_content_type("image/png, text/html") == "application/octet-stream"
+    assert header_content_type("text/plain\x7f") == "application/octet-stream"
+    assert header_content_type(" text/plain; charset=utf-8") == "text/plain; charset=utf-8"
+
+
 def test_public_read_policy(
     s3_settings: dict[str, Any], s3_client: Any, s3_endpoint: dict[str, str], bucket: str
 ) -> None:
@@ -433,6 +454,25 @@ def test_failed_multipart_upload_is_aborted(storage: Any, s3_client: Any, bucket
     with pytest.raises(ConnectionResetError):
         storage.replace(kept, FailsAt20MiB(64 * MiB))
     assert storage.get(kept).read() == b"old"
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_max_size_crossed_in_a_multipart_upload_aborts_it(
+    storage: Any, s3_client: Any, bucket: str
+) -> None:
+    # Issue 12, finding 5: a stream that cannot seek and tells nothing of its
+    # size is counted as its parts are sent; crossing the limit aborts them.
+    from depot.exceptions import FileTooLargeError
+    from depot.validators import MaxSize, validate
+
+    started = listen(storage, "after-call.s3.CreateMultipartUpload")
+    aborted = listen(storage, "after-call.s3.AbortMultipartUpload")
+    stream = Generated(64 * MiB)
+    with pytest.raises(FileTooLargeError):
+        storage.create(validate(stream, [MaxSize(20 * MiB)]))
+    assert (len(started), len(aborted)) == (1, 1)
+    assert stream.sent <= 20 * MiB + 8 * MiB  # stopped within a part of the limit
+    assert storage.list() == []
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
