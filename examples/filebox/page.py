@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from html import escape
 
+from .limits import human_size
 from .models import Document
 
 __all__ = ["human_size", "render"]
@@ -52,15 +53,3 @@ def render(documents: Iterable[Document], title: str, error: str = "") -> str:
         error=f'<p class="error">{escape(error)}</p>' if error else "",
         rows="".join(rows),
     )
-
-
-def human_size(size: int) -> str:
-    """``1536`` as ``'1.5 KiB'``."""
-    if size < 1024:
-        return f"{size} bytes"
-    value, unit = size / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
