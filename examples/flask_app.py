@@ -19,19 +19,15 @@ import sys
 from typing import Any, NoReturn
 
 import waitress
-from filebox import limits, models
+from filebox import limits, models, page
 from filebox.settings import Settings, from_env
-from flask import Flask, abort, redirect, render_template, request, send_from_directory, url_for
+from flask import Flask, abort, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from depot.exceptions import NotAnImageError
 from depot.manager import DepotManager
 
 __all__ = ["create_app", "main"]
-
-#: The favicon's type as IANA registers it, and how long browsers may keep it.
-ICON_TYPE = "image/vnd.microsoft.icon"
-ICON_MAX_AGE = 24 * 3600
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Files are served at /depot/filebox/<id>, ahead of Flask's routing.
     app.wsgi_app = DepotManager.make_middleware(app.wsgi_app)  # type: ignore[method-assign]
 
-    def page(error: str = "", status: int = 200) -> tuple[str, int]:
+    def answer(error: str = "", status: int = 200) -> tuple[str, int]:
         # Errors are answered with the page itself, the message above the list:
         # a form posted without JavaScript shows it, the script reads it from there.
         with sessions() as session:
@@ -69,29 +65,27 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def error_page(error: HTTPException) -> Any:
-        return page(error.description or error.name, error.code or 500)
+        return answer(error.description or error.name, error.code or 500)
 
     @app.errorhandler(RequestEntityTooLarge)
     @app.errorhandler(limits.UploadTooLarge)
     def too_large(_: Exception) -> Any:
-        return page(limits.too_large_message(settings.max_upload), 413)
+        return answer(limits.too_large_message(settings.max_upload), 413)
 
     @app.get("/")
     def index() -> Any:
-        return page()
+        return answer()
 
     @app.get("/favicon.ico")
     def favicon() -> Any:
-        return send_from_directory(
-            app.static_folder or "", "favicon.ico", mimetype=ICON_TYPE, max_age=ICON_MAX_AGE
-        )
+        return send_file(page.FAVICON, mimetype=page.FAVICON_TYPE, max_age=page.FAVICON_MAX_AGE)
 
     @app.post("/files")
     def upload() -> Any:
         with sessions() as session:
             refused = models.add_all(session, uploads("files"))
         if refused:
-            return page(" ".join(refused), 422)
+            return answer(" ".join(refused), 422)
         return redirect(url_for("index"), 303)
 
     @app.post("/files/<int:document_id>/replace")
@@ -101,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             try:
                 document = models.replace(session, document_id, file)
             except NotAnImageError as exc:
-                return page(models.refusal(file, exc), 422)
+                return answer(models.refusal(file, exc), 422)
         if document is None:
             no_such_file(document_id)
         return redirect(url_for("index"), 303)
