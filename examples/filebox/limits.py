@@ -23,6 +23,7 @@ __all__ = [
     "FORM_ENVELOPE",
     "UploadTooLarge",
     "check_size",
+    "discard",
     "human_size",
     "request_limit",
     "server_limit",
@@ -72,6 +73,15 @@ def check_size(uploads: Iterable[Any], max_upload: int) -> None:
     """
     if sum(_size(upload) for upload in uploads) > max_upload:
         raise UploadTooLarge(max_upload)
+
+
+def discard(stream: Any, length: int) -> None:
+    """Read ``length`` bytes from ``stream`` (a request's body) and drop them."""
+    while length > 0:
+        chunk = stream.read(min(length, 64 * 1024))
+        if not chunk:
+            break
+        length -= len(chunk)
 
 
 def _size(upload: Any) -> int:

@@ -77,9 +77,14 @@ def receive(session: Session, request: Request, max_upload: int) -> tuple[int, s
         more than ``max_upload`` bytes (nothing stored), 422 when some were
         refused (the others are stored).
     """
-    # Refused from its length before a byte of the form is read: a server such
-    # as wsgiref reads whatever it is sent.
-    if (request.content_length or 0) > limits.request_limit(max_upload):
+    length = request.content_length or 0
+    if length > limits.request_limit(max_upload):
+        # Refused from its length, its form never parsed. The body is read and
+        # dropped all the same (up to what waitress would read): wsgiref closes
+        # the connection after answering, and a client still sending its body
+        # then gets a broken pipe, not this answer.
+        if length < limits.server_limit(max_upload):
+            limits.discard(request.body_file_raw, length)
         return 413, limits.too_large_message(max_upload)
     received = request.environ.get("wsgi.input")
     uploads: list[Any] = [f for f in request.POST.getall("files") if getattr(f, "filename", "")]
