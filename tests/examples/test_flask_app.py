@@ -276,7 +276,7 @@ def test_depot_backend_s3_stores_in_the_bucket(
 
 
 def test_a_refused_name_is_shown_as_text_never_as_markup(app: TestApp) -> None:
-    name = '<img src=x onerror="alert(1)">.jpg'
+    name = "<img src=x onerror=alert(1)>.jpg"
     response = upload(app, (name, b"not an image"), status=422)
     assert error_of(response).startswith(f"{name} was not stored: This file is not an image")
     assert response.html.select("#error img") == []
