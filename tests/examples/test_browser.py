@@ -298,6 +298,13 @@ def test_phone_width_refusals_and_the_upload_limit_in_chromium(
         driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(big))
         driver.find_element(By.CSS_SELECTOR, "#upload button").click()
         wait(driver, lambda d: shown_error(d) == too_large, "the limit shown by the script")
+        # At a desktop's width the table, long name and long type included, fits the page.
+        width, viewport = overflow(driver)
+        table = driver.execute_script(
+            "return [document.getElementById('files').getBoundingClientRect().right,"
+            " document.querySelector('header').getBoundingClientRect().right];"
+        )
+        assert width <= viewport and table[0] <= table[1], (width, viewport, table)
         assert not driver.find_element(By.ID, "progress").is_displayed()
         screenshot(driver, tmp_path, "filebox-too-large.png")
 
