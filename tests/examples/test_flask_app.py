@@ -281,3 +281,18 @@ def test_a_refused_name_is_shown_as_text_never_as_markup(app: TestApp) -> None:
     assert error_of(response).startswith(f"{name} was not stored: This file is not an image")
     assert response.html.select("#error img") == []
     assert "<img src=x" not in response.text
+
+
+def test_an_image_with_too_many_pixels_is_refused_before_it_is_decoded(
+    app: TestApp, settings: Any
+) -> None:
+    from PIL import Image
+
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, "PNG")  # 100 megapixels in a few kB
+    response = upload(app, ("bomb.png", bomb.getvalue()), status=422)
+    assert error_of(response).startswith(
+        "bomb.png was not stored: This image has too many pixels; at most 89.5 megapixels"
+    )
+    assert listed(app) == {}
+    assert stored_ids(Path(settings.depot["depot.storage_path"])) == set()
