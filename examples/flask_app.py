@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import waitress
-from filebox import models
-from filebox.page import human_size
+from filebox import limits, models, page
 from filebox.settings import Settings, from_env
-from flask import Flask, abort, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from flask import Flask, abort, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from depot.exceptions import NotAnImageError
 from depot.manager import DepotManager
 
 __all__ = ["create_app", "main"]
@@ -35,52 +35,83 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or from_env()
     sessions = models.open_store(settings)
     app = Flask(__name__, template_folder="filebox/templates", static_folder="filebox/static")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload
-    app.jinja_env.filters["human_size"] = human_size
+    # A longer request is refused from its Content-Length, before its form is read.
+    app.config["MAX_CONTENT_LENGTH"] = limits.request_limit(settings.max_upload)
+    app.jinja_env.filters["human_size"] = limits.human_size
     # Files are served at /depot/filebox/<id>, ahead of Flask's routing.
     app.wsgi_app = DepotManager.make_middleware(app.wsgi_app)  # type: ignore[method-assign]
+
+    def answer(error: str = "", status: int = 200) -> tuple[str, int]:
+        # Errors are answered with the page itself, the message above the list:
+        # a form posted without JavaScript shows it, the script reads it from there.
+        with sessions() as session:
+            documents = models.documents(session)
+        html = render_template(
+            "index.html",
+            documents=documents,
+            backend=settings.depot["depot.backend"],
+            max_upload=settings.max_upload,
+            too_large=limits.too_large_message(settings.max_upload),
+            error=error,
+        )
+        return html, status
 
     def uploads(field: str) -> list[Any]:
         files = [f for f in request.files.getlist(field) if f.filename]
         if not files:
             abort(400, "Choose one or more files to upload.")
+        limits.check_size(files, settings.max_upload)
         return files
 
     @app.errorhandler(HTTPException)
-    def plain_error(error: HTTPException) -> Any:
-        # Plain text, which the page's script shows as it is when an upload fails.
-        text = f"{error.name}: {error.description}"
-        return text, error.code or 500, {"Content-Type": "text/plain; charset=utf-8"}
+    def error_page(error: HTTPException) -> Any:
+        return answer(error.description or error.name, error.code or 500)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    @app.errorhandler(limits.UploadTooLarge)
+    def too_large(_: Exception) -> Any:
+        return answer(limits.too_large_message(settings.max_upload), 413)
 
     @app.get("/")
-    def index() -> str:
-        with sessions() as session:
-            documents = models.documents(session)
-        backend = settings.depot["depot.backend"]
-        return render_template("index.html", documents=documents, backend=backend)
+    def index() -> Any:
+        return answer()
+
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        return send_file(page.FAVICON, mimetype=page.FAVICON_TYPE, max_age=page.FAVICON_MAX_AGE)
 
     @app.post("/files")
     def upload() -> Any:
         with sessions() as session:
-            for file in uploads("files"):
-                models.add(session, file)
+            refused = models.add_all(session, uploads("files"))
+        if refused:
+            return answer(" ".join(refused), 422)
         return redirect(url_for("index"), 303)
 
     @app.post("/files/<int:document_id>/replace")
     def replace(document_id: int) -> Any:
+        file = uploads("file")[0]
         with sessions() as session:
-            if models.replace(session, document_id, uploads("file")[0]) is None:
-                abort(404)
+            try:
+                document = models.replace(session, document_id, file)
+            except NotAnImageError as exc:
+                return answer(models.refusal(file, exc), 422)
+        if document is None:
+            no_such_file(document_id)
         return redirect(url_for("index"), 303)
 
     @app.post("/files/<int:document_id>/delete")
     def delete(document_id: int) -> Any:
         with sessions() as session:
             if not models.delete(session, document_id):
-                abort(404)
+                no_such_file(document_id)
         return redirect(url_for("index"), 303)
 
     return app
+
+
+def no_such_file(document_id: int) -> NoReturn:
+    abort(404, f"There is no file {document_id}: it may have been deleted. Reload the page.")
 
 
 def main() -> None:
@@ -92,7 +123,10 @@ def main() -> None:
     app = create_app(settings)
     try:
         server = waitress.create_server(
-            app, host=settings.host, port=settings.port, max_request_body_size=settings.max_upload
+            app,
+            host=settings.host,
+            port=settings.port,
+            max_request_body_size=limits.server_limit(settings.max_upload),
         )
     except OSError as exc:
         sys.exit(

@@ -11,12 +11,12 @@ import sys
 from typing import Any
 
 import waitress
-from filebox import models, page
+from filebox import limits, models, page
 from filebox.settings import Settings, from_env
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
-from pyramid.response import Response
+from pyramid.response import FileResponse, Response
 from sqlalchemy.orm import Session
 
 from depot.manager import DepotManager
@@ -29,13 +29,16 @@ def home(request: Request) -> Response:
 
 
 def upload(request: Request) -> Response:
-    uploads = [f for f in request.POST.getall("files") if getattr(f, "filename", "")]
-    if not uploads:
-        body = page.render(models.documents(request.db), TITLE, "Choose a file to upload.")
-        return Response(body, status=400)
-    for item in uploads:
-        models.add(request.db, item)
-    return HTTPSeeOther(location=request.route_url("home"))
+    status, error = page.receive(request.db, request, request.registry.settings["max_upload"])
+    if status == 303:
+        return HTTPSeeOther(location=request.route_url("home"))
+    return Response(page.render(models.documents(request.db), TITLE, error), status=status)
+
+
+def favicon(request: Request) -> Response:
+    return FileResponse(
+        page.FAVICON, request, cache_max_age=page.FAVICON_MAX_AGE, content_type=page.FAVICON_TYPE
+    )
 
 
 def delete(request: Request) -> Response:
@@ -52,13 +55,15 @@ def make_app(settings: Settings) -> Any:
         request.add_finished_callback(lambda _: session.close())
         return session
 
-    with Configurator() as config:
+    with Configurator(settings={"max_upload": settings.max_upload}) as config:
         config.add_request_method(db, reify=True)
         config.add_route("home", "/")
         config.add_route("delete", r"/delete/{id:\d+}")
         config.add_view(home, route_name="home", request_method="GET")
         config.add_view(upload, route_name="home", request_method="POST")
         config.add_view(delete, route_name="delete", request_method="POST")
+        config.add_route("favicon", "/favicon.ico")
+        config.add_view(favicon, route_name="favicon")
         app = config.make_wsgi_app()
     # Files are served at /depot/filebox/<id>: ranges, caching, safe headers.
     return DepotManager.make_middleware(app)
@@ -69,7 +74,10 @@ def main() -> None:
         settings = from_env()
     except ValueError as exc:
         sys.exit(f"pyramid_app: {exc}")
-    server = waitress.create_server(make_app(settings), host=settings.host, port=settings.port)
+    limit = limits.server_limit(settings.max_upload)
+    server = waitress.create_server(
+        make_app(settings), host=settings.host, port=settings.port, max_request_body_size=limit
+    )
     print(f"filebox (Pyramid) on http://{settings.host}:{server.effective_port}/", flush=True)
     server.run()
 

@@ -32,14 +32,14 @@ def make_app(settings: Settings) -> Any:
         if request.path_info == "/" and request.method == "GET":
             return Response(page.render(models.documents(session), TITLE))
         if request.path_info == "/" and request.method == "POST":
-            uploads = [f for f in request.POST.getall("files") if getattr(f, "filename", "")]
-            if not uploads:
-                error = "Choose one or more files to upload."
-                body = page.render(models.documents(session), TITLE, error)
-                return Response(body, status=400)
-            for upload in uploads:
-                models.add(session, upload)
-            return HTTPSeeOther(location="/")
+            status, error = page.receive(session, request, settings.max_upload)
+            if status == 303:
+                return HTTPSeeOther(location="/")
+            return Response(page.render(models.documents(session), TITLE, error), status=status)
+        if request.path_info == "/favicon.ico":
+            icon = page.FAVICON.read_bytes()
+            cache = f"max-age={page.FAVICON_MAX_AGE}"
+            return Response(icon, content_type=page.FAVICON_TYPE, cache_control=cache)
         match = DELETE.fullmatch(request.path_info)
         if match and request.method == "POST":
             models.delete(session, int(match[1]))

@@ -13,6 +13,7 @@ accepts (a Flask/werkzeug ``FileStorage``, a webob upload, bytes, a file).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Column, Integer, create_engine, select
@@ -27,7 +28,17 @@ from depot.manager import DepotManager
 
 from .settings import DEPOT_NAME, Settings
 
-__all__ = ["Document", "Photo", "add", "delete", "documents", "open_store", "replace"]
+__all__ = [
+    "Document",
+    "Photo",
+    "add",
+    "add_all",
+    "delete",
+    "documents",
+    "open_store",
+    "refusal",
+    "replace",
+]
 
 #: Types stored with a thumbnail.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -66,16 +77,23 @@ class Document(Base):
         return self.image.thumb_url if self.image else None
 
     def store(self, upload: Any) -> None:
-        """Store ``upload`` as this document's content, in place of the current one."""
+        """Store ``upload`` as this document's content, in place of the current one.
+
+        A file named or declared as an image must be one: a damaged or truncated
+        image, or other bytes under an image's name, would be served as an image
+        that no browser can show, so it is refused.
+
+        :raises depot.exceptions.NotAnImageError: it is not a complete image
+            (:class:`~depot.exceptions.ImageTooLargeError`: too many pixels);
+            nothing was stored.
+        """
         _, _, content_type = FileStorage.fileinfo(upload)
-        content = None
         if content_type in IMAGE_TYPES:
-            try:
-                self.image, self.file = upload, None
-                content = self.image
-            except NotAnImageError:
-                pass  # damaged, not an image after all, or too many pixels; nothing stored
-        if content is None:
+            # The column checks the whole image before it stores anything.
+            self.image = upload
+            self.file = None
+            content = self.image
+        else:
             self.file, self.image = upload, None
             content = self.file
         with content.file as stored:
@@ -100,22 +118,57 @@ def documents(session: Session) -> list[Document]:
 
 
 def add(session: Session, upload: Any) -> Document:
-    """Store ``upload`` as a new document."""
+    """Store ``upload`` as a new document.
+
+    :raises depot.exceptions.NotAnImageError: see :meth:`Document.store`; the
+        session is rolled back.
+    """
     document = Document()
     # In the session first: if storing fails, the rollback removes what was stored.
     session.add(document)
-    document.store(upload)
-    session.commit()
+    _store(session, document, upload)
     return document
+
+
+def add_all(session: Session, uploads: Iterable[Any]) -> list[str]:
+    """Store each upload as a new document; return why each refused one was refused.
+
+    The uploads that are fine are stored even when others are refused.
+    """
+    refused = []
+    for upload in uploads:
+        try:
+            add(session, upload)
+        except NotAnImageError as exc:
+            refused.append(refusal(upload, exc))
+    return refused
 
 
 def replace(session: Session, document_id: int, upload: Any) -> Document | None:
-    """Give a document new content; its old files leave storage on commit."""
+    """Give a document new content; its old files leave storage on commit.
+
+    :raises depot.exceptions.NotAnImageError: see :meth:`Document.store`; the
+        document keeps its content.
+    """
     document = session.get(Document, document_id)
     if document is not None:
-        document.store(upload)
-        session.commit()
+        _store(session, document, upload)
     return document
+
+
+def refusal(upload: Any, error: NotAnImageError) -> str:
+    """The sentence the page shows for ``upload``, refused with ``error``."""
+    _, filename, _ = FileStorage.fileinfo(upload)
+    return f"{filename} was not stored: {error}"
+
+
+def _store(session: Session, document: Document, upload: Any) -> None:
+    try:
+        document.store(upload)
+    except NotAnImageError:
+        session.rollback()
+        raise
+    session.commit()
 
 
 def delete(session: Session, document_id: int) -> bool:

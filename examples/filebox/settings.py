@@ -9,7 +9,7 @@ FILEBOX_HOST            the address to listen on                       127.0.0.1
 FILEBOX_PORT            the port to listen on (0: any free port)       8080
 FILEBOX_DATA            the directory of the database and local files  examples/data
 FILEBOX_DATABASE_URL    the SQLAlchemy URL of the database             SQLite in FILEBOX_DATA
-FILEBOX_MAX_UPLOAD_MB   the largest upload accepted, in MiB            1024
+FILEBOX_MAX_UPLOAD_MB   the files' bytes one upload may hold, in MiB   1024
 DEPOT_BACKEND           where files go: ``local`` or ``s3``            local
 DEPOT_STORAGE_PATH      local: the directory of the files              FILEBOX_DATA/files
 DEPOT_S3_BUCKET         s3: the bucket (created if missing)            (required)
@@ -48,6 +48,8 @@ class Settings:
     port: int = 8080
     data_dir: Path = EXAMPLES / "data"
     database_url: str = ""
+    #: The bytes of files one upload may hold; ``filebox.limits`` derives the
+    #: servers' limits from it.
     max_upload: int = 1024 * 1024 * 1024
     #: depot settings (``depot.backend`` and its options) for DepotManager.configure.
     depot: dict[str, str] = field(default_factory=dict)

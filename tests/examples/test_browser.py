@@ -221,3 +221,121 @@ def test_upload_show_download_replace_delete_in_chromium(
     alert.accept()
     wait(driver, lambda d: set(rows(d)) == {"notes.txt", "recordings.zip"}, "the photo gone")
     assert [i for i in photo_ids if (flask_server.storage / i).exists()] == []
+
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+#: A file name with no space to break at: it must wrap, not widen the page.
+LONG_NAME = "quarterly-report-of-the-harbour-authority-2026-final-revised-v3.pdf"
+
+
+def overflow(driver: Any) -> tuple[int, int]:
+    """The page's width and the viewport's: the first is larger if the page runs off it."""
+    width, viewport = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth];"
+    )
+    return width, viewport
+
+
+def shown_error(driver: Any) -> str:
+    return driver.execute_script(
+        "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;"
+    )
+
+
+def test_phone_width_refusals_and_the_upload_limit_in_chromium(
+    chromium: Any, tmp_path: Path, data_dir: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    from tests.examples.apps import app_environment, example_command, make_jpeg, serving
+
+    driver = chromium
+    outbox = tmp_path / "to-upload"
+    outbox.mkdir()
+    photo = outbox / "harbour.jpg"
+    make_photo(photo)
+    report = outbox / LONG_NAME
+    report.write_bytes(b"%PDF-1.4 not much of a report\n")
+    sheet = outbox / "tides.ods"
+    sheet.write_bytes(b"PK\x03\x04" + bytes(300))
+    cut = outbox / "cut.jpg"
+    cut.write_bytes(make_jpeg((600, 400))[:1500])
+    notes = outbox / "notes.txt"
+    notes.write_text("kept\n")
+    big = outbox / "too-big.zip"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    too_large = (
+        "This upload is larger than the 2.0 MiB accepted at once. Upload fewer or smaller files."
+    )
+
+    env = app_environment(data_dir, FILEBOX_MAX_UPLOAD_MB="2")
+    with serving(example_command("flask_app.py"), env, tmp_path / "flask_app.log") as url:
+        storage = RunningApp(url.rstrip("/"), data_dir).storage
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+        driver.get(url)
+        assert driver.execute_script("return window.innerWidth;") == 390
+        assert overflow(driver)[0] <= 390
+        chooser = driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]")
+        chooser.send_keys(f"{photo}\n{report}\n{sheet}")
+        driver.find_element(By.CSS_SELECTOR, "#upload button").click()
+        wait(driver, lambda d: len(rows(d)) == 3, "three files listed")
+        thumb = rows(driver)["harbour.jpg"].find_element(By.CSS_SELECTOR, "img.thumb")
+        wait(driver, lambda d: d.execute_script("return arguments[0].complete;", thumb), "thumb")
+        width, viewport = overflow(driver)
+        assert width <= viewport == 390, f"the page is {width} px wide in a {viewport} px screen"
+        # Every button is on the screen, none cut off at its right edge.
+        rights = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#files .button, #files button'),"
+            " b => b.getBoundingClientRect().right);"
+        )
+        assert len(rights) == 9 and max(rights) <= 390, rights
+        screenshot(driver, tmp_path, "filebox-phone.png")
+
+        # The script refuses a file over the limit before sending a byte of it.
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        driver.get(url)
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(big))
+        driver.find_element(By.CSS_SELECTOR, "#upload button").click()
+        wait(driver, lambda d: shown_error(d) == too_large, "the limit shown by the script")
+        # At a desktop's width the table, long name and long type included, fits the page.
+        width, viewport = overflow(driver)
+        table = driver.execute_script(
+            "return [document.getElementById('files').getBoundingClientRect().right,"
+            " document.querySelector('header').getBoundingClientRect().right];"
+        )
+        assert width <= viewport and table[0] <= table[1], (width, viewport, table)
+        assert not driver.find_element(By.ID, "progress").is_displayed()
+        screenshot(driver, tmp_path, "filebox-too-large.png")
+
+        # Past the script's check (a changed page, an old cached one), the server's
+        # 413 answer is the page with the same message, which the script shows.
+        driver.execute_script("document.getElementById('upload').dataset.maxUpload = 1e12;")
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(big))
+        driver.find_element(By.CSS_SELECTOR, "#upload button").click()
+        wait(driver, lambda d: shown_error(d) == too_large, "the server's 413 message shown")
+        assert set(rows(driver)) == {"harbour.jpg", LONG_NAME, "tides.ods"}
+        assert all(b.is_enabled() for b in driver.find_elements(By.TAG_NAME, "button"))
+
+        # A damaged image is refused with the reason; the file sent with it is stored
+        # and listed, and its row works like the others.
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(
+            f"{cut}\n{notes}"
+        )
+        driver.find_element(By.CSS_SELECTOR, "#upload button").click()
+        wait(driver, lambda d: "notes.txt" in rows(d), "the good file listed")
+        assert shown_error(driver).startswith(
+            "cut.jpg was not stored: This image is damaged or incomplete"
+        )
+        assert "cut.jpg" not in rows(driver)
+        assert len(list(storage.iterdir())) == 5  # photo, thumbnail, report, sheet, notes
+        rows(driver)["notes.txt"].find_element(By.CSS_SELECTOR, "form.delete button").click()
+        alert = wait(driver, expected_conditions.alert_is_present(), "the confirmation dialog")
+        alert.accept()
+        wait(driver, lambda d: "notes.txt" not in rows(d), "notes.txt deleted")
+        assert shown_error(driver) == ""
+        assert len(list(storage.iterdir())) == 4
+
+        # The favicon the page names is served.
+        with urllib.request.urlopen(url + "favicon.ico") as response:
+            assert response.headers["Content-Type"] == "image/vnd.microsoft.icon"

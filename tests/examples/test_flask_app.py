@@ -108,11 +108,45 @@ def test_an_html_file_is_a_download_never_a_page(app: TestApp) -> None:
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_a_file_that_claims_to_be_an_image_is_stored_as_a_plain_file(app: TestApp) -> None:
-    upload(app, ("fake.jpg", b"not a JPEG at all"))
-    files = listed(app)
-    assert files["fake.jpg"]["thumb"] == ""
-    assert app.get(files["fake.jpg"]["url"]).body == b"not a JPEG at all"
+def error_of(response: Any) -> str:
+    """The message the page shows above the list (empty when it shows none)."""
+    error = response.html.select_one("#error")
+    return "" if error is None or error.has_attr("hidden") else error.text.strip()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("cut.jpg", make_jpeg((600, 400))[:1500], "This image is damaged or incomplete"),
+        ("noise.jpg", bytes(range(256)) * 8, "This file is not an image in a format accepted"),
+        ("empty.png", b"", "This file is not an image in a format accepted"),
+    ],
+)
+def test_a_damaged_image_is_refused_with_the_reason_on_the_page(
+    app: TestApp, settings: Any, name: str, content: bytes, reason: str
+) -> None:
+    storage = Path(settings.depot["depot.storage_path"])
+    response = upload(app, (name, content), ("notes.txt", b"kept\n"), status=422)
+    assert response.content_type == "text/html"
+    assert error_of(response).startswith(f"{name} was not stored: {reason}")
+    # The other file of the same upload is stored, and the page lists it.
+    assert [row.a.text for row in response.html.select("#files tbody tr")] == ["notes.txt"]
+    assert list(listed(app)) == ["notes.txt"]
+    assert len(stored_ids(storage)) == 1
+    assert error_of(app.get("/")) == ""
+
+
+def test_a_damaged_image_does_not_replace_a_file(app: TestApp, settings: Any) -> None:
+    storage = Path(settings.depot["depot.storage_path"])
+    photo = make_jpeg()
+    upload(app, ("photo.jpg", photo))
+    before = listed(app)["photo.jpg"]
+    url = f"/files/{before['id']}/replace"
+    response = upload(app, ("cut.jpg", photo[:700]), field="file", url=url, status=422)
+    assert error_of(response).startswith("cut.jpg was not stored: This image is damaged")
+    assert listed(app) == {"photo.jpg": before}
+    assert app.get(before["url"]).body == photo
+    assert len(stored_ids(storage)) == 2
 
 
 def test_replace_stores_the_new_content_and_removes_the_old(app: TestApp, settings: Any) -> None:
@@ -144,21 +178,72 @@ def test_delete_removes_the_document_and_its_stored_files(app: TestApp, settings
     app.post(f"/files/{files['photo.jpg']['id']}/delete", status=404)
 
 
-def test_missing_files_and_documents_are_answered_in_plain_words(app: TestApp) -> None:
+def test_missing_files_and_documents_are_answered_with_the_page(app: TestApp) -> None:
     response = app.post("/files", upload_files=[("files", "", b"")], status=400)
-    assert response.text == "Bad Request: Choose one or more files to upload."
-    upload(app, ("a.txt", b"a"), field="file", url="/files/99/replace", status=404)
+    assert error_of(response) == "Choose one or more files to upload."
+    assert response.html.select_one("form#upload") is not None
+    response = upload(app, ("a.txt", b"a"), field="file", url="/files/99/replace", status=404)
+    assert error_of(response) == "There is no file 99: it may have been deleted. Reload the page."
+    app.get("/nowhere", status=404)
 
 
-def test_uploads_larger_than_the_limit_are_refused(data_dir: Path) -> None:
+@pytest.fixture
+def small_app(data_dir: Path) -> TestApp:
+    """The app accepting at most 1 MiB of files in one upload."""
     from filebox.settings import from_env
     from flask_app import create_app
 
     settings = from_env({"FILEBOX_DATA": str(data_dir), "FILEBOX_MAX_UPLOAD_MB": "1"})
-    app = TestApp(create_app(settings))
-    response = upload(app, ("big.bin", b"x" * (1024 * 1024 + 1)), status=413)
-    assert response.text.startswith("Request Entity Too Large")
-    assert listed(app) == {}
+    return TestApp(create_app(settings))
+
+
+TOO_LARGE = (
+    "This upload is larger than the 1.0 MiB accepted at once. Upload fewer or smaller files."
+)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [1024 * 1024 + 1],  # a byte too many: the request's length is within the form's room
+        [600 * 1024, 600 * 1024],  # two files that are too many together
+        [5 * 1024 * 1024],  # refused from the request's length, before the form is read
+    ],
+)
+def test_an_upload_larger_than_the_limit_gets_the_page_with_the_limit(
+    small_app: TestApp, sizes: list[int]
+) -> None:
+    files = [(f"big{i}.bin", b"x" * size) for i, size in enumerate(sizes)]
+    response = upload(small_app, *files, status=413)
+    assert response.content_type == "text/html"
+    assert error_of(response) == TOO_LARGE
+    assert response.html.select_one("form#upload") is not None
+    assert listed(small_app) == {}
+
+
+def test_the_limit_is_on_the_files_and_the_page_tells_the_script(small_app: TestApp) -> None:
+    upload(small_app, ("exact.bin", b"x" * 1024 * 1024), status=303)
+    assert list(listed(small_app)) == ["exact.bin"]
+    form = small_app.get("/").html.select_one("form#upload")
+    assert (form["data-max-upload"], form["data-too-large"]) == (str(1024 * 1024), TOO_LARGE)
+    document = listed(small_app)["exact.bin"]
+    url = f"/files/{document['id']}/replace"
+    big = ("big.bin", b"y" * (1024 * 1024 + 1))
+    response = upload(small_app, big, field="file", url=url, status=413)
+    assert error_of(response) == TOO_LARGE
+    assert small_app.get(document["url"]).body == b"x" * 1024 * 1024
+
+
+def test_the_favicon_is_a_small_icon(app: TestApp) -> None:
+    from PIL import Image
+
+    response = app.get("/favicon.ico")
+    assert response.content_type == "image/vnd.microsoft.icon"
+    assert len(response.body) < 4096
+    icon = Image.open(io.BytesIO(response.body))
+    assert icon.format == "ICO" and (32, 32) in icon.info["sizes"]
+    assert "max-age" in response.headers["Cache-Control"]
+    assert app.get("/").html.select_one("link[rel=icon]")["href"] == "/favicon.ico"
 
 
 def test_depot_backend_s3_stores_in_the_bucket(
@@ -188,3 +273,26 @@ def test_depot_backend_s3_stores_in_the_bucket(
         assert len(s3_client.list_objects_v2(Bucket="filebox-test")["Contents"]) == 1
     finally:
         remove_bucket(s3_client, "filebox-test")
+
+
+def test_a_refused_name_is_shown_as_text_never_as_markup(app: TestApp) -> None:
+    name = "<img src=x onerror=alert(1)>.jpg"
+    response = upload(app, (name, b"not an image"), status=422)
+    assert error_of(response).startswith(f"{name} was not stored: This file is not an image")
+    assert response.html.select("#error img") == []
+    assert "<img src=x" not in response.text
+
+
+def test_an_image_with_too_many_pixels_is_refused_before_it_is_decoded(
+    app: TestApp, settings: Any
+) -> None:
+    from PIL import Image
+
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, "PNG")  # 100 megapixels in a few kB
+    response = upload(app, ("bomb.png", bomb.getvalue()), status=422)
+    assert error_of(response).startswith(
+        "bomb.png was not stored: This image has too many pixels; at most 89.5 megapixels"
+    )
+    assert listed(app) == {}
+    assert stored_ids(Path(settings.depot["depot.storage_path"])) == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -47,3 +48,39 @@ def test_quickstart_stores_and_reads_back_a_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "checksum        sha256:" in result.stdout
     assert "b'Hello from depot!\\n'" in result.stdout
+
+
+def multipart(name: str, size: int) -> tuple[bytes, str]:
+    """A form's body with one file of ``size`` bytes, as a browser posts it; its type."""
+    boundary = "----filebox-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + b"x" * size + f"\r\n--{boundary}--\r\n".encode(), (
+        f"multipart/form-data; boundary={boundary}"
+    )
+
+
+@pytest.mark.parametrize("script", ["flask_app.py", "pyramid_app.py", "wsgi_app.py"])
+def test_a_form_post_over_the_limit_gets_the_apps_page_from_the_real_server(
+    script: str, tmp_path: Path
+) -> None:
+    if script == "pyramid_app.py":
+        pytest.importorskip("pyramid", reason="Pyramid is not installed: pip install -e '.[test]'")
+    env = app_environment(tmp_path / "data", FILEBOX_MAX_UPLOAD_MB="1")
+    with serving(example_command(script), env, tmp_path / "app.log") as url:
+        for size in (1024 * 1024 + 1, 3 * 1024 * 1024):
+            body, content_type = multipart("big.bin", size)
+            action = url + ("files" if script == "flask_app.py" else "")
+            request = urllib.request.Request(
+                action, data=body, headers={"Content-Type": content_type}, method="POST"
+            )
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(request)
+            assert answer.value.code == 413
+            assert answer.value.headers["Content-Type"].startswith("text/html")
+            page = answer.value.read().decode()
+            assert "larger than the 1.0 MiB accepted at once" in page
+            assert "<form" in page
+            answer.value.close()

@@ -50,3 +50,40 @@ def test_upload_list_serve_delete(module: str, settings: Any) -> None:
     assert [row.a.text for row in app.get("/").html.select("tr[data-id]")] == ["notes.txt"]
     assert len(list(storage.iterdir())) == 1
     assert app.post("/", upload_files=[("files", "", b"")], status=400).html.select(".error")
+
+
+@pytest.mark.parametrize("module", SMALL_APPS)
+def test_a_damaged_image_is_refused_and_the_rest_stored(module: str, settings: Any) -> None:
+    app = make_app(module, settings)
+    files = [("files", "cut.jpg", make_jpeg((600, 400))[:1500]), ("files", "notes.txt", b"notes\n")]
+    response = app.post("/", upload_files=files, status=422)
+    assert response.html.select_one(".error").text.startswith(
+        "cut.jpg was not stored: This image is damaged or incomplete"
+    )
+    assert [row.a.text for row in response.html.select("tr[data-id]")] == ["notes.txt"]
+    assert len(list(Path(settings.depot["depot.storage_path"]).iterdir())) == 1
+
+
+@pytest.mark.parametrize("module", SMALL_APPS)
+@pytest.mark.parametrize("size", [1024 * 1024 + 1, 3 * 1024 * 1024])
+def test_an_upload_over_the_limit_gets_the_page_with_it(
+    module: str, size: int, data_dir: Path
+) -> None:
+    from filebox.settings import from_env
+
+    settings = from_env({"FILEBOX_DATA": str(data_dir), "FILEBOX_MAX_UPLOAD_MB": "1"})
+    app = make_app(module, settings)
+    response = app.post("/", upload_files=[("files", "big.bin", b"x" * size)], status=413)
+    assert response.html.select_one(".error").text == (
+        "This upload is larger than the 1.0 MiB accepted at once. Upload fewer or smaller files."
+    )
+    assert response.html.select("tr[data-id]") == []
+
+
+@pytest.mark.parametrize("module", SMALL_APPS)
+def test_the_favicon_is_served(module: str, settings: Any) -> None:
+    app = make_app(module, settings)
+    response = app.get("/favicon.ico")
+    assert response.content_type == "image/vnd.microsoft.icon"
+    assert response.body == (EXAMPLES / "filebox" / "static" / "favicon.ico").read_bytes()
+    assert app.get("/").html.select_one("link[rel=icon]")["href"] == "/favicon.ico"
