@@ -187,9 +187,10 @@ class Spawner:
         return int(self.process.stdout.readline())
 
     def close(self) -> None:
-        assert self.process.stdin
+        assert self.process.stdin and self.process.stdout
         self.process.stdin.close()
         self.process.wait(30)
+        self.process.stdout.close()
 
 
 @pytest.fixture
