@@ -18,9 +18,12 @@ files themselves live in a depot, and follow the transaction of the row:
 
 The rules are in :mod:`depot.fields._sqlatracking` and in ``docs/models.rst``.
 
-Bulk statements (``query.update()``, ``query.delete()``, ``update()`` and
-``delete()`` executed as such, ``ON DELETE CASCADE`` in the database) bypass the
-ORM, so the files of the rows they change are never deleted.
+ORM-enabled bulk statements run by a session (``query.delete()``,
+``query.update()``, ``session.execute(delete(M))`` and ``update(M)``) are
+followed too: the file columns of the rows they match are read before they
+run, and what those rows let go of is deleted after the commit. Core
+statements on a ``Connection``, raw SQL and ``ON DELETE CASCADE`` in the
+database bypass the session: the files of the rows they change stay.
 """
 
 from __future__ import annotations
