@@ -379,3 +379,85 @@ def test_concurrent_move_of_a_value(
     with Session() as s:
         b = s.scalars(sa.select(Document).where(Document.name == "b")).one()
         assert b.attachment.file.read() == b"a"
+
+
+def test_parameters_given_apart(Session: Maker) -> None:  # noqa: N803
+    files = add_documents(Session, "a", "b")
+    with Session() as s:
+        statement = sa.delete(Document).where(Document.name == sa.bindparam("which"))
+        s.execute(statement, {"which": "a"})
+        s.commit()
+    assert none_exist(files["a"])
+    assert all_exist(files["b"])
+
+
+@pytest.mark.parametrize("outer_commits", [True, False])
+def test_session_joined_to_an_outer_transaction(Session: Maker, outer_commits: bool) -> None:  # noqa: N803
+    files = add_documents(Session, "a", "b")
+    with Session.kw["bind"].connect() as connection:
+        outer = connection.begin()
+        with orm.Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+            s.execute(sa.delete(Document).where(Document.name == "a"))
+            s.commit()  # releases the savepoint only
+        assert all_exist(files["a"])
+        if outer_commits:
+            outer.commit()
+        else:
+            outer.rollback()
+    if outer_commits:
+        assert none_exist(files["a"])
+        assert names_left(Session) == ["b"]
+    else:
+        assert all_exist(files["a"])
+        assert names_left(Session) == ["a", "b"]
+    assert all_exist(files["b"])
+
+
+def test_more_rows_than_one_check_holds(Session: Maker) -> None:  # noqa: N803
+    from depot.fields import _sqlatracking
+
+    count = _sqlatracking._IN_CHUNK + 20
+    with Session() as s:
+        docs = [Document(name=f"d{n}", attachment=b"x") for n in range(count)]
+        s.add_all(docs)
+        s.commit()
+        values = [doc.attachment for doc in docs]
+    with Session() as s:
+        s.execute(sa.update(Document).where(Document.name != "d0").values(attachment=None))
+        s.commit()
+    assert all_exist(values[0])
+    assert all(none_exist(value) for value in values[1:])
+
+
+def test_unreadable_rows_name_no_file(Session: Maker) -> None:  # noqa: N803
+    files = add_documents(Session, "a")
+    with Session() as s:
+        s.execute(
+            sa.text("INSERT INTO depot_documents (id, name, attachment) VALUES (99, 'raw', '5')")
+        )
+        s.commit()
+    with Session() as s:
+        s.execute(sa.delete(Document))
+        s.commit()
+    assert none_exist(files["a"])
+    assert names_left(Session) == []
+
+
+def test_sql_expressions_as_values(Session: Maker) -> None:  # noqa: N803
+    files = add_documents(Session, "a", "b")
+    with Session() as s:
+        # The column set to itself: nothing changes, nothing goes.
+        s.execute(sa.update(Document).values(attachment=Document.attachment))
+        s.execute(sa.update(Document).where(Document.name == "a").values(attachment=sa.null()))
+        s.commit()
+    assert none_exist(files["a"])
+    assert all_exist(files["b"])
+
+
+def test_content_in_a_statement_is_refused(Session: Maker) -> None:  # noqa: N803
+    files = add_documents(Session, "a")
+    with Session() as s:
+        with pytest.raises(sa.exc.StatementError, match="assign the content to the mapped"):
+            s.execute(sa.update(Document).values(attachment=b"content"))
+        s.rollback()
+    assert all_exist(files["a"])
