@@ -827,16 +827,20 @@ def _bulk_statement(orm_execute_state: ORMExecuteState) -> Any:
         session.flush()
     table = mapper.local_table
     primary_key = list(table.primary_key)
+    connection = session.connection(bind_arguments=orm_execute_state.bind_arguments)
     try:
         query = _matched_rows(mapper, statement, params, primary_key, columns)
+        # Compiled apart so that a WHERE no SELECT can take fails before the
+        # database sees anything: the statement then runs as it would have.
+        query.compile(dialect=connection.dialect)
     except (SQLAlchemyError, KeyError, TypeError):
         log.warning(
-            "Could not read the rows %s changes; the files they let go of stay in their depots",
+            "Could not read the rows that %s changes; the files they let go of stay in "
+            "their depots",
             statement,
             exc_info=True,
         )
         return None
-    connection = session.connection(bind_arguments=orm_execute_state.bind_arguments)
     query_params = params if isinstance(params, dict) else {}
     before = _rows_read(connection.execute(query, query_params), len(primary_key))
     result = orm_execute_state.invoke_statement()

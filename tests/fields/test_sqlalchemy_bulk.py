@@ -10,6 +10,7 @@ the rows were loaded, for ``query.delete()``/``update()`` and 2.0's
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -461,3 +462,26 @@ def test_content_in_a_statement_is_refused(Session: Maker) -> None:  # noqa: N80
             s.execute(sa.update(Document).values(attachment=b"content"))
         s.rollback()
     assert all_exist(files["a"])
+
+
+def test_rows_that_cannot_be_read_are_logged(
+    Session: Maker,  # noqa: N803
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WHERE that cannot be read as a SELECT: the statement runs, its files stay, logged."""
+    from depot.fields import _sqlatracking
+
+    files = add_documents(Session, "a")
+
+    def broken(*args: Any) -> Any:
+        raise sa.exc.CompileError("no SELECT can take this WHERE")
+
+    monkeypatch.setattr(_sqlatracking, "_matched_rows", broken)
+    with Session() as s, caplog.at_level(logging.WARNING, "depot.fields.sqlalchemy"):
+        assert s.execute(sa.delete(Document)).rowcount == 1
+        s.commit()
+    assert names_left(Session) == []
+    assert all_exist(files["a"])
+    [record] = caplog.records
+    assert "the files they let go of stay" in record.getMessage()
