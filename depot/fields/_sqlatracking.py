@@ -42,6 +42,7 @@ from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, get_history
 from sqlalchemy.sql.expression import SavepointClause
 
 from depot.fields._tracking import delete_files, paths_of
+from depot.fields.interfaces import DepotFileInfo
 from depot.fields.upload import UnreadableValue
 
 #: The key under which depot keeps its bookkeeping in ``Session.info``,
@@ -809,6 +810,9 @@ def _bulk_statement(orm_execute_state: ORMExecuteState) -> Any:
     current transaction or savepoint, like a flushed row's: deleted once the
     database committed, forgotten if it rolls back.
     """
+    if orm_execute_state.is_insert:
+        _note_inserted(orm_execute_state.statement, orm_execute_state.parameters)
+        return None
     if not (orm_execute_state.is_delete or orm_execute_state.is_update):
         return None
     mapper = orm_execute_state.bind_mapper
@@ -851,6 +855,22 @@ def _bulk_statement(orm_execute_state: ORMExecuteState) -> Any:
         assert changes is not None
         _record_bulk(mapper, columns, before, after, deleting, changes)
     return result
+
+
+def _note_inserted(statement: Any, params: Any) -> None:
+    """Values an ``INSERT`` writes as they are may be another row's: mark them shared."""
+    candidates: list[Any] = list((getattr(statement, "_values", None) or {}).values())
+    for row in getattr(statement, "_multi_values", None) or ():
+        for values in row:
+            candidates += list(values.values()) if isinstance(values, dict) else list(values)
+    for parameters in params if isinstance(params, list) else [params or {}]:
+        if isinstance(parameters, dict):
+            candidates += list(parameters.values())
+    for value in candidates:
+        value = getattr(value, "value", value)  # a bound parameter holds the value given
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, DepotFileInfo):
+                _note_copied(paths_of(item))
 
 
 def _bulk_columns(

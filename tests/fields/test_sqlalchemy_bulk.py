@@ -485,3 +485,22 @@ def test_rows_that_cannot_be_read_are_logged(
     assert all_exist(files["a"])
     [record] = caplog.records
     assert "the files they let go of stay" in record.getMessage()
+
+
+@pytest.mark.parametrize("form", ["values", "parameters", "many"])
+def test_insert_statement_copying_a_value(Session: Maker, form: str) -> None:  # noqa: N803
+    """A row inserted by a statement with another row's value: deleting that row keeps the file."""
+    files = add_documents(Session, "a")
+    with Session() as s:
+        if form == "values":
+            s.execute(sa.insert(Document).values(name="copy", attachment=files["a"]))
+        elif form == "parameters":
+            s.execute(sa.insert(Document), {"name": "copy", "attachment": files["a"]})
+        else:
+            rows = [{"name": f"copy{n}", "attachment": files["a"]} for n in range(2)]
+            s.execute(sa.insert(Document), rows)
+        s.commit()
+    with Session() as s:
+        s.delete(s.scalars(sa.select(Document).where(Document.name == "a")).one())
+        s.commit()
+    assert all_exist(files["a"])
