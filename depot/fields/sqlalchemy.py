@@ -18,9 +18,12 @@ files themselves live in a depot, and follow the transaction of the row:
 
 The rules are in :mod:`depot.fields._sqlatracking` and in ``docs/models.rst``.
 
-Bulk statements (``query.update()``, ``query.delete()``, ``update()`` and
-``delete()`` executed as such, ``ON DELETE CASCADE`` in the database) bypass the
-ORM, so the files of the rows they change are never deleted.
+ORM-enabled bulk statements run by a session (``query.delete()``,
+``query.update()``, ``session.execute(delete(M))`` and ``update(M)``) are
+followed too: the file columns of the rows they match are read before they
+run, and what those rows let go of is deleted after the commit. Core
+statements on a ``Connection``, raw SQL and ``ON DELETE CASCADE`` in the
+database bypass the session: the files of the rows they change stay.
 """
 
 from __future__ import annotations
@@ -102,19 +105,33 @@ class _FileColumn(types.TypeDecorator):
 
     def _coerce(self, value: Any) -> tuple[DepotFileInfo, bool]:
         """The value to keep for ``value`` (not None), and whether it was stored just now."""
-        if isinstance(value, self.upload_type):
+        if isinstance(value, DepotFileInfo):
+            # Kept as it is, even of another upload type: filedepot did, and the
+            # flush refuses a value that is not an ``upload_type`` (process_bind_param).
             return value, False
         if isinstance(value, dict):
-            # A value's dict (another row's, or JSON): it refers to files
-            # already stored, as when filedepot loaded it.
-            problem = value_problem(value)
-            if problem is not None:
-                raise ValueError(
-                    f"{type(self).__name__} cannot keep {_shorten(value)}: {problem}. "
-                    "Assign content to store, a value read from another row, or None."
-                )
-            return self.upload_type(value), False
+            raise self._dict_refused(value)
         return self._options.store(self._options.validate(value)), True
+
+    def _dict_refused(self, value: dict[Any, Any]) -> ValueError:
+        # A dict is not content, and taking it for a value would write whatever
+        # keys it has (a form's fields, {}) as if they named stored files.
+        name = self.upload_type.__name__
+        return ValueError(
+            f"{type(self).__name__} cannot keep a dict ({_shorten(value)}): assign the "
+            "content to store (bytes, a file opened in binary mode, an upload), a "
+            f"{name} value (another row's, or {name}(data) for one decoded from the "
+            "column's JSON), or None."
+        )
+
+    def _type_refused(self, value: DepotFileInfo) -> ValueError:
+        name = self.upload_type.__name__
+        return ValueError(
+            f"{type(self).__name__}(upload_type={name}) stores {name} values, got "
+            f"{type(value).__name__} {value.get('path')!r}: assign its content to store "
+            f"it as a {name} (row.attribute = value.file), or declare the column with "
+            f"upload_type={type(value).__name__}."
+        )
 
     def _decode_one(self, data: str) -> DepotFileInfo | UnreadableValue:
         """The value for the column's text: an ``upload_type`` value or an :class:`UnreadableValue`.
@@ -173,12 +190,15 @@ class UploadedFileField(_FileColumn):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        if isinstance(value, DepotFileInfo):
+        if isinstance(value, self.upload_type):
             # Written: whatever happens to its object, a row may now refer to its files.
             disown(value)
             return value.encode()
         if isinstance(value, UnreadableValue):
             return value.encode()
+        if isinstance(value, DepotFileInfo):
+            # As filedepot: the flush fails (SQLAlchemy wraps it in a StatementError).
+            raise self._type_refused(value)
         raise ValueError(
             f"UploadedFileField stores {self.upload_type.__name__} values, got "
             f"{type(value).__name__}: assign the content to the mapped attribute "
@@ -241,6 +261,9 @@ class UploadedFilesField(_FileColumn):
             return value.encode()
         if isinstance(value, (list, tuple)) and all(isinstance(v, DepotFileInfo) for v in value):
             for item in value:
+                if not isinstance(item, self.upload_type):
+                    raise self._type_refused(item)
+            for item in value:
                 disown(item)
             return json.dumps([json.loads(v.encode()) for v in value])
         raise ValueError(
@@ -292,9 +315,14 @@ class UploadedFilesField(_FileColumn):
                 raise TypeError(
                     f"A list of files cannot hold None (item {index}): leave the item out."
                 )
-            if isinstance(item, dict):
+            if isinstance(item, DepotFileInfo):
                 checked.append((item, False))
                 continue
+            if isinstance(item, dict):
+                exc = self._dict_refused(item)
+                if len(items) > 1:
+                    exc.args = (f"File {index + 1} of {len(items)}: {exc}",)
+                raise exc
             try:
                 checked.append((self._options.validate(item), True))
             except ValidationError as exc:

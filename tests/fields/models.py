@@ -18,6 +18,7 @@ from sqlalchemy.orm import (
 )
 
 from depot.fields.interfaces import DepotFileInfo, FileFilter
+from depot.fields.specialized.image import UploadedImageWithThumb
 from depot.fields.sqlalchemy import UploadedFileField, UploadedFilesField
 from depot.fields.upload import UploadedFile
 from depot.validators import ContentTypes, MaxSize
@@ -133,3 +134,18 @@ class Video(Media):
     id: Mapped[int] = mapped_column(sa.ForeignKey("depot_media.id"), primary_key=True)
     poster: Mapped[UploadedFile | None] = mapped_column(UploadedFileField())
     __mapper_args__ = {"polymorphic_identity": "video"}
+
+
+class Photo(Base):
+    """Columns of another upload type than UploadedFile."""
+
+    __tablename__ = "depot_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    picture: Mapped[UploadedImageWithThumb | None] = mapped_column(
+        UploadedFileField(upload_type=UploadedImageWithThumb)
+    )
+    pictures: Mapped[list[UploadedImageWithThumb] | None] = mapped_column(
+        UploadedFilesField(upload_type=UploadedImageWithThumb)
+    )

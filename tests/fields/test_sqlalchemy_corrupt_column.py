@@ -151,7 +151,7 @@ def test_decode_refuses_what_is_not_a_value() -> None:
 
 def test_assigning_a_dict_that_is_not_a_value() -> None:
     doc = Document(name="d")
-    with pytest.raises(ValueError, match="'files' must be a list"):
+    with pytest.raises(ValueError, match="cannot keep a dict"):
         doc.attachment = {"depot_name": "default", "files": "default/x"}
     assert doc.attachment is None
 

@@ -550,15 +550,6 @@ def test_joined_inheritance(Session: Maker) -> None:  # noqa: N803
 # -- what cannot be tracked, and what cannot be deleted ----------------------------------------
 
 
-def test_bulk_delete_is_not_tracked(Session: Maker) -> None:  # noqa: N803
-    """Documented: a bulk statement bypasses the ORM, so its rows' files stay."""
-    old = add_document(Session)
-    with Session() as s:
-        s.execute(sa.delete(Document))
-        s.commit()
-    assert all_exist(old)
-
-
 def test_failed_deletion_after_commit_is_logged(
     Session: Maker,  # noqa: N803
     depot: Any,
