@@ -51,7 +51,7 @@ from depot.io._objectmeta import (
     response_disposition,
 )
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import timestamp
+from depot.io.utils import _modified_now
 
 try:
     import boto3
@@ -515,7 +515,7 @@ class S3Storage(FileStorage):
             "StorageClass": self._storage_class,
             "Metadata": {
                 FILENAME: quote_filename(filename),
-                MODIFIED: timestamp(),
+                MODIFIED: _modified_now()[0],
             },
         }
         if self._policy == CANNED_ACL_PUBLIC_READ:

@@ -52,7 +52,7 @@ from depot.io._objectmeta import (
     response_disposition,
 )
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import timestamp
+from depot.io.utils import _modified_now
 
 try:
     import google.auth
@@ -517,7 +517,7 @@ class GCSStorage(FileStorage):
         metadata = {
             FILENAME: quote_filename(filename),
             _CONTENT_TYPE: content_type,
-            MODIFIED: timestamp(),
+            MODIFIED: _modified_now()[0],
         }
         upload(blob, source, metadata, RETRY, self._where, fileid)
 

@@ -48,7 +48,7 @@ from depot.exceptions import (
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._fileinfo import Source
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import TIMESTAMP_FORMAT, parse_timestamp
+from depot.io.utils import _modified_now, parse_timestamp
 from depot.utils import utcnow_naive
 
 try:
@@ -312,7 +312,7 @@ class GridFSStorage(FileStorage):
         return {
             "filename": filename,
             "contentType": content_type,
-            "last_modified": now.strftime(TIMESTAMP_FORMAT),
+            "last_modified": _modified_now()[0],
             "chunkSize": _CHUNK_SIZE,
             "length": Int64(digest.length),
             "uploadDate": now,

@@ -224,7 +224,11 @@ class FileStorage(ABC):
 
     @staticmethod
     def fileid(file_or_id: StoredFile | str) -> str:
-        """Return the id of a :class:`StoredFile`, or the id itself if given one."""
+        """Return the id of a :class:`StoredFile`, or the id itself if given one.
+
+        Backends that name files by UUID (memory, local, S3, GCS) also accept a
+        :class:`uuid.UUID` wherever they accept an id, as filedepot did.
+        """
         # Duck-typed, as in filedepot: an UploadedFile (a dict with attribute
         # access) of the ORM layers is accepted too.
         file_id = getattr(file_or_id, "file_id", file_or_id)

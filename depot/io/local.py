@@ -57,8 +57,7 @@ from depot.exceptions import (
 from depot.io._chunks import BLOCK_SIZE, Digest, iter_chunks
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import TIMESTAMP_FORMAT, parse_timestamp
-from depot.utils import utcnow_naive
+from depot.io.utils import _modified_now, parse_timestamp
 
 try:
     import fcntl
@@ -320,7 +319,7 @@ class LocalFileStorage(FileStorage):
             "filename": filename,
             "content_type": content_type,
             "content_length": digest.length,
-            "last_modified": utcnow_naive().strftime(TIMESTAMP_FORMAT),
+            "last_modified": _modified_now()[0],
         }
         # The checksum is not flushed on its own: were it lost in a power cut
         # the file would read back with checksum None, like filedepot's files,

@@ -14,7 +14,7 @@ from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.utils import utcnow_naive
+from depot.io.utils import _modified_now
 
 __all__ = ["MemoryFileStorage", "MemoryStoredFile"]
 
@@ -123,7 +123,7 @@ class MemoryFileStorage(FileStorage):
                 "filename": filename,
                 "content_type": content_type,
                 "content_length": digest.length,
-                "last_modified": utcnow_naive().replace(microsecond=0),
+                "last_modified": _modified_now()[1],
                 "checksum": digest.checksum,
             },
         }

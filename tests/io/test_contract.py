@@ -6,11 +6,15 @@ import gzip
 import hashlib
 import io
 import os
+import uuid
 from datetime import datetime, timedelta, timezone
+
+from unittest import mock
 
 import pytest
 
 from depot.exceptions import (
+    BackendUnavailableError,
     CorruptMetadataError,
     FileTooLargeError,
     InvalidFileIdError,
@@ -601,3 +605,82 @@ def test_a_gzip_stream_within_the_limit_stores_what_it_gives(
         stored = storage.get(storage.create(validate(stream, [MaxSize(size)]), "zeros.bin"))
     assert stored.content_length == size
     assert stored.checksum == sha256(bytes(size))
+
+
+# --- issue 13: what filedepot's suites (and apps that copied them) do -----------
+
+
+@pytest.mark.parametrize("operation", ["create", "replace"])
+def test_a_frozen_timestamp_sets_last_modified(storage: FileStorage, operation: str) -> None:
+    # filedepot's suite freezes time by patching the helper where it lives.
+    file_id = storage.create(b"first", filename="a.txt")
+    with mock.patch("depot.io.utils.timestamp", return_value="2001-01-01 00:00:01"):
+        if operation == "create":
+            file_id = storage.create(b"content", filename="a.txt")
+        else:
+            storage.replace(file_id, b"content")
+    assert storage.get(file_id).last_modified == datetime(2001, 1, 1, 0, 0, 1)
+
+
+def test_timestamp_keeps_filedepots_format() -> None:
+    from depot.io.utils import timestamp
+
+    assert datetime.strptime(timestamp(), "%Y-%m-%d %H:%M:%S")
+
+
+def test_a_file_not_read_yet_reads_the_version_a_replace_stored(storage: FileStorage) -> None:
+    # filedepot's test_replace_keeps_filename: get(), replace(), then read.
+    file_id = storage.create(b"HELLO WORLD", filename="file.txt")
+    stored = storage.get(file_id)
+    storage.replace(stored, b"NEW CONTENT, longer")
+    assert stored.read() == b"NEW CONTENT, longer"
+    # ... and its metadata now describes the bytes it read.
+    assert stored.content_length == 19
+    assert stored.checksum == sha256(b"NEW CONTENT, longer")
+    assert stored.filename == "file.txt"
+
+
+def test_a_file_read_once_keeps_its_version_or_says_it_is_gone(storage: FileStorage) -> None:
+    file_id = storage.create(b"0123456789" * 1000, filename="file.txt")
+    stored = storage.get(file_id)
+    first = stored.read(10)
+    storage.replace(file_id, b"abcdefghij" * 2000, filename="other.bin")
+    # Never bytes of one version under the metadata of another: the rest of
+    # the old version, or an error saying the file was replaced.
+    try:
+        rest = stored.read()
+    except BackendUnavailableError as exc:
+        assert "replaced" in str(exc)
+    else:
+        assert first + rest == b"0123456789" * 1000
+    assert (stored.filename, stored.content_length) == ("file.txt", 10000)
+    assert stored.checksum == sha256(b"0123456789" * 1000)
+
+
+@pytest.mark.parametrize("operation", ["get", "exists", "replace", "delete"])
+def test_uuid_objects_are_accepted_as_ids(storage: FileStorage, operation: str) -> None:
+    file_id = storage.create(b"content", filename="a.txt")
+    if not _uses_uuid_ids(file_id):
+        with pytest.raises(InvalidFileIdError):
+            storage.get(uuid.UUID(int=1))
+        return
+    as_uuid = uuid.UUID(file_id)
+    if operation == "get":
+        stored = storage.get(as_uuid)  # type: ignore[arg-type]
+        assert (stored.file_id, stored.read()) == (file_id, b"content")
+    elif operation == "exists":
+        assert storage.exists(as_uuid)  # type: ignore[arg-type]
+        assert not storage.exists(uuid.uuid4())  # type: ignore[arg-type]
+    elif operation == "replace":
+        assert storage.replace(as_uuid, b"new") == file_id  # type: ignore[arg-type]
+        assert storage.get(file_id).read() == b"new"
+    else:
+        storage.delete(as_uuid)  # type: ignore[arg-type]
+        assert not storage.exists(file_id)
+
+
+def _uses_uuid_ids(file_id: str) -> bool:
+    try:
+        return str(uuid.UUID(file_id)) == file_id
+    except ValueError:
+        return False
