@@ -8,7 +8,6 @@ import io
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
-
 from unittest import mock
 
 import pytest
