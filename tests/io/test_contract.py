@@ -782,3 +782,28 @@ def test_a_path_given_as_str_says_to_open_it(storage: FileStorage) -> None:
     with pytest.raises(TypeError, match=r"text.encode\('utf-8'\)") as raised:
         storage.create("HELLO WORLD")  # type: ignore[arg-type]
     assert "looks like a file path" not in str(raised.value)
+
+
+@pytest.mark.parametrize("first", ["read", "seek", "iterate"])
+def test_following_a_replace_never_mixes_versions(storage: FileStorage, first: str) -> None:
+    file_id = storage.create(b"v0" * 50, filename="v0.txt")
+    for version, size in enumerate([3, 700, 1, 90_000], start=1):
+        stored = storage.get(file_id)
+        # Two replaces between get() and the first read: the newest one is read.
+        storage.replace(file_id, b"x" * 5)
+        data = bytes([version]) * size
+        storage.replace(file_id, data, filename=f"v{version}.bin")
+        if first == "read":
+            got = stored.read()
+        elif first == "seek":
+            stored.seek(1)
+            got = data[:1] + stored.read()
+        else:
+            got = b"".join(stored)
+        assert got == data
+        assert (stored.filename, stored.content_length, stored.checksum) == (
+            f"v{version}.bin",
+            size,
+            sha256(data),
+        )
+        stored.close()
