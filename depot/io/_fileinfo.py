@@ -112,7 +112,7 @@ def unwrap(content: Any) -> tuple[Source, str | None, str | None]:
         shown = _carried_name(content)
         raise TypeError(
             f"{'File ' + repr(shown) if shown else 'This file'} is open in text mode; only "
-            "bytes can be stored. Open it in binary mode: open(path, 'rb')."
+            "bytes can be stored. Open it in binary mode ('rb'): open(path, 'rb')."
         )
     return stream, _carried_name(content), _carried_type(content)
 
@@ -121,12 +121,13 @@ def _str_advice(text: str) -> str:
     if _looks_like_a_path(text):
         return (
             f"Only bytes can be stored, not str: {text!r} looks like a file path, and a "
-            f"path is not read. To store that file, pass it open: open({text!r}, 'rb'). "
+            f"path is not read. To store that file, pass it opened in binary mode ('rb'): "
+            f"open({text!r}, 'rb'). "
             "(To store text itself, pass text.encode('utf-8').)"
         )
     return (
         "Only bytes can be stored, not str: pass text.encode('utf-8') to store the text, "
-        "or, to store a file, the file opened in binary mode: open(path, 'rb')."
+        "or, to store a file, the file opened in binary mode ('rb'): open(path, 'rb')."
     )
 
 
