@@ -399,6 +399,8 @@ def _check_storage_path(path: str) -> None:
     )
     if not path:
         raise ConfigurationError(f"storage_path is empty. {what_to_do}")
+    if "\0" in path:
+        raise ConfigurationError(f"storage_path {path!r} holds a NUL character. {what_to_do}")
     probe = path
     while True:
         try:

@@ -814,3 +814,12 @@ def test_null_metadata_values_take_defaults_as_in_filedepot(
     metadata.write_text(json.dumps({**stored, field: None}))
     expected = {"filename": "unnamed", "content_type": "application/octet-stream"}
     assert getattr(local.get(file_id), field) == expected.get(field)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("files\0x", "holds a NUL character"), ("/tmp/" + "x" * 5000, "File name too long")],
+)
+def test_a_storage_path_no_system_accepts_is_refused_at_once(path: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        LocalFileStorage(path)
