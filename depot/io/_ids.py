@@ -26,8 +26,8 @@ def check_file_id(file_id: object, backend: str) -> str:
     """Return ``file_id`` as text if it is a well-formed id, else raise InvalidFileIdError.
 
     A :class:`uuid.UUID` is accepted and returned in its canonical text form:
-    applications keep ids in UUID columns, and filedepot took them (it checked
-    ``str(file_id)``).
+    applications keep ids in UUID columns. (filedepot's check let a UUID
+    through, and then found no file: ``exists()`` was false, ``get()`` raised.)
     """
     if isinstance(file_id, uuid.UUID):
         return str(file_id)

@@ -283,7 +283,11 @@ class FileStorage(ABC):
         """Return the id of a :class:`StoredFile`, or the id itself if given one.
 
         Backends that name files by UUID (memory, local, S3, GCS) also accept a
-        :class:`uuid.UUID` wherever they accept an id, as filedepot did.
+        :class:`uuid.UUID` wherever they accept an id.
+
+        .. versionchanged:: 1.0
+           UUID objects work (filedepot let them through its check, then found
+           no file).
         """
         # Duck-typed, as in filedepot: an UploadedFile (a dict with attribute
         # access) of the ORM layers is accepted too.
