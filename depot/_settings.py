@@ -34,6 +34,7 @@ EXTRAS = {
     "depot.fields.ming": "ming",
     "depot.fields.sqlalchemy": "sqlalchemy",
     "depot.fields._images": "images",
+    "depot.fields.specialized.image": "images",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -136,6 +136,9 @@ class FileServeApp:
         offload: tuple[str, str] | None = None,
     ) -> None:
         self.file = storedfile
+        # The headers below and the body must describe one version, even if
+        # the file is replaced before the body is read.
+        storedfile.hold_version()
         filename = storedfile.filename
         self.filename = filename if isinstance(filename, str) and filename else DEFAULT_FILENAME
         last_modified = storedfile.last_modified

@@ -44,7 +44,10 @@ try:
         PngImagePlugin,
     )
 except ImportError as exc:  # pragma: no cover - the test environment has Pillow
-    raise ImportError(missing_dependency_message(__name__, "Pillow")) from exc
+    # Named by the public module the application imported, not this private one.
+    raise ImportError(
+        missing_dependency_message("depot.fields.specialized.image", "Pillow")
+    ) from exc
 
 #: The formats accepted by default: what browsers show, plus BMP and TIFF, which
 #: scanners and cameras produce. Pillow reads more, but EPS runs Ghostscript on

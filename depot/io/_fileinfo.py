@@ -8,6 +8,7 @@ backends deal with a single shape.
 from __future__ import annotations
 
 import gzip
+import io
 import mimetypes
 import os
 from collections.abc import Callable
@@ -98,17 +99,57 @@ def unwrap(content: Any) -> tuple[Source, str | None, str | None]:
     if isinstance(content, (bytes, bytearray, memoryview)):
         return content, None, None
     if isinstance(content, str):
-        raise TypeError(
-            "Only bytes can be stored, not str: pass content.encode('utf-8') "
-            "or a file opened in binary mode ('rb')."
-        )
+        raise TypeError(_str_advice(content))
     stream = _upload_stream(content)
     if stream is None:
         raise TypeError(
             f"Cannot store a {type(content).__name__}: pass bytes, a file opened in "
             "binary mode, a FileIntent, or an upload object (with .file or .stream)."
         )
+    if _is_text_stream(stream):
+        # Found before the first read: reading a JPEG through a text stream
+        # raises a bare UnicodeDecodeError, which says nothing of the cause.
+        shown = _carried_name(content)
+        raise TypeError(
+            f"{'File ' + repr(shown) if shown else 'This file'} is open in text mode; only "
+            "bytes can be stored. Open it in binary mode ('rb'): open(path, 'rb')."
+        )
     return stream, _carried_name(content), _carried_type(content)
+
+
+def _str_advice(text: str) -> str:
+    if _looks_like_a_path(text):
+        return (
+            f"Only bytes can be stored, not str: {text!r} looks like a file path, and a "
+            f"path is not read. To store that file, pass it opened in binary mode ('rb'): "
+            f"open({text!r}, 'rb'). "
+            "(To store text itself, pass text.encode('utf-8').)"
+        )
+    return (
+        "Only bytes can be stored, not str: pass text.encode('utf-8') to store the text, "
+        "or, to store a file, the file opened in binary mode ('rb'): open(path, 'rb')."
+    )
+
+
+def _looks_like_a_path(text: str) -> bool:
+    if not text or len(text) > 4096 or "\n" in text or "\0" in text:
+        return False
+    if os.sep in text or (os.altsep and os.altsep in text):
+        return True
+    base, ext = os.path.splitext(text)
+    return bool(base) and 1 < len(ext) <= 6 and " " not in ext
+
+
+def _is_text_stream(stream: object) -> bool:
+    if isinstance(stream, io.TextIOBase):
+        return True
+    # Wrappers of a text file (tempfile's, Django's File) pass its encoding on;
+    # binary files have none (or None: SpooledTemporaryFile in binary mode).
+    try:
+        encoding = getattr(stream, "encoding", None)
+    except (AttributeError, ValueError):  # a proxy of a closed or binary file
+        return False
+    return isinstance(encoding, str)
 
 
 def resolve(

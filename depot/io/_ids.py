@@ -1,4 +1,4 @@
-"""File ids of the backends that name files by UUID (memory, local)."""
+"""File ids of the backends that name files by UUID (memory, local, S3, GCS)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ def new_file_id() -> str:
 
 
 def check_file_id(file_id: object, backend: str) -> str:
-    """Return ``file_id`` if it is a well-formed id, else raise InvalidFileIdError."""
+    """Return ``file_id`` as text if it is a well-formed id, else raise InvalidFileIdError.
+
+    A :class:`uuid.UUID` is accepted and returned in its canonical text form:
+    applications keep ids in UUID columns. (filedepot's check let a UUID
+    through, and then found no file: ``exists()`` was false, ``get()`` raised.)
+    """
+    if isinstance(file_id, uuid.UUID):
+        return str(file_id)
     if isinstance(file_id, str) and _UUID_TEXT.fullmatch(file_id):
         return file_id
     shown = repr(file_id)

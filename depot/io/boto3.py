@@ -51,7 +51,7 @@ from depot.io._objectmeta import (
     response_disposition,
 )
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import timestamp
+from depot.io.utils import _modified_now
 
 try:
     import boto3
@@ -108,9 +108,10 @@ class S3StoredFile(StoredFile):
     The bytes are fetched on the first read, streamed in blocks. It seeks
     (a seek starts a new ranged request at the next read), and
     :meth:`iter_range` asks S3 for just the bytes wanted. Every request for
-    the bytes is conditional on the version whose metadata was read, so data
-    and metadata always agree: if the file was replaced meanwhile, reading
-    raises :class:`~depot.exceptions.BackendUnavailableError`.
+    the bytes is conditional on the version whose metadata it holds, so data
+    and metadata always agree: a file replaced before its first read follows
+    (see :meth:`~depot.io.interfaces.StoredFile.hold_version`); one replaced
+    after it raises :class:`~depot.exceptions.BackendUnavailableError`.
 
     .. versionchanged:: 1.0
        Seekable; ``checksum``, :meth:`iter_range`, :meth:`signed_url` and
@@ -128,9 +129,28 @@ class S3StoredFile(StoredFile):
         self._closed = False
         super().__init__(file_id, **_file_info(file_id, self._key, head, storage._where))
 
+    def _follow_replace(self) -> None:
+        # Optimistic: the GET is conditional on the version opened, and only
+        # when S3 says it was replaced is the new version's metadata fetched.
+        if self._pos < (self.content_length or 0):
+            try:
+                self._body = self._storage._get_body(self, self._pos, None)
+                return
+            except BackendUnavailableError:
+                head = self._storage._head(self.file_id)
+                if head is None or head.get("ETag") == self._etag:
+                    raise
+        else:  # nothing to GET (an empty file): ask
+            head = self._storage._head(self.file_id)
+            if head is None or head.get("ETag") == self._etag:
+                return
+        self._set_metadata(**_file_info(self.file_id, self._key, head, self._storage._where))
+        self._etag = head.get("ETag")
+
     def read(self, n: int | None = -1) -> bytes:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+        self._first_read()
         left = (self.content_length or 0) - self._pos
         wanted = left if n is None or n < 0 else min(n, left)
         if wanted <= 0:
@@ -155,6 +175,8 @@ class S3StoredFile(StoredFile):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+        if whence == io.SEEK_END:  # the end of the version to be read
+            self._first_read()
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.content_length or 0}
         position = base[whence] + offset
         if position < 0:
@@ -174,6 +196,7 @@ class S3StoredFile(StoredFile):
         """
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+        self.hold_version()
         stop = min(stop, self.content_length or 0)
         if start >= stop:
             return
@@ -515,7 +538,7 @@ class S3Storage(FileStorage):
             "StorageClass": self._storage_class,
             "Metadata": {
                 FILENAME: quote_filename(filename),
-                MODIFIED: timestamp(),
+                MODIFIED: _modified_now()[0],
             },
         }
         if self._policy == CANNED_ACL_PUBLIC_READ:

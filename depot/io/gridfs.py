@@ -31,7 +31,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
@@ -48,7 +48,7 @@ from depot.exceptions import (
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._fileinfo import Source
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import TIMESTAMP_FORMAT, parse_timestamp
+from depot.io.utils import _modified_now, parse_timestamp
 from depot.utils import utcnow_naive
 
 try:
@@ -91,27 +91,55 @@ class GridFSStoredFile(StoredFile):
     rest of the file. Open the file again to read one version whole.
     """
 
-    def __init__(self, file_id: str, gridout: gridfs.GridOut, where: str = "GridFS") -> None:
+    def __init__(
+        self,
+        file_id: str,
+        gridout: gridfs.GridOut,
+        where: str = "GridFS",
+        newest: Callable[[], gridfs.GridOut | None] | None = None,
+    ) -> None:
         file_id = _check_file_id(file_id)
         self._gridout = gridout
         self._where = where
+        self._newest = newest
         self._closed = False
         with _server_errors(where):
             metadata = _read_metadata(file_id, gridout, where)
         super().__init__(file_id, **metadata)
 
+    def _follow_replace(self) -> None:
+        newest = self._newest() if self._newest is not None else None
+        if newest is not None and newest._file != self._gridout._file:
+            with _server_errors(self._where):
+                self._set_metadata(**_read_metadata(self.file_id, newest, self._where))
+            self._gridout = newest
+
     def read(self, n: int = -1) -> bytes:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+        self._first_read()
         with _server_errors(self._where):
             try:
                 return self._gridout.read(n)
             except gridfs.errors.CorruptGridFile as exc:
-                raise CorruptMetadataError(
-                    f"File {self.file_id} in {self._where} has damaged chunks: {exc}. If it "
-                    "was replaced while being read, read it again; otherwise restore it "
-                    "from a backup or delete it."
-                ) from exc
+                raise self._unreadable(exc) from exc
+
+    def _unreadable(self, exc: gridfs.errors.CorruptGridFile) -> Exception:
+        """Why the chunks do not fit the files document: a replace, a delete, or damage."""
+        # A replace or delete since get() removed this version's chunks.
+        newest = self._newest() if self._newest is not None else None
+        if self._newest is not None and newest is None:
+            return StoredFileNotFoundError(self.file_id, self._where)
+        if newest is not None and newest._file != self._gridout._file:
+            return BackendUnavailableError(
+                f"File {self.file_id} in {self._where} was replaced after it was opened: "
+                "get() it again to read the new version."
+            )
+        return CorruptMetadataError(
+            f"File {self.file_id} in {self._where} has damaged chunks: {exc}. If it "
+            "was replaced while being read, read it again; otherwise restore it "
+            "from a backup or delete it."
+        )
 
     def seekable(self) -> bool:
         return True
@@ -119,6 +147,7 @@ class GridFSStoredFile(StoredFile):
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+        self._first_read()
         return self._gridout.seek(offset, whence)
 
     def tell(self) -> int:
@@ -285,7 +314,13 @@ class GridFSStorage(FileStorage):
 
     def _stored_file(self, fileid: str, document: dict[str, Any]) -> GridFSStoredFile:
         gridout = gridfs.GridOut(self._root, file_document=document)
-        return GridFSStoredFile(fileid, gridout, self._where)
+        return GridFSStoredFile(fileid, gridout, self._where, lambda: self._newest(fileid))
+
+    def _newest(self, fileid: str) -> gridfs.GridOut | None:
+        """The current version of ``fileid``, for a file that follows a replace."""
+        with _server_errors(self._where):
+            document = self._find(fileid)
+        return None if document is None else gridfs.GridOut(self._root, file_document=document)
 
     def _upload(
         self, files_id: ObjectId, source: Source, filename: str, content_type: str
@@ -312,7 +347,7 @@ class GridFSStorage(FileStorage):
         return {
             "filename": filename,
             "contentType": content_type,
-            "last_modified": now.strftime(TIMESTAMP_FORMAT),
+            "last_modified": _modified_now()[0],
             "chunkSize": _CHUNK_SIZE,
             "length": Int64(digest.length),
             "uploadDate": now,

@@ -96,12 +96,20 @@ class StoredFile(io.IOBase):
         program or damaged on disk is refused in one place.
 
     To change a stored file use the storage's ``replace()``; stored files are not
-    writable. Iterating yields blocks of bytes (not lines), so a StoredFile can be
+    writable. A file not read yet follows a ``replace()`` of its id: its first
+    read reads the new version, and its metadata attributes are refreshed to
+    describe it (see :meth:`hold_version`). Once read, it reads that version
+    to its end, or raises where the backend no longer has it: the metadata
+    always describes the bytes read.
+
+    Iterating yields blocks of bytes (not lines), so a StoredFile can be
     handed straight to a WSGI server.
 
     .. versionchanged:: 1.0
        ``checksum`` added; iteration yields blocks instead of lines; metadata of
-       the wrong type raises :class:`~depot.exceptions.CorruptMetadataError`.
+       the wrong type raises :class:`~depot.exceptions.CorruptMetadataError`;
+       a file not read yet follows a replace on every backend, metadata
+       included (filedepot did on some backends, without the metadata).
     """
 
     def __init__(
@@ -113,8 +121,23 @@ class StoredFile(io.IOBase):
         content_length: int | None = None,
         checksum: str | None = None,
     ) -> None:
+        self.file_id = file_id
+        self._set_metadata(filename, content_type, last_modified, content_length, checksum)
+
+    #: Whether the version to read is settled (see :meth:`hold_version`).
+    _version_held = False
+
+    def _set_metadata(
+        self,
+        filename: str | None,
+        content_type: str | None,
+        last_modified: datetime | None,
+        content_length: int | None,
+        checksum: str | None,
+    ) -> None:
+        """Check and set the metadata attributes: at creation, and when following a replace."""
         check_metadata(
-            file_id,
+            self.file_id,
             type(self).__name__,
             filename=filename,
             content_type=content_type,
@@ -122,12 +145,44 @@ class StoredFile(io.IOBase):
             content_length=content_length,
             checksum=checksum,
         )
-        self.file_id = file_id
         self.filename = filename
         self.content_type = content_type
         self.last_modified = last_modified
         self.content_length = content_length
         self.checksum = checksum
+
+    def hold_version(self) -> None:
+        """Read the version the metadata describes now, even if the file is replaced.
+
+        Until it is first read, a StoredFile follows ``replace()``: its first
+        read (``read``, ``seek``, iteration, ``fileno``) reads the newest
+        version and refreshes the metadata attributes to describe it, as
+        filedepot's tests expect. From then on it reads that one version.
+
+        Code that uses the metadata *before* reading and needs both to agree
+        (a server that sends ``Content-Length`` and then the body) calls this
+        first: :class:`~depot.middleware.FileServeApp` does. :meth:`iter_range`
+        holds the version too, as its range was computed from
+        :attr:`content_length`. Where the backend no longer has the held
+        version after a replace (S3, GCS), reading raises
+        :class:`~depot.exceptions.BackendUnavailableError` saying so.
+
+        .. versionadded:: 1.0
+        """
+        self._version_held = True
+
+    def _first_read(self) -> None:
+        """Backends call this before touching the bytes: follow a replace, once."""
+        if not self._version_held:
+            self._version_held = True
+            self._follow_replace()
+
+    def _follow_replace(self) -> None:
+        """Switch to the newest version and its metadata, if the file was replaced.
+
+        By default nothing: a backend that cannot tell reads what it opened.
+        A file deleted meanwhile keeps what it has, or fails at its read.
+        """
 
     def readable(self) -> bool:
         """Stored files can always be read."""
@@ -188,6 +243,7 @@ class StoredFile(io.IOBase):
 
         .. versionadded:: 1.0
         """
+        self.hold_version()
         if self.seekable():
             self.seek(start)
         else:
@@ -224,7 +280,15 @@ class FileStorage(ABC):
 
     @staticmethod
     def fileid(file_or_id: StoredFile | str) -> str:
-        """Return the id of a :class:`StoredFile`, or the id itself if given one."""
+        """Return the id of a :class:`StoredFile`, or the id itself if given one.
+
+        Backends that name files by UUID (memory, local, S3, GCS) also accept a
+        :class:`uuid.UUID` wherever they accept an id.
+
+        .. versionchanged:: 1.0
+           UUID objects work (filedepot let them through its check, then found
+           no file).
+        """
         # Duck-typed, as in filedepot: an UploadedFile (a dict with attribute
         # access) of the ORM layers is accepted too.
         file_id = getattr(file_or_id, "file_id", file_or_id)

@@ -40,6 +40,7 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -48,17 +49,18 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from depot._settings import as_bool
 from depot.exceptions import (
     BackendUnavailableError,
+    ConfigurationError,
     CorruptMetadataError,
     StoredFileNotFoundError,
 )
 from depot.io._chunks import BLOCK_SIZE, Digest, iter_chunks
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.io.utils import TIMESTAMP_FORMAT, parse_timestamp
-from depot.utils import utcnow_naive
+from depot.io.utils import _modified_now, parse_timestamp
 
 try:
     import fcntl
@@ -66,6 +68,8 @@ except ImportError:  # Windows: replace() and delete() are then not serialised.
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LocalFileStorage", "LocalStoredFile"]
+
+log = logging.getLogger("depot.io.local")
 
 _BACKEND = "LocalFileStorage"
 _DATA, _METADATA, _CHECKSUM = "file", "metadata.json", "checksum"
@@ -106,18 +110,40 @@ class LocalStoredFile(StoredFile):
         self._fd = -1
         self._closed = False
         check_file_id(file_id, _BACKEND)
+        self._folder = local_path
         self._file_path = _join(local_path, _DATA)
+        #: The path of the file's metadata.json (filedepot's name, which
+        #: applications' tests reach).
+        self._metadata_path = _join(local_path, _METADATA)
         # A bare descriptor, not a FileIO: get() is on the path of every
         # request, and FileIO costs system calls of its own. Being ours, it is
         # closed by IOBase's finalizer if the file is dropped unclosed.
-        self._fd, self._size, info = _open_version(file_id, local_path)
+        self._fd, opened, info = _open_version(file_id, local_path)
+        self._size = opened.st_size
+        self._identity = (opened.st_ino, opened.st_dev)
         try:
-            super().__init__(file_id, **info)
+            super().__init__(file_id, **_with_length(info, self._size))
         except BaseException:
             self.close()
             raise
-        if self.content_length is None:  # written by a very old filedepot
-            self.content_length = self._size
+
+    def _follow_replace(self) -> None:
+        # A replace renames a new 'file' into place: a different inode.
+        now = _lstat(self._file_path, None)
+        if now is None or (now.st_ino, now.st_dev) == self._identity:
+            return  # the same version, or deleted: the bytes held are read
+        try:
+            fd, opened, info = _open_version(self.file_id, self._folder)
+        except StoredFileNotFoundError:
+            return
+        try:
+            self._set_metadata(**_with_length(info, opened.st_size))
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(self._fd)
+        self._fd, self._size = fd, opened.st_size
+        self._identity = (opened.st_ino, opened.st_dev)
 
     def read(self, n: int | None = -1) -> bytes:
         self._check_open()
@@ -164,24 +190,37 @@ class LocalStoredFile(StoredFile):
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+        if not self._version_held:
+            self._first_read()
+
+
+def _with_length(info: dict[str, Any], size: int) -> dict[str, Any]:
+    if info["content_length"] is None:  # written by a very old filedepot
+        info["content_length"] = size
+    return info
 
 
 class LocalFileStorage(FileStorage):
     """Stores each file in a directory of its own under ``storage_path``.
 
     :param storage_path: the directory; created on the first write.
+    :raises depot.exceptions.ConfigurationError: ``storage_path`` is a file, or
+        does not exist and cannot be created (under a file, or in a directory
+        this process may not write to).
     :param fsync: flush every write to disk before it becomes visible (default).
         ``false`` is faster and still atomic against a crashed process, but a
         power cut may lose files written in the last seconds.
 
     .. versionchanged:: 1.0
        Writes are atomic and durable; ids are uuid4; ``fsync`` added; links
-       inside ``storage_path`` are never followed.
+       inside ``storage_path`` are never followed; a ``storage_path`` that can
+       hold no file is refused at once.
     """
 
     def __init__(self, storage_path: str | os.PathLike[str], fsync: bool | str = True) -> None:
         self.storage_path = os.fspath(storage_path)
         self.fsync = as_bool(fsync, "fsync")
+        _check_storage_path(self.storage_path)
 
     def get(self, file_or_id: StoredFile | str) -> LocalStoredFile:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
@@ -320,7 +359,7 @@ class LocalFileStorage(FileStorage):
             "filename": filename,
             "content_type": content_type,
             "content_length": digest.length,
-            "last_modified": utcnow_naive().strftime(TIMESTAMP_FORMAT),
+            "last_modified": _modified_now()[0],
         }
         # The checksum is not flushed on its own: were it lost in a power cut
         # the file would read back with checksum None, like filedepot's files,
@@ -346,6 +385,61 @@ def _join(folder: str, name: str) -> str:
     return folder + os.sep + name
 
 
+def _check_storage_path(path: str) -> None:
+    """Refuse, at configure(), a ``storage_path`` that can never hold a file.
+
+    A path that does not exist yet is fine when it can be created (on the first
+    write): its nearest existing ancestor must be a directory this process may
+    write to. An existing directory that is not writable is accepted (a
+    read-only reader of files another process writes) and logged.
+    """
+    what_to_do = (
+        "Set depot.storage_path to a directory the application may write to "
+        "(it is created on the first write if missing)."
+    )
+    if not path:
+        raise ConfigurationError(f"storage_path is empty. {what_to_do}")
+    if "\0" in path:
+        raise ConfigurationError(f"storage_path {path!r} holds a NUL character. {what_to_do}")
+    probe = path
+    while True:
+        try:
+            found = os.stat(probe)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.islink(probe):
+                raise ConfigurationError(
+                    f"storage_path {path!r} cannot be used: {probe!r} is a symbolic link "
+                    f"to {os.readlink(probe)!r}, which does not exist. {what_to_do}"
+                ) from None
+            parent = os.path.dirname(probe.rstrip(os.sep)) or os.curdir
+            if parent == probe:
+                raise
+            probe = parent
+        except OSError as exc:
+            raise ConfigurationError(
+                f"storage_path {path!r} cannot be used: {probe!r}: {exc.strerror}. {what_to_do}"
+            ) from exc
+    if not stat.S_ISDIR(found.st_mode):
+        where = "is a file" if probe == path else f"cannot be created: {probe!r} is a file"
+        raise ConfigurationError(f"storage_path {path!r} {where}, not a directory. {what_to_do}")
+    if os.access(probe, os.W_OK | os.X_OK):
+        return
+    user = getattr(os, "getuid", lambda: "?")()
+    if probe != path:
+        raise ConfigurationError(
+            f"storage_path {path!r} cannot be created: this process (uid {user}) may not "
+            f"write to {probe!r}. Create it with write access for the application, or "
+            f"choose another directory. {what_to_do}"
+        )
+    log.warning(
+        "storage_path %r is not writable by this process (uid %s): files can be read, "
+        "but create(), replace() and delete() will fail.",
+        path,
+        user,
+    )
+
+
 # --- reading one version -------------------------------------------------------
 
 
@@ -353,10 +447,10 @@ class _Changed(Exception):
     """A replace committed while get() was opening the file: start again."""
 
 
-def _open_version(file_id: str, folder: str) -> tuple[int, int, dict[str, Any]]:
+def _open_version(file_id: str, folder: str) -> tuple[int, os.stat_result, dict[str, Any]]:
     """Open the data of ``file_id`` and read the metadata of that same version.
 
-    Return the data's descriptor, its size on disk, and StoredFile's keywords.
+    Return the data's descriptor, its status when opened, and StoredFile's keywords.
     """
     dir_fd = _open_entry(folder, _DIRECTORY)
     if dir_fd is None:
@@ -375,7 +469,9 @@ def _open_version(file_id: str, folder: str) -> tuple[int, int, dict[str, Any]]:
     )
 
 
-def _try_open_version(file_id: str, folder: str, dir_fd: int) -> tuple[int, int, dict[str, Any]]:
+def _try_open_version(
+    file_id: str, folder: str, dir_fd: int
+) -> tuple[int, os.stat_result, dict[str, Any]]:
     fd = _open_entry(_DATA, _READ, dir_fd)
     if fd is None:
         raise StoredFileNotFoundError(file_id, folder)
@@ -425,7 +521,7 @@ def _try_open_version(file_id: str, folder: str, dir_fd: int) -> tuple[int, int,
             raise _Changed
         info = _parse_metadata(file_id, _join(folder, where), raw)
         info["checksum"] = _parse_checksum(raw_checksum)
-        return fd, opened.st_size, info
+        return fd, opened, info
     except BaseException:
         os.close(fd)
         raise
@@ -443,17 +539,28 @@ def _parse_metadata(file_id: str, where: str, raw: bytes) -> dict[str, Any]:
     try:
         stored = json.loads(raw)
         last_modified = stored.get("last_modified")
+        # Only a missing key, null or "" (what filedepot may have written) takes
+        # the default: 0, false or [] are of the wrong type, and StoredFile
+        # refuses them as corrupt.
         return {
-            "filename": stored.get("filename") or "unnamed",
-            "content_type": stored.get("content_type") or "application/octet-stream",
+            "filename": _unless_empty(stored.get("filename"), DEFAULT_FILENAME),
+            "content_type": _unless_empty(stored.get("content_type"), DEFAULT_CONTENT_TYPE),
             "content_length": stored.get("content_length"),
-            "last_modified": parse_timestamp(last_modified) if last_modified else None,
+            "last_modified": (
+                parse_timestamp(last_modified)
+                if isinstance(last_modified, str) and last_modified
+                else _unless_empty(last_modified, None)
+            ),
         }
     except (ValueError, AttributeError, TypeError) as exc:
         raise CorruptMetadataError(
             f"Invalid file metadata for {file_id} in {where}: {exc}. "
             "Restore the file from a backup or delete it."
         ) from exc
+
+
+def _unless_empty(value: object, default: Any) -> Any:
+    return default if value is None or value == "" else value
 
 
 def _parse_checksum(raw: bytes | None) -> str | None:
@@ -502,7 +609,7 @@ def _read_fd(fd: int) -> bytes | None:
     return b"".join(parts)
 
 
-def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+def _lstat(name: str, dir_fd: int | None) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:

@@ -14,7 +14,7 @@ from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
-from depot.utils import utcnow_naive
+from depot.io.utils import _modified_now
 
 __all__ = ["MemoryFileStorage", "MemoryStoredFile"]
 
@@ -26,38 +26,60 @@ class MemoryStoredFile(StoredFile):
     """A file of a :class:`MemoryFileStorage`; seekable."""
 
     def __init__(self, files: dict[str, dict[str, Any]], file_id: str, file_data: dict[str, Any]):
-        # ``files`` is unused; the signature is filedepot's.
         check_file_id(file_id, _BACKEND)
-        metadata = file_data.get("metadata")
-        if not isinstance(metadata, dict) or not metadata.keys() <= _FIELDS:
-            raise CorruptMetadataError(
-                f"Invalid metadata of file {file_id} ({_BACKEND}): {metadata!r:.100} is not "
-                f"a dict of {', '.join(sorted(_FIELDS))}. Restore the file from a backup or "
-                "delete it."
-            )
-        super().__init__(file_id=file_id, **metadata)
-        # The bytes of this version: a replace() after get() does not change
-        # what this object reads, so data and metadata always agree.
-        self._stream = io.BytesIO(file_data["data"])
+        self._files = files
+        self._data = file_data
+        self._stream: io.BytesIO | None = None
+        self._closed = False
+        super().__init__(file_id=file_id, **_metadata(file_id, file_data))
 
-    def read(self, n: int = -1) -> bytes:
-        return self._stream.read(n)
+    def _follow_replace(self) -> None:
+        # replace() puts a new entry in the dict; a deleted file reads what it had.
+        newest = self._files.get(self.file_id)
+        if newest is not None and newest is not self._data:
+            self._set_metadata(**_metadata(self.file_id, newest))
+            self._data = newest
+
+    def _open(self) -> io.BytesIO:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        if self._stream is None:
+            self._first_read()
+            # This version's bytes, whatever replace() does next.
+            self._stream = io.BytesIO(self._data["data"])
+        return self._stream
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self._open().read(n)
 
     def seekable(self) -> bool:
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._stream.seek(offset, whence)
+        return self._open().seek(offset, whence)
 
     def tell(self) -> int:
-        return self._stream.tell()
+        return self._open().tell()
 
     def close(self) -> None:
-        self._stream.close()
+        self._closed = True
+        if self._stream is not None:
+            self._stream.close()
 
     @property
     def closed(self) -> bool:
-        return self._stream.closed
+        return self._closed
+
+
+def _metadata(file_id: str, file_data: dict[str, Any]) -> dict[str, Any]:
+    metadata = file_data.get("metadata")
+    if not isinstance(metadata, dict) or not metadata.keys() <= _FIELDS:
+        raise CorruptMetadataError(
+            f"Invalid metadata of file {file_id} ({_BACKEND}): {metadata!r:.100} is not "
+            f"a dict of {', '.join(sorted(_FIELDS))}. Restore the file from a backup or "
+            "delete it."
+        )
+    return {field: metadata.get(field) for field in _FIELDS}
 
 
 class MemoryFileStorage(FileStorage):
@@ -123,7 +145,7 @@ class MemoryFileStorage(FileStorage):
                 "filename": filename,
                 "content_type": content_type,
                 "content_length": digest.length,
-                "last_modified": utcnow_naive().replace(microsecond=0),
+                "last_modified": _modified_now()[1],
                 "checksum": digest.checksum,
             },
         }

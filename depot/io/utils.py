@@ -24,6 +24,18 @@ def timestamp() -> str:
     return utcnow_naive().strftime(TIMESTAMP_FORMAT)
 
 
+def _modified_now() -> tuple[str, datetime]:
+    """The ``last_modified`` a backend records now: the text and the naive UTC datetime.
+
+    Every backend calls this, and it calls :func:`timestamp` through this
+    module's globals at call time: ``mock.patch('depot.io.utils.timestamp')``,
+    how filedepot's suites (and the applications that copied them) freeze
+    time, then sets the time of every file stored meanwhile, on every backend.
+    """
+    text = timestamp()
+    return text, parse_timestamp(text)
+
+
 def parse_timestamp(value: str) -> datetime:
     """Parse a :func:`timestamp` string back into a naive UTC datetime."""
     # fromisoformat reads this exact format several times faster than strptime,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +36,8 @@ from tests.images.pictures import (
 )
 from tests.reference import UPLOADED_FILE_KEYS
 from tests.streams import OneWayStream
+
+REPO = Path(__file__).resolve().parents[2]
 
 FILEDEPOT_KEYS = [
     *UPLOADED_FILE_KEYS,
@@ -310,3 +315,32 @@ def test_a_size_limit_stops_spooling_a_one_way_upload(depot: FileStorage) -> Non
     with pytest.raises(FileTooLargeError):
         UploadedImageWithThumb(limited)
     assert depot.list() == []
+
+
+def test_an_image_open_in_text_mode_says_to_open_it_rb(depot: FileStorage, tmp_path: Path) -> None:
+    # filedepot's docs: UploadedImageWithThumb(open('cat.jpg')).
+    path = tmp_path / "cat.jpg"
+    path.write_bytes(encode(Image.new("RGB", (8, 8)), "JPEG"))
+    with (
+        open(path) as text,  # noqa: PTH123 (the newcomer's call)
+        pytest.raises(TypeError, match=r"text mode.*open\(path, 'rb'\)") as raised,
+    ):
+        UploadedImageWithThumb(text)
+    assert "damaged" not in str(raised.value)
+    assert depot.list() == []
+
+
+def test_missing_pillow_names_the_public_module() -> None:
+    child = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "try:\n"
+        "    import depot.fields.specialized.image\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert "depot.fields.specialized.image needs the 'Pillow' package" in out
+    assert "'images' extra" in out
+    assert "_images" not in out

@@ -6,11 +6,16 @@ import gzip
 import hashlib
 import io
 import os
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from depot.exceptions import (
+    BackendUnavailableError,
     CorruptMetadataError,
     FileTooLargeError,
     InvalidFileIdError,
@@ -601,3 +606,204 @@ def test_a_gzip_stream_within_the_limit_stores_what_it_gives(
         stored = storage.get(storage.create(validate(stream, [MaxSize(size)]), "zeros.bin"))
     assert stored.content_length == size
     assert stored.checksum == sha256(bytes(size))
+
+
+# --- issue 13: what filedepot's suites (and apps that copied them) do -----------
+
+
+@pytest.mark.parametrize("operation", ["create", "replace"])
+def test_a_frozen_timestamp_sets_last_modified(storage: FileStorage, operation: str) -> None:
+    # filedepot's suite freezes time by patching the helper where it lives.
+    file_id = storage.create(b"first", filename="a.txt")
+    with mock.patch("depot.io.utils.timestamp", return_value="2001-01-01 00:00:01"):
+        if operation == "create":
+            file_id = storage.create(b"content", filename="a.txt")
+        else:
+            storage.replace(file_id, b"content")
+    assert storage.get(file_id).last_modified == datetime(2001, 1, 1, 0, 0, 1)
+
+
+def test_timestamp_keeps_filedepots_format() -> None:
+    from depot.io.utils import timestamp
+
+    assert datetime.strptime(timestamp(), "%Y-%m-%d %H:%M:%S")
+
+
+def test_a_file_not_read_yet_reads_the_version_a_replace_stored(storage: FileStorage) -> None:
+    # filedepot's test_replace_keeps_filename: get(), replace(), then read.
+    file_id = storage.create(b"HELLO WORLD", filename="file.txt")
+    stored = storage.get(file_id)
+    storage.replace(stored, b"NEW CONTENT, longer")
+    assert stored.read() == b"NEW CONTENT, longer"
+    # ... and its metadata now describes the bytes it read.
+    assert stored.content_length == 19
+    assert stored.checksum == sha256(b"NEW CONTENT, longer")
+    assert stored.filename == "file.txt"
+
+
+def test_a_file_read_once_keeps_its_version_or_says_it_is_gone(storage: FileStorage) -> None:
+    file_id = storage.create(b"0123456789" * 1000, filename="file.txt")
+    stored = storage.get(file_id)
+    first = stored.read(10)
+    storage.replace(file_id, b"abcdefghij" * 2000, filename="other.bin")
+    # Never bytes of one version under the metadata of another: the rest of
+    # the old version, or an error saying the file was replaced.
+    try:
+        rest = stored.read()
+    except BackendUnavailableError as exc:
+        assert "replaced" in str(exc)
+    else:
+        assert first + rest == b"0123456789" * 1000
+    assert (stored.filename, stored.content_length) == ("file.txt", 10000)
+    assert stored.checksum == sha256(b"0123456789" * 1000)
+
+
+@pytest.mark.parametrize("operation", ["get", "exists", "replace", "delete"])
+def test_uuid_objects_are_accepted_as_ids(storage: FileStorage, operation: str) -> None:
+    file_id = storage.create(b"content", filename="a.txt")
+    if not _uses_uuid_ids(file_id):
+        with pytest.raises(InvalidFileIdError):
+            storage.get(uuid.UUID(int=1))
+        return
+    as_uuid = uuid.UUID(file_id)
+    if operation == "get":
+        stored = storage.get(as_uuid)  # type: ignore[arg-type]
+        assert (stored.file_id, stored.read()) == (file_id, b"content")
+    elif operation == "exists":
+        assert storage.exists(as_uuid)  # type: ignore[arg-type]
+        assert not storage.exists(uuid.uuid4())  # type: ignore[arg-type]
+    elif operation == "replace":
+        assert storage.replace(as_uuid, b"new") == file_id  # type: ignore[arg-type]
+        assert storage.get(file_id).read() == b"new"
+    else:
+        storage.delete(as_uuid)  # type: ignore[arg-type]
+        assert not storage.exists(file_id)
+
+
+def _uses_uuid_ids(file_id: str) -> bool:
+    try:
+        return str(uuid.UUID(file_id)) == file_id
+    except ValueError:
+        return False
+
+
+def _ignores_preconditions(storage: FileStorage) -> bool:
+    # gcp-storage-emulator ignores ifGenerationMatch, which GCS enforces (a 412:
+    # "replaced"); tests/io/test_gcs.py checks that every read sends it.
+    return type(storage).__name__ == "GCSStorage"
+
+
+def _old_version_or_replaced(
+    storage: FileStorage, stored: StoredFile, read: Callable[[], bytes], old: bytes
+) -> None:
+    generation = getattr(getattr(stored, "blob", None), "generation", None)
+    try:
+        data = read()
+    except BackendUnavailableError as exc:  # S3, GCS, GridFS: the old version is gone
+        assert "replaced" in str(exc)
+    else:
+        if _ignores_preconditions(storage):
+            assert stored.blob.generation == generation  # type: ignore[attr-defined]
+        else:
+            assert data == old
+
+
+def test_a_held_file_keeps_its_version(storage: FileStorage) -> None:
+    file_id = storage.create(b"old bytes", filename="old.txt")
+    stored = storage.get(file_id)
+    stored.hold_version()
+    storage.replace(file_id, b"new, longer bytes", filename="new.bin")
+    _old_version_or_replaced(storage, stored, stored.read, b"old bytes")
+    assert (stored.filename, stored.content_length) == ("old.txt", 9)
+
+
+def test_iter_range_reads_the_version_its_range_was_computed_from(storage: FileStorage) -> None:
+    file_id = storage.create(b"0123456789", filename="old.txt")
+    stored = storage.get(file_id)
+    stop = stored.content_length
+    storage.replace(file_id, b"abcdefghijklmnopqrst")
+    _old_version_or_replaced(
+        storage, stored, lambda: b"".join(stored.iter_range(5, stop)), b"56789"
+    )
+    assert stored.content_length == 10
+
+
+def test_served_headers_and_body_are_of_one_version(storage: FileStorage) -> None:
+    from webob import Request
+
+    from depot.middleware import FileServeApp
+
+    file_id = storage.create(b"old bytes", filename="old.txt")
+    app = FileServeApp(storage.get(file_id), 60)
+    storage.replace(file_id, b"new, longer bytes", filename="new.txt")
+    response = Request.blank("/").get_response(app)
+    if response.status_int == 503:  # S3, GCS, GridFS: the version the headers describe is gone
+        return
+    assert response.status_int == 200
+    if _ignores_preconditions(storage):
+        assert response.content_length == 9
+        return
+    assert response.body == b"old bytes"
+    assert response.content_length == 9
+
+
+def test_a_file_deleted_before_its_first_read_reads_whole_or_is_missing(
+    storage: FileStorage,
+) -> None:
+    file_id = storage.create(b"content", filename="a.txt")
+    stored = storage.get(file_id)
+    storage.delete(file_id)
+    try:
+        data = stored.read()
+    except StoredFileNotFoundError:
+        return
+    assert data == b"content"
+
+
+def test_a_file_open_in_text_mode_is_refused_before_reading(
+    storage: FileStorage, tmp_path: Path
+) -> None:
+    # filedepot's docs write open('cat.jpg'): a JPEG read as text fails to decode.
+    path = tmp_path / "cat.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not utf-8 \xff")
+    with open(path) as text:  # noqa: PTH123 (the newcomer's call)
+        with pytest.raises(TypeError, match=r"'cat.jpg' is open in text mode.*open\(path, 'rb'\)"):
+            storage.create(text)
+        assert text.tell() == 0  # nothing read
+    file_id = storage.create(b"old")
+    with open(path) as text, pytest.raises(TypeError, match="text mode"):  # noqa: PTH123
+        storage.replace(file_id, text)
+    assert storage.get(file_id).read() == b"old"
+
+
+def test_a_path_given_as_str_says_to_open_it(storage: FileStorage) -> None:
+    with pytest.raises(TypeError, match=r"looks like a file path.*open\('/tmp/x/cat.jpg', 'rb'\)"):
+        storage.create("/tmp/x/cat.jpg")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"text.encode\('utf-8'\)") as raised:
+        storage.create("HELLO WORLD")  # type: ignore[arg-type]
+    assert "looks like a file path" not in str(raised.value)
+
+
+@pytest.mark.parametrize("first", ["read", "seek", "iterate"])
+def test_following_a_replace_never_mixes_versions(storage: FileStorage, first: str) -> None:
+    file_id = storage.create(b"v0" * 50, filename="v0.txt")
+    for version, size in enumerate([3, 700, 1, 90_000], start=1):
+        stored = storage.get(file_id)
+        # Two replaces between get() and the first read: the newest one is read.
+        storage.replace(file_id, b"x" * 5)
+        data = bytes([version]) * size
+        storage.replace(file_id, data, filename=f"v{version}.bin")
+        if first == "read":
+            got = stored.read()
+        elif first == "seek":
+            stored.seek(1)
+            got = data[:1] + stored.read()
+        else:
+            got = b"".join(stored)
+        assert got == data
+        assert (stored.filename, stored.content_length, stored.checksum) == (
+            f"v{version}.bin",
+            size,
+            sha256(data),
+        )
+        stored.close()

@@ -723,3 +723,103 @@ def test_readers_never_wait_for_a_replace_upload(local: LocalFileStorage) -> Non
         writer.join()
     with local.get(file_id) as stored:
         assert (stored.read(), stored.filename) == (b"new", "new.txt")
+
+
+# --- issue 13 ------------------------------------------------------------------
+
+
+def test_metadata_path_is_filedepots_name(local: LocalFileStorage) -> None:
+    stored = local.get(local.create(b"x", filename="a.txt"))
+    path = Path(stored._metadata_path)
+    assert path == Path(local.storage_path) / stored.file_id / "metadata.json"
+    assert json.loads(path.read_text())["filename"] == "a.txt"
+
+
+def test_a_storage_path_that_is_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "files").write_text("")
+    with pytest.raises(ConfigurationError, match=r"'.*files' is a file, not a directory\. Set"):
+        DepotManager.from_config({"depot.storage_path": str(tmp_path / "files")})
+
+
+def test_a_storage_path_under_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("")
+    with pytest.raises(ConfigurationError, match=r"cannot be created: '.*a' is a file"):
+        LocalFileStorage(tmp_path / "a" / "b" / "files")
+    with pytest.raises(ConfigurationError, match="cannot be created: '/etc/passwd' is a file"):
+        LocalFileStorage("/etc/passwd/files")
+
+
+def deny_writes_to(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        if path == str(folder) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_storage_path_that_cannot_be_created_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root may write anywhere: a parent without write access is simulated.
+    deny_writes_to(tmp_path, monkeypatch)
+    with pytest.raises(ConfigurationError, match=r"may not write to '.*'\. Create it"):
+        LocalFileStorage(tmp_path / "files")
+
+
+def test_a_read_only_storage_path_is_accepted_for_readers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = LocalFileStorage(tmp_path)
+    file_id = writer.create(b"served")
+    deny_writes_to(tmp_path, monkeypatch)
+    reader = LocalFileStorage(tmp_path)
+    assert reader.get(file_id).read() == b"served"
+    assert "is not writable by this process" in caplog.text
+
+
+def test_a_dangling_link_as_storage_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "files").symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigurationError, match="symbolic link to .*gone.*, which does not"):
+        LocalFileStorage(tmp_path / "files")
+
+
+def test_an_empty_storage_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="storage_path is empty"):
+        LocalFileStorage("")
+
+
+@pytest.mark.parametrize("field", ["filename", "content_type", "last_modified"])
+@pytest.mark.parametrize("value", [0, False, [], {}])
+def test_falsy_values_of_the_wrong_type_are_corrupt(
+    local: LocalFileStorage, field: str, value: object
+) -> None:
+    file_id = local.create(b"abc", filename="a.txt")
+    metadata = Path(local.storage_path) / file_id / "metadata.json"
+    stored = json.loads(metadata.read_text())
+    metadata.write_text(json.dumps({**stored, field: value}))
+    with pytest.raises(CorruptMetadataError, match=field):
+        local.get(file_id)
+
+
+@pytest.mark.parametrize("field", ["filename", "content_type", "last_modified"])
+def test_null_metadata_values_take_defaults_as_in_filedepot(
+    local: LocalFileStorage, field: str
+) -> None:
+    file_id = local.create(b"abc", filename="a.txt", content_type="text/plain")
+    metadata = Path(local.storage_path) / file_id / "metadata.json"
+    stored = json.loads(metadata.read_text())
+    metadata.write_text(json.dumps({**stored, field: None}))
+    expected = {"filename": "unnamed", "content_type": "application/octet-stream"}
+    assert getattr(local.get(file_id), field) == expected.get(field)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("files\0x", "holds a NUL character"), ("/tmp/" + "x" * 5000, "File name too long")],
+)
+def test_a_storage_path_no_system_accepts_is_refused_at_once(path: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        LocalFileStorage(path)

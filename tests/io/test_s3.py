@@ -524,9 +524,22 @@ def test_reading_is_streamed_in_blocks(storage: Any) -> None:
 def test_replaced_after_opening_is_an_error_not_a_mix(storage: Any) -> None:
     file_id = storage.create(b"first version")
     stored = storage.get(file_id)
+    assert stored.read(1) == b"f"  # read once: this version is held
     storage.replace(file_id, b"second")
+    stored.seek(6)  # the next read is a new (conditional) GET
     with pytest.raises(BackendUnavailableError, match="was replaced after it was opened"):
         stored.read()
+
+
+def test_replaced_before_the_first_read_follows_in_one_more_request(storage: Any) -> None:
+    file_id = storage.create(b"first version")
+    stored = storage.get(file_id)
+    storage.replace(file_id, b"second")
+    calls = listen(storage, "before-call.s3.*")
+    assert stored.read() == b"second"
+    assert (stored.content_length, stored.checksum) == (6, sha256(b"second"))
+    # The conditional GET (refused), one HEAD, the GET of the new version.
+    assert [c["model"].name for c in calls] == ["GetObject", "HeadObject", "GetObject"]
 
 
 def test_deleted_after_opening(storage: Any) -> None:
