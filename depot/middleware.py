@@ -138,8 +138,7 @@ class FileServeApp:
         self.file = storedfile
         filename = storedfile.filename
         self.filename = filename if isinstance(filename, str) and filename else DEFAULT_FILENAME
-        last_modified = storedfile.last_modified
-        self.last_modified = last_modified if isinstance(last_modified, datetime) else None
+        self.last_modified = _to_the_second(storedfile.last_modified)
         self.content_length = _content_length(storedfile)
         # The same rule as when storing: files written by other programs or
         # older versions may hold anything, and a CR or LF here would end the
@@ -438,6 +437,21 @@ def _has_descriptor(stored: StoredFile) -> bool:
     except io.UnsupportedOperation:
         return False
     return True
+
+
+def _to_the_second(value: object) -> datetime | None:
+    """A stored time as HTTP sees it: naive UTC, without a fraction of a second.
+
+    depot's backends store times so, but any StoredFile can be served: a
+    fraction would make the file look newer than its own Last-Modified (412
+    for If-Unmodified-Since, never 304 or 206 by date), and an aware time in
+    another zone would be sent as if it were UTC.
+    """
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.replace(microsecond=0)
 
 
 def _content_length(stored: StoredFile) -> int:
