@@ -341,7 +341,7 @@ class DepotMiddleware:
         return self._prefix + path
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
+        path = _request_path(environ.get("PATH_INFO", ""))
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or not (
             path.startswith(self._prefix) or path == self.mountpoint
         ):
@@ -406,6 +406,23 @@ class DepotMiddleware:
             return OFFLOAD_HEADERS["x-sendfile"], path
         location = f"{self.offload_location}/{depot_name}/{stored.file_id}/file"
         return OFFLOAD_HEADERS["x-accel-redirect"], _url_for_header(location)
+
+
+def _request_path(path_info: str) -> str:
+    """The request's path as text, to compare with what :meth:`url_for` made.
+
+    PEP 3333 gives PATH_INFO as bytes, one character each (latin-1); a link
+    holding non-ASCII text (a mountpoint or depot name) is requested as its
+    UTF-8 bytes. Bytes that are not UTF-8 become lone surrogates, which no
+    mountpoint, depot name or file id holds. A path with characters above
+    U+00FF was decoded already (not PEP 3333, some test clients) and is read
+    as it is.
+    """
+    try:
+        raw = path_info.encode("latin-1")
+    except UnicodeEncodeError:
+        return path_info
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _plain(
