@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -68,12 +69,18 @@ class _FileIter:
 
     :param first: the first block, already read (to know the file can be read
         before the status line is sent).
+    :param length: the Content-Length sent: never more bytes than that are
+        given, whatever the file holds (more would be read by the client as
+        the start of the next answer on the connection).
     """
 
-    def __init__(self, file: Any, block_size: int, first: bytes = b"") -> None:
+    def __init__(
+        self, file: Any, block_size: int, first: bytes = b"", length: int | None = None
+    ) -> None:
         self.file = file
         self.block_size = block_size
         self._first = first
+        self._remaining = length
 
     def __iter__(self) -> _FileIter:
         return self
@@ -81,8 +88,11 @@ class _FileIter:
     def __next__(self) -> bytes:
         if self._first:
             data, self._first = self._first, b""
-            return data
-        data = self.file.read(self.block_size)
+        else:
+            data = self.file.read(self.block_size)
+        if self._remaining is not None:
+            data = data[: self._remaining]
+            self._remaining -= len(data)
         if not data:
             raise StopIteration
         return data
@@ -205,16 +215,16 @@ class FileServeApp:
                 ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
                 ("Content-Length", str(parts.content_length)),
             ]
-        if request.method == "HEAD":
-            self.file.close()
-            start_response(status_line, headers)
-            return []
         # Open the bytes before the status line: once a Content-Length is
         # sent the body must follow, so a file that vanished since get() (or
         # a backend that fails) must be found out now, while a 404 or 503 can
-        # still be answered.
+        # still be answered. HEAD is answered as GET would be.
+        body: Iterable[bytes] | None = None
         try:
-            if ranges is None:
+            _check_size(self.file, length)
+            if request.method == "HEAD":
+                pass
+            elif ranges is None:
                 body = self._whole_file(environ)
             elif len(ranges) == 1:
                 body = _RangeIter(self.file, *ranges[0])
@@ -228,6 +238,10 @@ class FileServeApp:
             log.exception("Could not read stored file %r", self.file.file_id)
             self.file.close()
             return _unavailable(environ, start_response)
+        if body is None:  # HEAD: the same answer, no bytes read
+            self.file.close()
+            start_response(status_line, headers)
+            return []
         start_response(status_line, headers)
         return body
 
@@ -271,11 +285,12 @@ class FileServeApp:
         if wrapper is not _FileIter and _has_descriptor(self.file):
             # A file with a real descriptor (a local file) is open already,
             # and servers that support it send it with sendfile() without
-            # reading it: hand it over untouched.
+            # reading it: hand it over untouched (its size was checked).
             return wrapper(self.file, _BLOCK_SIZE)
         # Anything else is read by the server block by block anyway: read the
         # first block now, which opens the bytes before the status line.
-        return _FileIter(self.file, _BLOCK_SIZE, self.file.read(_BLOCK_SIZE))
+        first = self.file.read(_BLOCK_SIZE)
+        return _FileIter(self.file, _BLOCK_SIZE, first, self.content_length)
 
 
 class DepotMiddleware:
@@ -469,6 +484,26 @@ def _to_the_second(value: object) -> datetime | None:
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value.replace(microsecond=0)
+
+
+def _check_size(stored: StoredFile, length: int) -> None:
+    """Raise CorruptMetadataError if the file's descriptor shows other than ``length`` bytes.
+
+    A server sends a whole file handed to ``wsgi.file_wrapper`` whatever the
+    Content-Length said: bytes past it would be read, on a kept-alive
+    connection, as the start of the next answer; and a shorter file breaks
+    the connection after a 200. Files without a descriptor are given at most
+    ``length`` bytes (:class:`_FileIter`).
+    """
+    try:
+        described = os.fstat(stored.fileno())
+    except io.UnsupportedOperation:
+        return
+    if stat.S_ISREG(described.st_mode) and described.st_size != length:
+        raise CorruptMetadataError(
+            f"Stored file {stored.file_id} holds {described.st_size} bytes but its metadata "
+            f"says {length}: restore it from a backup or delete it."
+        )
 
 
 def _content_length(stored: StoredFile) -> int:
