@@ -33,6 +33,7 @@ from depot._http import (
     expires_in,
     header_date,
     http_date,
+    max_age_seconds,
     precondition_status,
     requested_ranges,
 )
@@ -154,7 +155,7 @@ class FileServeApp:
         # older versions may hold anything, and a CR or LF here would end the
         # headers and let the body render as HTML.
         self.content_type = safe_content_type(storedfile.content_type) or DEFAULT_CONTENT_TYPE
-        self.cache_expires = cache_max_age
+        self.cache_expires = max_age_seconds(cache_max_age)
         self.replace_wsgi_filewrapper = replace_wsgi_filewrapper
         self.inline_types = inline_types
         self.offload = offload
@@ -342,7 +343,7 @@ class DepotMiddleware:
             )
         self.app = app
         self.mountpoint = mountpoint
-        self.cache_max_age = int(cache_max_age)
+        self.cache_max_age = max_age_seconds(cache_max_age)
         self.replace_wsgi_filewrapper = replace_wsgi_filewrapper
         self.inline_types = frozenset(
             t.lower() for t in (DEFAULT_INLINE_TYPES if inline_types is None else inline_types)
