@@ -95,6 +95,26 @@ def http_date(value: datetime) -> str:
     )
 
 
+#: The longest max-age sent: RFC 9111 §1.2.2 has caches read any longer one
+#: as 2**31 seconds (68 years); an Expires date that far is still a date.
+MAX_AGE_LIMIT = 2**31
+
+
+def max_age_seconds(value: int | str) -> int:
+    """``value`` as the seconds of a ``max-age``: at most :data:`MAX_AGE_LIMIT`.
+
+    :raises ValueError: a negative number, or not a number (``max-age=-1`` is
+        no valid header, and a time before 1 AD or after 9999 has no date).
+    """
+    seconds = int(value)
+    if seconds < 0:
+        raise ValueError(
+            f"cache_max_age must be a number of seconds, 0 or more, not {value!r}: "
+            "0 lets browsers keep a file only while they check it has not changed."
+        )
+    return min(seconds, MAX_AGE_LIMIT)
+
+
 def expires_in(seconds: int) -> str:
     """The HTTP-date ``seconds`` from now; computed once per second."""
     now = int(time.time())

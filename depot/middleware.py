@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from depot._http import (
     expires_in,
     header_date,
     http_date,
+    max_age_seconds,
     precondition_status,
     requested_ranges,
 )
@@ -68,12 +70,18 @@ class _FileIter:
 
     :param first: the first block, already read (to know the file can be read
         before the status line is sent).
+    :param length: the Content-Length sent: never more bytes than that are
+        given, whatever the file holds (more would be read by the client as
+        the start of the next answer on the connection).
     """
 
-    def __init__(self, file: Any, block_size: int, first: bytes = b"") -> None:
+    def __init__(
+        self, file: Any, block_size: int, first: bytes = b"", length: int | None = None
+    ) -> None:
         self.file = file
         self.block_size = block_size
         self._first = first
+        self._remaining = length
 
     def __iter__(self) -> _FileIter:
         return self
@@ -81,8 +89,11 @@ class _FileIter:
     def __next__(self) -> bytes:
         if self._first:
             data, self._first = self._first, b""
-            return data
-        data = self.file.read(self.block_size)
+        else:
+            data = self.file.read(self.block_size)
+        if self._remaining is not None:
+            data = data[: self._remaining]
+            self._remaining -= len(data)
         if not data:
             raise StopIteration
         return data
@@ -141,14 +152,13 @@ class FileServeApp:
         storedfile.hold_version()
         filename = storedfile.filename
         self.filename = filename if isinstance(filename, str) and filename else DEFAULT_FILENAME
-        last_modified = storedfile.last_modified
-        self.last_modified = last_modified if isinstance(last_modified, datetime) else None
+        self.last_modified = _to_the_second(storedfile.last_modified)
         self.content_length = _content_length(storedfile)
         # The same rule as when storing: files written by other programs or
         # older versions may hold anything, and a CR or LF here would end the
         # headers and let the body render as HTML.
         self.content_type = safe_content_type(storedfile.content_type) or DEFAULT_CONTENT_TYPE
-        self.cache_expires = cache_max_age
+        self.cache_expires = max_age_seconds(cache_max_age)
         self.replace_wsgi_filewrapper = replace_wsgi_filewrapper
         self.inline_types = inline_types
         self.offload = offload
@@ -209,16 +219,16 @@ class FileServeApp:
                 ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
                 ("Content-Length", str(parts.content_length)),
             ]
-        if request.method == "HEAD":
-            self.file.close()
-            start_response(status_line, headers)
-            return []
         # Open the bytes before the status line: once a Content-Length is
         # sent the body must follow, so a file that vanished since get() (or
         # a backend that fails) must be found out now, while a 404 or 503 can
-        # still be answered.
+        # still be answered. HEAD is answered as GET would be.
+        body: Iterable[bytes] | None = None
         try:
-            if ranges is None:
+            _check_size(self.file, length)
+            if request.method == "HEAD":
+                pass
+            elif ranges is None:
                 body = self._whole_file(environ)
             elif len(ranges) == 1:
                 body = _RangeIter(self.file, *ranges[0])
@@ -232,6 +242,10 @@ class FileServeApp:
             log.exception("Could not read stored file %r", self.file.file_id)
             self.file.close()
             return _unavailable(environ, start_response)
+        if body is None:  # HEAD: the same answer, no bytes read
+            self.file.close()
+            start_response(status_line, headers)
+            return []
         start_response(status_line, headers)
         return body
 
@@ -275,11 +289,12 @@ class FileServeApp:
         if wrapper is not _FileIter and _has_descriptor(self.file):
             # A file with a real descriptor (a local file) is open already,
             # and servers that support it send it with sendfile() without
-            # reading it: hand it over untouched.
+            # reading it: hand it over untouched (its size was checked).
             return wrapper(self.file, _BLOCK_SIZE)
         # Anything else is read by the server block by block anyway: read the
         # first block now, which opens the bytes before the status line.
-        return _FileIter(self.file, _BLOCK_SIZE, self.file.read(_BLOCK_SIZE))
+        first = self.file.read(_BLOCK_SIZE)
+        return _FileIter(self.file, _BLOCK_SIZE, first, self.content_length)
 
 
 class DepotMiddleware:
@@ -331,7 +346,7 @@ class DepotMiddleware:
             )
         self.app = app
         self.mountpoint = mountpoint
-        self.cache_max_age = int(cache_max_age)
+        self.cache_max_age = max_age_seconds(cache_max_age)
         self.replace_wsgi_filewrapper = replace_wsgi_filewrapper
         self.inline_types = frozenset(
             t.lower() for t in (DEFAULT_INLINE_TYPES if inline_types is None else inline_types)
@@ -345,7 +360,7 @@ class DepotMiddleware:
         return self._prefix + path
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
+        path = _request_path(environ.get("PATH_INFO", ""))
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or not (
             path.startswith(self._prefix) or path == self.mountpoint
         ):
@@ -412,6 +427,23 @@ class DepotMiddleware:
         return OFFLOAD_HEADERS["x-accel-redirect"], _url_for_header(location)
 
 
+def _request_path(path_info: str) -> str:
+    """The request's path as text, to compare with what :meth:`url_for` made.
+
+    PEP 3333 gives PATH_INFO as bytes, one character each (latin-1); a link
+    holding non-ASCII text (a mountpoint or depot name) is requested as its
+    UTF-8 bytes. Bytes that are not UTF-8 become lone surrogates, which no
+    mountpoint, depot name or file id holds. A path with characters above
+    U+00FF was decoded already (not PEP 3333, some test clients) and is read
+    as it is.
+    """
+    try:
+        raw = path_info.encode("latin-1")
+    except UnicodeEncodeError:
+        return path_info
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _plain(
     environ: WSGIEnvironment,
     start_response: StartResponse,
@@ -441,6 +473,41 @@ def _has_descriptor(stored: StoredFile) -> bool:
     except io.UnsupportedOperation:
         return False
     return True
+
+
+def _to_the_second(value: object) -> datetime | None:
+    """A stored time as HTTP sees it: naive UTC, without a fraction of a second.
+
+    depot's backends store times so, but any StoredFile can be served: a
+    fraction would make the file look newer than its own Last-Modified (412
+    for If-Unmodified-Since, never 304 or 206 by date), and an aware time in
+    another zone would be sent as if it were UTC.
+    """
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.replace(microsecond=0)
+
+
+def _check_size(stored: StoredFile, length: int) -> None:
+    """Raise CorruptMetadataError if the file's descriptor shows other than ``length`` bytes.
+
+    A server sends a whole file handed to ``wsgi.file_wrapper`` whatever the
+    Content-Length said: bytes past it would be read, on a kept-alive
+    connection, as the start of the next answer; and a shorter file breaks
+    the connection after a 200. Files without a descriptor are given at most
+    ``length`` bytes (:class:`_FileIter`).
+    """
+    try:
+        described = os.fstat(stored.fileno())
+    except io.UnsupportedOperation:
+        return
+    if stat.S_ISREG(described.st_mode) and described.st_size != length:
+        raise CorruptMetadataError(
+            f"Stored file {stored.file_id} holds {described.st_size} bytes but its metadata "
+            f"says {length}: restore it from a backup or delete it."
+        )
 
 
 def _content_length(stored: StoredFile) -> int:
