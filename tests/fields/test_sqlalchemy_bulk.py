@@ -339,11 +339,11 @@ def test_concurrent_move_of_a_value(
     file, so the file b took stays. SQLite lets one writer at a time: the
     DELETE waits or fails, and deletes nothing either way.
     """
-    from depot.fields import _sqlatracking
+    from depot.fields import _sqlashared
 
     files = add_documents(Session, "a", "b")
     # As if the copy were made by another process: no in-process record of it.
-    monkeypatch.setattr(_sqlatracking, "_copied", {})
+    monkeypatch.setattr(_sqlashared, "_copied", {})
     outcome: dict[str, Any] = {}
     mover = Session()
     try:
@@ -351,7 +351,7 @@ def test_concurrent_move_of_a_value(
         b.attachment = a.attachment
         a.attachment = None
         mover.flush()  # the rows are locked until the commit
-        _sqlatracking._copied.clear()
+        _sqlashared._copied.clear()
 
         def bulk_delete() -> None:
             try:
@@ -415,9 +415,9 @@ def test_session_joined_to_an_outer_transaction(Session: Maker, outer_commits: b
 
 
 def test_more_rows_than_one_check_holds(Session: Maker) -> None:  # noqa: N803
-    from depot.fields import _sqlatracking
+    from depot.fields import _sqlabulk
 
-    count = _sqlatracking._IN_CHUNK + 20
+    count = _sqlabulk._IN_CHUNK + 20
     with Session() as s:
         docs = [Document(name=f"d{n}", attachment=b"x") for n in range(count)]
         s.add_all(docs)
@@ -470,14 +470,14 @@ def test_rows_that_cannot_be_read_are_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A WHERE that cannot be read as a SELECT: the statement runs, its files stay, logged."""
-    from depot.fields import _sqlatracking
+    from depot.fields import _sqlabulk
 
     files = add_documents(Session, "a")
 
     def broken(*args: Any) -> Any:
         raise sa.exc.CompileError("no SELECT can take this WHERE")
 
-    monkeypatch.setattr(_sqlatracking, "_matched_rows", broken)
+    monkeypatch.setattr(_sqlabulk, "_matched_rows", broken)
     with Session() as s, caplog.at_level(logging.WARNING, "depot.fields.sqlalchemy"):
         assert s.execute(sa.delete(Document)).rowcount == 1
         s.commit()
