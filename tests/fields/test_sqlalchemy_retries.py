@@ -27,48 +27,52 @@ def committed_file(Session: Maker, name: str) -> bytes:  # noqa: N803
             return stored.read()
 
 
+def commit_taken(s: orm.Session) -> None:
+    """Commit a document named 'taken', so that inserting another of that name fails."""
+    s.add(Document(name="taken", attachment=b"first"))
+    s.commit()
+
+
+def add_renamed(s: orm.Session, doc: Document) -> None:
+    """The usual retry: rename the object whose insert failed, add it again, commit."""
+    doc.name = "free"
+    s.add(doc)
+    s.commit()
+
+
 def test_savepoint_insert_fails_then_renamed_and_added_again(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
         doc = Document(name="taken", attachment=b"mine")
         with pytest.raises(sa.exc.IntegrityError), s.begin_nested():
             s.add(doc)
-        doc.name = "free"
-        s.add(doc)
-        s.commit()
+        add_renamed(s, doc)
     assert committed_file(Session, "free") == b"mine"
 
 
 def test_commit_fails_then_added_in_a_new_transaction(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
     with Session() as s:
         doc = Document(name="taken", attachment=b"mine")
         s.add(doc)
         with pytest.raises(sa.exc.IntegrityError):
             s.commit()
         s.rollback()
-        doc.name = "free"
-        s.add(doc)
-        s.commit()
+        add_renamed(s, doc)
     assert committed_file(Session, "free") == b"mine"
 
 
 def test_retry_in_a_new_session(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
     doc = Document(name="taken", attachment=b"mine")
     with Session() as s:
         s.add(doc)
         with pytest.raises(sa.exc.IntegrityError):
             s.flush()
-    doc.name = "free"
     with Session() as s:
-        s.add(doc)
-        s.commit()
+        add_renamed(s, doc)
     assert committed_file(Session, "free") == b"mine"
 
 
@@ -104,8 +108,7 @@ def test_list_column_retried_after_a_failed_insert(Session: Maker) -> None:  # n
 def test_given_up_after_a_failure_the_files_go(Session: Maker) -> None:  # noqa: N803
     """An object dropped after its failed insert leaves nothing behind once collected."""
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
     before = stored_count()
     with Session() as s:
         doc = Document(name="taken", attachment=b"mine")
