@@ -22,6 +22,7 @@ from sqlalchemy import event, orm
 from depot.fields.upload import UploadedFile
 from tests.fields.files import all_exist, none_exist
 from tests.fields.models import Album, Document, Folder, Item, Media, Video
+from tests.fields.rows import commit_video
 
 pytestmark = pytest.mark.usefixtures("depot")
 
@@ -44,13 +45,26 @@ def names_left(Session: Maker) -> list[str]:  # noqa: N803
         return sorted(s.scalars(sa.select(Document.name)))
 
 
+def load_all(s: orm.Session, loaded: bool) -> None:
+    """If ``loaded``, load every document in ``s``: the statement then matches loaded rows."""
+    if loaded:
+        s.scalars(sa.select(Document)).all()
+
+
+def run_and_commit(Session: Maker, statement: Any, sync: Any, loaded: bool) -> None:  # noqa: N803
+    """Run ``statement`` with ``synchronize_session=sync`` in a new session, and commit."""
+    with Session() as s:
+        load_all(s, loaded)
+        s.execute(statement, execution_options={"synchronize_session": sync})
+        s.commit()
+
+
 @pytest.mark.parametrize("sync", SYNCS)
 @pytest.mark.parametrize("loaded", [True, False])
 def test_query_delete(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa: N803
     files = add_documents(Session, "a", "b", "c")
     with Session() as s:
-        if loaded:
-            s.scalars(sa.select(Document)).all()
+        load_all(s, loaded)
         deleted = (
             s.query(Document).filter(Document.name.in_(["a", "b"])).delete(synchronize_session=sync)
         )
@@ -66,12 +80,7 @@ def test_query_delete(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa:
 @pytest.mark.parametrize("loaded", [True, False])
 def test_delete_statement(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa: N803
     files = add_documents(Session, "a", "b", "c")
-    with Session() as s:
-        if loaded:
-            s.scalars(sa.select(Document)).all()
-        statement = sa.delete(Document).where(Document.name != "c")
-        s.execute(statement, execution_options={"synchronize_session": sync})
-        s.commit()
+    run_and_commit(Session, sa.delete(Document).where(Document.name != "c"), sync, loaded)
     assert none_exist(files["a"]) and none_exist(files["b"])
     assert all_exist(files["c"])
 
@@ -80,12 +89,8 @@ def test_delete_statement(Session: Maker, sync: Any, loaded: bool) -> None:  # n
 @pytest.mark.parametrize("loaded", [True, False])
 def test_update_statement_to_none(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa: N803
     files = add_documents(Session, "a", "b")
-    with Session() as s:
-        if loaded:
-            s.scalars(sa.select(Document)).all()
-        statement = sa.update(Document).where(Document.name == "a").values(attachment=None)
-        s.execute(statement, execution_options={"synchronize_session": sync})
-        s.commit()
+    statement = sa.update(Document).where(Document.name == "a").values(attachment=None)
+    run_and_commit(Session, statement, sync, loaded)
     assert none_exist(files["a"])
     assert all_exist(files["b"])
     assert names_left(Session) == ["a", "b"]
@@ -273,9 +278,7 @@ def test_list_column(Session: Maker) -> None:  # noqa: N803
 def test_joined_inheritance(Session: Maker) -> None:  # noqa: N803
     """An UPDATE of a subclass sets its own table's columns: only those files go."""
     with Session() as s:
-        video = Video(file=b"movie", poster=b"poster")
-        s.add(video)
-        s.commit()
+        video = commit_video(s)
         movie, poster = video.file, video.poster
     with Session() as s:
         s.execute(sa.update(Video).values(poster=None))

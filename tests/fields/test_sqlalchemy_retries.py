@@ -14,6 +14,7 @@ from sqlalchemy import orm
 from depot.fields._tracking import paths_of
 from tests.fields.files import drop_and_collect, exists, stored_count
 from tests.fields.models import Album, Document
+from tests.fields.rows import add_document, attachment_of
 
 pytestmark = pytest.mark.usefixtures("depot")
 
@@ -21,10 +22,8 @@ Maker = orm.sessionmaker[orm.Session]
 
 
 def committed_file(Session: Maker, name: str) -> bytes:  # noqa: N803
-    with Session() as s:
-        doc = s.scalars(sa.select(Document).where(Document.name == name)).one()
-        with doc.attachment.file as stored:
-            return stored.read()
+    with attachment_of(Session, name).file as stored:
+        return stored.read()
 
 
 def commit_taken(s: orm.Session) -> None:
@@ -77,9 +76,7 @@ def test_retry_in_a_new_session(Session: Maker) -> None:  # noqa: N803
 
 
 def test_expunged_with_a_change_then_added_back(Session: Maker) -> None:  # noqa: N803
-    with Session() as s:
-        s.add(Document(name="doc", attachment=b"first"))
-        s.commit()
+    add_document(Session)
     with Session() as s:
         doc = s.scalars(sa.select(Document)).one()
         doc.attachment = b"second"
@@ -125,9 +122,7 @@ def test_given_up_after_a_failure_the_files_go(Session: Maker) -> None:  # noqa:
 
 def test_value_copied_to_a_new_object_is_kept_when_the_row_lets_go(Session: Maker) -> None:  # noqa: N803
     """A new object given a row's value may write it: the row letting go deletes nothing."""
-    with Session() as s:
-        s.add(Document(name="a", attachment=b"shared"))
-        s.commit()
+    add_document(Session, "a", b"shared")
     with Session() as s:
         a = s.scalars(sa.select(Document)).one()
         copy = Document(name="b", attachment=a.attachment)
