@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from depot.fields._tracking import paths_of
 from tests.fields.files import all_exist, exists, none_exist
 from tests.fields.models import Document
+from tests.fields.rows import add_document
 
 pytestmark = pytest.mark.usefixtures("depot")
 
@@ -64,11 +65,7 @@ class Committed:
 
 @pytest.fixture
 def db(Session: Maker) -> Committed:  # noqa: N803
-    with Session(expire_on_commit=False) as s:
-        doc = Document(name="doc", attachment=b"first")
-        s.add(doc)
-        s.commit()
-    return Committed(Session, doc.attachment)
+    return Committed(Session, add_document(Session))
 
 
 @contextmanager
