@@ -49,16 +49,16 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(missing_dependency_message(__name__, exc.name or "SQLAlchemy")) from exc
 
+from depot.fields._sqlaflush import watch_mapper
+from depot.fields._sqlasession import install
+from depot.fields._sqlashared import mark_copied
 from depot.fields._sqlatracking import (
     assigned,
     disown,
     hold,
-    install,
     log,
-    mark_copied,
     mark_unclaimed,
     track_stored,
-    watch_mapper,
 )
 
 __all__ = ["UploadedFileField", "UploadedFileList", "UploadedFilesField"]

@@ -22,6 +22,7 @@ from sqlalchemy import event, orm
 from depot.fields.upload import UploadedFile
 from tests.fields.files import all_exist, none_exist
 from tests.fields.models import Album, Document, Folder, Item, Media, Video
+from tests.fields.rows import commit_video
 
 pytestmark = pytest.mark.usefixtures("depot")
 
@@ -44,13 +45,26 @@ def names_left(Session: Maker) -> list[str]:  # noqa: N803
         return sorted(s.scalars(sa.select(Document.name)))
 
 
+def load_all(s: orm.Session, loaded: bool) -> None:
+    """If ``loaded``, load every document in ``s``: the statement then matches loaded rows."""
+    if loaded:
+        s.scalars(sa.select(Document)).all()
+
+
+def run_and_commit(Session: Maker, statement: Any, sync: Any, loaded: bool) -> None:  # noqa: N803
+    """Run ``statement`` with ``synchronize_session=sync`` in a new session, and commit."""
+    with Session() as s:
+        load_all(s, loaded)
+        s.execute(statement, execution_options={"synchronize_session": sync})
+        s.commit()
+
+
 @pytest.mark.parametrize("sync", SYNCS)
 @pytest.mark.parametrize("loaded", [True, False])
 def test_query_delete(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa: N803
     files = add_documents(Session, "a", "b", "c")
     with Session() as s:
-        if loaded:
-            s.scalars(sa.select(Document)).all()
+        load_all(s, loaded)
         deleted = (
             s.query(Document).filter(Document.name.in_(["a", "b"])).delete(synchronize_session=sync)
         )
@@ -66,12 +80,7 @@ def test_query_delete(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa:
 @pytest.mark.parametrize("loaded", [True, False])
 def test_delete_statement(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa: N803
     files = add_documents(Session, "a", "b", "c")
-    with Session() as s:
-        if loaded:
-            s.scalars(sa.select(Document)).all()
-        statement = sa.delete(Document).where(Document.name != "c")
-        s.execute(statement, execution_options={"synchronize_session": sync})
-        s.commit()
+    run_and_commit(Session, sa.delete(Document).where(Document.name != "c"), sync, loaded)
     assert none_exist(files["a"]) and none_exist(files["b"])
     assert all_exist(files["c"])
 
@@ -80,12 +89,8 @@ def test_delete_statement(Session: Maker, sync: Any, loaded: bool) -> None:  # n
 @pytest.mark.parametrize("loaded", [True, False])
 def test_update_statement_to_none(Session: Maker, sync: Any, loaded: bool) -> None:  # noqa: N803
     files = add_documents(Session, "a", "b")
-    with Session() as s:
-        if loaded:
-            s.scalars(sa.select(Document)).all()
-        statement = sa.update(Document).where(Document.name == "a").values(attachment=None)
-        s.execute(statement, execution_options={"synchronize_session": sync})
-        s.commit()
+    statement = sa.update(Document).where(Document.name == "a").values(attachment=None)
+    run_and_commit(Session, statement, sync, loaded)
     assert none_exist(files["a"])
     assert all_exist(files["b"])
     assert names_left(Session) == ["a", "b"]
@@ -273,9 +278,7 @@ def test_list_column(Session: Maker) -> None:  # noqa: N803
 def test_joined_inheritance(Session: Maker) -> None:  # noqa: N803
     """An UPDATE of a subclass sets its own table's columns: only those files go."""
     with Session() as s:
-        video = Video(file=b"movie", poster=b"poster")
-        s.add(video)
-        s.commit()
+        video = commit_video(s)
         movie, poster = video.file, video.poster
     with Session() as s:
         s.execute(sa.update(Video).values(poster=None))
@@ -339,11 +342,11 @@ def test_concurrent_move_of_a_value(
     file, so the file b took stays. SQLite lets one writer at a time: the
     DELETE waits or fails, and deletes nothing either way.
     """
-    from depot.fields import _sqlatracking
+    from depot.fields import _sqlashared
 
     files = add_documents(Session, "a", "b")
     # As if the copy were made by another process: no in-process record of it.
-    monkeypatch.setattr(_sqlatracking, "_copied", {})
+    monkeypatch.setattr(_sqlashared, "_copied", {})
     outcome: dict[str, Any] = {}
     mover = Session()
     try:
@@ -351,7 +354,7 @@ def test_concurrent_move_of_a_value(
         b.attachment = a.attachment
         a.attachment = None
         mover.flush()  # the rows are locked until the commit
-        _sqlatracking._copied.clear()
+        _sqlashared._copied.clear()
 
         def bulk_delete() -> None:
             try:
@@ -415,9 +418,9 @@ def test_session_joined_to_an_outer_transaction(Session: Maker, outer_commits: b
 
 
 def test_more_rows_than_one_check_holds(Session: Maker) -> None:  # noqa: N803
-    from depot.fields import _sqlatracking
+    from depot.fields import _sqlabulk
 
-    count = _sqlatracking._IN_CHUNK + 20
+    count = _sqlabulk._IN_CHUNK + 20
     with Session() as s:
         docs = [Document(name=f"d{n}", attachment=b"x") for n in range(count)]
         s.add_all(docs)
@@ -470,14 +473,14 @@ def test_rows_that_cannot_be_read_are_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A WHERE that cannot be read as a SELECT: the statement runs, its files stay, logged."""
-    from depot.fields import _sqlatracking
+    from depot.fields import _sqlabulk
 
     files = add_documents(Session, "a")
 
     def broken(*args: Any) -> Any:
         raise sa.exc.CompileError("no SELECT can take this WHERE")
 
-    monkeypatch.setattr(_sqlatracking, "_matched_rows", broken)
+    monkeypatch.setattr(_sqlabulk, "_matched_rows", broken)
     with Session() as s, caplog.at_level(logging.WARNING, "depot.fields.sqlalchemy"):
         assert s.execute(sa.delete(Document)).rowcount == 1
         s.commit()

@@ -9,6 +9,9 @@ rolls back, in every ``join_transaction_mode``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from sqlalchemy.engine import Engine
 from depot.fields._tracking import paths_of
 from tests.fields.files import all_exist, exists, none_exist
 from tests.fields.models import Document
+from tests.fields.rows import add_document
 
 pytestmark = pytest.mark.usefixtures("depot")
 
@@ -27,32 +31,57 @@ Maker = orm.sessionmaker[orm.Session]
 MODES = ["conditional_savepoint", "create_savepoint", "rollback_only", "control_fully"]
 
 
-@pytest.fixture
-def bound_engine(Session: Maker) -> Engine:  # noqa: N803
-    """The engine of the database under test, its tables emptied."""
-    bind = Session.kw["bind"]
-    assert isinstance(bind, Engine)
-    return bind
+@dataclass
+class Committed:
+    """The database under test, holding one committed document; what the tests check on it."""
+
+    Session: Maker
+    #: The committed document's value (its content: ``b"first"``).
+    first: Any
+
+    @property
+    def engine(self) -> Engine:
+        bind = self.Session.kw["bind"]
+        assert isinstance(bind, Engine)
+        return bind
+
+    def row_file(self) -> Any:
+        """The document's value as the database holds it now."""
+        with self.Session() as s:
+            return s.scalars(sa.select(Document)).one().attachment
+
+    def assert_undone(self, new: list[str]) -> None:
+        """The replacement was rolled back: the first file is the row's, the new one went."""
+        assert all_exist(self.first)
+        assert not any(exists(p) for p in new), "the file stored for the rolled-back row stayed"
+        assert self.row_file().file.read() == b"first"
+
+    def assert_replaced(self, new: list[str]) -> None:
+        """The replacement was committed: the new file is the row's, the first one went."""
+        assert none_exist(self.first)
+        assert all(exists(p) for p in new)
+        assert self.row_file().file.read() == b"second"
 
 
 @pytest.fixture
-def first(Session: Maker) -> Any:  # noqa: N803
-    """A committed document's value."""
-    with Session(expire_on_commit=False) as s:
-        doc = Document(name="doc", attachment=b"first")
-        s.add(doc)
-        s.commit()
-    return doc.attachment
+def db(Session: Maker) -> Committed:  # noqa: N803
+    return Committed(Session, add_document(Session))
 
 
-def row_file(Session: Maker) -> Any:  # noqa: N803
-    with Session() as s:
-        return s.scalars(sa.select(Document)).one().attachment
+@contextmanager
+def outer_transaction(engine: Engine) -> Iterator[tuple[sa.Connection, sa.RootTransaction]]:
+    """A connection and the transaction begun on it, which the test (not the session) ends."""
+    with engine.connect() as connection:
+        yield connection, connection.begin()
+
+
+def joined_session(connection: sa.Connection, mode: str = "create_savepoint") -> orm.Session:
+    return orm.Session(bind=connection, join_transaction_mode=mode)  # type: ignore[arg-type]
 
 
 def replace_in_joined_session(connection: sa.Connection, mode: str) -> list[str]:
     """Replace the document's file in a session joined to ``connection``; commit the session."""
-    with orm.Session(bind=connection, join_transaction_mode=mode) as s:  # type: ignore[arg-type]
+    with joined_session(connection, mode) as s:
         doc = s.scalars(sa.select(Document)).one()
         doc.attachment = b"second"
         new = paths_of(doc.attachment)
@@ -61,140 +90,89 @@ def replace_in_joined_session(connection: sa.Connection, mode: str) -> list[str]
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_outer_rollback_keeps_the_replaced_file(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,
-    mode: str,  # noqa: N803
-) -> None:
-    with bound_engine.connect() as connection:
-        outer = connection.begin()
+def test_outer_rollback_keeps_the_replaced_file(db: Committed, mode: str) -> None:
+    with outer_transaction(db.engine) as (connection, outer):
         new = replace_in_joined_session(connection, mode)
         if mode == "control_fully":
             # The session committed the connection's transaction itself.
             assert not connection.in_transaction()
-            assert none_exist(first)
+            assert none_exist(db.first)
             return
-        assert all_exist(first), "deleted by a commit that was not the database's"
+        assert all_exist(db.first), "deleted by a commit that was not the database's"
         outer.rollback()
-    assert all_exist(first)
-    assert not any(exists(p) for p in new), "the file stored for the rolled-back row stayed"
-    assert row_file(Session).file.read() == b"first"
+    db.assert_undone(new)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_outer_commit_deletes_the_replaced_file(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,
-    mode: str,  # noqa: N803
-) -> None:
-    with bound_engine.connect() as connection:
-        outer = connection.begin()
+def test_outer_commit_deletes_the_replaced_file(db: Committed, mode: str) -> None:
+    with outer_transaction(db.engine) as (connection, outer):
         new = replace_in_joined_session(connection, mode)
         if mode != "control_fully":
-            assert all_exist(first)
+            assert all_exist(db.first)
             outer.commit()
-    assert none_exist(first)
-    assert all(exists(p) for p in new)
-    assert row_file(Session).file.read() == b"second"
+    db.assert_replaced(new)
 
 
 @pytest.mark.parametrize("mode", ["create_savepoint", "conditional_savepoint"])
-def test_outer_savepoint_rolled_back_then_outer_commit(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,
-    mode: str,  # noqa: N803
-) -> None:
+def test_outer_savepoint_rolled_back_then_outer_commit(db: Committed, mode: str) -> None:
     """The session works inside a savepoint the test opened, which the test then rolls back."""
-    with bound_engine.connect() as connection:
-        outer = connection.begin()
+    with outer_transaction(db.engine) as (connection, outer):
         savepoint = connection.begin_nested()
         new = replace_in_joined_session(connection, mode)
         savepoint.rollback()
         outer.commit()
-    assert row_file(Session).file.read() == b"first"
-    assert all_exist(first)
-    assert not any(exists(p) for p in new), "the file stored for the rolled-back row stayed"
+    db.assert_undone(new)
 
 
-def test_several_sessions_in_one_outer_transaction(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,  # noqa: N803
-) -> None:
+def test_several_sessions_in_one_outer_transaction(db: Committed) -> None:
     """One session lets go of the file, the next one takes it back: it is kept."""
-    with bound_engine.connect() as connection:
-        outer = connection.begin()
-        with orm.Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+    with outer_transaction(db.engine) as (connection, outer):
+        with joined_session(connection) as s:
             doc = s.scalars(sa.select(Document)).one()
             kept = doc.attachment
             doc.attachment = None
             s.commit()
-        with orm.Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+        with joined_session(connection) as s:
             s.add(Document(name="again", attachment=kept))
             s.commit()
         outer.commit()
-    assert all_exist(first)
+    assert all_exist(db.first)
 
 
-def test_connection_already_in_a_transaction_default_mode(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,  # noqa: N803
-) -> None:
+def test_connection_already_in_a_transaction_default_mode(db: Committed) -> None:
     """The default mode on a connection in a transaction: the session never commits it."""
-    with bound_engine.connect() as connection:
+    with db.engine.connect() as connection:
         connection.execute(sa.select(1))  # autobegins the connection's transaction
         with orm.Session(bind=connection) as s:
             s.scalars(sa.select(Document)).one().attachment = None
             s.commit()
-        assert all_exist(first)
+        assert all_exist(db.first)
         connection.rollback()
-    assert all_exist(first)
-    assert row_file(Session).file.read() == b"first"
+    assert all_exist(db.first)
+    assert db.row_file().file.read() == b"first"
 
 
-def test_deleted_row_in_a_rolled_back_test_transaction(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,  # noqa: N803
-) -> None:
-    with bound_engine.connect() as connection:
-        outer = connection.begin()
-        with orm.Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+def test_deleted_row_in_a_rolled_back_test_transaction(db: Committed) -> None:
+    with outer_transaction(db.engine) as (connection, outer):
+        with joined_session(connection) as s:
             s.delete(s.scalars(sa.select(Document)).one())
             s.commit()
         outer.rollback()
-    assert all_exist(first)
+    assert all_exist(db.first)
 
 
-def test_connection_closed_without_commit(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,  # noqa: N803
-) -> None:
-    with bound_engine.connect() as connection:
-        connection.begin()
+def test_connection_closed_without_commit(db: Committed) -> None:
+    with outer_transaction(db.engine) as (connection, _):
         new = replace_in_joined_session(connection, "create_savepoint")
-    assert all_exist(first)
-    assert not any(exists(p) for p in new)
+    db.assert_undone(new)
 
 
-def test_a_later_savepoint_rolled_back_leaves_the_session_commit(
-    bound_engine: Engine,
-    Session: Maker,
-    first: Any,  # noqa: N803
-) -> None:
-    with bound_engine.connect() as connection:
-        outer = connection.begin()
+def test_a_later_savepoint_rolled_back_leaves_the_session_commit(db: Committed) -> None:
+    with outer_transaction(db.engine) as (connection, outer):
         new = replace_in_joined_session(connection, "create_savepoint")
         later = connection.begin_nested()
         connection.execute(sa.select(1))
         later.rollback()
-        assert all_exist(first)
+        assert all_exist(db.first)
         outer.commit()
-    assert none_exist(first)
-    assert all(exists(p) for p in new)
-    assert row_file(Session).file.read() == b"second"
+    db.assert_replaced(new)

@@ -14,6 +14,7 @@ from sqlalchemy import orm
 from depot.fields._tracking import paths_of
 from tests.fields.files import drop_and_collect, exists, stored_count
 from tests.fields.models import Album, Document
+from tests.fields.rows import add_document, attachment_of
 
 pytestmark = pytest.mark.usefixtures("depot")
 
@@ -21,61 +22,61 @@ Maker = orm.sessionmaker[orm.Session]
 
 
 def committed_file(Session: Maker, name: str) -> bytes:  # noqa: N803
-    with Session() as s:
-        doc = s.scalars(sa.select(Document).where(Document.name == name)).one()
-        with doc.attachment.file as stored:
-            return stored.read()
+    with attachment_of(Session, name).file as stored:
+        return stored.read()
+
+
+def commit_taken(s: orm.Session) -> None:
+    """Commit a document named 'taken', so that inserting another of that name fails."""
+    s.add(Document(name="taken", attachment=b"first"))
+    s.commit()
+
+
+def add_renamed(s: orm.Session, doc: Document) -> None:
+    """The usual retry: rename the object whose insert failed, add it again, commit."""
+    doc.name = "free"
+    s.add(doc)
+    s.commit()
 
 
 def test_savepoint_insert_fails_then_renamed_and_added_again(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
         doc = Document(name="taken", attachment=b"mine")
         with pytest.raises(sa.exc.IntegrityError), s.begin_nested():
             s.add(doc)
-        doc.name = "free"
-        s.add(doc)
-        s.commit()
+        add_renamed(s, doc)
     assert committed_file(Session, "free") == b"mine"
 
 
 def test_commit_fails_then_added_in_a_new_transaction(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
     with Session() as s:
         doc = Document(name="taken", attachment=b"mine")
         s.add(doc)
         with pytest.raises(sa.exc.IntegrityError):
             s.commit()
         s.rollback()
-        doc.name = "free"
-        s.add(doc)
-        s.commit()
+        add_renamed(s, doc)
     assert committed_file(Session, "free") == b"mine"
 
 
 def test_retry_in_a_new_session(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
     doc = Document(name="taken", attachment=b"mine")
     with Session() as s:
         s.add(doc)
         with pytest.raises(sa.exc.IntegrityError):
             s.flush()
-    doc.name = "free"
     with Session() as s:
-        s.add(doc)
-        s.commit()
+        add_renamed(s, doc)
     assert committed_file(Session, "free") == b"mine"
 
 
 def test_expunged_with_a_change_then_added_back(Session: Maker) -> None:  # noqa: N803
-    with Session() as s:
-        s.add(Document(name="doc", attachment=b"first"))
-        s.commit()
+    add_document(Session)
     with Session() as s:
         doc = s.scalars(sa.select(Document)).one()
         doc.attachment = b"second"
@@ -104,8 +105,7 @@ def test_list_column_retried_after_a_failed_insert(Session: Maker) -> None:  # n
 def test_given_up_after_a_failure_the_files_go(Session: Maker) -> None:  # noqa: N803
     """An object dropped after its failed insert leaves nothing behind once collected."""
     with Session() as s:
-        s.add(Document(name="taken", attachment=b"first"))
-        s.commit()
+        commit_taken(s)
     before = stored_count()
     with Session() as s:
         doc = Document(name="taken", attachment=b"mine")
@@ -122,9 +122,7 @@ def test_given_up_after_a_failure_the_files_go(Session: Maker) -> None:  # noqa:
 
 def test_value_copied_to_a_new_object_is_kept_when_the_row_lets_go(Session: Maker) -> None:  # noqa: N803
     """A new object given a row's value may write it: the row letting go deletes nothing."""
-    with Session() as s:
-        s.add(Document(name="a", attachment=b"shared"))
-        s.commit()
+    add_document(Session, "a", b"shared")
     with Session() as s:
         a = s.scalars(sa.select(Document)).one()
         copy = Document(name="b", attachment=a.attachment)

@@ -17,25 +17,12 @@ from depot.exceptions import BackendUnavailableError
 from depot.fields._tracking import paths_of
 from depot.io.utils import FileIntent
 from tests.fields.files import all_exist, drop_and_collect, exists, none_exist, stored_count
-from tests.fields.models import Document, Folder, Item, Media, Video
+from tests.fields.models import Document, Folder, Item, Media
+from tests.fields.rows import add_document, attachment_of, commit_video
 
 pytestmark = pytest.mark.usefixtures("depot")
 
 Maker = orm.sessionmaker[orm.Session]
-
-
-def add_document(Session: Maker, name: str = "doc", content: bytes = b"first") -> Any:  # noqa: N803
-    """A committed document with a file; returns its (detached) attachment value."""
-    with Session() as s:
-        doc = Document(name=name, attachment=content)
-        s.add(doc)
-        s.commit()
-        return doc.attachment
-
-
-def attachment_of(Session: Maker, name: str = "doc") -> Any:  # noqa: N803
-    with Session() as s:
-        return s.scalars(sa.select(Document).where(Document.name == name)).one().attachment
 
 
 # -- one transaction ---------------------------------------------------------------------------
@@ -529,9 +516,7 @@ def test_cascaded_deletes(Session: Maker) -> None:  # noqa: N803
 
 def test_joined_inheritance(Session: Maker) -> None:  # noqa: N803
     with Session() as s:
-        video = Video(file=b"movie", poster=b"poster")
-        s.add(video)
-        s.commit()
+        video = commit_video(s)
         movie, poster = video.file, video.poster
         s.expire(video)
         video.poster = b"new poster"
