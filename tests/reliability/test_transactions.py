@@ -232,7 +232,8 @@ CHILD = textwrap.dedent(
             docs[n % len(docs)].attachment = b"v%d" % n
             if n % 4 == 0:
                 s.delete(docs[(n + 1) % len(docs)])
-                s.add(Document(name="c%d" % n, attachment=b"v-c"))
+                # Unique across the children of one test: each starts at n = 1.
+                s.add(Document(name="c%d-%d" % (os.getpid(), n), attachment=b"v-c"))
             s.commit()
         print(n, flush=True)
     """
