@@ -28,6 +28,7 @@ operation on the file a minute later finishes the commit from what was recorded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -60,6 +61,8 @@ except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, exc.name or "pymongo")) from exc
 
 __all__ = ["GridFSStorage", "GridFSStoredFile"]
+
+log = logging.getLogger("depot.io")
 
 _BACKEND = "GridFSStorage"
 #: pymongo's default chunk size, which every file filedepot wrote has.
@@ -497,7 +500,9 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
             "filename": _or_default(field("filename"), DEFAULT_FILENAME),
             "content_type": _or_default(field("contentType"), DEFAULT_CONTENT_TYPE),
             "content_length": length,
-            "last_modified": _last_modified(field("last_modified"), field("uploadDate")),
+            "last_modified": _last_modified(
+                field("last_modified"), field("uploadDate"), file_id, where
+            ),
         }
     except (ValueError, TypeError) as exc:
         raise CorruptMetadataError(
@@ -515,9 +520,20 @@ def _or_default(value: object, default: str) -> object:
     return default if value is None or value == "" else value
 
 
-def _last_modified(recorded: object, uploaded: object) -> datetime | None:
-    if isinstance(recorded, str):
-        return parse_timestamp(recorded)
+def _last_modified(recorded: object, uploaded: object, file_id: str, where: str) -> datetime | None:
+    if isinstance(recorded, str) and recorded:
+        try:
+            return parse_timestamp(recorded)
+        except ValueError as exc:
+            # filedepot read such a file with no date: better than an unreadable file.
+            log.warning(
+                "File %s in %s has an invalid last_modified (%s): its last_modified is None. "
+                "Replace the file to record a new time.",
+                file_id,
+                where,
+                exc,
+            )
+            return None
     if recorded is not None and not isinstance(recorded, datetime):
         raise TypeError(f"last_modified {recorded!r} is neither a time string nor a date")
     # Files put by other programs have no last_modified: their upload time serves.

@@ -257,7 +257,6 @@ def test_objects_put_by_other_programs_are_read(storage: Any, gcs_client: Any, b
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("x-depot-modified", "INVALID"),
         ("x-depot-checksum", "md5:0123"),
         ("x-depot-filename", "%FF%FE.txt"),
     ],
@@ -276,6 +275,23 @@ def test_corrupt_metadata_names_the_file(
     assert field in message and file_id in message and bucket in message
     assert "Restore the file from a backup or delete it" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["INVALID", "2024-13-45 99:00:00", "2024-05-01T12:00:00"])
+def test_invalid_modified_time_is_read_without_a_date(
+    storage: Any, gcs_client: Any, bucket: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # filedepot read such a file, with last_modified None: so does depot, and says so.
+    file_id = "00000000-0000-4000-8000-0000000000be"
+    blob = gcs_client.bucket(bucket).blob(file_id)
+    blob.metadata = {"x-depot-filename": "a.txt", "x-depot-modified": value}
+    blob.upload_from_string(b"data")
+    with caplog.at_level("WARNING", logger="depot.io"):
+        stored = storage.get(file_id)
+    assert stored.last_modified is None
+    assert (stored.filename, stored.read()) == ("a.txt", b"data")
+    [record] = [r for r in caplog.records if r.name == "depot.io"]
+    assert file_id in record.getMessage() and "x-depot-modified" in record.getMessage()
 
 
 def test_filedepot_attributes(storage: Any, gcs_client: Any, bucket: str) -> None:

@@ -472,3 +472,22 @@ def test_a_falsy_name_or_type_of_the_wrong_type_is_corrupt(
     storage._files.update_one({"_id": ObjectId(file_id)}, {"$set": {field: value}})
     with pytest.raises(CorruptMetadataError, match=file_id):
         storage.get(file_id)
+
+
+def test_invalid_last_modified_is_read_without_a_date(
+    gridfs_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # filedepot read such a file, with last_modified None: so does depot, and says so.
+    from bson import ObjectId
+
+    from depot.manager import DepotManager
+
+    storage = DepotManager.from_config(gridfs_settings)
+    file_id = storage.create(b"data", filename="a.txt")
+    storage._files.update_one({"_id": ObjectId(file_id)}, {"$set": {"last_modified": "INVALID"}})
+    with caplog.at_level("WARNING", logger="depot.io"):
+        stored = storage.get(file_id)
+    assert stored.last_modified is None
+    assert (stored.filename, stored.read()) == ("a.txt", b"data")
+    [record] = [r for r in caplog.records if r.name == "depot.io"]
+    assert file_id in record.getMessage() and "last_modified" in record.getMessage()
