@@ -207,8 +207,10 @@ class ObjectWriter:
                     ChecksumAlgorithm="CRC32",
                     **others,
                 )
+        except DepotError:
+            raise
         except ClientError:
-            pass  # deleted or replaced by another writer since
+            pass  # 404, PreconditionFailed: deleted or replaced by another writer since
 
 
 class _HashingFile:

@@ -36,9 +36,11 @@ from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    DepotError,
     StoredFileNotFoundError,
 )
 from depot.io._chunks import BLOCK_SIZE
+from depot.io._foreign import also_foreign
 from depot.io._ids import check_file_id, new_file_id
 from depot.io._objectmeta import (
     FILENAME,
@@ -95,10 +97,11 @@ def _session(own_credentials: bool) -> boto3.session.Session:
     credentials from boto3's chain gets a session of its own: a session keeps
     the credentials it finds, and each storage should find them when it is made.
     """
+    # boto3.Session, the name filedepot called: applications' tests patch it.
     if not own_credentials:
-        return boto3.session.Session()
+        return boto3.Session()
     if not _SHARED:
-        _SHARED.append(boto3.session.Session())
+        _SHARED.append(boto3.Session())
     return _SHARED[0]
 
 
@@ -425,15 +428,33 @@ class S3Storage(FileStorage):
         return self._prefix + fileid
 
     def _ensure_bucket(self) -> None:
-        # A listing rather than HEAD: its errors say what is wrong (bad key,
-        # bad secret, no bucket), where HEAD only answers 403 or 404.
+        # The requests filedepot made (ListBuckets, then CreateBucket if the
+        # bucket is not listed), so that applications' mocks of them still hold.
+        try:
+            with s3_errors(self._where, "opening the bucket", ("AccessDenied",)):
+                listed = self._client.list_buckets().get("Buckets") or ()
+                names = {bucket.get("Name") for bucket in listed}
+        except DepotError:
+            raise
+        except ClientError:
+            # These credentials may not list buckets (s3:ListAllMyBuckets), as
+            # is common for a key made for one bucket: ask that bucket.
+            names = {self._bucket} if self._bucket_exists() else set()
+        if self._bucket not in names:
+            self._create_bucket()
+
+    def _bucket_exists(self) -> bool:
+        # A listing of the bucket rather than HEAD: its errors say what is wrong
+        # (no bucket, bad key), where HEAD only answers 403 or 404.
         try:
             with s3_errors(self._where, "opening the bucket", ("NoSuchBucket", "AccessDenied")):
                 self._client.list_objects_v2(Bucket=self._bucket, MaxKeys=1, Prefix=self._prefix)
+        except DepotError:
+            raise
         except ClientError as exc:
-            if client_error_code(exc) == "NoSuchBucket":
-                self._create_bucket()
             # AccessDenied: these credentials may not list, but may read and write.
+            return client_error_code(exc) != "NoSuchBucket"
+        return True
 
     def _create_bucket(self) -> None:
         args: dict[str, Any] = {"Bucket": self._bucket, "ObjectOwnership": "BucketOwnerPreferred"}
@@ -444,13 +465,16 @@ class S3Storage(FileStorage):
         try:
             with s3_errors(self._where, "creating the bucket", passthrough):
                 self._client.create_bucket(**args)
+        except DepotError:
+            raise
         except ClientError as exc:
             if client_error_code(exc) == "AccessDenied":
-                raise BackendUnavailableError(
+                message = (
                     f"The {self._where} does not exist, and these credentials may not create "
                     f"it ({describe(exc)}). Create the bucket, allow the credentials "
                     "s3:CreateBucket, or check depot.bucket and depot.endpoint_url."
-                ) from exc
+                )
+                raise also_foreign(BackendUnavailableError(message), exc) from exc
             return  # created meanwhile by another process
         if self._policy == CANNED_ACL_PUBLIC_READ:
             # New AWS buckets block public ACLs; files of a public-read depot need them.
@@ -468,8 +492,10 @@ class S3Storage(FileStorage):
                             "RestrictPublicBuckets": True,
                         },
                     )
+            except DepotError:
+                raise
             except ClientError:
-                pass
+                pass  # NotImplemented
 
     def _head(self, fileid: str) -> dict[str, Any] | None:
         """HeadObject's answer for the file, ``None`` if there is no such object."""
@@ -478,8 +504,10 @@ class S3Storage(FileStorage):
                 head: dict[str, Any] = self._client.head_object(
                     Bucket=self._bucket, Key=self._key(fileid)
                 )
+        except DepotError:
+            raise
         except ClientError:
-            return None
+            return None  # 404, NoSuchKey
         return head
 
     def _get_body(self, stored: S3StoredFile, first: int, last: int | None) -> Any:
@@ -492,13 +520,18 @@ class S3Storage(FileStorage):
         try:
             with s3_errors(self._where, action, passthrough=("PreconditionFailed", "NoSuchKey")):
                 return self._client.get_object(**args)["Body"]
+        except DepotError:
+            raise
         except ClientError as exc:
+            # filedepot let the ClientError of a file deleted after get() through.
             if client_error_code(exc) == "NoSuchKey":
-                raise StoredFileNotFoundError(stored.file_id, self._where) from exc
-            raise BackendUnavailableError(
+                missing = StoredFileNotFoundError(stored.file_id, self._where)
+                raise also_foreign(missing, exc) from exc
+            message = (
                 f"File {stored.file_id} in {self._where} was replaced after it was opened: "
                 "get() it again to read the new version."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
 
     def _presign(self, params: dict[str, Any], expires_in: int) -> str:
         with s3_errors(self._where, f"signing a URL for {params['Key']}"):

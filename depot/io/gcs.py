@@ -40,6 +40,7 @@ from depot.exceptions import (
     StoredFileNotFoundError,
 )
 from depot.io._chunks import BLOCK_SIZE
+from depot.io._foreign import also_foreign
 from depot.io._ids import check_file_id, new_file_id
 from depot.io._objectmeta import (
     FILENAME,
@@ -287,12 +288,15 @@ class GCSStoredFile(StoredFile):
                     retry=RETRY,
                 )
         except NotFound as exc:
-            raise StoredFileNotFoundError(self.file_id, self._where) from exc
+            # filedepot let the NotFound of a file deleted after get() through.
+            missing = StoredFileNotFoundError(self.file_id, self._where)
+            raise also_foreign(missing, exc) from exc
         except PreconditionFailed as exc:
-            raise BackendUnavailableError(
+            message = (
                 f"File {self.file_id} in {self._where} was replaced after it was opened: "
                 "get() it again to read the new version."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
         return data
 
 
@@ -452,12 +456,13 @@ class GCSStorage(FileStorage):
                 policy.bindings.append({"role": _PUBLIC_ROLE, "members": set(members)})
                 bucket.set_iam_policy(policy, retry=RETRY)
         except Forbidden as exc:
-            raise BackendUnavailableError(
+            message = (
                 f"GCS denied access ({describe(exc)}) while {action} in the {self._where}. "
                 "Allow the credentials storage.buckets.getIamPolicy and setIamPolicy on "
                 "the bucket, or set depot.policy to private (with depot.presign_ttl to "
                 "redirect to signed URLs)."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
 
     def _key(self, fileid: str) -> str:
         return self._prefix + fileid
@@ -465,7 +470,8 @@ class GCSStorage(FileStorage):
     def _ensure_bucket(self) -> None:
         try:
             with gcs_errors(self._where, "opening the bucket", (NotFound, Forbidden)):
-                self.bucket.reload(retry=RETRY)
+                # get_bucket, the call filedepot made: applications' mocks expect it.
+                self.bucket = self.client.get_bucket(self.bucket, retry=RETRY)
         except Forbidden:
             return  # these credentials may not read the bucket's settings, but may use it
         except NotFound:
@@ -482,11 +488,12 @@ class GCSStorage(FileStorage):
             with gcs_errors(self._where, action, (Forbidden, Conflict)):
                 self.bucket = self.client.create_bucket(self.bucket.name, retry=RETRY)
         except Forbidden as exc:
-            raise BackendUnavailableError(
+            message = (
                 f"The {self._where} does not exist, and these credentials may not create it "
                 f"({describe(exc)}). Create the bucket, allow the credentials "
                 "storage.buckets.create, or check depot.bucket and depot.project_id."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
         except Conflict:
             pass  # created meanwhile by another process
 

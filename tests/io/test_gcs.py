@@ -546,8 +546,12 @@ def test_reads_are_of_the_generation_opened(storage: Any) -> None:
 def test_deleted_after_opening(storage: Any) -> None:
     stale = storage.get(storage.create(b"gone"))
     storage.delete(stale.file_id)
-    with pytest.raises(StoredFileNotFoundError, match=stale.file_id):
+    with pytest.raises(StoredFileNotFoundError, match=stale.file_id) as raised:
         stale.read()
+    from google.api_core.exceptions import NotFound
+
+    # filedepot let google-cloud-storage's NotFound through here: apps may catch it
+    assert isinstance(raised.value, NotFound) and raised.value.code == 404
 
 
 # --- signed URLs -------------------------------------------------------------------
@@ -724,6 +728,26 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, retry: str) -> No
     )
     assert "\n" not in message
     assert isinstance(raised.value, OSError)
+    # also what filedepot let through: requests' ConnectionError, or the RetryError
+    import requests
+    from google.api_core.exceptions import RetryError
+
+    expected = requests.ConnectionError if retry == "none" else RetryError
+    assert isinstance(raised.value, expected)
+
+
+def test_bucket_check_is_filedepots_get_bucket(gcs_settings: dict[str, Any]) -> None:
+    # Apps' tests mock Client.get_bucket, the call filedepot made to find the bucket.
+    from unittest import mock
+
+    original = gcs_module.StorageClient.get_bucket
+    with mock.patch.object(
+        gcs_module.StorageClient, "get_bucket", autospec=True, side_effect=original
+    ) as get_bucket:
+        storage = GCSStorage(**settings_to_kwargs(gcs_settings))
+    [call] = get_bucket.call_args_list
+    assert storage.bucket.name == gcs_settings["depot.bucket"]
+    assert getattr(call.args[1], "name", call.args[1]) == gcs_settings["depot.bucket"]
 
 
 def test_bucket_deleted_after_configuration(
@@ -750,6 +774,9 @@ def test_refused_credentials(
     assert message.startswith("GCS refused the credentials (invalid_grant: Invalid JWT) while")
     assert f"while opening the bucket in the GCS bucket {gcs_settings['depot.bucket']!r}" in message
     assert "Check depot.credentials" in message and "\n" not in message
+    from google.auth.exceptions import RefreshError
+
+    assert isinstance(raised.value, RefreshError)  # what filedepot let through
 
 
 @pytest.mark.parametrize(
@@ -788,6 +815,10 @@ def test_refusal_messages(error: str, expected: str) -> None:
     with pytest.raises(BackendUnavailableError) as raised, gcs_errors(where, "reading file x"):
         raise getattr(exceptions, error)("GET https://storage.googleapis.com/x: Bad")
     assert str(raised.value).startswith(expected)
+    # still the GoogleAPICallError filedepot let through, its attributes kept
+    assert isinstance(raised.value, getattr(exceptions, error))
+    assert raised.value.code == getattr(exceptions, error).code
+    assert raised.value.message == "GET https://storage.googleapis.com/x: Bad"
 
 
 # --- the server going away --------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import re
 import tracemalloc
 import urllib.request
@@ -39,6 +40,9 @@ from tests.streams import FileStream, Generated, MiB, OneWayStream, random_file,
 
 boto3_module = pytest.importorskip("depot.io.boto3", reason="the 's3' extra is not installed")
 S3Storage = boto3_module.S3Storage
+botocore_errors = pytest.importorskip("botocore.exceptions")
+ClientError = botocore_errors.ClientError
+EndpointConnectionError = botocore_errors.EndpointConnectionError
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -550,8 +554,53 @@ def test_replaced_after_opening_is_an_error_not_a_mix(storage: Any) -> None:
 def test_deleted_after_opening(storage: Any) -> None:
     stale = storage.get(storage.create(b"gone"))
     storage.delete(stale.file_id)
-    with pytest.raises(StoredFileNotFoundError, match=stale.file_id):
+    with pytest.raises(StoredFileNotFoundError, match=stale.file_id) as raised:
         stale.read()
+    # filedepot let S3's NoSuchKey through here: apps may catch it as such
+    assert isinstance(raised.value, ClientError)
+    assert raised.value.response["Error"]["Code"] == "NoSuchKey"
+    assert raised.value.file_id == stale.file_id
+
+
+def test_translated_errors_pickle(storage: Any, s3_client: Any, bucket: str) -> None:
+    # as botocore's own do: they cross process pools and task queues
+    remove_bucket(s3_client, bucket)
+    with pytest.raises(BackendUnavailableError) as raised:
+        storage.create(b"x")
+    again = pickle.loads(pickle.dumps(raised.value))
+    # botocore's NoSuchBucket class is made at run time: its ClientError base is kept
+    assert isinstance(again, BackendUnavailableError) and isinstance(again, ClientError)
+    assert str(again) == str(raised.value)
+    assert again.response == raised.value.response
+
+
+def requests_made(make: Any) -> list[str]:
+    """The S3 operations called while ``make()`` runs (storages given keys share a session)."""
+    session = boto3_module._session(True)
+    seen: list[str] = []
+
+    def record(model: Any, **kwargs: Any) -> None:
+        seen.append(model.name)
+
+    session.events.register("before-call.s3", record)
+    try:
+        make()
+    finally:
+        session.events.unregister("before-call.s3", record)
+    return seen
+
+
+def test_bucket_check_makes_filedepots_requests(
+    s3_settings: dict[str, Any], s3_client: Any, bucket: str
+) -> None:
+    # filedepot listed the buckets and created a missing one: apps' mocks expect that
+    kwargs = settings_to_kwargs(s3_settings, policy="public-read")
+    assert requests_made(lambda: S3Storage(**kwargs)) == [
+        "ListBuckets",
+        "CreateBucket",
+        "PutPublicAccessBlock",
+    ]
+    assert requests_made(lambda: S3Storage(**kwargs)) == ["ListBuckets"]
 
 
 # --- signed URLs -------------------------------------------------------------------
@@ -648,6 +697,7 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert message.startswith(f"Cannot reach the S3 bucket 'nowhere' at {endpoint} while ")
     assert "depot.endpoint_url" in message and "\n" not in message
     assert isinstance(raised.value, OSError)
+    assert isinstance(raised.value, EndpointConnectionError)  # what filedepot let through
 
 
 def test_bucket_deleted_after_configuration(storage: Any, s3_client: Any, bucket: str) -> None:
@@ -681,7 +731,7 @@ def moto_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     """A moto server of its own that checks signatures and IAM policies, with two users.
 
     ``admin`` may do anything on S3; ``limited`` may read, write and list, but
-    not create buckets.
+    not create buckets; ``lister`` may only list a bucket.
     """
     import boto3
 
@@ -697,6 +747,7 @@ def moto_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         for user, actions in [
             ("admin", ["s3:*"]),
             ("limited", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]),
+            ("lister", ["s3:ListBucket"]),
         ]:
             iam.create_user(UserName=user)
             policy = {
@@ -742,6 +793,23 @@ def test_bad_credentials(moto_with_auth: dict[str, Any], key: Any, code: str) ->
     assert "Check depot.access_key_id and depot.secret_access_key" in message
     assert "\n" not in message
     assert isinstance(raised.value, OSError)
+    # and still what filedepot let through, for apps' `except ClientError`
+    assert isinstance(raised.value, ClientError)
+    assert raised.value.response["Error"]["Code"] == code
+    assert raised.value.operation_name == "ListBuckets"
+
+
+def test_refused_head_object_is_still_a_client_error(moto_with_auth: dict[str, Any]) -> None:
+    admin = open_with(moto_with_auth, moto_with_auth["admin"], "depot-head")
+    file_id = admin.create(b"x")
+    lister = open_with(moto_with_auth, moto_with_auth["lister"], "depot-head")
+    for call in (lister.get, lister.exists):
+        with pytest.raises(ClientError) as raised:
+            call(file_id)
+        assert isinstance(raised.value, BackendUnavailableError)
+        assert raised.value.operation_name == "HeadObject"
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert str(raised.value).startswith("S3 denied access (403: Forbidden) while reading file")
 
 
 def test_unknown_bucket_without_permission_to_create_it(moto_with_auth: dict[str, Any]) -> None:
@@ -754,6 +822,8 @@ def test_unknown_bucket_without_permission_to_create_it(moto_with_auth: dict[str
         "bucket, allow the credentials s3:CreateBucket, or check depot.bucket and "
         "depot.endpoint_url."
     )
+    assert isinstance(raised.value, ClientError)
+    assert raised.value.operation_name == "CreateBucket"
 
 
 def test_credentials_from_boto3s_chain(
