@@ -9,11 +9,13 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
+    ConnectTimeoutError,
     CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
 
 from depot.exceptions import BackendUnavailableError, ConfigurationError, DepotError
@@ -69,6 +71,13 @@ def s3_errors(where: str, action: str, passthrough: Collection[str] = ()) -> Ite
             f"No usable AWS credentials for the {where} while {action}: {_line(exc)}. Set "
             "depot.access_key_id and depot.secret_access_key, or give boto3 credentials "
             "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, a role)."
+        )
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
+    except (ConnectTimeoutError, ReadTimeoutError) as exc:
+        message = (
+            f"The {where} did not answer in time while {action}: {_line(exc)}. Check that "
+            "the server is up and depot.endpoint_url; depot.connect_timeout, "
+            "depot.read_timeout and depot.max_attempts set how long depot waits."
         )
         raise also_foreign(BackendUnavailableError(message), exc) from exc
     except (ConnectionError, HTTPClientError) as exc:

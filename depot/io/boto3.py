@@ -2,7 +2,7 @@
 
 Settings (filedepot's): ``access_key_id``, ``secret_access_key``, ``bucket``,
 ``region_name``, ``policy``, ``storage_class``, ``endpoint_url``, ``prefix``;
-depot adds ``presign_ttl``.
+depot adds ``presign_ttl``, ``connect_timeout``, ``read_timeout``, ``max_attempts``.
 
 The layout is filedepot 0.12's, so either library reads what the other wrote.
 Each file is one object, under the key ``<prefix><file id>``::
@@ -52,6 +52,7 @@ from depot.io._objectmeta import (
     read_metadata,
     response_disposition,
 )
+from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, attempts, seconds
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
 from depot.io.utils import timestamp
 
@@ -293,6 +294,20 @@ class S3Storage(FileStorage):
     :param presign_ttl: seconds; with it the middleware answers a private file
         with a 302 to a signed URL valid that long (at most 604800, 7 days),
         instead of sending the bytes itself.
+    :param connect_timeout: seconds to open a connection (default 5).
+    :param read_timeout: seconds to wait for each answer from S3 (default 15;
+        each read, not the whole transfer).
+    :param max_attempts: how many times a request is tried, retries of
+        timeouts, throttling and 5xx answers included (default 3, or what
+        ``AWS_MAX_ATTEMPTS`` or ``~/.aws/config`` say). A request that gets no
+        answer fails after about ``max_attempts * (connect_timeout +
+        read_timeout)`` seconds.
+
+    Making the storage checks the bucket (the ``configure()`` of a depot):
+    it lists the buckets, then creates this one if it is not listed (when
+    listing is denied, it lists the bucket's objects instead). A server that
+    does not answer makes it fail, after the wait above, with
+    :class:`~depot.exceptions.BackendUnavailableError`.
 
     Operations that cannot reach S3, or that S3 refuses (bad credentials, access
     denied, no such bucket), raise :class:`~depot.exceptions.BackendUnavailableError`
@@ -300,7 +315,8 @@ class S3Storage(FileStorage):
 
     .. versionchanged:: 1.0
        Credentials may come from boto3's usual places; uploads stream in parts;
-       files carry a checksum; ``presign_ttl`` added.
+       files carry a checksum; ``presign_ttl``, ``connect_timeout``,
+       ``read_timeout`` and ``max_attempts`` added.
     """
 
     def __init__(
@@ -314,6 +330,9 @@ class S3Storage(FileStorage):
         endpoint_url: str | None = None,
         prefix: str = "",
         presign_ttl: int | str | None = None,
+        connect_timeout: float | str | None = None,
+        read_timeout: float | str | None = None,
+        max_attempts: int | str | None = None,
     ) -> None:
         policy = policy or CANNED_ACL_PUBLIC_READ
         if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
@@ -338,17 +357,30 @@ class S3Storage(FileStorage):
         self._bucket = bucket
         self._prefix = prefix or ""
         self.presign_ttl = presign_seconds(presign_ttl)
-        self._client_args = {
-            "aws_access_key_id": access_key_id or None,
-            "aws_secret_access_key": secret_access_key or None,
-            "region_name": region_name or None,
-            "endpoint_url": endpoint_url or None,
-            # SigV4 for signed URLs too: every region accepts it.
-            "config": Config(signature_version="s3v4", user_agent_extra=f"depot/{__version__}"),
+        timeouts = {
+            "connect_timeout": seconds(connect_timeout, "connect_timeout", CONNECT_TIMEOUT),
+            "read_timeout": seconds(read_timeout, "read_timeout", READ_TIMEOUT),
         }
+        if max_attempts is not None and max_attempts != "":
+            # Checked here: below, a ValueError means a bad endpoint_url.
+            attempts(max_attempts)
         try:
             with _SESSION_LOCK:
-                self._client = _session(bool(access_key_id)).client("s3", **self._client_args)
+                session = _session(bool(access_key_id))
+                self._client_args = {
+                    "aws_access_key_id": access_key_id or None,
+                    "aws_secret_access_key": secret_access_key or None,
+                    "region_name": region_name or None,
+                    "endpoint_url": endpoint_url or None,
+                    "config": Config(
+                        # SigV4 for signed URLs too: every region accepts it.
+                        signature_version="s3v4",
+                        user_agent_extra=f"depot/{__version__}",
+                        retries=_retries(session, max_attempts),
+                        **timeouts,
+                    ),
+                }
+                self._client = session.client("s3", **self._client_args)
         except ValueError as exc:  # botocore's "Invalid endpoint"
             raise ConfigurationError(
                 f"endpoint_url {endpoint_url!r} is not usable: {exc}. "
@@ -603,6 +635,19 @@ class BucketDriver:
         return [
             obj.key[len(self.prefix) :] for obj in self.bucket.objects.filter(Prefix=self.prefix)
         ]
+
+
+def _retries(session: Any, max_attempts: object) -> dict[str, Any] | None:
+    """botocore's ``retries`` config: the setting, else boto3's own (AWS_MAX_ATTEMPTS,
+    ``~/.aws/config``) if set, else :data:`~depot.io._timeouts.MAX_ATTEMPTS` tries.
+    """
+    if max_attempts is None or max_attempts == "":
+        core = getattr(session, "_session", None)
+        if core is not None and core.get_config_variable("max_attempts") is not None:
+            return None
+    # total_max_attempts counts the first try, as depot.max_attempts and AWS_MAX_ATTEMPTS
+    # do; botocore's max_attempts would count the retries only.
+    return {"mode": "standard", "total_max_attempts": attempts(max_attempts)}
 
 
 def _file_info(file_id: str, key: str, head: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import Iterator
@@ -698,6 +699,72 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "depot.endpoint_url" in message and "\n" not in message
     assert isinstance(raised.value, OSError)
     assert isinstance(raised.value, EndpointConnectionError)  # what filedepot let through
+
+
+def test_hung_endpoint_fails_configure_within_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that accepts connections and never answers: configure() gives up
+    # after max_attempts * read_timeout, naming the endpoint and the settings.
+    from tests.backends.silent import SilentServer
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    with SilentServer() as server:
+        settings = {
+            "depot.backend": "s3",
+            "depot.access_key_id": "k",
+            "depot.secret_access_key": "s",
+            "depot.bucket": "hung",
+            "depot.region_name": "us-east-1",
+            "depot.endpoint_url": server.url,
+            "depot.read_timeout": "0.5",
+            "depot.max_attempts": "2",
+        }
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as raised:
+            DepotManager.configure("hung", settings)
+        waited = time.monotonic() - started
+        assert server.connections == 2  # one per attempt
+    assert 1.0 <= waited < 6, waited
+    message = str(raised.value)
+    assert message.startswith(f"The S3 bucket 'hung' at {server.url} did not answer in time ")
+    assert "depot.read_timeout" in message and "depot.max_attempts" in message
+    assert isinstance(raised.value, botocore_errors.ReadTimeoutError)  # what boto3 raised
+
+
+def test_timeouts_and_attempts_default_short(
+    s3_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    config = S3Storage(**settings_to_kwargs(s3_settings))._client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 15)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+    # boto3's own setting is kept when depot's is not given; depot's wins
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    config = S3Storage(**settings_to_kwargs(s3_settings))._client.meta.config
+    assert config.retries["total_max_attempts"] == 1
+    storage = S3Storage(**settings_to_kwargs(s3_settings, max_attempts="4", connect_timeout="2"))
+    config = storage._client.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert config.connect_timeout == 2
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("connect_timeout", "0"),
+        ("read_timeout", "-1"),
+        ("read_timeout", "soon"),
+        ("read_timeout", "nan"),
+        ("connect_timeout", "1e9"),
+        ("max_attempts", "0"),
+        ("max_attempts", "2.5"),
+        ("max_attempts", True),
+    ],
+)
+def test_bad_timeouts_name_the_setting(
+    s3_settings: dict[str, Any], setting: str, value: object
+) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^S3Storage \(depot\.\* settings\): {setting} "):
+        DepotManager.from_config({**s3_settings, f"depot.{setting}": value})
 
 
 def test_bucket_deleted_after_configuration(storage: Any, s3_client: Any, bucket: str) -> None:
