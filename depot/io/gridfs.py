@@ -28,7 +28,6 @@ operation on the file a minute later finishes the commit from what was recorded.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import time
@@ -64,8 +63,6 @@ except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "pymongo")) from exc
 
 __all__ = ["GridFSStorage", "GridFSStoredFile"]
-
-log = logging.getLogger("depot.io")
 
 _BACKEND = "GridFSStorage"
 #: How long an operation waits for a usable server, unless ``mongouri`` sets
@@ -173,10 +170,34 @@ class GridFSStorage(FileStorage):
             raise ConfigurationError(
                 f"collection must be the name of a GridFS collection, not {collection!r}."
             )
+        self._mongouri = mongouri
+        self._collection = collection
+        self._connect()
+        self._where = (
+            f"GridFS collection {collection!r} of database {self._db.name!r} at {_hosts(mongouri)}"
+        )
+        self._indexed = False
+
+    def close(self) -> None:
+        """Close the connections to MongoDB and stop pymongo's threads.
+
+        The storage stays usable: its next operation connects again (so a
+        storage shared by several tests survives :meth:`DepotManager.reset()
+        <depot.manager.DepotManager.reset>` between them).
+
+        .. versionadded:: 1.0
+        """
+        self._cli.close()
+        # A client that connects on first use: it holds nothing until then.
+        self._connect(connect=False)
+
+    def _connect(self, connect: bool = True) -> None:
+        """Make the MongoClient of ``mongouri`` and the collections over it."""
+        mongouri = self._mongouri
         try:
             # pymongo says what is wrong with a URI through all three.
             self._cli: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-                mongouri, **_default_timeouts(mongouri)
+                mongouri, connect=connect, **_default_timeouts(mongouri)
             )
         except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
             raise also_foreign(ConfigurationError(_uri_problem(mongouri, exc)), exc) from exc
@@ -185,23 +206,11 @@ class GridFSStorage(FileStorage):
         except pymongo.errors.ConfigurationError as exc:
             self._cli.close()
             raise also_foreign(ConfigurationError(_uri_problem(mongouri, exc)), exc) from exc
-        self._collection = collection
         #: pymongo's GridFS over the same collections, as filedepot had it.
-        self._gridfs = gridfs.GridFS(self._db, collection=collection)
-        self._root = self._db[collection]
+        self._gridfs = gridfs.GridFS(self._db, collection=self._collection)
+        self._root = self._db[self._collection]
         self._files = self._root.files
         self._chunks = self._root.chunks
-        self._where = (
-            f"GridFS collection {collection!r} of database {self._db.name!r} at {_hosts(mongouri)}"
-        )
-        self._indexed = False
-
-    def close(self) -> None:
-        """Close the connections to MongoDB; the storage cannot be used afterwards.
-
-        .. versionadded:: 1.0
-        """
-        self._cli.close()
 
     def get(self, file_or_id: StoredFile | str) -> GridFSStoredFile:
         fileid = _check_file_id(self.fileid(file_or_id))
@@ -516,9 +525,7 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
             "filename": _or_default(field("filename"), DEFAULT_FILENAME),
             "content_type": _or_default(field("contentType"), DEFAULT_CONTENT_TYPE),
             "content_length": length,
-            "last_modified": _last_modified(
-                field("last_modified"), field("uploadDate"), file_id, where
-            ),
+            "last_modified": _last_modified(field("last_modified"), field("uploadDate")),
         }
     except (ValueError, TypeError) as exc:
         raise CorruptMetadataError(
@@ -536,20 +543,9 @@ def _or_default(value: object, default: str) -> object:
     return default if value is None or value == "" else value
 
 
-def _last_modified(recorded: object, uploaded: object, file_id: str, where: str) -> datetime | None:
-    if isinstance(recorded, str) and recorded:
-        try:
-            return parse_timestamp(recorded)
-        except ValueError as exc:
-            # filedepot read such a file with no date: better than an unreadable file.
-            log.warning(
-                "File %s in %s has an invalid last_modified (%s): its last_modified is None. "
-                "Replace the file to record a new time.",
-                file_id,
-                where,
-                exc,
-            )
-            return None
+def _last_modified(recorded: object, uploaded: object) -> datetime | None:
+    if isinstance(recorded, str):
+        return parse_timestamp(recorded)
     if recorded is not None and not isinstance(recorded, datetime):
         raise TypeError(f"last_modified {recorded!r} is neither a time string nor a date")
     # Files put by other programs have no last_modified: their upload time serves.

@@ -528,20 +528,33 @@ def test_a_falsy_name_or_type_of_the_wrong_type_is_corrupt(
         storage.get(file_id)
 
 
-def test_invalid_last_modified_is_read_without_a_date(
-    gridfs_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    # filedepot read such a file, with last_modified None: so does depot, and says so.
-    from bson import ObjectId
-
+def test_reset_closes_the_mongo_client_and_the_storage_reconnects() -> None:
+    # A real pymongo client (no mongomock): pymongo refuses a closed client.
     from depot.manager import DepotManager
 
-    storage = DepotManager.from_config(gridfs_settings)
-    file_id = storage.create(b"data", filename="a.txt")
-    storage._files.update_one({"_id": ObjectId(file_id)}, {"$set": {"last_modified": "INVALID"}})
-    with caplog.at_level("WARNING", logger="depot.io"):
-        stored = storage.get(file_id)
-    assert stored.last_modified is None
-    assert (stored.filename, stored.read()) == ("a.txt", b"data")
-    [record] = [r for r in caplog.records if r.name == "depot.io"]
-    assert file_id in record.getMessage() and "last_modified" in record.getMessage()
+    port = closed_port()
+    uri = f"mongodb://127.0.0.1:{port}/files?serverSelectionTimeoutMS=100"
+    storage = DepotManager.configure("mongo", {"depot.backend": "gridfs", "depot.mongouri": uri})
+    first = storage._cli
+    DepotManager.reset()
+    with pytest.raises(pymongo.errors.InvalidOperation):
+        first.list_database_names()  # closed: its sockets and threads are gone
+    try:
+        # still usable, with a new client: here it reports the server down, as before
+        assert storage._cli is not first
+        with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{port}"):
+            storage.exists(str(ObjectId()))
+    finally:
+        storage.close()
+
+
+def test_a_storage_shared_across_resets_keeps_its_files(gridfs_settings: dict[str, Any]) -> None:
+    # Apps' fixtures may share one storage across tests, with a reset() between them.
+    from depot.manager import DepotManager
+
+    storage = DepotManager.configure("shared", gridfs_settings)
+    file_id = storage.create(b"kept", filename="a.txt")
+    DepotManager.reset()
+    DepotManager.reset()
+    assert storage.get(file_id).read() == b"kept"
+    assert storage.list() == [file_id]
