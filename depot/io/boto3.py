@@ -599,7 +599,10 @@ class S3Storage(FileStorage):
     ) -> None:
         source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
         args = self._object_args(filename, content_type)
-        self._writer.write(fileid, self._key(fileid), source, args, CHECKSUM_COPY_LIMIT)
+        # A replace writes only over the version it found (when S3 can make that
+        # condition): one racing a delete() never brings the file back.
+        if_match = existing._etag if isinstance(existing, S3StoredFile) else None
+        self._writer.write(fileid, self._key(fileid), source, args, CHECKSUM_COPY_LIMIT, if_match)
 
 
 class BucketDriver:

@@ -552,6 +552,46 @@ def test_replaced_after_opening_is_an_error_not_a_mix(storage: Any) -> None:
         stored.read()
 
 
+def meanwhile(storage: Any, action: Any) -> None:
+    """Run ``action()`` once, just before the storage's next PutObject is sent."""
+    done: list[bool] = []
+
+    def hook(**kwargs: Any) -> None:
+        if not done:
+            done.append(True)
+            action()
+
+    storage._client.meta.events.register("before-call.s3.PutObject", hook)
+
+
+def test_replace_racing_a_delete_does_not_bring_the_file_back(
+    storage: Any, s3_client: Any, bucket: str
+) -> None:
+    file_id = storage.create(b"first")
+    meanwhile(storage, lambda: s3_client.delete_object(Bucket=bucket, Key=file_id))
+    with pytest.raises(StoredFileNotFoundError, match=file_id):
+        storage.replace(file_id, b"second")
+    assert not storage.exists(file_id)
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_replace_racing_another_replace_writes_last(
+    storage: Any, s3_client: Any, bucket: str
+) -> None:
+    file_id = storage.create(b"first")
+    put = listen(storage, "before-call.s3.PutObject")
+    meanwhile(storage, lambda: s3_client.put_object(Bucket=bucket, Key=file_id, Body=b"other"))
+    storage.replace(file_id, b"second", filename="b.txt")
+    stored = storage.get(file_id)
+    assert (stored.read(), stored.filename, stored.checksum) == (
+        b"second",
+        "b.txt",
+        sha256(b"second"),
+    )
+    assert len(put) == 2  # conditional on the first version, then on the other writer's
+    assert all(call["params"]["headers"].get("If-Match") for call in put)
+
+
 def test_deleted_after_opening(storage: Any) -> None:
     stale = storage.get(storage.create(b"gone"))
     storage.delete(stale.file_id)
