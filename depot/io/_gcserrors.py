@@ -62,7 +62,13 @@ def describe(exc: BaseException) -> str:
 
 def _sentence(exc: BaseException, where: str, action: str) -> str:
     detail = describe(exc)
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, auth.TransportError)):
+    if isinstance(exc, requests.Timeout):
+        return (
+            f"The {where} did not answer in time while {action}: {detail}. Check that the "
+            "server is up (and STORAGE_EMULATOR_HOST, if it is set); depot.connect_timeout, "
+            "depot.read_timeout and depot.retry_timeout set how long depot waits."
+        )
+    if isinstance(exc, (requests.ConnectionError, auth.TransportError)):
         return (
             f"Cannot reach the {where} while {action}: {detail}. Check that the server is up "
             "and reachable (and STORAGE_EMULATOR_HOST, if it is set)."

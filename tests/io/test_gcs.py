@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import Iterator
@@ -734,6 +735,42 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, retry: str) -> No
 
     expected = requests.ConnectionError if retry == "none" else RetryError
     assert isinstance(raised.value, expected)
+
+
+def test_hung_endpoint_fails_configure_within_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that accepts connections and never answers: configure() gives up
+    # after about retry_timeout + read_timeout, naming the endpoint.
+    from tests.backends.silent import SilentServer
+
+    with SilentServer() as server:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        settings = {
+            "depot.backend": "gcs",
+            "depot.bucket": "hung",
+            "depot.project_id": "depot-test",
+            "depot.read_timeout": "0.5",
+            "depot.retry_timeout": "2",
+        }
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as raised:
+            DepotManager.configure("hung", settings)
+        waited = time.monotonic() - started
+        assert server.connections >= 1
+    assert 1.0 <= waited < 6, waited
+    message = str(raised.value)
+    assert message.startswith(f"The GCS bucket 'hung' at {server.url} did not answer in time ")
+    assert "depot.read_timeout" in message and "depot.retry_timeout" in message
+
+
+def test_timeouts_default_short(gcs_settings: dict[str, Any]) -> None:
+    storage = GCSStorage(**settings_to_kwargs(gcs_settings))
+    assert storage._request["timeout"] == (5.0, 15.0)
+    assert storage._request["retry"]._timeout == 30.0  # google-cloud-storage's: 120
+    storage = GCSStorage(**settings_to_kwargs(gcs_settings, retry_timeout="3", read_timeout="7"))
+    assert storage._request["timeout"] == (5.0, 7.0)
+    assert storage._request["retry"]._timeout == 3.0
+    with pytest.raises(ConfigurationError, match="read_timeout must be a number of seconds"):
+        GCSStorage(**settings_to_kwargs(gcs_settings, read_timeout="never"))
 
 
 def test_bucket_check_is_filedepots_get_bucket(gcs_settings: dict[str, Any]) -> None:
