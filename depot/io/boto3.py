@@ -493,14 +493,26 @@ class S3Storage(FileStorage):
         region = self._client.meta.region_name
         if region and region not in ("us-east-1", "aws-global"):
             args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        passthrough = ("BucketAlreadyOwnedByYou", "AccessDenied")
+        passthrough = ("BucketAlreadyOwnedByYou", "AccessDenied", "BucketAlreadyExists")
         try:
             with s3_errors(self._where, "creating the bucket", passthrough):
                 self._client.create_bucket(**args)
         except DepotError:
             raise
         except ClientError as exc:
-            if client_error_code(exc) == "AccessDenied":
+            code = client_error_code(exc)
+            # Not listed, yet there: a bucket of another account shared with these
+            # credentials (ListBuckets shows only one's own), or past the listing's end.
+            if code != "BucketAlreadyOwnedByYou" and self._bucket_exists():
+                return
+            if code == "BucketAlreadyExists":
+                message = (
+                    f"The name of the {self._where} belongs to another account, and these "
+                    f"credentials may not use it ({describe(exc)}). Choose another "
+                    "depot.bucket, or have its owner grant access."
+                )
+                raise also_foreign(BackendUnavailableError(message), exc) from exc
+            if code == "AccessDenied":
                 message = (
                     f"The {self._where} does not exist, and these credentials may not create "
                     f"it ({describe(exc)}). Create the bucket, allow the credentials "

@@ -631,6 +631,39 @@ def requests_made(make: Any) -> list[str]:
     return seen
 
 
+def test_a_bucket_missing_from_the_listing_is_used_not_refused(
+    s3_settings: dict[str, Any], s3_client: Any, bucket: str
+) -> None:
+    # ListBuckets shows only one's own buckets (and 10,000 at most): a bucket
+    # another account shares is not in it, and S3 answers CreateBucket with 409.
+    from botocore.awsrequest import AWSResponse
+
+    s3_client.create_bucket(Bucket=bucket)
+    session = boto3_module._session(True)
+    taken = {
+        "Error": {"Code": "BucketAlreadyExists", "Message": "The bucket name is not available"},
+        "ResponseMetadata": {"HTTPStatusCode": 409},
+    }
+
+    def hide(parsed: dict[str, Any], **kwargs: Any) -> None:
+        parsed["Buckets"] = []
+
+    def refuse(**kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        return AWSResponse("", 409, {}, None), taken  # S3's answer for another's bucket
+
+    session.events.register("after-call.s3.ListBuckets", hide)
+    session.events.register("before-call.s3.CreateBucket", refuse)
+    try:
+        storage = S3Storage(**settings_to_kwargs(s3_settings))
+        assert storage.get(storage.create(b"x")).read() == b"x"
+        # a name taken by another account, with no access: says so
+        with pytest.raises(BackendUnavailableError, match="belongs to another account"):
+            S3Storage(**settings_to_kwargs(s3_settings, bucket="depot-not-ours"))
+    finally:
+        session.events.unregister("after-call.s3.ListBuckets", hide)
+        session.events.unregister("before-call.s3.CreateBucket", refuse)
+
+
 def test_bucket_check_makes_filedepots_requests(
     s3_settings: dict[str, Any], s3_client: Any, bucket: str
 ) -> None:
