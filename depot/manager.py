@@ -14,6 +14,7 @@ depot while the files already stored keep being served from where they are.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from depot.middleware import DepotMiddleware
 
 __all__ = ["DepotManager", "configure", "get_depot", "get_file", "set_default"]
+
+log = logging.getLogger(__name__)
 
 
 class DepotManager:
@@ -176,15 +179,24 @@ class DepotManager:
 
         For test suites: call it between tests (a fixture, ``setUp``) so that each
         test configures the depots it needs. Files already stored stay where they
-        are.
+        are. Each forgotten depot is closed (:meth:`FileStorage.close()
+        <depot.io.interfaces.FileStorage.close>`: a GridFS depot's MongoDB
+        connections are released); a close that fails is logged as a warning on
+        the ``depot.manager`` logger, never raised.
 
         .. versionadded:: 1.0
            filedepot's name for it, ``_clear()``, keeps working.
         """
+        forgotten = list({id(depot): depot for depot in cls._depots.values()}.values())
         cls._default_depot = None
         cls._depots = {}
         cls._middleware = None
         cls._aliases = {}
+        for depot in forgotten:
+            try:
+                depot.close()
+            except Exception:  # any backend's failure: reset() must still finish
+                log.warning("Closing depot %r failed", depot, exc_info=True)
 
     @classmethod
     def _clear(cls) -> None:

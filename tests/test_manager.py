@@ -234,3 +234,39 @@ def test_module_level_helpers_are_filedepots() -> None:
     depot.manager.configure("other", {"depot.backend": "memory"})
     depot.manager.set_default("other")
     assert DepotManager.get_default() == "other"
+
+
+def test_reset_closes_every_depot_and_logs_a_failed_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from depot.io.memory import MemoryFileStorage
+
+    closed: list[str] = []
+
+    class Closing(MemoryFileStorage):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def close(self) -> None:
+            closed.append(self.name)
+            if self.name == "broken":
+                raise OSError("the server went away")
+
+    for name in ("first", "broken", "last"):
+        DepotManager._depots[name] = Closing(name)
+    DepotManager._depots["again"] = DepotManager._depots["first"]  # one storage, two names
+    with caplog.at_level("WARNING", logger="depot.manager"):
+        DepotManager.reset()
+    assert closed == ["first", "broken", "last"]  # each once, the failure did not stop it
+    assert DepotManager._depots == {}
+    [record] = caplog.records
+    assert record.name == "depot.manager" and "Closing depot" in record.getMessage()
+    assert "the server went away" in record.exc_text
+
+
+def test_close_is_a_hook_that_does_nothing_by_default() -> None:
+    storage = DepotManager.configure("default", {"depot.backend": "memory"})
+    file_id = storage.create(b"x")
+    storage.close()
+    assert storage.get(file_id).read() == b"x"

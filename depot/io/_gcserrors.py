@@ -10,7 +10,8 @@ import requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 
-from depot.exceptions import BackendUnavailableError
+from depot.exceptions import BackendUnavailableError, DepotError
+from depot.io._foreign import also_foreign
 
 #: What a storage's client raises: HTTP errors, credential errors, network errors.
 _TRANSLATED = (api.GoogleAPIError, auth.GoogleAuthError, requests.RequestException)
@@ -25,6 +26,10 @@ def gcs_errors(
 ) -> Iterator[None]:
     """Raise BackendUnavailableError for what google-cloud-storage raises in the block.
 
+    The error raised is also an instance of the library's (a ``Forbidden``, with
+    its ``code`` and ``errors``), which filedepot let through: see
+    :mod:`depot.io._foreign`.
+
     :param where: the bucket and endpoint, as ``GCS bucket 'x' at https://...``.
     :param action: what was being done, as ``reading file <id>``.
     :param passthrough: errors the caller handles (``NotFound`` for a missing
@@ -34,12 +39,15 @@ def gcs_errors(
         yield
     except passthrough:
         raise
+    except DepotError:
+        raise  # translated already, by a block inside this one
     except _TRANSLATED as exc:
         cause: BaseException = exc
         if isinstance(exc, api.RetryError) and exc.cause is not None:
             # Retries ran out: what went wrong is the last attempt's error.
             cause = exc.cause
-        raise BackendUnavailableError(_sentence(cause, where, action)) from exc
+        error = BackendUnavailableError(_sentence(cause, where, action))
+        raise also_foreign(error, exc) from exc
 
 
 def describe(exc: BaseException) -> str:
@@ -54,7 +62,13 @@ def describe(exc: BaseException) -> str:
 
 def _sentence(exc: BaseException, where: str, action: str) -> str:
     detail = describe(exc)
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, auth.TransportError)):
+    if isinstance(exc, requests.Timeout):
+        return (
+            f"The {where} did not answer in time while {action}: {detail}. Check that the "
+            "server is up (and STORAGE_EMULATOR_HOST, if it is set); depot.connect_timeout, "
+            "depot.read_timeout and depot.retry_timeout set how long depot waits."
+        )
+    if isinstance(exc, (requests.ConnectionError, auth.TransportError)):
         return (
             f"Cannot reach the {where} while {action}: {detail}. Check that the server is up "
             "and reachable (and STORAGE_EMULATOR_HOST, if it is set)."

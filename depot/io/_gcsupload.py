@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
@@ -44,14 +45,20 @@ CHUNK_SIZE = 8 * 1024 * 1024
 
 
 def upload(
-    blob: Any, source: Source, metadata: dict[str, str], retry: Any, where: str, fileid: str
+    blob: Any,
+    source: Source,
+    metadata: dict[str, str],
+    request: Mapping[str, Any],
+    where: str,
+    fileid: str,
 ) -> None:
     """Store ``source`` as ``blob`` (its content type and disposition already set).
 
     :param metadata: the object's custom metadata; the checksum is added to it.
-    :param retry: google-cloud-storage's retry policy for each request. An
-        upload is retried without a precondition: sending the same bytes under
-        the same name again stores the same file.
+    :param request: the keyword arguments of each request: google-cloud-storage's
+        ``retry`` policy and ``timeout``. An upload is retried without a
+        precondition: sending the same bytes under the same name again stores
+        the same file.
     """
     digest = Digest()
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -68,7 +75,7 @@ def upload(
             # With the size known, google-cloud-storage sends up to 8 MiB in one
             # multipart request (more, as bytes may be, as a resumable upload).
             blob.upload_from_file(
-                io.BytesIO(data), size=len(data), content_type=blob.content_type, retry=retry
+                io.BytesIO(data), size=len(data), content_type=blob.content_type, **request
             )
         return
     blob.metadata = dict(metadata)
@@ -83,11 +90,11 @@ def upload(
     hooks.append(stream.forget_answered)
     try:
         with gcs_errors(where, action):
-            blob.upload_from_file(stream, content_type=blob.content_type, retry=retry)
+            blob.upload_from_file(stream, content_type=blob.content_type, **request)
     finally:
         hooks.remove(stream.forget_answered)
     try:
-        _record_checksum(blob, metadata, digest, retry, where, fileid)
+        _record_checksum(blob, metadata, digest, request, where, fileid)
     except BackendUnavailableError as exc:
         # The file is stored, only without its checksum, as filedepot's are:
         # better than failing and leaving an object nobody knows about.
@@ -95,7 +102,12 @@ def upload(
 
 
 def _record_checksum(
-    blob: Any, metadata: dict[str, str], digest: Digest, retry: Any, where: str, fileid: str
+    blob: Any,
+    metadata: dict[str, str],
+    digest: Digest,
+    request: Mapping[str, Any],
+    where: str,
+    fileid: str,
 ) -> None:
     """Add the checksum to the metadata of the object just uploaded, unless it was replaced."""
     patch = blob.bucket.blob(blob.name)
@@ -105,7 +117,7 @@ def _record_checksum(
         with gcs_errors(
             where, f"recording the checksum of file {fileid}", (PreconditionFailed, NotFound)
         ):
-            patch.patch(if_generation_match=blob.generation, retry=retry)
+            patch.patch(if_generation_match=blob.generation, **request)
     except (PreconditionFailed, NotFound):
         pass  # replaced or deleted by another writer since
 

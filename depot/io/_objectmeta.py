@@ -8,6 +8,7 @@ from the bucket (a public or signed URL).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -19,6 +20,8 @@ from depot._http import DEFAULT_INLINE_TYPES, disposition_headers
 from depot.exceptions import ConfigurationError, CorruptMetadataError
 from depot.io.utils import parse_timestamp
 from depot.utils import make_content_disposition
+
+log = logging.getLogger("depot.io")
 
 FILENAME, MODIFIED, CHECKSUM = "x-depot-filename", "x-depot-modified", "x-depot-checksum"
 # What filedepot left unescaped in x-depot-filename (RFC 8187 attr-char).
@@ -91,7 +94,10 @@ def read_metadata(
     :param stored_at: the bucket's own time of the object, the ``last_modified``
         of objects put by other programs (no ``x-depot-modified``).
     :param key: the object's name, and ``where`` the bucket, for the error message.
-    :raises CorruptMetadataError: a field depot cannot read back.
+    :raises CorruptMetadataError: a name or checksum depot cannot read back. An
+        ``x-depot-modified`` that is not a time only gives ``last_modified = None``
+        and a logged warning, as filedepot read it: a file that cannot be read
+        is worse than one without a date.
     """
     metadata = metadata or {}
     field = ""
@@ -99,14 +105,7 @@ def read_metadata(
         field = FILENAME
         quoted = metadata.get(FILENAME)
         filename = unquote(quoted, errors="strict") if quoted else "unnamed"
-        field = MODIFIED
-        modified = metadata.get(MODIFIED)
-        if modified:
-            last_modified = parse_timestamp(modified)
-        elif stored_at is not None:
-            last_modified = naive_utc(stored_at)
-        else:
-            raise ValueError("the object has no time")
+        last_modified = _modified(metadata.get(MODIFIED), stored_at, file_id, key, where)
         field = CHECKSUM
         checksum = metadata.get(CHECKSUM)
         if checksum is not None and not _CHECKSUM_TEXT.fullmatch(checksum):
@@ -117,6 +116,27 @@ def read_metadata(
             "Restore the file from a backup or delete it."
         ) from exc
     return {"filename": filename, "last_modified": last_modified, "checksum": checksum}
+
+
+def _modified(
+    recorded: object, stored_at: datetime | None, file_id: str, key: str, where: str
+) -> datetime | None:
+    """``x-depot-modified`` as a datetime; the bucket's time when it is absent."""
+    if not recorded:
+        return naive_utc(stored_at) if stored_at is not None else None
+    try:
+        return parse_timestamp(recorded)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        log.warning(
+            "File %s (object %r) in %s has an invalid %s (%s): its last_modified is None. "
+            "Replace the file to record a new time.",
+            file_id,
+            key,
+            where,
+            MODIFIED,
+            exc,
+        )
+        return None
 
 
 def naive_utc(value: datetime) -> datetime:

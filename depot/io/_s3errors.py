@@ -9,14 +9,17 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
+    ConnectTimeoutError,
     CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
 
-from depot.exceptions import BackendUnavailableError, ConfigurationError
+from depot.exceptions import BackendUnavailableError, ConfigurationError, DepotError
+from depot.io._foreign import also_foreign
 
 #: Codes by which S3 (and servers that imitate it) refuse the credentials themselves.
 _BAD_CREDENTIALS = frozenset(
@@ -44,6 +47,9 @@ def client_error_code(exc: BaseException | None) -> str | None:
 def s3_errors(where: str, action: str, passthrough: Collection[str] = ()) -> Iterator[None]:
     """Raise BackendUnavailableError for what botocore raises in the block.
 
+    The error raised is also an instance of botocore's (a ``ClientError``, with
+    its ``response``), which filedepot let through: see :mod:`depot.io._foreign`.
+
     :param where: the bucket and endpoint, as ``S3 bucket 'x' at https://...``.
     :param action: what was being done, as ``reading file <id>``.
     :param passthrough: S3 error codes the caller handles: their ClientError
@@ -51,28 +57,41 @@ def s3_errors(where: str, action: str, passthrough: Collection[str] = ()) -> Ite
     """
     try:
         yield
+    except DepotError:
+        raise  # translated already, by a block inside this one
     except ClientError as exc:
         code = client_error_code(exc) or ""
         if code in passthrough:
             raise
-        raise BackendUnavailableError(_refusal(exc, code, where, action)) from exc
+        raise also_foreign(
+            BackendUnavailableError(_refusal(exc, code, where, action)), exc
+        ) from exc
     except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as exc:
-        raise BackendUnavailableError(
+        message = (
             f"No usable AWS credentials for the {where} while {action}: {_line(exc)}. Set "
             "depot.access_key_id and depot.secret_access_key, or give boto3 credentials "
             "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, a role)."
-        ) from exc
+        )
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
+    except (ConnectTimeoutError, ReadTimeoutError) as exc:
+        message = (
+            f"The {where} did not answer in time while {action}: {_line(exc)}. Check that "
+            "the server is up and depot.endpoint_url; depot.connect_timeout, "
+            "depot.read_timeout and depot.max_attempts set how long depot waits."
+        )
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
     except (ConnectionError, HTTPClientError) as exc:
-        raise BackendUnavailableError(
+        message = (
             f"Cannot reach the {where} while {action}: {_line(exc)}. Check that the "
             "server is up and reachable, and depot.endpoint_url."
-        ) from exc
+        )
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
     except ParamValidationError as exc:
-        raise ConfigurationError(f"The {where} cannot be used: {_line(exc)}.") from exc
+        message = f"The {where} cannot be used: {_line(exc)}."
+        raise also_foreign(ConfigurationError(message), exc) from exc
     except BotoCoreError as exc:
-        raise BackendUnavailableError(
-            f"S3 failed while {action} in the {where}: {_line(exc)}."
-        ) from exc
+        message = f"S3 failed while {action} in the {where}: {_line(exc)}."
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
 
 
 def describe(exc: ClientError) -> str:

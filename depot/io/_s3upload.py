@@ -41,7 +41,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from depot.exceptions import BackendUnavailableError, DepotError
+from depot.exceptions import BackendUnavailableError, DepotError, StoredFileNotFoundError
 from depot.io._chunks import BLOCK_SIZE, Digest, PartReader, read_part, rewind
 from depot.io._fileinfo import Source
 from depot.io._objectmeta import CHECKSUM
@@ -59,6 +59,11 @@ PART_SIZE = 5 * 1024 * 1024
 _MAX_PARTS = 10_000
 _PUT_MAX = 5 * 1024**3
 _COPY_MAX = 5 * 1024**3
+#: How a conditional write that lost its race is answered: the object was
+#: deleted (404), replaced meanwhile (412), or is being written (409).
+_WRITE_LOST = ("PreconditionFailed", "412", "NoSuchKey", "404", "ConditionalRequestConflict")
+#: Conditional writes tried before a replace() gives up on a file rewritten that often.
+_REPLACE_TRIES = 8
 
 
 def _transfer(size: int | None = None) -> TransferConfig:
@@ -99,12 +104,25 @@ class ObjectWriter:
         self._where = where
 
     def write(
-        self, fileid: str, key: str, source: Source, args: dict[str, Any], copy_limit: int
+        self,
+        fileid: str,
+        key: str,
+        source: Source,
+        args: dict[str, Any],
+        copy_limit: int,
+        if_match: str | None = None,
     ) -> None:
         """Store ``source`` under ``key``; ``args`` holds PutObject's other arguments.
 
         The checksum is added to ``args['Metadata']``, except for a stream that
         cannot seek and is larger than ``copy_limit``.
+
+        :param if_match: for a replace, the ETag of the object being replaced.
+            Content sent in one request (under 5 MiB) is then written only if
+            the object still exists: a replace racing a delete never puts the
+            file back (:meth:`_put_replacing`). Larger content goes through
+            boto3's transfer manager, which cannot make the write conditional.
+        :raises StoredFileNotFoundError: the replaced object was deleted meanwhile.
         """
         metadata = args["Metadata"]
         digest = Digest()
@@ -112,14 +130,15 @@ class ObjectWriter:
             if isinstance(source, (bytes, bytearray, memoryview)):
                 digest.update(source)
                 metadata[CHECKSUM] = digest.checksum
-                self._send_known(bytes(source) if len(source) < PART_SIZE else source, key, args)
+                data = bytes(source) if len(source) < PART_SIZE else source
+                self._send_known(fileid, data, key, args, if_match)
                 return
             seekable = _can_seek(source)
             rewind(source)
             head = read_part(source.read, PART_SIZE, digest)
             if len(head) < PART_SIZE:
                 metadata[CHECKSUM] = digest.checksum
-                self._send_known(head, key, args)
+                self._send_known(fileid, head, key, args, if_match)
                 return
             metadata[UPLOAD] = uuid.uuid4().hex
             if seekable:
@@ -153,13 +172,65 @@ class ObjectWriter:
                 log.warning("File %s was stored without its checksum: %s", fileid, exc)
 
     def _send_known(
-        self, data: bytes | bytearray | memoryview, key: str, args: dict[str, Any]
+        self,
+        fileid: str,
+        data: bytes | bytearray | memoryview,
+        key: str,
+        args: dict[str, Any],
+        if_match: str | None,
     ) -> None:
         """Send content held in memory: in one request if small, else in parts."""
-        if len(data) < PART_SIZE:
+        if len(data) >= PART_SIZE:
+            self._send(io.BytesIO(data), key, args, len(data))
+        elif if_match is None:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=data, **args)
         else:
-            self._send(io.BytesIO(data), key, args, len(data))
+            self._put_replacing(fileid, data, key, args, if_match)
+
+    def _put_replacing(
+        self,
+        fileid: str,
+        data: bytes | bytearray | memoryview,
+        key: str,
+        args: dict[str, Any],
+        if_match: str,
+    ) -> None:
+        """PutObject only over an existing version of the object (S3's conditional write).
+
+        Another replace() that wrote first changed the ETag: this one writes over
+        that version in turn (the last writer wins, as without the condition).
+        A delete() that came first makes this a StoredFileNotFoundError, so the
+        deleted file never comes back.
+        """
+        for _ in range(_REPLACE_TRIES):
+            try:
+                with s3_errors(self._where, f"replacing file {fileid}", _WRITE_LOST):
+                    self._client.put_object(
+                        Bucket=self._bucket, Key=key, Body=data, IfMatch=if_match, **args
+                    )
+                return
+            except DepotError:
+                raise
+            except ClientError:
+                current = self._etag(fileid, key)
+                if current is None:
+                    raise StoredFileNotFoundError(fileid, self._where) from None
+                if_match = current
+        raise BackendUnavailableError(
+            f"File {fileid} in the {self._where} was replaced by other writers each of the "
+            f"{_REPLACE_TRIES} times this replace() tried to store it; try again."
+        )
+
+    def _etag(self, fileid: str, key: str) -> str | None:
+        """The object's current ETag; None if it does not exist."""
+        try:
+            with s3_errors(self._where, f"replacing file {fileid}", ("404", "NoSuchKey")):
+                etag: str = self._client.head_object(Bucket=self._bucket, Key=key)["ETag"]
+        except DepotError:
+            raise
+        except ClientError:
+            return None
+        return etag
 
     def _send(self, reader: Any, key: str, args: dict[str, Any], size: int | None = None) -> None:
         self._client.upload_fileobj(
@@ -207,8 +278,10 @@ class ObjectWriter:
                     ChecksumAlgorithm="CRC32",
                     **others,
                 )
+        except DepotError:
+            raise
         except ClientError:
-            pass  # deleted or replaced by another writer since
+            pass  # 404, PreconditionFailed: deleted or replaced by another writer since
 
 
 class _HashingFile:

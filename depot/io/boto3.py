@@ -2,7 +2,7 @@
 
 Settings (filedepot's): ``access_key_id``, ``secret_access_key``, ``bucket``,
 ``region_name``, ``policy``, ``storage_class``, ``endpoint_url``, ``prefix``;
-depot adds ``presign_ttl``.
+depot adds ``presign_ttl``, ``connect_timeout``, ``read_timeout``, ``max_attempts``.
 
 The layout is filedepot 0.12's, so either library reads what the other wrote.
 Each file is one object, under the key ``<prefix><file id>``::
@@ -36,9 +36,11 @@ from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    DepotError,
     StoredFileNotFoundError,
 )
 from depot.io._chunks import BLOCK_SIZE
+from depot.io._foreign import also_foreign
 from depot.io._ids import check_file_id, new_file_id
 from depot.io._objectmeta import (
     FILENAME,
@@ -50,6 +52,7 @@ from depot.io._objectmeta import (
     read_metadata,
     response_disposition,
 )
+from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, attempts, seconds
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
 from depot.io.utils import _modified_now
 
@@ -95,10 +98,11 @@ def _session(own_credentials: bool) -> boto3.session.Session:
     credentials from boto3's chain gets a session of its own: a session keeps
     the credentials it finds, and each storage should find them when it is made.
     """
+    # boto3.Session, the name filedepot called: applications' tests patch it.
     if not own_credentials:
-        return boto3.session.Session()
+        return boto3.Session()
     if not _SHARED:
-        _SHARED.append(boto3.session.Session())
+        _SHARED.append(boto3.Session())
     return _SHARED[0]
 
 
@@ -313,6 +317,20 @@ class S3Storage(FileStorage):
     :param presign_ttl: seconds; with it the middleware answers a private file
         with a 302 to a signed URL valid that long (at most 604800, 7 days),
         instead of sending the bytes itself.
+    :param connect_timeout: seconds to open a connection (default 5).
+    :param read_timeout: seconds to wait for each answer from S3 (default 15;
+        each read, not the whole transfer).
+    :param max_attempts: how many times a request is tried, retries of
+        timeouts, throttling and 5xx answers included (default 3, or what
+        ``AWS_MAX_ATTEMPTS`` or ``~/.aws/config`` say). A request that gets no
+        answer fails after about ``max_attempts * (connect_timeout +
+        read_timeout)`` seconds.
+
+    Making the storage checks the bucket (the ``configure()`` of a depot):
+    it lists the buckets, then creates this one if it is not listed (when
+    listing is denied, it lists the bucket's objects instead). A server that
+    does not answer makes it fail, after the wait above, with
+    :class:`~depot.exceptions.BackendUnavailableError`.
 
     Operations that cannot reach S3, or that S3 refuses (bad credentials, access
     denied, no such bucket), raise :class:`~depot.exceptions.BackendUnavailableError`
@@ -320,7 +338,8 @@ class S3Storage(FileStorage):
 
     .. versionchanged:: 1.0
        Credentials may come from boto3's usual places; uploads stream in parts;
-       files carry a checksum; ``presign_ttl`` added.
+       files carry a checksum; ``presign_ttl``, ``connect_timeout``,
+       ``read_timeout`` and ``max_attempts`` added.
     """
 
     def __init__(
@@ -334,6 +353,9 @@ class S3Storage(FileStorage):
         endpoint_url: str | None = None,
         prefix: str = "",
         presign_ttl: int | str | None = None,
+        connect_timeout: float | str | None = None,
+        read_timeout: float | str | None = None,
+        max_attempts: int | str | None = None,
     ) -> None:
         policy = policy or CANNED_ACL_PUBLIC_READ
         if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
@@ -358,17 +380,30 @@ class S3Storage(FileStorage):
         self._bucket = bucket
         self._prefix = prefix or ""
         self.presign_ttl = presign_seconds(presign_ttl)
-        self._client_args = {
-            "aws_access_key_id": access_key_id or None,
-            "aws_secret_access_key": secret_access_key or None,
-            "region_name": region_name or None,
-            "endpoint_url": endpoint_url or None,
-            # SigV4 for signed URLs too: every region accepts it.
-            "config": Config(signature_version="s3v4", user_agent_extra=f"depot/{__version__}"),
+        timeouts = {
+            "connect_timeout": seconds(connect_timeout, "connect_timeout", CONNECT_TIMEOUT),
+            "read_timeout": seconds(read_timeout, "read_timeout", READ_TIMEOUT),
         }
+        if max_attempts is not None and max_attempts != "":
+            # Checked here: below, a ValueError means a bad endpoint_url.
+            attempts(max_attempts)
         try:
             with _SESSION_LOCK:
-                self._client = _session(bool(access_key_id)).client("s3", **self._client_args)
+                session = _session(bool(access_key_id))
+                self._client_args = {
+                    "aws_access_key_id": access_key_id or None,
+                    "aws_secret_access_key": secret_access_key or None,
+                    "region_name": region_name or None,
+                    "endpoint_url": endpoint_url or None,
+                    "config": Config(
+                        # SigV4 for signed URLs too: every region accepts it.
+                        signature_version="s3v4",
+                        user_agent_extra=f"depot/{__version__}",
+                        retries=_retries(session, max_attempts),
+                        **timeouts,
+                    ),
+                }
+                self._client = session.client("s3", **self._client_args)
         except ValueError as exc:  # botocore's "Invalid endpoint"
             raise ConfigurationError(
                 f"endpoint_url {endpoint_url!r} is not usable: {exc}. "
@@ -448,32 +483,65 @@ class S3Storage(FileStorage):
         return self._prefix + fileid
 
     def _ensure_bucket(self) -> None:
-        # A listing rather than HEAD: its errors say what is wrong (bad key,
-        # bad secret, no bucket), where HEAD only answers 403 or 404.
+        # The requests filedepot made (ListBuckets, then CreateBucket if the
+        # bucket is not listed), so that applications' mocks of them still hold.
+        try:
+            with s3_errors(self._where, "opening the bucket", ("AccessDenied",)):
+                listed = self._client.list_buckets().get("Buckets") or ()
+                names = {bucket.get("Name") for bucket in listed}
+        except DepotError:
+            raise
+        except ClientError:
+            # These credentials may not list buckets (s3:ListAllMyBuckets), as
+            # is common for a key made for one bucket: ask that bucket.
+            names = {self._bucket} if self._bucket_exists() else set()
+        if self._bucket not in names:
+            self._create_bucket()
+
+    def _bucket_exists(self) -> bool:
+        # A listing of the bucket rather than HEAD: its errors say what is wrong
+        # (no bucket, bad key), where HEAD only answers 403 or 404.
         try:
             with s3_errors(self._where, "opening the bucket", ("NoSuchBucket", "AccessDenied")):
                 self._client.list_objects_v2(Bucket=self._bucket, MaxKeys=1, Prefix=self._prefix)
+        except DepotError:
+            raise
         except ClientError as exc:
-            if client_error_code(exc) == "NoSuchBucket":
-                self._create_bucket()
             # AccessDenied: these credentials may not list, but may read and write.
+            return client_error_code(exc) != "NoSuchBucket"
+        return True
 
     def _create_bucket(self) -> None:
         args: dict[str, Any] = {"Bucket": self._bucket, "ObjectOwnership": "BucketOwnerPreferred"}
         region = self._client.meta.region_name
         if region and region not in ("us-east-1", "aws-global"):
             args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        passthrough = ("BucketAlreadyOwnedByYou", "AccessDenied")
+        passthrough = ("BucketAlreadyOwnedByYou", "AccessDenied", "BucketAlreadyExists")
         try:
             with s3_errors(self._where, "creating the bucket", passthrough):
                 self._client.create_bucket(**args)
+        except DepotError:
+            raise
         except ClientError as exc:
-            if client_error_code(exc) == "AccessDenied":
-                raise BackendUnavailableError(
+            code = client_error_code(exc)
+            # Not listed, yet there: a bucket of another account shared with these
+            # credentials (ListBuckets shows only one's own), or past the listing's end.
+            if code != "BucketAlreadyOwnedByYou" and self._bucket_exists():
+                return
+            if code == "BucketAlreadyExists":
+                message = (
+                    f"The name of the {self._where} belongs to another account, and these "
+                    f"credentials may not use it ({describe(exc)}). Choose another "
+                    "depot.bucket, or have its owner grant access."
+                )
+                raise also_foreign(BackendUnavailableError(message), exc) from exc
+            if code == "AccessDenied":
+                message = (
                     f"The {self._where} does not exist, and these credentials may not create "
                     f"it ({describe(exc)}). Create the bucket, allow the credentials "
                     "s3:CreateBucket, or check depot.bucket and depot.endpoint_url."
-                ) from exc
+                )
+                raise also_foreign(BackendUnavailableError(message), exc) from exc
             return  # created meanwhile by another process
         if self._policy == CANNED_ACL_PUBLIC_READ:
             # New AWS buckets block public ACLs; files of a public-read depot need them.
@@ -491,8 +559,10 @@ class S3Storage(FileStorage):
                             "RestrictPublicBuckets": True,
                         },
                     )
+            except DepotError:
+                raise
             except ClientError:
-                pass
+                pass  # NotImplemented
 
     def _head(self, fileid: str) -> dict[str, Any] | None:
         """HeadObject's answer for the file, ``None`` if there is no such object."""
@@ -501,8 +571,10 @@ class S3Storage(FileStorage):
                 head: dict[str, Any] = self._client.head_object(
                     Bucket=self._bucket, Key=self._key(fileid)
                 )
+        except DepotError:
+            raise
         except ClientError:
-            return None
+            return None  # 404, NoSuchKey
         return head
 
     def _get_body(self, stored: S3StoredFile, first: int, last: int | None) -> Any:
@@ -515,13 +587,18 @@ class S3Storage(FileStorage):
         try:
             with s3_errors(self._where, action, passthrough=("PreconditionFailed", "NoSuchKey")):
                 return self._client.get_object(**args)["Body"]
+        except DepotError:
+            raise
         except ClientError as exc:
+            # filedepot let the ClientError of a file deleted after get() through.
             if client_error_code(exc) == "NoSuchKey":
-                raise StoredFileNotFoundError(stored.file_id, self._where) from exc
-            raise BackendUnavailableError(
+                missing = StoredFileNotFoundError(stored.file_id, self._where)
+                raise also_foreign(missing, exc) from exc
+            message = (
                 f"File {stored.file_id} in {self._where} was replaced after it was opened: "
                 "get() it again to read the new version."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
 
     def _presign(self, params: dict[str, Any], expires_in: int) -> str:
         with s3_errors(self._where, f"signing a URL for {params['Key']}"):
@@ -557,7 +634,10 @@ class S3Storage(FileStorage):
     ) -> None:
         source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
         args = self._object_args(filename, content_type)
-        self._writer.write(fileid, self._key(fileid), source, args, CHECKSUM_COPY_LIMIT)
+        # A replace writes only over the version it found (when S3 can make that
+        # condition): one racing a delete() never brings the file back.
+        if_match = existing._etag if isinstance(existing, S3StoredFile) else None
+        self._writer.write(fileid, self._key(fileid), source, args, CHECKSUM_COPY_LIMIT, if_match)
 
 
 class BucketDriver:
@@ -593,6 +673,19 @@ class BucketDriver:
         return [
             obj.key[len(self.prefix) :] for obj in self.bucket.objects.filter(Prefix=self.prefix)
         ]
+
+
+def _retries(session: Any, max_attempts: object) -> dict[str, Any] | None:
+    """botocore's ``retries`` config: the setting, else boto3's own (AWS_MAX_ATTEMPTS,
+    ``~/.aws/config``) if set, else :data:`~depot.io._timeouts.MAX_ATTEMPTS` tries.
+    """
+    if max_attempts is None or max_attempts == "":
+        core = getattr(session, "_session", None)
+        if core is not None and core.get_config_variable("max_attempts") is not None:
+            return None
+    # total_max_attempts counts the first try, as depot.max_attempts and AWS_MAX_ATTEMPTS
+    # do; botocore's max_attempts would count the retries only.
+    return {"mode": "standard", "total_max_attempts": attempts(max_attempts)}
 
 
 def _file_info(file_id: str, key: str, head: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """A storage in a Google Cloud Storage bucket, via google-cloud-storage.
 
 Settings (filedepot's): ``project_id``, ``credentials``, ``bucket``, ``policy``,
-``storage_class``, ``prefix``; depot adds ``presign_ttl``.
+``storage_class``, ``prefix``; depot adds ``presign_ttl``, ``connect_timeout``,
+``read_timeout``, ``retry_timeout``.
 
 The layout is filedepot 0.12's, so either library reads what the other wrote.
 Each file is one object, named ``<prefix><file id>``::
@@ -40,6 +41,7 @@ from depot.exceptions import (
     StoredFileNotFoundError,
 )
 from depot.io._chunks import BLOCK_SIZE
+from depot.io._foreign import also_foreign
 from depot.io._ids import check_file_id, new_file_id
 from depot.io._objectmeta import (
     FILENAME,
@@ -51,6 +53,7 @@ from depot.io._objectmeta import (
     read_metadata,
     response_disposition,
 )
+from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, seconds
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
 from depot.io.utils import _modified_now
 
@@ -73,6 +76,7 @@ __all__ = [
     "CANNED_ACL_PUBLIC_READ",
     "READ_AHEAD",
     "RETRY",
+    "RETRY_TIMEOUT",
     "GCSStorage",
     "GCSStoredFile",
 ]
@@ -81,10 +85,13 @@ CANNED_ACL_PUBLIC_READ = "public-read"
 CANNED_ACL_PRIVATE = "private"
 
 #: How requests are retried: google-cloud-storage's default policy, exponential
-#: backoff for up to 120 seconds on 408, 429, 5xx answers and connection errors.
-#: Assign a ``google.api_core.retry.Retry`` of your own to give up sooner
-#: (``DEFAULT_RETRY.with_timeout(10)``), or ``None`` for no retries.
+#: backoff on 408, 429, 5xx answers, timeouts and connection errors, for at most
+#: the storage's ``retry_timeout``. Assign a ``google.api_core.retry.Retry`` of
+#: your own before making a storage, or ``None`` for no retries.
 RETRY = DEFAULT_RETRY
+#: Seconds during which a failing request is retried, unless ``retry_timeout``
+#: says otherwise (google-cloud-storage's default is 120).
+RETRY_TIMEOUT = 30.0
 
 #: The most a stored file fetches in one request when read in order. It starts
 #: at one block and doubles with each request, so a client reading only the
@@ -299,15 +306,18 @@ class GCSStoredFile(StoredFile):
                     # The bytes as stored, which the size and ranges count, even
                     # for an object put gzip-encoded by another program.
                     raw_download=True,
-                    retry=RETRY,
+                    **(self._storage._request if self._storage is not None else {"retry": RETRY}),
                 )
         except NotFound as exc:
-            raise StoredFileNotFoundError(self.file_id, self._where) from exc
+            # filedepot let the NotFound of a file deleted after get() through.
+            missing = StoredFileNotFoundError(self.file_id, self._where)
+            raise also_foreign(missing, exc) from exc
         except PreconditionFailed as exc:
-            raise BackendUnavailableError(
+            message = (
                 f"File {self.file_id} in {self._where} was replaced after it was opened: "
                 "get() it again to read the new version."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
         return data
 
 
@@ -335,6 +345,19 @@ class GCSStorage(FileStorage):
     :param presign_ttl: seconds; with it the middleware answers a private file
         with a 302 to a signed URL valid that long (at most 604800, 7 days),
         instead of sending the bytes itself. Needs credentials that can sign.
+    :param connect_timeout: seconds to open a connection (default 5).
+    :param read_timeout: seconds to wait for each answer (default 15; each
+        read, not the whole transfer). google-cloud-storage's default is 60.
+    :param retry_timeout: seconds during which a request that failed (timeout,
+        connection error, 408, 429, 5xx) is tried again (default 30;
+        google-cloud-storage's is 120). A request that gets no answer fails
+        after about ``retry_timeout + read_timeout`` seconds.
+
+    Making the storage checks the bucket (the ``configure()`` of a depot): it
+    gets the bucket (``Client.get_bucket``, as filedepot), creates it if it
+    is missing and, for ``public-read``, reads and sets its IAM policy. A
+    server that does not answer makes it fail, after the wait above, with
+    :class:`~depot.exceptions.BackendUnavailableError`.
 
     ``public-read`` grants ``allUsers`` the role ``roles/storage.objectViewer``
     on the whole bucket, as filedepot did: keep private files in another bucket.
@@ -347,7 +370,8 @@ class GCSStorage(FileStorage):
     .. versionchanged:: 1.0
        Credentials may come from Google's usual places; uploads and downloads
        stream; files carry a checksum; ``storage_class`` is applied;
-       ``presign_ttl`` added.
+       ``presign_ttl``, ``connect_timeout``, ``read_timeout`` and
+       ``retry_timeout`` added.
     """
 
     def __init__(
@@ -359,6 +383,9 @@ class GCSStorage(FileStorage):
         storage_class: str | None = None,
         prefix: str = "",
         presign_ttl: int | str | None = None,
+        connect_timeout: float | str | None = None,
+        read_timeout: float | str | None = None,
+        retry_timeout: float | str | None = None,
     ) -> None:
         policy = policy or CANNED_ACL_PUBLIC_READ
         if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
@@ -372,6 +399,18 @@ class GCSStorage(FileStorage):
         self._storage_class = storage_class or None
         self._prefix = prefix or ""
         self.presign_ttl = presign_seconds(presign_ttl)
+        retry, limit = RETRY, seconds(retry_timeout, "retry_timeout", RETRY_TIMEOUT)
+        # A RETRY the application assigned keeps its own limit, unless the setting is given.
+        if retry is not None and (retry is DEFAULT_RETRY or retry_timeout not in (None, "")):
+            retry = retry.with_timeout(limit)
+        #: The keyword arguments of every request: how long to wait, how to retry.
+        self._request: dict[str, Any] = {
+            "retry": retry,
+            "timeout": (
+                seconds(connect_timeout, "connect_timeout", CONNECT_TIMEOUT),
+                seconds(read_timeout, "read_timeout", READ_TIMEOUT),
+            ),
+        }
         self._credentials, found_project = _load_credentials(credentials)
         project = project_id or found_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
         self.client = StorageClient(
@@ -394,7 +433,7 @@ class GCSStorage(FileStorage):
     def get(self, file_or_id: StoredFile | str) -> GCSStoredFile:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
         with gcs_errors(self._where, f"reading file {fileid}"):
-            blob = self.bucket.get_blob(self._key(fileid), retry=RETRY)
+            blob = self.bucket.get_blob(self._key(fileid), **self._request)
         if blob is None:
             raise StoredFileNotFoundError(fileid, self._where)
         return GCSStoredFile(fileid, blob, self)
@@ -422,14 +461,14 @@ class GCSStorage(FileStorage):
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
         try:
             with gcs_errors(self._where, f"deleting file {fileid}", (NotFound,)):
-                self.bucket.blob(self._key(fileid)).delete(retry=RETRY)
+                self.bucket.blob(self._key(fileid)).delete(**self._request)
         except NotFound:
             pass
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
         with gcs_errors(self._where, f"looking for file {fileid}"):
-            found: bool = self.bucket.blob(self._key(fileid)).exists(retry=RETRY)
+            found: bool = self.bucket.blob(self._key(fileid)).exists(**self._request)
         return found
 
     def list(self) -> list[str]:
@@ -438,7 +477,7 @@ class GCSStorage(FileStorage):
         with gcs_errors(self._where, "listing files"):
             # The delimiter keeps objects in deeper "folders" (another prefix) out.
             blobs = self.client.list_blobs(
-                self.bucket, prefix=self._prefix or None, delimiter="/", retry=RETRY
+                self.bucket, prefix=self._prefix or None, delimiter="/", **self._request
             )
             for blob in blobs:
                 try:
@@ -456,7 +495,7 @@ class GCSStorage(FileStorage):
         action = "making the bucket public (depot.policy is public-read)"
         try:
             with gcs_errors(self._where, action, (Forbidden,)):
-                policy = bucket.get_iam_policy(requested_policy_version=3, retry=RETRY)
+                policy = bucket.get_iam_policy(requested_policy_version=3, **self._request)
                 for binding in policy.bindings:
                     if (
                         binding["role"] == _PUBLIC_ROLE
@@ -465,14 +504,15 @@ class GCSStorage(FileStorage):
                     ):
                         return
                 policy.bindings.append({"role": _PUBLIC_ROLE, "members": set(members)})
-                bucket.set_iam_policy(policy, retry=RETRY)
+                bucket.set_iam_policy(policy, **self._request)
         except Forbidden as exc:
-            raise BackendUnavailableError(
+            message = (
                 f"GCS denied access ({describe(exc)}) while {action} in the {self._where}. "
                 "Allow the credentials storage.buckets.getIamPolicy and setIamPolicy on "
                 "the bucket, or set depot.policy to private (with depot.presign_ttl to "
                 "redirect to signed URLs)."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
 
     def _key(self, fileid: str) -> str:
         return self._prefix + fileid
@@ -480,7 +520,8 @@ class GCSStorage(FileStorage):
     def _ensure_bucket(self) -> None:
         try:
             with gcs_errors(self._where, "opening the bucket", (NotFound, Forbidden)):
-                self.bucket.reload(retry=RETRY)
+                # get_bucket, the call filedepot made: applications' mocks expect it.
+                self.bucket = self.client.get_bucket(self.bucket, **self._request)
         except Forbidden:
             return  # these credentials may not read the bucket's settings, but may use it
         except NotFound:
@@ -495,13 +536,14 @@ class GCSStorage(FileStorage):
         action = "creating the bucket"
         try:
             with gcs_errors(self._where, action, (Forbidden, Conflict)):
-                self.bucket = self.client.create_bucket(self.bucket.name, retry=RETRY)
+                self.bucket = self.client.create_bucket(self.bucket.name, **self._request)
         except Forbidden as exc:
-            raise BackendUnavailableError(
+            message = (
                 f"The {self._where} does not exist, and these credentials may not create it "
                 f"({describe(exc)}). Create the bucket, allow the credentials "
                 "storage.buckets.create, or check depot.bucket and depot.project_id."
-            ) from exc
+            )
+            raise also_foreign(BackendUnavailableError(message), exc) from exc
         except Conflict:
             pass  # created meanwhile by another process
 
@@ -534,7 +576,7 @@ class GCSStorage(FileStorage):
             _CONTENT_TYPE: content_type,
             MODIFIED: _modified_now()[0],
         }
-        upload(blob, source, metadata, RETRY, self._where, fileid)
+        upload(blob, source, metadata, self._request, self._where, fileid)
 
 
 def _load_credentials(value: Any) -> tuple[Credentials, str | None]:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from depot._settings import missing_dependency_message
@@ -42,11 +42,13 @@ from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
     CorruptMetadataError,
+    DepotError,
     InvalidFileIdError,
     StoredFileNotFoundError,
 )
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._fileinfo import Source
+from depot.io._foreign import also_foreign
 from depot.io.interfaces import FileContent, FileStorage, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
 from depot.utils import utcnow_naive
@@ -57,11 +59,19 @@ try:
     from bson import Int64, ObjectId
     from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 except ModuleNotFoundError as exc:
-    raise ImportError(missing_dependency_message(__name__, exc.name or "pymongo")) from exc
+    # gridfs and bson come with pymongo: it is the package to install.
+    raise ImportError(missing_dependency_message(__name__, "pymongo")) from exc
 
 __all__ = ["GridFSStorage", "GridFSStoredFile"]
 
 _BACKEND = "GridFSStorage"
+#: How long an operation waits for a usable server, unless ``mongouri`` sets
+#: ``serverSelectionTimeoutMS``: pymongo's 30 s would hold a request that long
+#: when MongoDB is down.
+SERVER_SELECTION_TIMEOUT_MS = 5000
+#: How long opening a connection may take, unless ``mongouri`` sets ``connectTimeoutMS``
+#: (pymongo: 20 s).
+CONNECT_TIMEOUT_MS = 5000
 #: pymongo's default chunk size, which every file filedepot wrote has.
 _CHUNK_SIZE = 255 * 1024
 #: Chunks sent in one insert: few round trips, and memory stays flat (~2 MiB).
@@ -122,9 +132,10 @@ class GridFSStoredFile(StoredFile):
             try:
                 return self._gridout.read(n)
             except gridfs.errors.CorruptGridFile as exc:
-                raise self._unreadable(exc) from exc
+                # Still the CorruptGridFile filedepot let through, for its except clauses.
+                raise also_foreign(self._unreadable(exc), exc) from exc
 
-    def _unreadable(self, exc: gridfs.errors.CorruptGridFile) -> Exception:
+    def _unreadable(self, exc: gridfs.errors.CorruptGridFile) -> DepotError:
         """Why the chunks do not fit the files document: a replace, a delete, or damage."""
         # A replace or delete since get() removed this version's chunks.
         newest = self._newest() if self._newest is not None else None
@@ -167,8 +178,10 @@ class GridFSStorage(FileStorage):
 
     :param mongouri: the MongoDB connection string; it must name the database,
         as in ``mongodb://user:password@host:27017/mydb``. Connection options go
-        in its query string, e.g. ``?serverSelectionTimeoutMS=5000`` to fail
-        sooner than pymongo's 30 seconds when the server is down.
+        in its query string. Unless it sets them, depot gives
+        ``serverSelectionTimeoutMS`` and ``connectTimeoutMS`` 5000 (pymongo's
+        defaults are 30 and 20 seconds), so an operation fails within about 5
+        seconds when the server is down, rather than holding a request 30.
     :param collection: the GridFS prefix of the two collections.
 
     An operation that cannot reach the server, or that the server refuses,
@@ -177,7 +190,8 @@ class GridFSStorage(FileStorage):
 
     .. versionchanged:: 1.0
        ``replace()`` never loses the old file; files carry a checksum; ids are
-       random; ``close()`` added.
+       random; ``close()`` added; 5 second server selection and connect
+       timeouts unless ``mongouri`` sets them.
     """
 
     def __init__(self, mongouri: str, collection: str = "filedepot") -> None:
@@ -185,33 +199,47 @@ class GridFSStorage(FileStorage):
             raise ConfigurationError(
                 f"collection must be the name of a GridFS collection, not {collection!r}."
             )
-        try:
-            # pymongo says what is wrong with a URI through all three.
-            self._cli: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongouri)
-        except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
-            raise ConfigurationError(_uri_problem(mongouri, exc)) from exc
-        try:
-            self._db = self._cli.get_default_database()
-        except pymongo.errors.ConfigurationError as exc:
-            self._cli.close()
-            raise ConfigurationError(_uri_problem(mongouri, exc)) from exc
+        self._mongouri = mongouri
         self._collection = collection
-        #: pymongo's GridFS over the same collections, as filedepot had it.
-        self._gridfs = gridfs.GridFS(self._db, collection=collection)
-        self._root = self._db[collection]
-        self._files = self._root.files
-        self._chunks = self._root.chunks
+        self._connect()
         self._where = (
             f"GridFS collection {collection!r} of database {self._db.name!r} at {_hosts(mongouri)}"
         )
         self._indexed = False
 
     def close(self) -> None:
-        """Close the connections to MongoDB; the storage cannot be used afterwards.
+        """Close the connections to MongoDB and stop pymongo's threads.
+
+        The storage stays usable: its next operation connects again (so a
+        storage shared by several tests survives :meth:`DepotManager.reset()
+        <depot.manager.DepotManager.reset>` between them).
 
         .. versionadded:: 1.0
         """
         self._cli.close()
+        # A client that connects on first use: it holds nothing until then.
+        self._connect(connect=False)
+
+    def _connect(self, connect: bool = True) -> None:
+        """Make the MongoClient of ``mongouri`` and the collections over it."""
+        mongouri = self._mongouri
+        try:
+            # pymongo says what is wrong with a URI through all three.
+            self._cli: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+                mongouri, connect=connect, **_default_timeouts(mongouri)
+            )
+        except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
+            raise also_foreign(ConfigurationError(_uri_problem(mongouri, exc)), exc) from exc
+        try:
+            self._db = self._cli.get_default_database()
+        except pymongo.errors.ConfigurationError as exc:
+            self._cli.close()
+            raise also_foreign(ConfigurationError(_uri_problem(mongouri, exc)), exc) from exc
+        #: pymongo's GridFS over the same collections, as filedepot had it.
+        self._gridfs = gridfs.GridFS(self._db, collection=self._collection)
+        self._root = self._db[self._collection]
+        self._files = self._root.files
+        self._chunks = self._root.chunks
 
     def get(self, file_or_id: StoredFile | str) -> GridFSStoredFile:
         fileid = _check_file_id(self.fileid(file_or_id))
@@ -578,19 +606,41 @@ def _now() -> datetime:
 
 @contextlib.contextmanager
 def _server_errors(where: str) -> Iterator[None]:
-    """Turn pymongo's connection and refusal errors into BackendUnavailableError."""
+    """Turn pymongo's connection and refusal errors into BackendUnavailableError.
+
+    The error raised is also an instance of pymongo's (a ``ConnectionFailure``,
+    an ``OperationFailure`` with its ``code``), which filedepot let through:
+    see :mod:`depot.io._foreign`.
+    """
     try:
         yield
+    except DepotError:
+        raise  # translated already, by a block inside this one
     except ConnectionFailure as exc:
-        raise BackendUnavailableError(
+        message = (
             f"Cannot reach MongoDB for the {where}: {_first_line(exc)}. Check that the "
-            "server is running and reachable, and that depot.mongouri names it."
-        ) from exc
+            "server is running and reachable, and that depot.mongouri names it; "
+            "serverSelectionTimeoutMS in its query string sets how long to wait "
+            f"(default here {SERVER_SELECTION_TIMEOUT_MS} ms)."
+        )
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
     except OperationFailure as exc:
-        raise BackendUnavailableError(
+        message = (
             f"MongoDB refused an operation on the {where}: {_first_line(exc)}. Check the "
             "user and password in depot.mongouri and the user's roles on the database."
-        ) from exc
+        )
+        raise also_foreign(BackendUnavailableError(message), exc) from exc
+
+
+def _default_timeouts(uri: object) -> dict[str, Any]:
+    """The timeouts depot sets unless ``uri`` sets them (pymongo's are 30 s and 20 s)."""
+    query = uri.partition("?")[2] if isinstance(uri, str) else ""
+    given = {key.lower() for key, _ in parse_qsl(query, keep_blank_values=True)}
+    defaults: dict[str, Any] = {
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
+        "connectTimeoutMS": CONNECT_TIMEOUT_MS,
+    }
+    return {key: value for key, value in defaults.items() if key.lower() not in given}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -383,3 +383,16 @@ class FileStorage(ABC):
     @abstractmethod
     def list(self) -> list[str]:
         """Return the ids of the stored files."""
+
+    def close(self) -> None:
+        """Release the connections and threads the storage holds; by default nothing.
+
+        :meth:`DepotManager.reset() <depot.manager.DepotManager.reset>` calls it
+        on every depot it forgets. A backend that holds a client of a server
+        (:class:`~depot.io.gridfs.GridFSStorage`) closes the client it made
+        itself, never one it was handed, and stays usable: its next operation
+        connects again.
+
+        .. versionadded:: 1.0
+        """
+        return  # a hook with a default, not abstract: most backends hold nothing

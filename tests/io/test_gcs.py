@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import Iterator
@@ -257,7 +258,6 @@ def test_objects_put_by_other_programs_are_read(storage: Any, gcs_client: Any, b
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("x-depot-modified", "INVALID"),
         ("x-depot-checksum", "md5:0123"),
         ("x-depot-filename", "%FF%FE.txt"),
     ],
@@ -276,6 +276,23 @@ def test_corrupt_metadata_names_the_file(
     assert field in message and file_id in message and bucket in message
     assert "Restore the file from a backup or delete it" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["INVALID", "2024-13-45 99:00:00", "2024-05-01T12:00:00"])
+def test_invalid_modified_time_is_read_without_a_date(
+    storage: Any, gcs_client: Any, bucket: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # filedepot read such a file, with last_modified None: so does depot, and says so.
+    file_id = "00000000-0000-4000-8000-0000000000be"
+    blob = gcs_client.bucket(bucket).blob(file_id)
+    blob.metadata = {"x-depot-filename": "a.txt", "x-depot-modified": value}
+    blob.upload_from_string(b"data")
+    with caplog.at_level("WARNING", logger="depot.io"):
+        stored = storage.get(file_id)
+    assert stored.last_modified is None
+    assert (stored.filename, stored.read()) == ("a.txt", b"data")
+    [record] = [r for r in caplog.records if r.name == "depot.io"]
+    assert file_id in record.getMessage() and "x-depot-modified" in record.getMessage()
 
 
 def test_filedepot_attributes(storage: Any, gcs_client: Any, bucket: str) -> None:
@@ -530,8 +547,12 @@ def test_reads_are_of_the_generation_opened(storage: Any) -> None:
 def test_deleted_after_opening(storage: Any) -> None:
     stale = storage.get(storage.create(b"gone"))
     storage.delete(stale.file_id)
-    with pytest.raises(StoredFileNotFoundError, match=stale.file_id):
+    with pytest.raises(StoredFileNotFoundError, match=stale.file_id) as raised:
         stale.read()
+    from google.api_core.exceptions import NotFound
+
+    # filedepot let google-cloud-storage's NotFound through here: apps may catch it
+    assert isinstance(raised.value, NotFound) and raised.value.code == 404
 
 
 # --- signed URLs -------------------------------------------------------------------
@@ -708,6 +729,62 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, retry: str) -> No
     )
     assert "\n" not in message
     assert isinstance(raised.value, OSError)
+    # also what filedepot let through: requests' ConnectionError, or the RetryError
+    import requests
+    from google.api_core.exceptions import RetryError
+
+    expected = requests.ConnectionError if retry == "none" else RetryError
+    assert isinstance(raised.value, expected)
+
+
+def test_hung_endpoint_fails_configure_within_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that accepts connections and never answers: configure() gives up
+    # after about retry_timeout + read_timeout, naming the endpoint.
+    from tests.backends.silent import SilentServer
+
+    with SilentServer() as server:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        settings = {
+            "depot.backend": "gcs",
+            "depot.bucket": "hung",
+            "depot.project_id": "depot-test",
+            "depot.read_timeout": "0.5",
+            "depot.retry_timeout": "2",
+        }
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as raised:
+            DepotManager.configure("hung", settings)
+        waited = time.monotonic() - started
+        assert server.connections >= 1
+    assert 1.0 <= waited < 6, waited
+    message = str(raised.value)
+    assert message.startswith(f"The GCS bucket 'hung' at {server.url} did not answer in time ")
+    assert "depot.read_timeout" in message and "depot.retry_timeout" in message
+
+
+def test_timeouts_default_short(gcs_settings: dict[str, Any]) -> None:
+    storage = GCSStorage(**settings_to_kwargs(gcs_settings))
+    assert storage._request["timeout"] == (5.0, 15.0)
+    assert storage._request["retry"]._timeout == 30.0  # google-cloud-storage's: 120
+    storage = GCSStorage(**settings_to_kwargs(gcs_settings, retry_timeout="3", read_timeout="7"))
+    assert storage._request["timeout"] == (5.0, 7.0)
+    assert storage._request["retry"]._timeout == 3.0
+    with pytest.raises(ConfigurationError, match="read_timeout must be a number of seconds"):
+        GCSStorage(**settings_to_kwargs(gcs_settings, read_timeout="never"))
+
+
+def test_bucket_check_is_filedepots_get_bucket(gcs_settings: dict[str, Any]) -> None:
+    # Apps' tests mock Client.get_bucket, the call filedepot made to find the bucket.
+    from unittest import mock
+
+    original = gcs_module.StorageClient.get_bucket
+    with mock.patch.object(
+        gcs_module.StorageClient, "get_bucket", autospec=True, side_effect=original
+    ) as get_bucket:
+        storage = GCSStorage(**settings_to_kwargs(gcs_settings))
+    [call] = get_bucket.call_args_list
+    assert storage.bucket.name == gcs_settings["depot.bucket"]
+    assert getattr(call.args[1], "name", call.args[1]) == gcs_settings["depot.bucket"]
 
 
 def test_bucket_deleted_after_configuration(
@@ -734,6 +811,9 @@ def test_refused_credentials(
     assert message.startswith("GCS refused the credentials (invalid_grant: Invalid JWT) while")
     assert f"while opening the bucket in the GCS bucket {gcs_settings['depot.bucket']!r}" in message
     assert "Check depot.credentials" in message and "\n" not in message
+    from google.auth.exceptions import RefreshError
+
+    assert isinstance(raised.value, RefreshError)  # what filedepot let through
 
 
 @pytest.mark.parametrize(
@@ -772,6 +852,10 @@ def test_refusal_messages(error: str, expected: str) -> None:
     with pytest.raises(BackendUnavailableError) as raised, gcs_errors(where, "reading file x"):
         raise getattr(exceptions, error)("GET https://storage.googleapis.com/x: Bad")
     assert str(raised.value).startswith(expected)
+    # still the GoogleAPICallError filedepot let through, its attributes kept
+    assert isinstance(raised.value, getattr(exceptions, error))
+    assert raised.value.code == getattr(exceptions, error).code
+    assert raised.value.message == "GET https://storage.googleapis.com/x: Bad"
 
 
 # --- the server going away --------------------------------------------------------

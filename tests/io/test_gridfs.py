@@ -402,8 +402,56 @@ def test_unreachable_server_is_an_oserror_naming_host_not_password() -> None:
             assert f"127.0.0.1:{port}" in message
             assert "GridFS collection 'media' of database 'files'" in message
             assert "s3cr" not in message and "depot:" not in message
+            # what filedepot let through, for apps' `except ServerSelectionTimeoutError`
+            assert isinstance(raised.value, pymongo.errors.ServerSelectionTimeoutError)
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize("server", ["closed port", "silent"])
+def test_a_down_server_costs_seconds_not_pymongos_30(server: str) -> None:
+    # A real pymongo client, the URI setting no timeout: depot's default bounds the wait.
+    from tests.backends.silent import SilentServer
+
+    with SilentServer() as silent:
+        port = silent.port if server == "silent" else closed_port()
+        storage = GridFSStorage(f"mongodb://127.0.0.1:{port}/files")
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as raised:
+                storage.exists(str(ObjectId()))
+            waited = time.monotonic() - started
+        finally:
+            storage.close()
+        assert server != "silent" or silent.connections > 0  # it did hang there
+    assert 4 <= waited < 10, waited
+    assert "serverSelectionTimeoutMS" in str(raised.value)
+    assert f"127.0.0.1:{port}" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "selection", "connect"),
+    [
+        ("", 5.0, 5.0),
+        ("?serverSelectionTimeoutMS=100", 0.1, 5.0),
+        ("?serverselectiontimeoutms=100&connectTimeoutMS=60000", 0.1, 60.0),
+    ],
+)
+def test_timeouts_of_the_uri_win(query: str, selection: float, connect: float) -> None:
+    storage = GridFSStorage(f"mongodb://127.0.0.1:{closed_port()}/files{query}")
+    try:
+        options = storage._cli.options
+        assert options.server_selection_timeout == selection
+        assert options.pool_options.connect_timeout == connect
+    finally:
+        storage.close()
+
+
+def test_bad_uri_is_still_pymongos_error() -> None:
+    # filedepot let pymongo's InvalidURI through: apps may catch it
+    with pytest.raises(pymongo.errors.InvalidURI) as raised:
+        GridFSStorage("http://localhost/db")
+    assert isinstance(raised.value, ConfigurationError)
 
 
 def test_middleware_answers_503_when_the_server_is_down() -> None:
@@ -447,14 +495,20 @@ def test_settings_name_the_backend() -> None:
         DepotManager.from_config({"depot.backend": "gridfs"})
 
 
-def test_missing_pymongo_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("pymongo", "bson", "gridfs"):
+@pytest.mark.parametrize("missing", [("pymongo", "bson", "gridfs"), ("gridfs",), ("bson",)])
+def test_missing_pymongo_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...]
+) -> None:
+    for name in missing:
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     monkeypatch.delitem(sys.modules, "depot.io.gridfs")
-    with pytest.raises(
-        ImportError, match=r"install the 'gridfs' extra: pip install 'depot-storage\[gridfs\]'"
-    ):
+    with pytest.raises(ImportError) as raised:
         importlib.import_module("depot.io.gridfs")
+    # gridfs and bson are parts of pymongo: pymongo is what to install
+    assert str(raised.value) == (
+        "depot.io.gridfs needs the 'pymongo' package; "
+        "install the 'gridfs' extra: pip install 'depot-storage[gridfs]'."
+    )
 
 
 @pytest.mark.parametrize(("field", "value"), [("filename", 0), ("contentType", False)])
@@ -472,3 +526,35 @@ def test_a_falsy_name_or_type_of_the_wrong_type_is_corrupt(
     storage._files.update_one({"_id": ObjectId(file_id)}, {"$set": {field: value}})
     with pytest.raises(CorruptMetadataError, match=file_id):
         storage.get(file_id)
+
+
+def test_reset_closes_the_mongo_client_and_the_storage_reconnects() -> None:
+    # A real pymongo client (no mongomock): pymongo refuses a closed client.
+    from depot.manager import DepotManager
+
+    port = closed_port()
+    uri = f"mongodb://127.0.0.1:{port}/files?serverSelectionTimeoutMS=100"
+    storage = DepotManager.configure("mongo", {"depot.backend": "gridfs", "depot.mongouri": uri})
+    first = storage._cli
+    DepotManager.reset()
+    with pytest.raises(pymongo.errors.InvalidOperation):
+        first.list_database_names()  # closed: its sockets and threads are gone
+    try:
+        # still usable, with a new client: here it reports the server down, as before
+        assert storage._cli is not first
+        with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{port}"):
+            storage.exists(str(ObjectId()))
+    finally:
+        storage.close()
+
+
+def test_a_storage_shared_across_resets_keeps_its_files(gridfs_settings: dict[str, Any]) -> None:
+    # Apps' fixtures may share one storage across tests, with a reset() between them.
+    from depot.manager import DepotManager
+
+    storage = DepotManager.configure("shared", gridfs_settings)
+    file_id = storage.create(b"kept", filename="a.txt")
+    DepotManager.reset()
+    DepotManager.reset()
+    assert storage.get(file_id).read() == b"kept"
+    assert storage.list() == [file_id]

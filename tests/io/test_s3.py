@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import re
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import Iterator
@@ -39,6 +41,9 @@ from tests.streams import FileStream, Generated, MiB, OneWayStream, random_file,
 
 boto3_module = pytest.importorskip("depot.io.boto3", reason="the 's3' extra is not installed")
 S3Storage = boto3_module.S3Storage
+botocore_errors = pytest.importorskip("botocore.exceptions")
+ClientError = botocore_errors.ClientError
+EndpointConnectionError = botocore_errors.EndpointConnectionError
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -222,7 +227,6 @@ def test_objects_put_by_other_programs_are_read(storage: Any, s3_client: Any, bu
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("x-depot-modified", "INVALID"),
         ("x-depot-checksum", "md5:0123"),
         ("x-depot-filename", "%FF%FE.txt"),
     ],
@@ -239,6 +243,25 @@ def test_corrupt_metadata_names_the_file(
     assert field in message and file_id in message and bucket in message
     assert "Restore the file from a backup or delete it" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["INVALID", "2024-13-45 99:00:00", "2024-05-01T12:00:00", "9" * 500]
+)
+def test_invalid_modified_time_is_read_without_a_date(
+    storage: Any, s3_client: Any, bucket: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # filedepot read such a file, with last_modified None: so does depot, and says so.
+    file_id = "00000000-0000-4000-8000-0000000000be"
+    metadata = {"x-depot-filename": "a.txt", "x-depot-modified": value}
+    s3_client.put_object(Bucket=bucket, Key=file_id, Body=b"data", Metadata=metadata)
+    with caplog.at_level("WARNING", logger="depot.io"):
+        stored = storage.get(file_id)
+    assert stored.last_modified is None
+    assert (stored.filename, stored.read()) == ("a.txt", b"data")
+    [record] = [r for r in caplog.records if r.name == "depot.io"]
+    assert record.levelname == "WARNING"
+    assert file_id in record.getMessage() and "x-depot-modified" in record.getMessage()
 
 
 def test_bucket_driver_is_kept_for_filedepot_code(storage: Any) -> None:
@@ -542,11 +565,129 @@ def test_replaced_before_the_first_read_follows_in_one_more_request(storage: Any
     assert [c["model"].name for c in calls] == ["GetObject", "HeadObject", "GetObject"]
 
 
+def meanwhile(storage: Any, action: Any) -> None:
+    """Run ``action()`` once, just before the storage's next PutObject is sent."""
+    done: list[bool] = []
+
+    def hook(**kwargs: Any) -> None:
+        if not done:
+            done.append(True)
+            action()
+
+    storage._client.meta.events.register("before-call.s3.PutObject", hook)
+
+
+def test_replace_racing_a_delete_does_not_bring_the_file_back(
+    storage: Any, s3_client: Any, bucket: str
+) -> None:
+    file_id = storage.create(b"first")
+    meanwhile(storage, lambda: s3_client.delete_object(Bucket=bucket, Key=file_id))
+    with pytest.raises(StoredFileNotFoundError, match=file_id):
+        storage.replace(file_id, b"second")
+    assert not storage.exists(file_id)
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_replace_racing_another_replace_writes_last(
+    storage: Any, s3_client: Any, bucket: str
+) -> None:
+    file_id = storage.create(b"first")
+    put = listen(storage, "before-call.s3.PutObject")
+    meanwhile(storage, lambda: s3_client.put_object(Bucket=bucket, Key=file_id, Body=b"other"))
+    storage.replace(file_id, b"second", filename="b.txt")
+    stored = storage.get(file_id)
+    assert (stored.read(), stored.filename, stored.checksum) == (
+        b"second",
+        "b.txt",
+        sha256(b"second"),
+    )
+    assert len(put) == 2  # conditional on the first version, then on the other writer's
+    assert all(call["params"]["headers"].get("If-Match") for call in put)
+
+
 def test_deleted_after_opening(storage: Any) -> None:
     stale = storage.get(storage.create(b"gone"))
     storage.delete(stale.file_id)
-    with pytest.raises(StoredFileNotFoundError, match=stale.file_id):
+    with pytest.raises(StoredFileNotFoundError, match=stale.file_id) as raised:
         stale.read()
+    # filedepot let S3's NoSuchKey through here: apps may catch it as such
+    assert isinstance(raised.value, ClientError)
+    assert raised.value.response["Error"]["Code"] == "NoSuchKey"
+    assert raised.value.file_id == stale.file_id
+
+
+def test_translated_errors_pickle(storage: Any, s3_client: Any, bucket: str) -> None:
+    # as botocore's own do: they cross process pools and task queues
+    remove_bucket(s3_client, bucket)
+    with pytest.raises(BackendUnavailableError) as raised:
+        storage.create(b"x")
+    again = pickle.loads(pickle.dumps(raised.value))
+    # botocore's NoSuchBucket class is made at run time: its ClientError base is kept
+    assert isinstance(again, BackendUnavailableError) and isinstance(again, ClientError)
+    assert str(again) == str(raised.value)
+    assert again.response == raised.value.response
+
+
+def requests_made(make: Any) -> list[str]:
+    """The S3 operations called while ``make()`` runs (storages given keys share a session)."""
+    session = boto3_module._session(True)
+    seen: list[str] = []
+
+    def record(model: Any, **kwargs: Any) -> None:
+        seen.append(model.name)
+
+    session.events.register("before-call.s3", record)
+    try:
+        make()
+    finally:
+        session.events.unregister("before-call.s3", record)
+    return seen
+
+
+def test_a_bucket_missing_from_the_listing_is_used_not_refused(
+    s3_settings: dict[str, Any], s3_client: Any, bucket: str
+) -> None:
+    # ListBuckets shows only one's own buckets (and 10,000 at most): a bucket
+    # another account shares is not in it, and S3 answers CreateBucket with 409.
+    from botocore.awsrequest import AWSResponse
+
+    s3_client.create_bucket(Bucket=bucket)
+    session = boto3_module._session(True)
+    taken = {
+        "Error": {"Code": "BucketAlreadyExists", "Message": "The bucket name is not available"},
+        "ResponseMetadata": {"HTTPStatusCode": 409},
+    }
+
+    def hide(parsed: dict[str, Any], **kwargs: Any) -> None:
+        parsed["Buckets"] = []
+
+    def refuse(**kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        return AWSResponse("", 409, {}, None), taken  # S3's answer for another's bucket
+
+    session.events.register("after-call.s3.ListBuckets", hide)
+    session.events.register("before-call.s3.CreateBucket", refuse)
+    try:
+        storage = S3Storage(**settings_to_kwargs(s3_settings))
+        assert storage.get(storage.create(b"x")).read() == b"x"
+        # a name taken by another account, with no access: says so
+        with pytest.raises(BackendUnavailableError, match="belongs to another account"):
+            S3Storage(**settings_to_kwargs(s3_settings, bucket="depot-not-ours"))
+    finally:
+        session.events.unregister("after-call.s3.ListBuckets", hide)
+        session.events.unregister("before-call.s3.CreateBucket", refuse)
+
+
+def test_bucket_check_makes_filedepots_requests(
+    s3_settings: dict[str, Any], s3_client: Any, bucket: str
+) -> None:
+    # filedepot listed the buckets and created a missing one: apps' mocks expect that
+    kwargs = settings_to_kwargs(s3_settings, policy="public-read")
+    assert requests_made(lambda: S3Storage(**kwargs)) == [
+        "ListBuckets",
+        "CreateBucket",
+        "PutPublicAccessBlock",
+    ]
+    assert requests_made(lambda: S3Storage(**kwargs)) == ["ListBuckets"]
 
 
 # --- signed URLs -------------------------------------------------------------------
@@ -643,6 +784,73 @@ def test_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert message.startswith(f"Cannot reach the S3 bucket 'nowhere' at {endpoint} while ")
     assert "depot.endpoint_url" in message and "\n" not in message
     assert isinstance(raised.value, OSError)
+    assert isinstance(raised.value, EndpointConnectionError)  # what filedepot let through
+
+
+def test_hung_endpoint_fails_configure_within_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that accepts connections and never answers: configure() gives up
+    # after max_attempts * read_timeout, naming the endpoint and the settings.
+    from tests.backends.silent import SilentServer
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    with SilentServer() as server:
+        settings = {
+            "depot.backend": "s3",
+            "depot.access_key_id": "k",
+            "depot.secret_access_key": "s",
+            "depot.bucket": "hung",
+            "depot.region_name": "us-east-1",
+            "depot.endpoint_url": server.url,
+            "depot.read_timeout": "0.5",
+            "depot.max_attempts": "2",
+        }
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as raised:
+            DepotManager.configure("hung", settings)
+        waited = time.monotonic() - started
+        assert server.connections == 2  # one per attempt
+    assert 1.0 <= waited < 6, waited
+    message = str(raised.value)
+    assert message.startswith(f"The S3 bucket 'hung' at {server.url} did not answer in time ")
+    assert "depot.read_timeout" in message and "depot.max_attempts" in message
+    assert isinstance(raised.value, botocore_errors.ReadTimeoutError)  # what boto3 raised
+
+
+def test_timeouts_and_attempts_default_short(
+    s3_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    config = S3Storage(**settings_to_kwargs(s3_settings))._client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 15)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+    # boto3's own setting is kept when depot's is not given; depot's wins
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    config = S3Storage(**settings_to_kwargs(s3_settings))._client.meta.config
+    assert config.retries["total_max_attempts"] == 1
+    storage = S3Storage(**settings_to_kwargs(s3_settings, max_attempts="4", connect_timeout="2"))
+    config = storage._client.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert config.connect_timeout == 2
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("connect_timeout", "0"),
+        ("read_timeout", "-1"),
+        ("read_timeout", "soon"),
+        ("read_timeout", "nan"),
+        ("connect_timeout", "1e9"),
+        ("max_attempts", "0"),
+        ("max_attempts", "2.5"),
+        ("max_attempts", True),
+    ],
+)
+def test_bad_timeouts_name_the_setting(
+    s3_settings: dict[str, Any], setting: str, value: object
+) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^S3Storage \(depot\.\* settings\): {setting} "):
+        DepotManager.from_config({**s3_settings, f"depot.{setting}": value})
 
 
 def test_bucket_deleted_after_configuration(storage: Any, s3_client: Any, bucket: str) -> None:
@@ -676,7 +884,7 @@ def moto_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     """A moto server of its own that checks signatures and IAM policies, with two users.
 
     ``admin`` may do anything on S3; ``limited`` may read, write and list, but
-    not create buckets.
+    not create buckets; ``lister`` may only list a bucket.
     """
     import boto3
 
@@ -692,6 +900,7 @@ def moto_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         for user, actions in [
             ("admin", ["s3:*"]),
             ("limited", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]),
+            ("lister", ["s3:ListBucket"]),
         ]:
             iam.create_user(UserName=user)
             policy = {
@@ -737,6 +946,23 @@ def test_bad_credentials(moto_with_auth: dict[str, Any], key: Any, code: str) ->
     assert "Check depot.access_key_id and depot.secret_access_key" in message
     assert "\n" not in message
     assert isinstance(raised.value, OSError)
+    # and still what filedepot let through, for apps' `except ClientError`
+    assert isinstance(raised.value, ClientError)
+    assert raised.value.response["Error"]["Code"] == code
+    assert raised.value.operation_name == "ListBuckets"
+
+
+def test_refused_head_object_is_still_a_client_error(moto_with_auth: dict[str, Any]) -> None:
+    admin = open_with(moto_with_auth, moto_with_auth["admin"], "depot-head")
+    file_id = admin.create(b"x")
+    lister = open_with(moto_with_auth, moto_with_auth["lister"], "depot-head")
+    for call in (lister.get, lister.exists):
+        with pytest.raises(ClientError) as raised:
+            call(file_id)
+        assert isinstance(raised.value, BackendUnavailableError)
+        assert raised.value.operation_name == "HeadObject"
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert str(raised.value).startswith("S3 denied access (403: Forbidden) while reading file")
 
 
 def test_unknown_bucket_without_permission_to_create_it(moto_with_auth: dict[str, Any]) -> None:
@@ -749,6 +975,8 @@ def test_unknown_bucket_without_permission_to_create_it(moto_with_auth: dict[str
         "bucket, allow the credentials s3:CreateBucket, or check depot.bucket and "
         "depot.endpoint_url."
     )
+    assert isinstance(raised.value, ClientError)
+    assert raised.value.operation_name == "CreateBucket"
 
 
 def test_credentials_from_boto3s_chain(
