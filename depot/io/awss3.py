@@ -1,7 +1,8 @@
 """filedepot's S3 backend for boto 2, kept at its import path and served by :mod:`depot.io.boto3`.
 
 Settings (filedepot's): ``access_key_id``, ``secret_access_key``, ``bucket``,
-``host``, ``policy``, ``encrypt_key``, ``prefix``. ``host`` becomes the
+``host``, ``policy``, ``encrypt_key``, ``prefix``; and the boto3 backend's
+``connect_timeout``, ``read_timeout``, ``max_attempts``. ``host`` becomes the
 ``endpoint_url`` (``https://<host>``, unless it names its scheme);
 ``encrypt_key`` has S3 encrypt new objects with its own keys (SSE-S3, AES256).
 Objects are the same in both backends.
@@ -41,6 +42,9 @@ class S3Storage(_S3Storage):
         policy: str | None = None,
         encrypt_key: bool | str = False,
         prefix: str = "",
+        connect_timeout: float | str | None = None,
+        read_timeout: float | str | None = None,
+        max_attempts: int | str | None = None,
     ) -> None:
         warnings.warn(
             "depot.io.awss3.S3Storage is deprecated: use depot.io.boto3.S3Storage "
@@ -59,6 +63,9 @@ class S3Storage(_S3Storage):
             policy=policy,
             endpoint_url=endpoint_url,
             prefix=prefix,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
         )
 
     def _object_args(self, filename: str, content_type: str) -> dict[str, Any]:

@@ -64,3 +64,20 @@ def test_host_becomes_the_endpoint(
     with pytest.warns(DeprecationWarning):
         storage = awss3.S3Storage("key", "secret", bucket="b", host=host)
     assert storage._endpoint == endpoint
+
+
+def test_the_boto3_timeouts_pass_through_the_shim(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from depot.exceptions import BackendUnavailableError
+    from tests.backends.silent import SilentServer
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    with SilentServer() as server, pytest.warns(DeprecationWarning):
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match="did not answer in time"):
+            awss3.S3Storage(
+                "k", "s", bucket="hung", host=server.url, read_timeout="0.5", max_attempts="1"
+            )
+        assert time.monotonic() - started < 5
+        assert server.connections == 1
