@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "ConfigurationError",
+    "CorruptColumnError",
     "CorruptMetadataError",
     "ContentTypeNotAllowedError",
     "DepotError",
@@ -57,6 +58,15 @@ class InvalidFileIdError(DepotError, ValueError):
 
 class CorruptMetadataError(DepotError, ValueError):
     """A stored file's metadata cannot be read back.
+
+    .. versionadded:: 1.0
+    """
+
+
+class CorruptColumnError(CorruptMetadataError):
+    """A file column of a row holds text that is not a file value.
+
+    A :class:`ValueError`, as filedepot raised for text that is not JSON.
 
     .. versionadded:: 1.0
     """

@@ -6,7 +6,7 @@ import json
 import weakref
 from typing import Any
 
-from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
+from depot.exceptions import CorruptColumnError, StoredFileNotFoundError
 from depot.fields.interfaces import DepotFileInfo
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.manager import DepotManager
@@ -181,15 +181,6 @@ def value_problem(data: Any) -> str | None:
         if data.get(key) is not None and not isinstance(data[key], str):
             return f"its {key!r} must be a string, not {_shorten(data[key])}"
     return None
-
-
-class CorruptColumnError(CorruptMetadataError):
-    """A file column of a row holds text that is not a file value.
-
-    A :class:`ValueError`, as filedepot raised for text that is not JSON.
-
-    .. versionadded:: 1.0
-    """
 
 
 class UnreadableValue:
