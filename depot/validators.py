@@ -446,7 +446,7 @@ class _LimitedStream:
             position: int = result
         else:
             self._trusted = False
-            position = expected if _is_position(expected) else self._position
+            position = expected if expected is not None and expected >= 0 else self._position
         self._position = position
         if self._trusted:
             self._counted = position
