@@ -163,3 +163,43 @@ def test_a_planted_pending_directory_does_not_block_replace_for_good(
     with storage.get(file_id) as stored:
         assert stored.read() == b"new"
     assert os.listdir(tmp_path / file_id)
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        memoryview(array.array("H", range(300)))[::2],  # not contiguous: 150 items, 300 bytes
+        memoryview(bytes(range(256)) * 4).cast("B", (32, 32)),  # 2-D: 32 rows, 1024 bytes
+        memoryview(array.array("d", [1.5] * 100)),
+    ],
+    ids=["strided", "two-d", "doubles"],
+)
+def test_any_view_is_stored_and_recorded_as_its_bytes(
+    storage: FileStorage, view: memoryview
+) -> None:
+    file_id = storage.create(view, filename="a.bin")
+    stored = storage.get(file_id)
+    assert stored.read() == view.tobytes()
+    assert stored.content_length == view.nbytes
+
+
+class _GivesWideViews(io.RawIOBase):
+    """A stream whose read() gives views of 8-byte items (which io allows)."""
+
+    def __init__(self, blocks: int) -> None:
+        self._blocks = blocks
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> Any:
+        if not self._blocks:
+            return b""
+        self._blocks -= 1
+        return memoryview(array.array("Q", [0x4242424242424242] * 100))
+
+
+def test_a_stream_giving_views_of_wide_items_is_measured_in_bytes(storage: FileStorage) -> None:
+    file_id = storage.create(_GivesWideViews(3), filename="a.bin")
+    stored = storage.get(file_id)
+    assert stored.content_length == len(stored.read()) == 2400
