@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from depot.exceptions import FileTooLargeError
+from depot.exceptions import CorruptMetadataError, FileTooLargeError
 from depot.io.interfaces import FileStorage
 from depot.io.local import LocalFileStorage
 from depot.io.memory import MemoryFileStorage
@@ -136,19 +136,46 @@ def test_a_view_of_wide_items_is_measured_in_bytes(storage: FileStorage) -> None
 
 @pytest.mark.parametrize("name", ["metadata.json", "checksum"])
 def test_a_replace_that_raises_changed_nothing(tmp_path: Path, name: str) -> None:
+    # A directory where depot keeps a file's metadata is damage: get() says so
+    # (CorruptMetadataError, which the middleware answers 503) rather than
+    # serving a file whose metadata it cannot read, and replace() refuses
+    # before committing anything: the old data stays, nothing pending is left.
     storage = LocalFileStorage(tmp_path)
     file_id = storage.create(b"old", filename="a.txt")
-    target = tmp_path / file_id / name
+    folder = tmp_path / file_id
+    target = folder / name
     target.unlink()
     target.mkdir()
-    try:
+    with pytest.raises(CorruptMetadataError, match="a directory"):
+        storage.get(file_id)
+    with pytest.raises(CorruptMetadataError, match="a directory"):
         storage.replace(file_id, b"new", filename="b.txt")
-    except OSError:
+    assert (folder / "file").read_bytes() == b"old"
+    assert not [n for n in os.listdir(folder) if n.endswith(".new")]
+    # Once the directory is gone, the old version is what is read.
+    target.rmdir()
+    if name == "checksum":
         with storage.get(file_id) as stored:
-            assert stored.read() == b"old", "replace() raised, yet the new bytes are served"
-    else:
-        with storage.get(file_id) as stored:
-            assert stored.read() == b"new"
+            assert (stored.read(), stored.filename, stored.checksum) == (b"old", "a.txt", None)
+    storage.replace(file_id, b"new", filename="b.txt")
+    with storage.get(file_id) as stored:
+        assert stored.read() == b"new"
+
+
+def test_a_planted_directory_goes_to_the_trash_whatever_it_holds(tmp_path: Path) -> None:
+    storage = LocalFileStorage(tmp_path)
+    file_id = storage.create(b"old", filename="a.txt")
+    deep = tmp_path / file_id / "file.new"
+    for level in range(40):  # deeper than is removed at once
+        deep = deep / f"d{level}"
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    os.symlink(tmp_path / file_id / "file", tmp_path / file_id / "file.new" / "link")
+    storage.replace(file_id, b"new", filename="b.txt")
+    assert sorted(os.listdir(tmp_path / file_id)) == ["checksum", "file", "metadata.json"]
+    assert storage.list() == [file_id]  # and list() removes what was left in the trash
+    assert sorted(os.listdir(tmp_path)) == [file_id]
+    assert storage.get(file_id).read() == b"new"
 
 
 @pytest.mark.parametrize("name", ["file.new", "metadata.json.new", "checksum.new"])
@@ -158,7 +185,8 @@ def test_a_planted_pending_directory_does_not_block_replace_for_good(
     storage = LocalFileStorage(tmp_path)
     file_id = storage.create(b"old", filename="a.txt")
     (tmp_path / file_id / name).mkdir()
-    storage.list()  # cleans leftovers
+    assert storage.list() == [file_id]  # cleans leftovers
+    assert not os.path.lexists(tmp_path / file_id / name)
     storage.replace(file_id, b"new", filename="b.txt")
     with storage.get(file_id) as stored:
         assert stored.read() == b"new"
@@ -203,3 +231,14 @@ def test_a_stream_giving_views_of_wide_items_is_measured_in_bytes(storage: FileS
     file_id = storage.create(_GivesWideViews(3), filename="a.bin")
     stored = storage.get(file_id)
     assert stored.content_length == len(stored.read()) == 2400
+
+
+@pytest.mark.parametrize("name", ["file.new", "metadata.json.new", "checksum.new"])
+def test_get_reads_the_old_version_past_a_planted_pending_directory(
+    tmp_path: Path, name: str
+) -> None:
+    storage = LocalFileStorage(tmp_path)
+    file_id = storage.create(b"old", filename="a.txt")
+    (tmp_path / file_id / name).mkdir()
+    with storage.get(file_id) as stored:
+        assert (stored.read(), stored.filename) == (b"old", "a.txt")
