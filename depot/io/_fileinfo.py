@@ -128,10 +128,13 @@ def byte_view(view: memoryview) -> memoryview | bytes:
     recorded, and checked against ``MaxSize``, as 200. A view that is not
     contiguous cannot be cast, so it is copied.
     """
-    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+    if view.format == "B" and view.itemsize == 1 and view.ndim == 1 and view.c_contiguous:
         return view
     if view.c_contiguous:
-        return view.cast("B")
+        try:
+            return view.cast("B")
+        except (TypeError, ValueError):  # a format cast refuses (ctypes' structures)
+            pass
     return view.tobytes()
 
 

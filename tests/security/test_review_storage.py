@@ -11,6 +11,7 @@ made every replace() of that file fail for good, while list() left it there.
 from __future__ import annotations
 
 import array
+import ctypes
 import io
 import os
 from pathlib import Path
@@ -193,14 +194,21 @@ def test_a_planted_pending_directory_does_not_block_replace_for_good(
     assert os.listdir(tmp_path / file_id)
 
 
+class _Packed(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("a", ctypes.c_uint8), ("b", ctypes.c_uint32)]
+
+
 @pytest.mark.parametrize(
     "view",
     [
         memoryview(array.array("H", range(300)))[::2],  # not contiguous: 150 items, 300 bytes
         memoryview(bytes(range(256)) * 4).cast("B", (32, 32)),  # 2-D: 32 rows, 1024 bytes
         memoryview(array.array("d", [1.5] * 100)),
+        memoryview((_Packed * 3)()),  # format "B" yet 5 bytes an item
+        memoryview((ctypes.c_uint64 * 4)(1, 2, 3, 4)),  # format "<Q"
     ],
-    ids=["strided", "two-d", "doubles"],
+    ids=["strided", "two-d", "doubles", "structures", "ctypes"],
 )
 def test_any_view_is_stored_and_recorded_as_its_bytes(
     storage: FileStorage, view: memoryview
@@ -209,6 +217,8 @@ def test_any_view_is_stored_and_recorded_as_its_bytes(
     stored = storage.get(file_id)
     assert stored.read() == view.tobytes()
     assert stored.content_length == view.nbytes
+    with pytest.raises(FileTooLargeError):
+        storage.create(validate(view, [MaxSize(view.nbytes - 1)], filename="a.bin"))
 
 
 class _GivesWideViews(io.RawIOBase):
