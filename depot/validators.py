@@ -393,21 +393,38 @@ class _Prefixed:
 class _LimitedStream:
     """Passes reads through until more than ``limit`` bytes went by, then refuses.
 
-    What counts is the position in the data: a stream that seeks (backends
-    rewind, S3 reads a file twice) is still seekable through this, and a seek
-    sets the count to where it lands.
+    Backends may seek what they store (they rewind it, S3 reads a file twice,
+    a retried upload goes back to a part's start), so the count follows the
+    position: a seek that lands at ``p`` counts ``p`` bytes as if read, and
+    each byte read after it adds one. But the position is the stream's word,
+    and a stream may lie (a negative position would lift the limit) or not say
+    (Python 2 style ``seek()`` returning ``None``). Its word is taken only when
+    it is the one possible answer: a non-negative int, and for a seek from the
+    start or from a known position, the very position asked for. From the first
+    answer that is not, seeks no longer lower the count: every byte read
+    counts, so the limit still bounds what a backend can store.
     """
 
     def __init__(self, stream: Any, limit: int) -> None:
         self._stream = stream
         self._limit = limit
-        self._read = 0
+        #: Where the stream is, as far as it can be known.
+        self._position = 0
+        #: What the limit applies to: the position while the stream's word is
+        #: trusted, then every byte read besides.
+        self._counted = 0
         self._seekable = _can_seek(stream)
+        self._trusted = self._seekable
         if self._seekable:
             try:
-                self._read = stream.tell()
+                start = stream.tell()
             except (AttributeError, OSError, ValueError):
-                self._seekable = False
+                self._seekable = self._trusted = False
+            else:
+                if _is_position(start):
+                    self._position = self._counted = start
+                else:
+                    self._trusted = False
 
     def readable(self) -> bool:
         return True
@@ -418,12 +435,25 @@ class _LimitedStream:
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if not self._seekable:
             raise io.UnsupportedOperation("seek")
-        position: int = self._stream.seek(offset, whence)
-        self._read = position
+        result = self._stream.seek(offset, whence)
+        if whence == os.SEEK_SET:
+            expected: int | None = offset
+        elif whence == os.SEEK_CUR and self._trusted:
+            expected = self._position + offset
+        else:
+            expected = None
+        if _is_position(result) and expected in (None, result):
+            position: int = result
+        else:
+            self._trusted = False
+            position = expected if expected is not None and expected >= 0 else self._position
+        self._position = position
+        if self._trusted:
+            self._counted = position
         return position
 
     def tell(self) -> int:
-        return self._read
+        return self._position
 
     def read(self, n: int = -1) -> bytes:
         if n >= 0:
@@ -435,13 +465,19 @@ class _LimitedStream:
 
     def _read_some(self, n: int) -> bytes:
         # Ask for one byte past the limit at most, so crossing it is seen at once.
-        if self._read > self._limit:  # sought past it
+        if self._counted > self._limit:  # sought past it
             raise too_large(self._limit)
-        data: bytes = self._stream.read(min(n, self._limit - self._read + 1))
-        self._read += len(data)
-        if self._read > self._limit:
+        data: bytes = self._stream.read(min(n, self._limit - self._counted + 1))
+        self._position += len(data)
+        self._counted += len(data)
+        if self._counted > self._limit:
             raise too_large(self._limit)
         return data
+
+
+def _is_position(value: object) -> bool:
+    """Whether ``value`` can be a stream's position: a non-negative int (not a bool)."""
+    return type(value) is int and value >= 0
 
 
 def _tw2_validator() -> type | None:

@@ -403,13 +403,54 @@ def _picture_sizes(image: Image.Image) -> Iterator[tuple[int, int]]:
         for start, _length in image.icns.dct.values():
             yield _embedded_size(image.fp, start, bmp_height_halved=False)
     elif image.format in ("TIFF", "MPO"):
+        yield from _tiff_blocks(image)
         for frame in range(1, MAX_FRAMES_CHECKED):
             try:
                 image.seek(frame)
             except EOFError:
                 break
             yield image.size
+            yield from _tiff_blocks(image)
         image.seek(0)
+
+
+#: TIFF tags of the blocks libtiff decodes a page in, whole.
+_TILE_WIDTH, _TILE_LENGTH, _ROWS_PER_STRIP = 322, 323, 278
+
+
+def _tiff_blocks(image: Image.Image) -> Iterator[tuple[int, int]]:
+    """The size of the tile, or strip, a TIFF page is decoded in (nothing for another format).
+
+    libtiff allocates a whole tile whatever the picture's size, and a page may
+    declare one far larger than itself: a 16 x 16 picture in one deflate tile
+    of 16384 x 16384 is a 261 KB upload that takes 268 MB to decode. A strip
+    spans the page's width; libtiff cuts the last one at the page's height, so
+    a strip taller than the page (2**32 - 1 rows is the usual "one strip")
+    costs only the page.
+    """
+    tags = getattr(image, "tag_v2", None)
+    if image.format != "TIFF" or tags is None:
+        return
+    width, height = image.size
+    tile = (tags.get(_TILE_WIDTH), tags.get(_TILE_LENGTH))
+    if tile != (None, None):
+        yield _tag_int(tile[0], width), _tag_int(tile[1], height)
+    rows = tags.get(_ROWS_PER_STRIP)
+    if rows is not None:
+        yield width, min(_tag_int(rows, height), height)
+
+
+def _tag_int(value: object, missing: int) -> int:
+    """A TIFF tag's int value; ``missing`` when it is absent.
+
+    A tag may hold several values (a tuple): the largest is what decoding may
+    allocate. One that is not a number raises TypeError or ValueError, which
+    :func:`_open` refuses as a damaged header.
+    """
+    if value is None:
+        return missing
+    values = value if isinstance(value, tuple) else (value,)
+    return max(int(v) for v in values) if values else missing
 
 
 def _embedded_size(stream: Any, offset: int, *, bmp_height_halved: bool) -> tuple[int, int]:

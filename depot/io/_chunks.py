@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from depot.io._fileinfo import Source, SupportsRead
+from depot.io._fileinfo import Source, SupportsRead, byte_view
 
 #: How much is read or written at once; large enough that per-call overhead
 #: vanishes, small enough that memory never grows with the file.
@@ -24,7 +24,8 @@ class Digest:
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._hash.update(chunk)
-        self.length += len(chunk)
+        # In bytes, whatever the items of a view are.
+        self.length += chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
 
     @property
     def checksum(self) -> str:
@@ -49,6 +50,8 @@ def iter_chunks(source: Source, digest: Digest, block_size: int = BLOCK_SIZE) ->
         chunk = _checked(read(block_size))
         if not chunk:
             return
+        if isinstance(chunk, memoryview):  # backends count and slice bytes
+            chunk = byte_view(chunk)
         digest.update(chunk)
         yield chunk
 

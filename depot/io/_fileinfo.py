@@ -28,6 +28,7 @@ __all__ = [
     "FileIntent",
     "Source",
     "SupportsRead",
+    "byte_view",
     "resolve",
     "unwrap",
 ]
@@ -96,7 +97,9 @@ def unwrap(content: Any) -> tuple[Source, str | None, str | None]:
         inner, name, ctype = content.fileinfo
         source, inner_name, inner_type = unwrap(inner)
         return source, name or inner_name, ctype or inner_type
-    if isinstance(content, (bytes, bytearray, memoryview)):
+    if isinstance(content, memoryview):
+        return byte_view(content), None, None
+    if isinstance(content, (bytes, bytearray)):
         return content, None, None
     if isinstance(content, str):
         raise TypeError(_str_advice(content))
@@ -115,6 +118,24 @@ def unwrap(content: Any) -> tuple[Source, str | None, str | None]:
             "bytes can be stored. Open it in binary mode ('rb'): open(path, 'rb')."
         )
     return stream, _carried_name(content), _carried_type(content)
+
+
+def byte_view(view: memoryview) -> memoryview | bytes:
+    """``view`` as one flat run of bytes, so that its ``len()`` is its size in bytes.
+
+    A view of wider items (``array('Q')``, a NumPy array) has a length in items:
+    measured that way, 200 items of 8 bytes would be stored as 1600 bytes but
+    recorded, and checked against ``MaxSize``, as 200. A view that is not
+    contiguous cannot be cast, so it is copied.
+    """
+    if view.format == "B" and view.itemsize == 1 and view.ndim == 1 and view.c_contiguous:
+        return view
+    if view.c_contiguous:
+        try:
+            return view.cast("B")
+        except (TypeError, ValueError):  # a format cast refuses (ctypes' structures)
+            pass
+    return view.tobytes()
 
 
 def _str_advice(text: str) -> str:

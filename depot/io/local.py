@@ -252,6 +252,10 @@ class LocalFileStorage(FileStorage):
             existing = lambda: LocalStoredFile(fileid, folder)  # noqa: E731
             try:
                 self._write_files(dir_fd, _PENDING, content, filename, content_type, existing)
+                # The metadata is renamed into place after the commit: were a
+                # directory in its way, the new data would be in place and the
+                # caller told the replace failed. So it fails now, changing nothing.
+                _refuse_planted(fileid, folder, dir_fd)
             except BaseException:
                 _discard_pending(dir_fd)
                 raise
@@ -512,8 +516,11 @@ def _try_open_version(
             where = _METADATA
             raw = _read_entry(_METADATA, dir_fd)
             if raw is None:
+                _refuse_planted(file_id, folder, dir_fd)
                 raise StoredFileNotFoundError(file_id, folder)
             raw_checksum = _read_entry(_CHECKSUM, dir_fd)
+        if raw_checksum is None:  # none (filedepot's files), or not a file
+            _refuse_planted(file_id, folder, dir_fd)
         now = _lstat(_DATA, dir_fd)
         if now is None or (now.st_ino, now.st_dev) != (opened.st_ino, opened.st_dev):
             # A replace committed after the data was opened; or a delete removed
@@ -569,6 +576,23 @@ def _parse_checksum(raw: bytes | None) -> str | None:
     text = raw.decode("ascii", "replace")
     # Empty or torn after a power cut (it is not fsynced): better none than wrong.
     return text if _CHECKSUM_TEXT.fullmatch(text) else None
+
+
+def _refuse_planted(file_id: str, folder: str, dir_fd: int) -> None:
+    """Raise CorruptMetadataError if metadata.json or checksum is a directory.
+
+    depot never makes one there, and none can be renamed over: a replace
+    would commit its data and then fail to commit the metadata. (A link is
+    read as missing and renamed over, like any other file.)
+    """
+    for name in (_METADATA, _CHECKSUM):
+        found = _lstat(name, dir_fd)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise CorruptMetadataError(
+                f"Invalid file metadata for {file_id} in {_join(folder, name)}: a directory, "
+                "not a file. Remove that directory and restore the file from a backup, "
+                "or delete the file."
+            )
 
 
 # --- one directory entry, never through a link ---------------------------------
@@ -660,10 +684,11 @@ def _write_file(
 
 
 def _has_pending(folder: str) -> bool:
-    # No need to look for checksum.new: it is written after file.new, removed
-    # before it, and renamed before metadata.json.new, so it is never left alone.
-    return os.path.lexists(_join(folder, _DATA + _PENDING)) or os.path.lexists(
-        _join(folder, _METADATA + _PENDING)
+    # checksum.new is written after file.new, removed before it, and renamed
+    # before metadata.json.new, so a replace never leaves it alone; but one
+    # planted there is a leftover too.
+    return any(
+        os.path.lexists(_join(folder, name + _PENDING)) for name in (_DATA, _METADATA, _CHECKSUM)
     )
 
 
@@ -679,14 +704,55 @@ def _finish_interrupted_replace(dir_fd: int) -> None:
         if _is_file(name + _PENDING, dir_fd):
             _rename(name + _PENDING, name, dir_fd)
         else:  # missing, or planted (a link is removed, never renamed into place)
-            _remove(name + _PENDING, dir_fd)
+            _clear(name + _PENDING, dir_fd)
 
 
 def _discard_pending(dir_fd: int) -> None:
     # metadata.json.new goes first and file.new last, so that no moment shows
     # the pending metadata without file.new, which would read as committed.
     for name in (_METADATA, _CHECKSUM, _DATA):
-        _remove(name + _PENDING, dir_fd)
+        _clear(name + _PENDING, dir_fd)
+
+
+def _clear(name: str, dir_fd: int) -> None:
+    """Remove whatever is at ``name`` (a planted directory too), never following a link.
+
+    A directory at a pending name would make every replace fail to write
+    there, for good. It is renamed at once into the storage's trash (``..`` is
+    the storage's root, never a link), then removed; what cannot be is left to
+    list(), which removes trash nobody holds the lock of.
+    """
+    found = _lstat(name, dir_fd)
+    if found is None:
+        return
+    if not stat.S_ISDIR(found.st_mode):
+        _remove(name, dir_fd)
+        return
+    trash = os.pardir + os.sep + _TRASH_PREFIX + new_file_id()
+    os.rename(name, trash, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    with contextlib.suppress(OSError):
+        _remove_tree(trash, dir_fd, _MAX_PLANTED_DEPTH)
+
+
+#: How deep a planted directory is removed at once; deeper ones are left to list().
+_MAX_PLANTED_DEPTH = 16
+
+
+def _remove_tree(name: str, dir_fd: int, depth: int) -> None:
+    fd = _open_entry(name, _DIRECTORY, dir_fd)
+    if fd is None:  # not a directory (O_NOFOLLOW: a link neither)
+        _remove(name, dir_fd)
+        return
+    try:
+        for entry in os.listdir(fd):
+            found = _lstat(entry, fd)
+            if found is not None and stat.S_ISDIR(found.st_mode) and depth > 0:
+                _remove_tree(entry, fd, depth - 1)
+            else:
+                _remove(entry, fd)  # a directory too deep raises: left to list()
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 def _clean_interrupted_replace(folder: str) -> None:
