@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "CONTROL_CHARS",
     "DEFAULT_CONTENT_TYPE",
     "DEFAULT_FILENAME",
     "MAX_CONTENT_TYPE_LENGTH",
@@ -45,6 +46,8 @@ _MEDIA_TYPE = re.compile(
     rf"({_TOKEN})/({_TOKEN})((?:{_OWS};{_OWS}(?:{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*)"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Characters no header value may carry (HTAB included: some servers split on it).
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_content_type(value: object) -> str | None:

@@ -24,7 +24,12 @@ from urllib.parse import quote
 
 from webob import Request, Response
 
-from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
+from depot._headers import (
+    CONTROL_CHARS,
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_FILENAME,
+    safe_content_type,
+)
 from depot._http import (
     DEFAULT_INLINE_TYPES,
     MultipartRanges,
@@ -39,6 +44,7 @@ from depot._http import (
 )
 from depot.exceptions import CorruptMetadataError, DepotError, InvalidFileIdError
 from depot.io._chunks import BLOCK_SIZE
+from depot.io.interfaces import is_size
 from depot.manager import DepotManager
 
 if TYPE_CHECKING:
@@ -59,10 +65,6 @@ OFFLOAD_HEADERS = {"x-accel-redirect": "X-Accel-Redirect", "x-sendfile": "X-Send
 # What may not appear as such in a URL sent in a header (Location,
 # X-Accel-Redirect): it is percent-encoded, as a browser does with an IRI.
 _NOT_URL_SAFE = re.compile(r"[^\x21-\x7e]")
-#: No stored file is larger (HTTP servers and clients read lengths as 64-bit).
-_MAX_LENGTH = 2**63
-# Control characters (HTAB included) end or split a header on some servers.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _FileIter:
@@ -420,7 +422,7 @@ class DepotMiddleware:
         if self.offload == "x-sendfile":
             # The path's bytes as they are on disk, one header character each.
             path = os.fsencode(os.path.abspath(stored._file_path)).decode("latin-1")
-            if _CONTROL.search(path):
+            if CONTROL_CHARS.search(path):
                 return None  # no header can carry it: depot sends the file itself
             return OFFLOAD_HEADERS["x-sendfile"], path
         location = f"{self.offload_location}/{depot_name}/{stored.file_id}/file"
@@ -512,7 +514,7 @@ def _check_size(stored: StoredFile, length: int) -> None:
 
 def _content_length(stored: StoredFile) -> int:
     length = stored.content_length
-    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length < _MAX_LENGTH:
+    if not is_size(length):
         # Sent as Content-Length and used to check ranges: a missing or
         # invalid one would mean a broken answer, so the file is not served.
         raise CorruptMetadataError(

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from urllib.parse import quote
 
 from anyascii import anyascii
 
-from depot._headers import safe_filename, shorten_filename
+from depot._headers import CONTROL_CHARS, safe_filename, shorten_filename
 
 __all__ = ["make_content_disposition", "utcfromtimestamp_naive", "utcnow_naive"]
 
 # RFC 8187 attr-char, less the ones quote() never encodes anyway.
 _RFC8187_SAFE = "!#$&+-.^_`|~"
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Bounds on the two forms of the name, so that the whole header stays under
 # 1 KB whatever was stored: clients refuse huge headers (a 20,000-character
 # name made a 280 KB one), and percent-encoding can make a name 12 times longer.
@@ -56,7 +54,7 @@ def make_content_disposition(disposition: str, fname: str) -> str:
         # Shrink in proportion; strictly shorter each time, so this ends.
         name = shorten_filename(name, len(name) * _MAX_ENCODED // len(encoded))
         encoded = _rfc8187(name)
-    fallback = shorten_filename(_CONTROL_CHARS.sub("", anyascii(name)), _MAX_FALLBACK)
+    fallback = shorten_filename(CONTROL_CHARS.sub("", anyascii(name)), _MAX_FALLBACK)
     fallback = fallback.replace("\\", "\\\\").replace('"', '\\"')
     return f"{disposition};filename=\"{fallback}\";filename*=utf-8''{encoded}"
 

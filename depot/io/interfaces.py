@@ -11,6 +11,7 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import TypeGuard
 
 from depot.exceptions import CorruptMetadataError
 from depot.io._chunks import BLOCK_SIZE
@@ -22,7 +23,14 @@ from depot.io._fileinfo import (
     resolve,
 )
 
-__all__ = ["MAX_CONTENT_LENGTH", "FileContent", "FileStorage", "StoredFile", "check_metadata"]
+__all__ = [
+    "MAX_CONTENT_LENGTH",
+    "FileContent",
+    "FileStorage",
+    "StoredFile",
+    "check_metadata",
+    "is_size",
+]
 
 #: Everything ``create()`` and ``replace()`` accept: bytes, a binary stream (an
 #: open file, a request body), a :class:`~depot.io.utils.FileIntent`, or the
@@ -35,6 +43,11 @@ FileContent = (
 #: The largest ``content_length`` a stored file can have: what a signed 64-bit
 #: file offset holds (no file system or bucket stores more).
 MAX_CONTENT_LENGTH = 2**63 - 1
+
+
+def is_size(value: object) -> TypeGuard[int]:
+    """Whether ``value`` can be a stored file's length: an int (not a bool), 0 to the maximum."""
+    return isinstance(value, int) and type(value) is not bool and 0 <= value <= MAX_CONTENT_LENGTH
 
 
 def check_metadata(
@@ -61,11 +74,7 @@ def check_metadata(
             problem = field, value, "is not a string"
     if last_modified is not None and not isinstance(last_modified, datetime):
         problem = "last_modified", last_modified, "is not a datetime"
-    if content_length is not None and (
-        type(content_length) is bool
-        or not isinstance(content_length, int)
-        or not 0 <= content_length <= MAX_CONTENT_LENGTH
-    ):
+    if content_length is not None and not is_size(content_length):
         problem = "content_length", content_length, "is not a size in bytes (an int, 0 or more)"
     if checksum is not None and not isinstance(checksum, str):
         problem = "checksum", checksum, "is not a string"
