@@ -756,11 +756,13 @@ def test_a_file_deleted_before_its_first_read_reads_whole_or_is_missing(
     file_id = storage.create(b"content", filename="a.txt")
     stored = storage.get(file_id)
     storage.delete(file_id)
-    try:
-        data = stored.read()
-    except StoredFileNotFoundError:
-        return
-    assert data == b"content"
+    # Memory and local storage hold the bytes from get() on; the buckets and
+    # GridFS fetch them at the first read, when they are gone. Never a part.
+    if type(storage).__name__ in ("MemoryFileStorage", "LocalFileStorage"):
+        assert stored.read() == b"content"
+    else:
+        with pytest.raises(StoredFileNotFoundError, match=file_id):
+            stored.read()
 
 
 def test_a_file_open_in_text_mode_is_refused_before_reading(
