@@ -193,6 +193,14 @@ class Child:
             sys.exit(f"{self.name}'s child ended (exit status {self.process.wait()})")
         return json.loads(line)  # type: ignore[no-any-return]
 
+    def ready(self) -> None:
+        """Wait for the child's first line: what it imported."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"{self.name}'s child failed to start (exit status {self.process.wait()})")
+        self.about = json.loads(line)
+
     def close(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
@@ -200,20 +208,15 @@ class Child:
 
 
 def start_child(name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> Child:
+    """Start CHILD; :meth:`Child.ready` waits for it to have stored its file."""
     process = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    child = Child(name, process)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        sys.exit(f"{name}'s child failed to start (exit status {process.wait()})")
-    child.about = json.loads(line)
-    return child
+    return Child(name, process)
 
 
-def start_children(reference: str, tmp: Path) -> dict[str, Child]:
-    """filedepot's child and depot's, each with its own store under ``tmp``."""
+def start_children(reference: str, tmp: Path, root: Path = REPO) -> dict[str, Child]:
+    """filedepot's child and depot's (imported from ``root``), each with its own store."""
     script = tmp / "child.py"
     script.write_text(CHILD)
     base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -224,11 +227,14 @@ def start_children(reference: str, tmp: Path) -> dict[str, Child]:
         check=True,
     ).stdout.strip()
     ref_cmd = [reference, "-I", str(script), venv, str(tmp / "store-ref")]
-    ours_cmd = [sys.executable, str(script), str(REPO), str(tmp / "store-ours")]
-    return {
+    ours_cmd = [sys.executable, str(script), str(root), str(tmp / "store-ours")]
+    children = {
         "filedepot": start_child("filedepot", ref_cmd, base, tmp),
-        "depot": start_child("depot", ours_cmd, {**base, "PYTHONPATH": str(REPO)}, tmp),
+        "depot": start_child("depot", ours_cmd, {**base, "PYTHONPATH": str(root)}, tmp),
     }
+    for child in children.values():  # both wait for their file to settle at once
+        child.ready()
+    return children
 
 
 def measure(
@@ -275,10 +281,12 @@ def table(results: dict[tuple[str, str], list[float]]) -> list[str]:
     return out
 
 
-def run(reference: str, rounds: int, requests: int, profile: bool = False) -> list[str]:
+def run(
+    reference: str, rounds: int, requests: int, profile: bool = False, root: Path = REPO
+) -> list[str]:
     """Measure; return the report's lines (header, table, and the profile if asked for)."""
     with tempfile.TemporaryDirectory(prefix="depot-inprocess-") as tmp_name:
-        children = start_children(reference, Path(tmp_name))
+        children = start_children(reference, Path(tmp_name), root)
         try:
             results = measure(children, rounds, requests)
             profiles = []
@@ -318,12 +326,19 @@ def parse_args() -> argparse.Namespace:
         help=f"interpreter with filedepot 0.12 installed (default {DEFAULT_REFERENCE})",
     )
     parser.add_argument("--profile", action="store_true", help="print cProfile of depot's side")
+    parser.add_argument(
+        "--depot-root",
+        type=Path,
+        default=REPO,
+        help="the checkout whose depot is measured (default: this one)",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    print("\n".join(run(args.reference_python, args.rounds, args.requests, args.profile)))
+    lines = run(args.reference_python, args.rounds, args.requests, args.profile, args.depot_root)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
