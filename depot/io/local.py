@@ -120,12 +120,23 @@ class LocalStoredFile(StoredFile):
         self._fd = -1
         self._closed = False
         check_file_id(file_id, _BACKEND)
+        self._open(file_id, local_path, cache)
+
+    @classmethod
+    def _of_checked_id(
+        cls, file_id: str, local_path: str, cache: _MetadataCache | None
+    ) -> LocalStoredFile:
+        """As the constructor, for an id the storage has just checked (once per request)."""
+        self = cls.__new__(cls)
+        self._fd = -1
+        self._closed = False
+        self._open(file_id, local_path, cache)
+        return self
+
+    def _open(self, file_id: str, local_path: str, cache: _MetadataCache | None) -> None:
         self._folder = local_path
         self._cache = cache
         self._file_path = _join(local_path, _DATA)
-        #: The path of the file's metadata.json (filedepot's name, which
-        #: applications' tests reach).
-        self._metadata_path = _join(local_path, _METADATA)
         # A bare descriptor, not a FileIO: get() is on the path of every
         # request, and FileIO costs system calls of its own. Being ours, it is
         # closed by IOBase's finalizer if the file is dropped unclosed.
@@ -137,6 +148,12 @@ class LocalStoredFile(StoredFile):
         except BaseException:
             self.close()
             raise
+
+    @property
+    def _metadata_path(self) -> str:
+        """The path of the file's metadata.json (filedepot's name, which
+        applications' tests reach)."""
+        return _join(self._folder, _METADATA)
 
     def _follow_replace(self) -> None:
         # A replace renames a new 'file' into place: a different inode.
@@ -261,7 +278,7 @@ class LocalFileStorage(FileStorage):
 
     def get(self, file_or_id: StoredFile | str) -> LocalStoredFile:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        return LocalStoredFile(fileid, self._path(fileid), cache=self._metadata_cache)
+        return LocalStoredFile._of_checked_id(fileid, self._path(fileid), self._metadata_cache)
 
     def create(
         self, content: FileContent, filename: str | None = None, content_type: str | None = None
