@@ -25,7 +25,7 @@ import anyio.from_thread
 import pytest
 from starlette.datastructures import Headers, UploadFile
 
-from depot._settings import EXTRAS, missing_dependency_message
+from depot._settings import missing_dependency_message
 from depot.exceptions import InvalidFileIdError, StoredFileNotFoundError
 from depot.io._chunks import BLOCK_SIZE
 from depot.io.interfaces import FileStorage, StoredFile
@@ -791,11 +791,6 @@ def test_without_anyio_the_async_api_names_what_to_install(monkeypatch: pytest.M
     assert storage.list() == [file_id]
 
 
-@pytest.mark.xfail(
-    "depot.io._async" not in EXTRAS,
-    reason="the 'asgi' extra is not in depot._settings.EXTRAS yet",
-    strict=True,
-)
 def test_without_anyio_the_message_names_the_asgi_extra() -> None:
     assert missing_dependency_message("depot.io._async", "anyio") == (
         "depot.io._async needs the 'anyio' package; "
