@@ -1,4 +1,4 @@
-"""depot._http: the pieces of the HTTP decisions that are easiest to pin down alone."""
+"""depot.http.rules: the pieces of the HTTP decisions that are easiest to pin down alone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from depot._http import expires_in, header_date, http_date, parse_ranges
+from depot.http.rules import expires_in, header_date, http_date, parse_ranges
 
 
 @pytest.mark.parametrize(

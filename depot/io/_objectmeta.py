@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from depot._headers import DEFAULT_CONTENT_TYPE, safe_content_type
-from depot._http import DEFAULT_INLINE_TYPES, disposition_headers
 from depot.exceptions import ConfigurationError, CorruptMetadataError
+from depot.http.rules import DEFAULT_INLINE_TYPES, disposition_headers
 from depot.io.utils import parse_timestamp
 from depot.utils import make_content_disposition
 

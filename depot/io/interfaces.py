@@ -231,6 +231,18 @@ class StoredFile(io.IOBase):
         """
         return None
 
+    @property
+    def local_path(self) -> str | None:
+        """The path of the bytes on this machine's disk, or ``None`` (the default).
+
+        Front ends use it to let the server or a front server send the file
+        itself (``X-Sendfile``, ``X-Accel-Redirect``). Only a backend whose
+        bytes are a regular file on a local disk gives one.
+
+        .. versionadded:: 1.0
+        """
+        return None
+
     def redirect_url(self) -> tuple[str, bool] | None:
         """Where to send a client instead of serving the bytes: ``(url, permanent)``, or ``None``.
 

@@ -160,6 +160,11 @@ class LocalStoredFile(StoredFile):
             parts.append(chunk)
         return b"".join(parts)
 
+    @property
+    def local_path(self) -> str:
+        """The data file's path (``<storage_path>/<id>/file``)."""
+        return self._file_path
+
     def seekable(self) -> bool:
         return True
 

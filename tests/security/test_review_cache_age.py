@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from depot._http import MAX_AGE_LIMIT
+from depot.http.rules import MAX_AGE_LIMIT
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware, FileServeApp
 

@@ -1,4 +1,4 @@
-"""HTTP decisions for serving one stored file: validators, preconditions, ranges, safety.
+"""The rules of serving one stored file: validators, preconditions, ranges, safety.
 
 webob parses the request headers (ETag lists, HTTP dates); this module decides
 what to answer, in the order of RFC 9110 section 13.2.2. webob's
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from calendar import timegm
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -23,8 +23,6 @@ from webob.etag import ETagMatcher
 from depot.utils import make_content_disposition
 
 if TYPE_CHECKING:
-    from webob import Request
-
     from depot.io.interfaces import StoredFile
 
 #: A Range header with more ranges than this is answered with the whole file.
@@ -128,40 +126,45 @@ def expires_in(seconds: int) -> str:
 _expires_cache: dict[int, tuple[int, str]] = {}
 
 
-def precondition_status(request: Request, etag: str, last_modified: datetime | None) -> int | None:
-    """Return 412 or 304 when a conditional header says so, else None (RFC 9110 §13.2.2)."""
-    environ = request.environ
+def precondition_status(
+    headers: Mapping[str, str], method: str, etag: str, last_modified: datetime | None
+) -> int | None:
+    """Return 412 or 304 when a conditional header says so, else None (RFC 9110 §13.2.2).
+
+    :param headers: the request's headers by lower-case name.
+    """
     modified = _aware(last_modified)
-    if environ.get("HTTP_IF_MATCH"):
-        if etag not in ETagMatcher.parse(environ["HTTP_IF_MATCH"], strong=True):
+    if if_match := headers.get("if-match"):
+        if etag not in ETagMatcher.parse(if_match, strong=True):
             return 412
-    elif environ.get("HTTP_IF_UNMODIFIED_SINCE"):
-        since = header_date(environ["HTTP_IF_UNMODIFIED_SINCE"])  # None: ignored
+    elif since_header := headers.get("if-unmodified-since"):
+        since = header_date(since_header)  # None: ignored
         if since is not None and (modified is None or modified > since):
             return 412
-    if request.method not in ("GET", "HEAD"):
+    if method not in ("GET", "HEAD"):
         return None
-    if environ.get("HTTP_IF_NONE_MATCH"):
-        if etag in request.if_none_match:  # weak comparison; '*' matches
-            return 304
-    elif environ.get("HTTP_IF_MODIFIED_SINCE"):
-        since = header_date(environ["HTTP_IF_MODIFIED_SINCE"])
+    if if_none_match := headers.get("if-none-match"):
+        # The usual revalidation sends back exactly the tag it was given.
+        if if_none_match == f'"{etag}"' or etag in ETagMatcher.parse(if_none_match, strong=False):
+            return 304  # weak comparison; '*' matches
+    elif since_header := headers.get("if-modified-since"):
+        since = header_date(since_header)
         if since is not None and modified is not None and modified <= since:
             return 304
     return None
 
 
 def requested_ranges(
-    request: Request, etag: str, last_modified: datetime | None, length: int
+    headers: Mapping[str, str], method: str, etag: str, last_modified: datetime | None, length: int
 ) -> list[tuple[int, int]] | None:
     """The byte ranges to send, as ``(start, stop)`` pairs; None for the whole file.
 
     An empty list means none of the ranges can be satisfied (416).
     """
-    header = request.environ.get("HTTP_RANGE")
-    if not header or request.method not in ("GET", "HEAD"):
+    header = headers.get("range")
+    if not header or method not in ("GET", "HEAD"):
         return None
-    if_range = request.environ.get("HTTP_IF_RANGE")
+    if_range = headers.get("if-range")
     if if_range and not _if_range_matches(if_range, etag, last_modified):
         return None
     return parse_ranges(header, length)
@@ -233,57 +236,6 @@ def disposition_headers(
         ("Content-Disposition", make_content_disposition("attachment", filename)),
         ("Content-Security-Policy", "sandbox"),
     ]
-
-
-class MultipartRanges:
-    """The body of a ``multipart/byteranges`` answer, read range by range.
-
-    Call :meth:`open` before sending the status line: it reads the first block
-    of the first range, so a file that cannot be read fails while a 404 or
-    503 can still be answered.
-    """
-
-    def __init__(
-        self, stored: StoredFile, ranges: list[tuple[int, int]], content_type: str, boundary: str
-    ) -> None:
-        self._stored = stored
-        length = stored.content_length
-        self._parts = [
-            (
-                (
-                    f"--{boundary}\r\nContent-Type: {content_type}\r\n"
-                    f"Content-Range: bytes {start}-{stop - 1}/{length}\r\n\r\n"
-                ).encode("latin-1"),
-                start,
-                stop,
-            )
-            for start, stop in ranges
-        ]
-        self._closing = f"--{boundary}--\r\n".encode("latin-1")
-        self._first: tuple[bytes, Iterator[bytes]] | None = None
-        self.content_length = sum(len(head) + stop - start + 2 for head, start, stop in self._parts)
-        self.content_length += len(self._closing)
-
-    def open(self) -> None:
-        """Open the first range and read its first block."""
-        _, start, stop = self._parts[0]
-        chunks = self._stored.iter_range(start, stop)
-        self._first = (next(chunks, b""), chunks)
-
-    def __iter__(self) -> Iterator[bytes]:
-        for index, (head, start, stop) in enumerate(self._parts):
-            yield head
-            if index == 0 and self._first is not None:
-                first, chunks = self._first
-                yield first
-                yield from chunks
-            else:
-                yield from self._stored.iter_range(start, stop)
-            yield b"\r\n"
-        yield self._closing
-
-    def close(self) -> None:
-        self._stored.close()
 
 
 def _is_inline(content_type: str, inline_types: Iterable[str]) -> bool:
