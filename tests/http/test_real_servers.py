@@ -88,8 +88,9 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     big_id = storage.create(Random(), filename="movie.mp4")
     small = os.urandom(300 * 1024)
     small_id = storage.create(small, filename="photo.jpg")
-    # The local backend's layout: <storage>/<file id>/file holds the bytes.
-    data_path = str(storage_path / big_id / "file")
+    with storage.get(big_id) as big:
+        data_path = big.local_path
+    assert data_path is not None
     assert os.path.getsize(data_path) == BIG
     return Stored(storage_path, big_id, digest.hexdigest(), bytes(tail), data_path, small_id, small)
 
