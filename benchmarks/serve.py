@@ -1,21 +1,32 @@
-"""Serve files over HTTP with depot, filedepot 0.12 and nginx, side by side.
+"""Serve files over HTTP with depot, filedepot 0.12, Starlette and nginx, side by side.
 
-Run from the repository root with the interpreter that has depot and gunicorn::
+Run from the repository root with the interpreter that has depot, gunicorn, granian,
+uvicorn and starlette::
 
     python benchmarks/serve.py [--rounds 3] [--duration 5] [--reference-python PATH]
+                               [--quick] [--no-in-process]
 
-Servers, all on 127.0.0.1: filedepot 0.12's and depot's middleware, each under the same
-gunicorn (2 gthread workers of 4 threads); nginx serving the same bytes itself (2 workers,
-sendfile on); and that nginx in front of depot with ``offload='x-accel-redirect'``.
-"gunicorn alone" is that gunicorn again, under depot's Python, serving ``serve_app.hello``
-(a fixed body from memory): the most any WSGI app reaches with these settings.
-filedepot runs from its own venv (a throwaway one with ``filedepot==0.12.0`` unless
-``--reference-python`` names one), where the script pip-installs our gunicorn's version.
+First the in-process CPU per request of depot's and filedepot's middleware
+(``serve_inprocess.py``: no server, no socket). Then servers, all on 127.0.0.1, all with
+2 workers (the machine's 2 cores): filedepot 0.12's and depot's middleware under the same
+gunicorn (2 gthread workers of 4 threads); depot's WSGI middleware under granian; depot's
+ASGI middleware (``depot.asgi``, when the checkout has it) under uvicorn and granian;
+Starlette's ``StaticFiles`` serving the same bytes under the same two ASGI servers (what an
+ASGI application would use instead); nginx serving the same bytes itself (sendfile on);
+and two configurations of nginx in front of depot: ``offload='x-accel-redirect'`` (depot's
+gunicorn answers every request, nginx sends the bytes) and nginx's ``proxy_cache`` in
+front of depot's gunicorn (public files; nginx answers from its cache and revalidates with
+depot once a second, so a replaced file is seen within 1 s). "gunicorn alone" is that
+gunicorn again serving ``serve_app.hello`` (a fixed body from memory): the most any WSGI
+app reaches with these settings. filedepot runs from its own venv (a throwaway one with
+``filedepot==0.12.0`` unless ``--reference-python`` names one), where the script
+pip-installs our gunicorn's version.
 
 wrk sends the GETs (a run ends after ``--duration``; wrk has no request limit, so a hard
 timeout backs it up); ab sends the HEADs, which wrk cannot time (``-n`` and ``-t``). Server
 CPU is utime+stime of the server's process tree, read from /proc around every run. Rounds
-alternate servers; the table shows medians. Linux only; needs nginx, wrk and ab.
+alternate servers; the tables show medians. ``--quick``: one round of 2 s runs. Linux
+only; needs nginx, wrk and ab.
 """
 
 from __future__ import annotations
@@ -43,6 +54,25 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 FILES = {"1k": 1024, "64k": 64 * 1024, "100m": 100 * 2**20}
 GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+GRANIAN = ["--workers", "2", "--no-ws", "--log-level", "warning"]
+UVICORN = ["--workers", "2", "--no-access-log", "--log-level", "warning"]
+#: What each server is, as the second table names it.
+CONFIGS = {
+    "ours": "depot WSGI, gunicorn gthread (wsgi.file_wrapper: sendfile)",
+    "granian-wsgi": "depot WSGI, granian --interface wsgi",
+    "uvicorn-asgi": "depot ASGI, uvicorn",
+    "granian-asgi": "depot ASGI, granian --interface asgi",
+    "starlette-uvicorn": "Starlette StaticFiles, uvicorn",
+    "starlette-granian": "Starlette StaticFiles, granian --interface asgi",
+    "offload": "nginx + depot gunicorn, X-Accel-Redirect",
+    "nginx-cache": "nginx proxy_cache (1 s) + depot gunicorn",
+    "nginx": "nginx alone (sendfile)",
+    "ref": "filedepot 0.12, gunicorn gthread",
+    "hello": "gunicorn alone (fixed body)",
+}
+DEPOT_SERVERS = ("ours", "granian-wsgi", "uvicorn-asgi", "granian-asgi", "offload", "nginx-cache")
+#: depot's ASGI server -> Starlette's under the same server.
+SAME_SERVER = {"uvicorn-asgi": "starlette-uvicorn", "granian-asgi": "starlette-granian"}
 AB_MAX_REQUESTS = 1_000_000
 COLUMNS = (
     "workload",
@@ -73,12 +103,26 @@ http {{
     scgi_temp_path {root}/scgi;
     sendfile on;
     keepalive_requests 1000000;  # gunicorn never closes a connection after N requests
+    proxy_cache_path {root}/cache levels=1:2 keys_zone=depot:10m max_size=1g use_temp_path=off;
+    upstream depot {{ server 127.0.0.1:{plain}; keepalive 16; }}
     server {{
         listen 127.0.0.1:{port};
         location /static/ {{ alias {static}/; }}
         # As docs/serving.rst has it: plain proxy_pass, and an internal location.
         location /depot/ {{ proxy_pass http://127.0.0.1:{upstream}; }}
         location /_depot/default/ {{ internal; alias {storage}/; }}
+        # A public depot cached by nginx: a replace is seen within 1 s (revalidated
+        # with If-None-Match), whatever max-age depot sends to browsers.
+        location /cached/ {{
+            proxy_pass http://depot/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache depot;
+            proxy_ignore_headers Cache-Control Expires;
+            proxy_cache_valid 200 1s;
+            proxy_cache_revalidate on;
+            proxy_cache_lock on;
+        }}
     }}
 }}
 """
@@ -137,15 +181,42 @@ class Workload:
 
 OTHERS = ("ref", "nginx", "hello")
 WITH_HELLO = ("ref", "ours", "nginx", "hello")
+#: Everything measured on small files; servers not started (no depot.asgi) are left out.
+SERVERS = (
+    "ours",
+    "ref",
+    "granian-wsgi",
+    "uvicorn-asgi",
+    "granian-asgi",
+    "starlette-uvicorn",
+    "starlette-granian",
+    "nginx",
+    "offload",
+    "nginx-cache",
+    "hello",
+)
+BIG = tuple(s for s in SERVERS if s != "hello")
 WORKLOADS = [
-    Workload("GET 1 KiB", "1k", servers=WITH_HELLO, min_rate=2, max_cpu=0.5, either=True),
-    Workload("GET 64 KiB", "64k", servers=WITH_HELLO, min_rate=2, max_cpu=0.5, either=True),
-    Workload("GET 100 MiB", "100m", conns=2, per_gb=True, vs="nginx", min_rate=0.9, max_cpu=1.5),
-    Workload("304 revalidation, 1 KiB", "1k", servers=WITH_HELLO, revalidate=True, min_rate=1.5),
+    Workload("GET 1 KiB", "1k", servers=SERVERS, min_rate=2, max_cpu=0.5, either=True),
+    Workload("GET 64 KiB", "64k", servers=SERVERS, min_rate=2, max_cpu=0.5, either=True),
+    Workload(
+        "GET 100 MiB",
+        "100m",
+        conns=2,
+        servers=BIG,
+        per_gb=True,
+        vs="nginx",
+        min_rate=0.9,
+        max_cpu=1.5,
+    ),
+    Workload("304 revalidation, 1 KiB", "1k", servers=SERVERS, revalidate=True, min_rate=1.5),
     Workload("Range 0-1023 of 100 MiB", "100m", ("Range: bytes=0-1023",), min_rate=100),
     Workload("HEAD 100 MiB (ab)", "100m", head=True, min_rate=40),
-    Workload("GET 1 KiB offload", "1k", servers=("offload", "nginx"), vs="nginx", min_rate=0.5),
 ]
+#: The workloads of the second table (issue 14's), by label.
+SERVING = ("GET 1 KiB", "GET 64 KiB", "304 revalidation, 1 KiB", "GET 100 MiB")
+#: The first table (depot against filedepot, as in issue 12) shows only these servers.
+FIRST_TABLE = ("ref", "ours", "nginx", "hello")
 
 
 @dataclass
@@ -287,42 +358,80 @@ def depot_paths(side: Side) -> dict[str, str]:
     return {key: f"/depot/default/{fid}" for key, fid in zip(FILES, side.ids, strict=True)}
 
 
-def start_gunicorn(
-    stack: ExitStack, tmp: Path, name: str, side: Side, paths: dict[str, str], **env: str
+def start_python(
+    stack: ExitStack,
+    tmp: Path,
+    name: str,
+    side: Side,
+    paths: dict[str, str],
+    server: str = "gunicorn",
+    **env: str,
 ) -> Server:
-    """Start serve_app.py under gunicorn with ``side``'s environment plus ``env``."""
+    """Start serve_app.py under ``server`` with ``side``'s environment plus ``env``."""
     port = free_port()
-    cmd = [side.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *GUNICORN]
-    cmd += ["--graceful-timeout", "5", "serve_app:application"]
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
+    commands = {
+        "gunicorn": [
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            *GUNICORN,
+            "--graceful-timeout",
+            "5",
+        ],
+        "granian-wsgi": ["granian", "--interface", "wsgi", *bind, *GRANIAN],
+        "granian-asgi": ["granian", "--interface", "asgi", *bind, *GRANIAN],
+        "uvicorn": ["uvicorn", *bind, *UVICORN],
+    }
+    cmd = [side.python, "-m", *commands[server], "serve_app:application"]
     pid = spawn(stack, cmd, port, tmp / f"{name}.log", env={**side.env, **env}, cwd=tmp / "app")
     return Server(name, port, [pid], paths)
 
 
+def has_asgi(side: Side) -> bool:
+    """Whether depot's checkout has its ASGI front end (``depot.asgi``) yet."""
+    check = "from depot.manager import DepotManager; DepotManager.make_asgi_middleware"
+    return (
+        subprocess.run([side.python, "-c", check], env=side.env, capture_output=True).returncode
+        == 0
+    )
+
+
 def start_servers(stack: ExitStack, tmp: Path, sides: dict[str, Side]) -> dict[str, Server]:
-    """Start the four gunicorns and nginx, stopped when ``stack`` closes."""
+    """Start every server, stopped when ``stack`` closes."""
+    ours = sides["ours"]
+    paths = depot_paths(ours)
+    static = {key: f"/{key}.bin" for key in FILES}
     servers = {
-        name: start_gunicorn(stack, tmp, name, side, depot_paths(side))
+        name: start_python(stack, tmp, name, side, depot_paths(side))
         for name, side in sides.items()
     }
-    ours = sides["ours"]
-    upstream = start_gunicorn(
-        stack, tmp, "upstream", ours, depot_paths(ours), BENCH_OFFLOAD="x-accel-redirect"
-    )
+    servers["granian-wsgi"] = start_python(stack, tmp, "granian-wsgi", ours, paths, "granian-wsgi")
+    starlette = {"BENCH_MODE": "starlette", "BENCH_STATIC": str(tmp / "static")}
+    if has_asgi(ours):
+        for name, server in (("uvicorn-asgi", "uvicorn"), ("granian-asgi", "granian-asgi")):
+            servers[name] = start_python(stack, tmp, name, ours, paths, server, BENCH_MODE="asgi")
+    for name, server in (("starlette-uvicorn", "uvicorn"), ("starlette-granian", "granian-asgi")):
+        servers[name] = start_python(stack, tmp, name, ours, static, server, **starlette)
+    upstream = start_python(stack, tmp, "upstream", ours, paths, BENCH_OFFLOAD="x-accel-redirect")
     hello_paths = {key: f"/{key}" for key in HELLO_FILES}
-    hello = start_gunicorn(stack, tmp, "hello", ours, hello_paths, BENCH_MODE="hello")
+    hello = start_python(stack, tmp, "hello", ours, hello_paths, BENCH_MODE="hello")
 
     root = tmp / "nginx"
     root.mkdir()
     port = free_port()
     # As root nginx would drop to 'nobody', who cannot read the 0700 temp dir.
     user = "user root;" if os.geteuid() == 0 else ""
-    storage = sides["ours"].env["BENCH_STORAGE"]
+    storage = ours.env["BENCH_STORAGE"]
+    plain = servers["ours"].port
     conf = dict(root=root, port=port, upstream=upstream.port, user=user, storage=storage)
-    (root / "nginx.conf").write_text(NGINX_CONF.format(static=tmp / "static", **conf))
+    (root / "nginx.conf").write_text(NGINX_CONF.format(static=tmp / "static", plain=plain, **conf))
     cmd = ["nginx", "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")]
     pid = spawn(stack, cmd, port, root / "error.log")
     servers["nginx"] = Server("nginx", port, [pid], {k: f"/static/{k}.bin" for k in FILES})
     servers["offload"] = Server("offload", port, [pid, *upstream.pids], upstream.paths)
+    cached = {key: "/cached" + path for key, path in paths.items()}
+    servers["nginx-cache"] = Server("nginx-cache", port, [pid, *servers["ours"].pids], cached)
     servers["hello"] = hello
     return servers
 
@@ -451,8 +560,6 @@ def print_table(results: dict[tuple[str, str], list[Result]]) -> None:
         print(" | ".join(cells).rstrip())
         if n == 0:
             print("-+-".join("-" * w for w in widths))
-    print("\nGET 1 KiB offload: depot's column is nginx sending the file after depot's gunicorn")
-    print("answered X-Accel-Redirect; nginx's column is nginx serving the file alone.")
     print("\ngunicorn alone: the ceiling for any WSGI app under these gunicorn settings.")
     for work in WORKLOADS:
         if "hello" in work.servers and work.vs == "ref" and work.min_rate is not None:
@@ -466,12 +573,82 @@ def print_table(results: dict[tuple[str, str], list[Result]]) -> None:
                 )
 
 
+def serving_rows(
+    results: dict[tuple[str, str], list[Result]], servers: list[str]
+) -> tuple[list[list[str]], list[str]]:
+    """The second table (every server, issue 14's workloads) and its verdict lines."""
+    rows, verdicts = [], []
+    for work in (w for w in WORKLOADS if w.label in SERVING):
+        units = ("MB/s", "s/GB") if work.per_gb else ("req/s", "µs/req")
+        nginx = medians(results.get((work.label, "nginx")), work.per_gb)[0]
+        best: tuple[float, str] | None = None
+        for name in (s for s in work.servers if s in servers):
+            rate, cpu = medians(results.get((work.label, name)), work.per_gb)
+            if rate is None:
+                continue
+            if name in DEPOT_SERVERS and (best is None or rate > best[0]):
+                best = (rate, name)
+            versus = SAME_SERVER.get(name)
+            theirs = medians(results.get((work.label, versus)), work.per_gb)[0] if versus else None
+            target, ok = "", ""
+            if versus and theirs and not work.per_gb:
+                target, ok = ">= 1x Starlette", "yes" if rate >= theirs else "NO"
+            rows.append(
+                [
+                    work.label,
+                    CONFIGS[name],
+                    f"{fmt(rate)} {units[0]}",
+                    f"{fmt(cpu)} {units[1]}",
+                    fmt(ratio(rate, nginx)),
+                    fmt(ratio(rate, theirs)),
+                    target,
+                    ok,
+                ]
+            )
+        goal = {"GET 1 KiB": 0.5, "GET 100 MiB": 0.9}.get(work.label)
+        if goal is not None and best is not None and nginx:
+            met = "met" if best[0] >= goal * nginx else "NOT met"
+            verdicts.append(
+                f"{work.label}: the best depot configuration is {CONFIGS[best[1]]}, at "
+                f"{best[0] / nginx:.2f}x nginx's {units[0]} (target >= {goal}x): {met}"
+            )
+    return rows, verdicts
+
+
+def print_serving(results: dict[tuple[str, str], list[Result]], servers: list[str]) -> None:
+    rows, verdicts = serving_rows(results, servers)
+    head = ["workload", "server", "rate", "server CPU", "x nginx", "x Starlette", "target", "ok?"]
+    lines = [head, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print()
+    for n, line in enumerate(lines):
+        cells = [
+            c.ljust(w) if i in (0, 1, 6) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        print(" | ".join(cells).rstrip())
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    print()
+    for line in verdicts:
+        print(line)
+    if "uvicorn-asgi" not in servers:
+        print("depot ASGI: not measured (this checkout has no depot.asgi yet)")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
     parser.add_argument("--reference-python", help="interpreter with filedepot 0.12 installed")
-    return parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s runs")
+    parser.add_argument(
+        "--no-in-process", action="store_true", help="skip the in-process CPU measurement"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 1, 2
+    return args
 
 
 def main() -> None:
@@ -487,6 +664,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="depot-serve-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         ref = prepare_reference(args.reference_python, tmp, gunicorn.__version__)
+        if not args.no_in_process:
+            import serve_inprocess  # beside this script
+
+            quick = dict(rounds=3, requests=1000) if args.quick else dict(rounds=7, requests=3000)
+            print("\n".join(serve_inprocess.run(ref, **quick)), "\n", flush=True)
         # No repository on filedepot's path, and serve_app.py refuses a depot from elsewhere.
         base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         venv = first_line([ref, "-c", "import sys; print(sys.prefix)"])
@@ -511,12 +693,14 @@ def main() -> None:
         for n in range(args.rounds):
             for work in WORKLOADS:
                 # Rotate who goes first, so no server always runs right after the same one.
-                k = n % len(work.servers)
-                for name in work.servers[k:] + work.servers[:k]:
+                started = [name for name in work.servers if name in servers]
+                k = n % len(started)
+                for name in started[k:] + started[:k]:
                     result = measure(work, servers[name], args.duration, lua)
                     results.setdefault((work.label, name), []).append(result)
                 print(f"round {n + 1}/{args.rounds}: {work.label}", file=sys.stderr, flush=True)
         print_table(results)
+        print_serving(results, list(servers))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ no depot-only keyword unless asked for. Settings come from the environment:
 imported ``depot`` must live in) and ``BENCH_OFFLOAD`` (depot only, optional).
 
 With ``BENCH_MODE=hello`` it imports no depot and serves :func:`hello` instead: the
-fastest a WSGI app can be, which measures what gunicorn alone allows.
+fastest a WSGI app can be, which measures what gunicorn alone allows. With
+``BENCH_MODE=asgi`` ``application`` is depot's ASGI middleware (``depot.asgi``, depot
+only) over a 404; with ``BENCH_MODE=starlette`` it is Starlette's ``StaticFiles``
+serving ``BENCH_STATIC``, what an ASGI application would use instead of depot.
 
 Run as a script with file paths as arguments, it stores them in that depot instead and
 prints their ids as a JSON list, so each project writes its own store.
@@ -19,7 +22,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -77,13 +80,39 @@ def depot_app() -> WSGIApplication:
     return DepotManager.make_middleware(_fallback)
 
 
-HELLO_MODE = os.environ.get("BENCH_MODE") == "hello"
-application = hello if HELLO_MODE else depot_app()
+async def _fallback_asgi(scope: Any, receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b"not a depot URL"})
+
+
+def depot_asgi_app() -> Any:
+    """depot's ASGI middleware over the depot 'default' on ``BENCH_STORAGE``."""
+    depot_app()  # configures, and checks which depot was imported
+    from depot.manager import DepotManager
+
+    return DepotManager.make_asgi_middleware(_fallback_asgi)  # type: ignore[attr-defined]
+
+
+def starlette_app() -> Any:
+    from starlette.staticfiles import StaticFiles
+
+    return StaticFiles(directory=os.environ["BENCH_STATIC"])
+
+
+MODE = os.environ.get("BENCH_MODE", "wsgi")
+APPS = {
+    "hello": lambda: hello,
+    "wsgi": depot_app,
+    "asgi": depot_asgi_app,
+    "starlette": starlette_app,
+}
+application = APPS[MODE]()
 
 
 if __name__ == "__main__":
-    if HELLO_MODE:
-        sys.exit("BENCH_MODE=hello has no depot to store files in; unset it")
+    if MODE != "wsgi":
+        sys.exit(f"BENCH_MODE={MODE} is not for storing files; unset it")
     from depot.manager import DepotManager  # configured by depot_app() above
 
     ids = []

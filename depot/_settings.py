@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from depot.exceptions import ConfigurationError
+from depot.http.signing import PUBLIC, ServingPolicy, parse_keys
 from depot.io.interfaces import FileStorage
 
 DEFAULT_BACKEND = "depot.io.local.LocalFileStorage"
@@ -41,9 +42,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+#: Settings of how a depot's files are served, read by DepotManager, not the backend.
+SERVING_SETTINGS = ("private", "signing_keys")
+
+
 def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot.") -> FileStorage:
     """Create the storage that the ``prefix``-ed keys of ``config`` describe."""
-    options = {k[len(prefix) :]: v for k, v in (config or {}).items() if k.startswith(prefix)}
+    options = {
+        k[len(prefix) :]: v
+        for k, v in (config or {}).items()
+        if k.startswith(prefix) and k[len(prefix) :] not in SERVING_SETTINGS
+    }
     spec = options.pop("backend", None)
     if spec is None:
         spec = DEFAULT_BACKEND
@@ -54,6 +63,25 @@ def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot
     except ConfigurationError as exc:
         # The backend names its keyword; say which settings the user should look at.
         raise ConfigurationError(f"{backend.__name__} ({prefix}* settings): {exc}") from exc
+
+
+def serving_policy_from_settings(
+    config: Mapping[str, Any] | None, prefix: str = "depot."
+) -> ServingPolicy:
+    """The serving policy the ``prefix``-ed ``private`` and ``signing_keys`` settings give."""
+    config = config or {}
+    private = as_bool(config.get(prefix + "private", False), prefix + "private")
+    try:
+        keys = parse_keys(config.get(prefix + "signing_keys"), prefix + "signing_keys")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if private and not keys:
+        raise ConfigurationError(
+            f"{prefix}private = true needs {prefix}signing_keys: the middleware serves a "
+            "private depot's files only by signed URLs. Make a key with: python -c "
+            '"import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return ServingPolicy(private, keys) if (private or keys) else PUBLIC
 
 
 def load_backend(spec: object, setting: str = "depot.backend") -> type[FileStorage]:
@@ -122,7 +150,7 @@ def _check_options(backend: type, options: dict[str, Any], prefix: str) -> None:
         return
     accepted = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     names = {p.name for p in accepted}
-    valid = ", ".join(prefix + p.name for p in accepted) or "none"
+    valid = ", ".join([prefix + p.name for p in accepted] + [prefix + s for s in SERVING_SETTINGS])
     for key in options:
         if key not in names:
             raise ConfigurationError(

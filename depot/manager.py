@@ -15,11 +15,13 @@ depot while the files already stored keep being served from where they are.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from depot._settings import storage_from_settings
+from depot._settings import serving_policy_from_settings, storage_from_settings
 from depot.exceptions import ConfigurationError, InvalidFileIdError, UnknownDepotError
+from depot.http.signing import PUBLIC, ServingPolicy, sign_query
 from depot.io.interfaces import FileStorage, StoredFile
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class DepotManager:
     _depots: ClassVar[dict[str, FileStorage]] = {}
     _middleware: ClassVar[Any] = None
     _aliases: ClassVar[dict[str, str]] = {}
+    _policies: ClassVar[dict[str, ServingPolicy]] = {}
 
     @classmethod
     def configure(
@@ -61,8 +64,10 @@ class DepotManager:
                 f"Depot {name!r} has already been configured. Configure each name once, "
                 "or call DepotManager.reset() first in test suites."
             )
+        policy = serving_policy_from_settings(config, prefix)
         depot = cls.from_config(config, prefix)
         cls._depots[name] = depot
+        cls._policies[name] = policy
         if cls._default_depot is None:
             cls._default_depot = name
         return depot
@@ -135,11 +140,49 @@ class DepotManager:
         return cls._depots[cls._require(depot_name, f"get_file({path!r})")].get(file_id)
 
     @classmethod
-    def url_for(cls, path: str) -> str:
-        """Return the URL where the middleware serves ``'<depot name>/<file id>'``."""
-        cls._split_path(path)
+    def serving_policy(cls, name: str) -> ServingPolicy:
+        """How the depot ``name`` (or the depot an alias stands for) is served.
+
+        Its ``private`` and ``signing_keys`` settings; a name that is not
+        configured has the public policy without keys.
+
+        .. versionadded:: 1.0
+        """
+        return cls._policies.get(cls._aliases.get(name, name), PUBLIC)
+
+    @classmethod
+    def url_for(cls, path: str, expires_in: int | None = None) -> str:
+        """Return the URL where the middleware serves ``'<depot name>/<file id>'``.
+
+        :param expires_in: seconds the URL stays valid: the URL is signed with
+            the depot's first ``signing_keys`` key, and works for that long,
+            even on a private depot (``depot.private = true``). Without it, the
+            plain URL, which a private depot refuses (403) unless the
+            middleware's ``authorize`` allows the request.
+        :raises depot.exceptions.ConfigurationError: ``expires_in`` for a depot
+            without signing keys.
+
+        .. versionchanged:: 1.0
+           ``expires_in`` added.
+        """
+        depot_name, file_id = cls._split_path(path)
         url: str = cls.get_middleware().url_for(path)
-        return url
+        if expires_in is None:
+            return url
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+            raise ValueError(
+                f"url_for({path!r}): expires_in must be a number of seconds above 0, "
+                f"not {expires_in!r}."
+            )
+        keys = cls.serving_policy(depot_name).keys
+        if not keys:
+            raise ConfigurationError(
+                f"url_for({path!r}, expires_in=...): depot {depot_name!r} has no signing keys. "
+                "Set depot.signing_keys (make a key with: python -c "
+                '"import secrets; print(secrets.token_urlsafe(32))").'
+            )
+        query = sign_query(keys, depot_name, file_id, int(time.time()) + expires_in)
+        return f"{url}?{query}"
 
     @classmethod
     def make_middleware(cls, app: WSGIApplication, **options: Any) -> DepotMiddleware:
@@ -154,12 +197,28 @@ class DepotManager:
         return middleware
 
     @classmethod
+    def make_asgi_middleware(cls, app: Any, **options: Any) -> Any:
+        """Wrap the ASGI ``app`` in the :class:`~depot.asgi.DepotASGIMiddleware` serving the files.
+
+        :param options: passed to :class:`~depot.asgi.DepotASGIMiddleware`
+            (the options of :class:`~depot.middleware.DepotMiddleware`).
+
+        .. versionadded:: 1.0
+        """
+        from depot.asgi import DepotASGIMiddleware  # type: ignore[import-not-found]
+
+        middleware = DepotASGIMiddleware(app, **options)
+        cls.set_middleware(middleware)
+        return middleware
+
+    @classmethod
     def set_middleware(cls, mw: Any) -> None:
         """Register the middleware that :meth:`url_for` builds URLs for."""
         if cls._middleware is not None:
             raise ConfigurationError(
-                "There is already a WSGI middleware registered; make_middleware() is "
-                "called once per process (DepotManager.reset() forgets it, in tests)."
+                "There is already a WSGI middleware registered (or an ASGI one): "
+                "make_middleware() or make_asgi_middleware() is called once per process "
+                "(DepotManager.reset() forgets it, in tests)."
             )
         cls._middleware = mw
 
@@ -168,8 +227,9 @@ class DepotManager:
         """Return the registered middleware."""
         if cls._middleware is None:
             raise ConfigurationError(
-                "No WSGI middleware currently registered: wrap your application with "
-                "DepotManager.make_middleware(app) first."
+                "No WSGI middleware currently registered (nor an ASGI one): wrap your "
+                "application with DepotManager.make_middleware(app), or an ASGI one with "
+                "DepotManager.make_asgi_middleware(app), first."
             )
         return cls._middleware
 
@@ -192,6 +252,7 @@ class DepotManager:
         cls._depots = {}
         cls._middleware = None
         cls._aliases = {}
+        cls._policies = {}
         for depot in forgotten:
             try:
                 depot.close()

@@ -47,6 +47,20 @@ class RequestFacts:
         return f"<RequestFacts {self.method} {self.path!r}>"
 
 
+#: The environ keys of the headers the HTTP core reads on every request.
+_ENVIRON_KEYS = {
+    name: "HTTP_" + name.upper().replace("-", "_")
+    for name in (
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "range",
+        "if-range",
+    )
+}
+
+
 class EnvironHeaders(Mapping[str, str]):
     """A WSGI environ's request headers by lower-case name, read only when asked for.
 
@@ -69,9 +83,11 @@ class EnvironHeaders(Mapping[str, str]):
         return value
 
     def get(self, name: str, default: Any = None) -> Any:  # the hot path: no exception
-        key = "HTTP_" + name.upper().replace("-", "_")
-        if name in ("content-type", "content-length"):
-            key = key[5:]
+        key = _ENVIRON_KEYS.get(name)
+        if key is None:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if name in ("content-type", "content-length"):
+                key = key[5:]
         value = self._environ.get(key)
         return value if isinstance(value, str) else default
 

@@ -21,12 +21,14 @@ from urllib.parse import quote
 
 from depot._headers import CONTROL_CHARS
 from depot.exceptions import CorruptMetadataError, DepotError, InvalidFileIdError
+from depot.http.access import check_access
 from depot.http.answer import (
     STATUS_LINES,
     WHOLE,
     Answer,
     Multipart,
     answer_file,
+    forbidden,
     not_found,
     redirect,
     unavailable,
@@ -99,13 +101,14 @@ class Prepared:
 class Route:
     """A depot URL's parts: the depot name as written, the depot it names, the file id."""
 
-    __slots__ = ("depot", "depot_name", "file_id", "name")
+    __slots__ = ("depot", "depot_name", "file_id", "name", "policy")
 
     def __init__(self, depot_name: str, name: str, file_id: str) -> None:
         self.depot_name = depot_name
         self.name = name
         self.file_id = file_id
         self.depot = DepotManager.get(name)
+        self.policy = DepotManager.serving_policy(name)
 
 
 def route(request: RequestFacts, options: ServeOptions) -> Route | Answer | None:
@@ -129,14 +132,23 @@ def route(request: RequestFacts, options: ServeOptions) -> Route | Answer | None
 
 
 def prepare(
-    request: RequestFacts, found: Route, options: ServeOptions, sendfile: bool = False
+    request: RequestFacts,
+    found: Route,
+    options: ServeOptions,
+    sendfile: bool = False,
+    authorized: bool | None = None,
 ) -> Prepared:
-    """Look the file up and open the answer to ``request`` (blocking: storage I/O).
+    """Check access, look the file up and open the answer (blocking: storage I/O).
 
     :param sendfile: the front end can send a file descriptor itself (a WSGI
         server's ``wsgi.file_wrapper``, an ASGI server's zero-copy send).
+    :param authorized: what an ``async`` authorize said, awaited by the ASGI
+        front end; None to call a plain ``authorize`` here, when needed.
     """
     method = request.method
+    access = check_access(request, found, options, authorized)
+    if not access.allowed:
+        return Prepared.of(unavailable(method) if access.failed else forbidden(method))
     depot = found.depot
     assert depot is not None  # route() checked
     try:
@@ -152,12 +164,22 @@ def prepare(
             stored.close()
             location, permanent = moved
             # A backend builds the URL from its settings and the key: never let
-            # a character that would break the header through.
+            # a character that would break the header through. Who may follow
+            # it was decided for this request only: the redirect is not cached.
+            permanent = permanent and not access.private
             return Prepared.of(redirect(url_for_header(location), permanent, method))
         stored.hold_version()
         facts = FileFacts(stored, options.inline_types)
         offload = _offload_header(options, found.name, stored)
-        return prepare_file(request, stored, facts, options.cache_max_age, offload, sendfile)
+        return prepare_file(
+            request,
+            stored,
+            facts,
+            access.cache_age(options.cache_max_age),
+            offload,
+            sendfile,
+            private=access.private,
+        )
     except FileNotFoundError:
         stored.close()
         return Prepared.of(not_found(method))
@@ -174,11 +196,13 @@ def prepare_file(
     cache_max_age: int,
     offload: tuple[str, str] | None = None,
     sendfile: bool = False,
+    private: bool = False,
 ) -> Prepared:
     """The answer for one stored file, its body opened; the file is closed when it is.
 
     A file that cannot be read is a 404 (gone) or a logged 503 (anything else).
 
+    :param private: the answer depended on who asked (``Cache-Control: private``).
     :param facts: the file's facts, taken after :meth:`~StoredFile.hold_version`
         (the headers and the body must describe one version, even if the file
         is replaced meanwhile).
@@ -187,7 +211,7 @@ def prepare_file(
         answer = answer_file(
             request,
             facts,
-            f"public, max-age={cache_max_age}",
+            f"{'private' if private else 'public'}, max-age={cache_max_age}",
             expires_in(cache_max_age),
             offload,
         )

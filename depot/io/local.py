@@ -24,6 +24,13 @@ committed in between changes that inode (or removes the pending metadata the
 reader chose), and the reader starts again: the metadata it returns always
 describes the bytes it holds, and a replaced file is never "not found".
 
+Each storage keeps the metadata it parsed, per file, and reuses it while the
+status of the file's directory and of its metadata.json is what it was (see
+``_MetadataCache``): a request for a file served before opens its data and
+looks at two statuses instead of opening and parsing metadata.json and
+checksum. Whatever changes a file (a replace from any process, a delete, an
+edit in place, a planted entry) changes one of those statuses.
+
 Nothing inside ``storage_path`` is followed if it is a symbolic link: a linked
 ``<id>`` directory, or a linked ``file``, ``metadata.json`` or ``checksum``
 inside one, is not a stored file (a linked ``checksum`` reads as none), and
@@ -45,6 +52,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -106,19 +114,33 @@ class LocalStoredFile(StoredFile):
        so a file deleted or replaced afterwards still reads whole.
     """
 
-    def __init__(self, file_id: str, local_path: str) -> None:
+    def __init__(
+        self, file_id: str, local_path: str, *, cache: _MetadataCache | None = None
+    ) -> None:
         self._fd = -1
         self._closed = False
         check_file_id(file_id, _BACKEND)
+        self._open(file_id, local_path, cache)
+
+    @classmethod
+    def _of_checked_id(
+        cls, file_id: str, local_path: str, cache: _MetadataCache | None
+    ) -> LocalStoredFile:
+        """As the constructor, for an id the storage has just checked (once per request)."""
+        self = cls.__new__(cls)
+        self._fd = -1
+        self._closed = False
+        self._open(file_id, local_path, cache)
+        return self
+
+    def _open(self, file_id: str, local_path: str, cache: _MetadataCache | None) -> None:
         self._folder = local_path
+        self._cache = cache
         self._file_path = _join(local_path, _DATA)
-        #: The path of the file's metadata.json (filedepot's name, which
-        #: applications' tests reach).
-        self._metadata_path = _join(local_path, _METADATA)
         # A bare descriptor, not a FileIO: get() is on the path of every
         # request, and FileIO costs system calls of its own. Being ours, it is
         # closed by IOBase's finalizer if the file is dropped unclosed.
-        self._fd, opened, info = _open_version(file_id, local_path)
+        self._fd, opened, info = _open_version(file_id, local_path, cache)
         self._size = opened.st_size
         self._identity = (opened.st_ino, opened.st_dev)
         try:
@@ -127,13 +149,19 @@ class LocalStoredFile(StoredFile):
             self.close()
             raise
 
+    @property
+    def _metadata_path(self) -> str:
+        """The path of the file's metadata.json (filedepot's name, which
+        applications' tests reach)."""
+        return _join(self._folder, _METADATA)
+
     def _follow_replace(self) -> None:
         # A replace renames a new 'file' into place: a different inode.
         now = _lstat(self._file_path, None)
         if now is None or (now.st_ino, now.st_dev) == self._identity:
             return  # the same version, or deleted: the bytes held are read
         try:
-            fd, opened, info = _open_version(self.file_id, self._folder)
+            fd, opened, info = _open_version(self.file_id, self._folder, self._cache)
         except StoredFileNotFoundError:
             return
         try:
@@ -159,11 +187,6 @@ class LocalStoredFile(StoredFile):
         while chunk := os.read(self._fd, BLOCK_SIZE):
             parts.append(chunk)
         return b"".join(parts)
-
-    @property
-    def local_path(self) -> str:
-        """The data file's path (``<storage_path>/<id>/file``)."""
-        return self._file_path
 
     def seekable(self) -> bool:
         return True
@@ -192,6 +215,30 @@ class LocalStoredFile(StoredFile):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def local_path(self) -> str | None:
+        """The absolute path of the data file, while it names the very bytes this file reads.
+
+        For servers and front servers that send a file by its path (``sendfile``
+        by path, ASGI ``pathsend``, ``X-Sendfile``). The version is held, as by
+        a read. None once the file is closed, or when the path no longer names
+        the version held (replaced or deleted since, or a link planted there):
+        the bytes are then only to be had through :meth:`fileno` or a read.
+        A path can be replaced between this check and its use by another
+        process; a server that needs exactly these bytes uses the descriptor.
+
+        .. versionadded:: 1.0
+        """
+        if self._closed:
+            return None
+        self._first_read()
+        now = _lstat(self._file_path, None)
+        if now is None or not stat.S_ISREG(now.st_mode):
+            return None
+        if (now.st_ino, now.st_dev) != self._identity:
+            return None
+        return os.path.abspath(self._file_path)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
@@ -219,17 +266,19 @@ class LocalFileStorage(FileStorage):
     .. versionchanged:: 1.0
        Writes are atomic and durable; ids are uuid4; ``fsync`` added; links
        inside ``storage_path`` are never followed; a ``storage_path`` that can
-       hold no file is refused at once.
+       hold no file is refused at once; ``get()`` reuses the metadata it
+       parsed while the file's status shows it unchanged.
     """
 
     def __init__(self, storage_path: str | os.PathLike[str], fsync: bool | str = True) -> None:
         self.storage_path = os.fspath(storage_path)
         self.fsync = as_bool(fsync, "fsync")
         _check_storage_path(self.storage_path)
+        self._metadata_cache = _MetadataCache()
 
     def get(self, file_or_id: StoredFile | str) -> LocalStoredFile:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        return LocalStoredFile(fileid, self._path(fileid))
+        return LocalStoredFile._of_checked_id(fileid, self._path(fileid), self._metadata_cache)
 
     def create(
         self, content: FileContent, filename: str | None = None, content_type: str | None = None
@@ -267,6 +316,8 @@ class LocalFileStorage(FileStorage):
             _rename(_DATA + _PENDING, _DATA, dir_fd)  # commit
             _finish_interrupted_replace(dir_fd)
             self._sync(dir_fd)
+        # The new files' status no longer matches the entry; this only frees it.
+        self._metadata_cache.forget(fileid)
         return fileid
 
     def delete(self, file_or_id: StoredFile | str) -> None:
@@ -283,6 +334,8 @@ class LocalFileStorage(FileStorage):
                 shutil.rmtree(trash, ignore_errors=True)
         except StoredFileNotFoundError:
             return
+        finally:
+            self._metadata_cache.forget(fileid)
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
         fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
@@ -449,6 +502,112 @@ def _check_storage_path(path: str) -> None:
     )
 
 
+# --- the metadata cache --------------------------------------------------------
+
+#: How many files' parsed metadata a storage keeps (a few hundred bytes each).
+_CACHE_ENTRIES = 4096
+#: Metadata changed less than this long ago is not cached. A file's status
+#: stands for its bytes only once its timestamps can no longer repeat: every
+#: write after this moment, in place or of a new file on a reused inode, gets
+#: a later time. File systems count time in ticks (FAT: 2 s) and a file
+#: server's clock may lag this one: 3 s covers both.
+_SETTLED_NS = 3 * 10**9
+
+_StatKey = tuple[int, int, int, int, int, int]
+
+
+def _stat_key(found: os.stat_result) -> _StatKey:
+    """What changes whenever a file is rewritten, renamed over or recreated."""
+    # ctime too: utime() can set a rewritten file's mtime back, never its ctime.
+    return (
+        found.st_ino,
+        found.st_dev,
+        found.st_size,
+        found.st_mtime_ns,
+        found.st_ctime_ns,
+        found.st_mode,
+    )
+
+
+class _MetadataCache:
+    """StoredFile's keywords per file id, as parsed from metadata.json and checksum.
+
+    An entry holds the status of the file's directory and of its metadata.json
+    when they were read, and the data file's inode. It is used only while both
+    statuses are unchanged and the data opened is that inode: every replace,
+    delete, crash leftover or planted entry creates, removes or renames an
+    entry of the directory, which changes its mtime and ctime (POSIX), and an
+    edit of metadata.json in place (filedepot writes so) changes its own.
+    Inodes are reused and times come in ticks, so nothing is stored that
+    changed less than :data:`_SETTLED_NS` before it was read. Nothing is
+    shared between storages or processes: another process's replace is seen
+    in the status, like any other. (An edit in place of ``checksum`` alone,
+    which neither depot nor filedepot makes, is not seen.)
+
+    Lookups take no lock (a dict read is atomic); stores and removals do.
+    """
+
+    def __init__(self, size: int = _CACHE_ENTRIES, settled_ns: int = _SETTLED_NS) -> None:
+        self._entries: dict[str, tuple[_StatKey, _StatKey, tuple[int, int], dict[str, Any]]]
+        self._entries = {}
+        self._size = size
+        self._settled_ns = settled_ns
+        self._lock = threading.Lock()
+
+    def lookup(
+        self, file_id: str, directory: os.stat_result, opened: os.stat_result, dir_fd: int
+    ) -> dict[str, Any] | None:
+        """A copy of the keywords cached for ``file_id``, if they still describe ``opened``.
+
+        :param directory: the status of the file's directory, taken after ``opened``.
+        """
+        entry = self._entries.get(file_id)
+        if (
+            entry is None
+            or entry[0] != _stat_key(directory)
+            or entry[2] != (opened.st_ino, opened.st_dev)
+        ):
+            return None
+        metadata = _lstat(_METADATA, dir_fd)
+        if metadata is None or entry[1] != _stat_key(metadata):
+            return None
+        return dict(entry[3])
+
+    def store(
+        self,
+        file_id: str,
+        directory: os.stat_result,
+        metadata: os.stat_result,
+        opened: os.stat_result,
+        info: dict[str, Any],
+    ) -> None:
+        """Keep ``info``, read from ``metadata`` in ``directory`` to describe ``opened``."""
+        changed = (
+            directory.st_mtime_ns,
+            directory.st_ctime_ns,
+            metadata.st_mtime_ns,
+            metadata.st_ctime_ns,
+        )
+        if time.time_ns() - max(changed) < self._settled_ns:
+            return  # too recent (or in the future: another clock): its status may repeat
+        entry = (
+            _stat_key(directory),
+            _stat_key(metadata),
+            (opened.st_ino, opened.st_dev),
+            dict(info),
+        )
+        with self._lock:
+            self._entries.pop(file_id, None)
+            while len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]  # the oldest stored
+            self._entries[file_id] = entry
+
+    def forget(self, file_id: str) -> None:
+        """Drop ``file_id``'s entry (this storage replaced or deleted it)."""
+        with self._lock:
+            self._entries.pop(file_id, None)
+
+
 # --- reading one version -------------------------------------------------------
 
 
@@ -456,10 +615,13 @@ class _Changed(Exception):
     """A replace committed while get() was opening the file: start again."""
 
 
-def _open_version(file_id: str, folder: str) -> tuple[int, os.stat_result, dict[str, Any]]:
+def _open_version(
+    file_id: str, folder: str, cache: _MetadataCache | None
+) -> tuple[int, os.stat_result, dict[str, Any]]:
     """Open the data of ``file_id`` and read the metadata of that same version.
 
     Return the data's descriptor, its status when opened, and StoredFile's keywords.
+    The committed metadata comes from ``cache`` when its files are unchanged.
     """
     dir_fd = _open_entry(folder, _DIRECTORY)
     if dir_fd is None:
@@ -467,7 +629,7 @@ def _open_version(file_id: str, folder: str) -> tuple[int, os.stat_result, dict[
     try:
         for _ in range(_OPEN_ATTEMPTS):
             try:
-                return _try_open_version(file_id, folder, dir_fd)
+                return _try_open_version(file_id, folder, dir_fd, cache)
             except _Changed:
                 continue
     finally:
@@ -479,7 +641,7 @@ def _open_version(file_id: str, folder: str) -> tuple[int, os.stat_result, dict[
 
 
 def _try_open_version(
-    file_id: str, folder: str, dir_fd: int
+    file_id: str, folder: str, dir_fd: int, cache: _MetadataCache | None
 ) -> tuple[int, os.stat_result, dict[str, Any]]:
     fd = _open_entry(_DATA, _READ, dir_fd)
     if fd is None:
@@ -489,6 +651,14 @@ def _try_open_version(
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):  # a directory, a FIFO, a device
             raise StoredFileNotFoundError(file_id, folder)
+        # Taken after the data was opened and before anything else is looked
+        # at: an entry stored with this status describes what is read below.
+        directory = None
+        if cache is not None:
+            directory = os.fstat(dir_fd)
+            cached = cache.lookup(file_id, directory, opened, dir_fd)
+            if cached is not None:
+                return fd, opened, cached
         # The pending metadata is opened before file.new is looked for: a name
         # alone could be reused by the next replace, an open file cannot. Only
         # the next replace's commit removes its file.new, and that changes
@@ -512,6 +682,7 @@ def _try_open_version(
         # a crash, never) renamed the metadata: the pending one describes
         # 'file'. Without a pending checksum, that was renamed already.
         raw = _read_fd(pending[0]) if pending and not uncommitted else None
+        metadata_status = None  # of a committed metadata.json, to cache it
         if raw is not None:  # (None too for a planted directory: ignored)
             where = _METADATA + _PENDING
             raw_checksum = _read_fd(pending[1]) if len(pending) > 1 else None
@@ -519,7 +690,7 @@ def _try_open_version(
                 raw_checksum = _read_entry(_CHECKSUM, dir_fd)
         else:
             where = _METADATA
-            raw = _read_entry(_METADATA, dir_fd)
+            raw, metadata_status = _read_entry_status(_METADATA, dir_fd)
             if raw is None:
                 _refuse_planted(file_id, folder, dir_fd)
                 raise StoredFileNotFoundError(file_id, folder)
@@ -533,6 +704,8 @@ def _try_open_version(
             raise _Changed
         info = _parse_metadata(file_id, _join(folder, where), raw)
         info["checksum"] = _parse_checksum(raw_checksum)
+        if cache is not None and directory is not None and metadata_status is not None:
+            cache.store(file_id, directory, metadata_status, opened, info)
         return fd, opened, info
     except BaseException:
         os.close(fd)
@@ -622,6 +795,18 @@ def _read_entry(name: str, dir_fd: int) -> bytes | None:
         return None
     try:
         return _read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_entry_status(name: str, dir_fd: int) -> tuple[bytes | None, os.stat_result | None]:
+    """As :func:`_read_entry`, with the status of what was read, if it is a regular file."""
+    fd = _open_entry(name, _READ, dir_fd)
+    if fd is None:
+        return None, None
+    try:
+        found = os.fstat(fd)
+        return _read_fd(fd), found if stat.S_ISREG(found.st_mode) else None
     finally:
         os.close(fd)
 
