@@ -36,6 +36,9 @@ EXTRAS = {
     "depot.fields.sqlalchemy": "sqlalchemy",
     "depot.fields._images": "images",
     "depot.fields.specialized.image": "images",
+    "depot.io._async": "asgi",
+    "depot.http.asgi": "asgi",
+    "depot.asgi": "asgi",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -148,7 +148,8 @@ class DepotManager:
 
         .. versionadded:: 1.0
         """
-        return cls._policies.get(cls._aliases.get(name, name), PUBLIC)
+        resolved = cls.resolve_alias(name)
+        return PUBLIC if resolved is None else cls._policies.get(resolved, PUBLIC)
 
     @classmethod
     def url_for(cls, path: str, expires_in: int | None = None) -> str:

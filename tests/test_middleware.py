@@ -1,4 +1,9 @@
-"""DepotMiddleware through WebTest: routing, HTTP semantics and safe defaults, per backend."""
+"""The HTTP rules of both front ends, per backend: routing, HTTP semantics, safe defaults.
+
+Each rule runs on the WSGI middleware (through WebTest) and on the ASGI
+middleware (through httpx), the ``front_end`` fixture of tests/frontends.py;
+what only WSGI has (``wsgi.file_wrapper``, FileServeApp) is tested on it alone.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from webtest import TestApp
 
 from depot.exceptions import BackendUnavailableError, StoredFileNotFoundError
 from depot.io.interfaces import FileStorage
@@ -20,9 +24,13 @@ from depot.io.local import LocalFileStorage
 from depot.io.memory import MemoryFileStorage, MemoryStoredFile
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware, FileServeApp, _FileIter
+from tests import frontends
+from tests.frontends import Client, FrontEnd
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 MISSING = "00000000-0000-4000-8000-000000000000"
+
+front_end = frontends.front_end  # the fixture: every rule on WSGI and on ASGI
 
 
 def wrapped_app(environ, start_response):
@@ -31,8 +39,8 @@ def wrapped_app(environ, start_response):
 
 
 @pytest.fixture
-def app(default_depot: FileStorage) -> TestApp:
-    return TestApp(DepotManager.make_middleware(wrapped_app))
+def app(front_end: FrontEnd, default_depot: FileStorage) -> Client:
+    return front_end.client(front_end.make_middleware())
 
 
 @pytest.fixture
@@ -56,12 +64,12 @@ def http_date(dt) -> str:
 # --- routing ---------------------------------------------------------------------
 
 
-def test_url_for_is_filedepots(app: TestApp, stored: Any) -> None:
+def test_url_for_is_filedepots(front_end: FrontEnd, app: Client, stored: Any) -> None:
     assert DepotManager.url_for(f"default/{stored.file_id}") == f"/depot/default/{stored.file_id}"
-    assert DepotMiddleware(wrapped_app, mountpoint="/files/").url_for("a/b") == "/files/a/b"
+    assert front_end.middleware(mountpoint="/files/").url_for("a/b") == "/files/a/b"
 
 
-def test_get_serves_the_file_with_its_headers(app: TestApp, stored: Any, url: str) -> None:
+def test_get_serves_the_file_with_its_headers(app: Client, stored: Any, url: str) -> None:
     response = app.get(url)
     assert response.status_int == 200
     assert response.body == DATA
@@ -81,7 +89,7 @@ def test_get_serves_the_file_with_its_headers(app: TestApp, stored: Any, url: st
 
 
 def test_etag_is_stable_and_changes_with_the_content(
-    app: TestApp, default_depot, stored, url
+    app: Client, default_depot, stored, url
 ) -> None:
     etag = app.get(url).headers["ETag"]
     assert app.get(url).headers["ETag"] == etag
@@ -90,18 +98,18 @@ def test_etag_is_stable_and_changes_with_the_content(
 
 
 @pytest.mark.parametrize("path", ["/", "/other", "/depotx/default/x", "/static/depot"])
-def test_requests_outside_the_mountpoint_reach_the_app(app: TestApp, path: str) -> None:
+def test_requests_outside_the_mountpoint_reach_the_app(app: Client, path: str) -> None:
     assert app.get(path).body == b"the application"
 
 
 @pytest.mark.parametrize("method", ["post", "put", "delete"])
-def test_other_methods_reach_the_app(app: TestApp, url: str, method: str) -> None:
+def test_other_methods_reach_the_app(app: Client, url: str, method: str) -> None:
     assert getattr(app, method)(url).body == b"the application"
 
 
-def test_mountpoint_must_be_absolute() -> None:
+def test_mountpoint_must_be_absolute(front_end: FrontEnd) -> None:
     with pytest.raises(ValueError, match="must be an absolute path starting with '/'"):
-        DepotMiddleware(wrapped_app, mountpoint="depot")
+        front_end.middleware(mountpoint="depot")
 
 
 @pytest.mark.parametrize(
@@ -119,27 +127,29 @@ def test_mountpoint_must_be_absolute() -> None:
         "/depot/default/" + MISSING + "/extra",
     ],
 )
-def test_not_found_is_a_short_plain_404(app: TestApp, stored: Any, path: str) -> None:
+def test_not_found_is_a_short_plain_404(app: Client, stored: Any, path: str) -> None:
     response = app.get(path, status=404)
     assert response.headers["Content-Type"].startswith("text/plain")
     assert response.body == b"File not found."
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_backend_failure_is_a_logged_503(caplog: pytest.LogCaptureFixture) -> None:
+def test_backend_failure_is_a_logged_503(
+    front_end: FrontEnd, caplog: pytest.LogCaptureFixture
+) -> None:
     class DownStorage(MemoryFileStorage):
         def get(self, file_or_id):
             raise ConnectionRefusedError("storage server down")
 
     DepotManager._depots["down"] = DownStorage()
-    app = TestApp(DepotMiddleware(wrapped_app))
+    app = front_end.client()
     with caplog.at_level(logging.ERROR, logger="depot.middleware"):
         response = app.get(f"/depot/down/{MISSING}", status=503)
     assert response.body == b"File storage unavailable."
     assert "down" in caplog.text and MISSING in caplog.text
 
 
-def test_public_url_redirects() -> None:
+def test_public_url_redirects(front_end: FrontEnd) -> None:
     class PublicFile(MemoryStoredFile):
         public_url = "https://cdn.example.com/x.png"
 
@@ -151,11 +161,11 @@ def test_public_url_redirects() -> None:
     storage = PublicStorage()
     DepotManager._depots["cdn"] = storage
     file_id = storage.create(b"x")
-    response = TestApp(DepotMiddleware(wrapped_app)).get(f"/depot/cdn/{file_id}", status=301)
+    response = front_end.client().get(f"/depot/cdn/{file_id}", status=301)
     assert response.headers["Location"] == "https://cdn.example.com/x.png"
 
 
-def test_temporary_redirect_is_a_302_never_cached() -> None:
+def test_temporary_redirect_is_a_302_never_cached(front_end: FrontEnd) -> None:
     signed = "https://bucket.example.com/x.png?X-Amz-Expires=60&X-Amz-Signature=abc"
 
     class SignedFile(MemoryStoredFile):
@@ -170,7 +180,7 @@ def test_temporary_redirect_is_a_302_never_cached() -> None:
     storage = SigningStorage()
     DepotManager._depots["signed"] = storage
     file_id = storage.create(b"x")
-    app = TestApp(DepotMiddleware(wrapped_app))
+    app = front_end.client()
     for method in (app.get, app.head):
         response = method(f"/depot/signed/{file_id}", status=302)
         assert response.headers["Location"] == signed
@@ -180,7 +190,7 @@ def test_temporary_redirect_is_a_302_never_cached() -> None:
 # --- conditional requests ---------------------------------------------------------
 
 
-def test_if_none_match(app: TestApp, url: str) -> None:
+def test_if_none_match(app: Client, url: str) -> None:
     etag = app.get(url).headers["ETag"]
     for value in [etag, f'"x", {etag}', "*", f"W/{etag}"]:
         response = app.get(url, headers={"If-None-Match": value}, status=304)
@@ -191,7 +201,7 @@ def test_if_none_match(app: TestApp, url: str) -> None:
     assert app.get(url, headers={"If-None-Match": '"other"'}).status_int == 200
 
 
-def test_if_modified_since(app: TestApp, stored: Any, url: str) -> None:
+def test_if_modified_since(app: Client, stored: Any, url: str) -> None:
     same = http_date(stored.last_modified)
     later = http_date(stored.last_modified + timedelta(hours=1))
     earlier = http_date(stored.last_modified - timedelta(hours=1))
@@ -200,18 +210,18 @@ def test_if_modified_since(app: TestApp, stored: Any, url: str) -> None:
     assert app.get(url, headers={"If-Modified-Since": earlier}).status_int == 200
 
 
-def test_malformed_date_is_ignored_not_a_400(app: TestApp, url: str) -> None:
+def test_malformed_date_is_ignored_not_a_400(app: Client, url: str) -> None:
     # filedepot answered 400; RFC 9110 §13.1.3 says ignore it.
     assert app.get(url, headers={"If-Modified-Since": "yesterday"}).body == DATA
 
 
-def test_if_none_match_takes_precedence(app: TestApp, stored: Any, url: str) -> None:
+def test_if_none_match_takes_precedence(app: Client, stored: Any, url: str) -> None:
     later = http_date(stored.last_modified + timedelta(hours=1))
     headers = {"If-None-Match": '"other"', "If-Modified-Since": later}
     assert app.get(url, headers=headers).status_int == 200
 
 
-def test_if_match(app: TestApp, url: str) -> None:
+def test_if_match(app: Client, url: str) -> None:
     etag = app.get(url).headers["ETag"]
     assert app.get(url, headers={"If-Match": etag}).status_int == 200
     assert app.get(url, headers={"If-Match": f'"a", {etag}'}).status_int == 200
@@ -221,7 +231,7 @@ def test_if_match(app: TestApp, url: str) -> None:
     assert app.get(url, headers={"If-Match": f"W/{etag}"}, status=412)
 
 
-def test_if_unmodified_since(app: TestApp, stored: Any, url: str) -> None:
+def test_if_unmodified_since(app: Client, stored: Any, url: str) -> None:
     earlier = http_date(stored.last_modified - timedelta(hours=1))
     later = http_date(stored.last_modified + timedelta(hours=1))
     assert app.get(url, headers={"If-Unmodified-Since": later}).status_int == 200
@@ -234,7 +244,7 @@ def test_if_unmodified_since(app: TestApp, stored: Any, url: str) -> None:
     )
 
 
-def test_412_comes_before_304(app: TestApp, url: str) -> None:
+def test_412_comes_before_304(app: Client, url: str) -> None:
     etag = app.get(url).headers["ETag"]
     app.get(url, headers={"If-Match": '"other"', "If-None-Match": etag}, status=412)
 
@@ -253,7 +263,7 @@ def test_412_comes_before_304(app: TestApp, url: str) -> None:
         ("bytes=-99999", 0, len(DATA)),
     ],
 )
-def test_single_range(app: TestApp, url: str, header: str, start: int, stop: int) -> None:
+def test_single_range(app: Client, url: str, header: str, start: int, stop: int) -> None:
     response = app.get(url, headers={"Range": header}, status=206)
     assert response.body == DATA[start:stop]
     assert response.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{len(DATA)}"
@@ -262,7 +272,7 @@ def test_single_range(app: TestApp, url: str, header: str, start: int, stop: int
 
 
 @pytest.mark.parametrize("header", ["bytes=20000-", "bytes=10240-10300", "bytes=-0"])
-def test_unsatisfiable_range(app: TestApp, url: str, header: str) -> None:
+def test_unsatisfiable_range(app: Client, url: str, header: str) -> None:
     response = app.get(url, headers={"Range": header}, status=416)
     assert response.headers["Content-Range"] == f"bytes */{len(DATA)}"
 
@@ -282,12 +292,12 @@ def test_unsatisfiable_range(app: TestApp, url: str, header: str) -> None:
         "bytes=0-9000,100-5000",
     ],
 )
-def test_ignored_range_sends_the_whole_file(app: TestApp, url: str, header: str) -> None:
+def test_ignored_range_sends_the_whole_file(app: Client, url: str, header: str) -> None:
     response = app.get(url, headers={"Range": header}, status=200)
     assert response.body == DATA
 
 
-def test_several_ranges_are_multipart(app: TestApp, url: str) -> None:
+def test_several_ranges_are_multipart(app: Client, url: str) -> None:
     response = app.get(url, headers={"Range": "bytes=0-9,100-109,-5"}, status=206)
     content_type = response.headers["Content-Type"]
     boundary = re.fullmatch(r"multipart/byteranges; boundary=(\w+)", content_type).group(1)
@@ -303,12 +313,12 @@ def test_several_ranges_are_multipart(app: TestApp, url: str) -> None:
         assert body == DATA[start:stop] + b"\r\n"
 
 
-def test_one_satisfiable_range_among_several_is_a_plain_206(app: TestApp, url: str) -> None:
+def test_one_satisfiable_range_among_several_is_a_plain_206(app: Client, url: str) -> None:
     response = app.get(url, headers={"Range": "bytes=0-9,99999-"}, status=206)
     assert response.headers["Content-Range"] == f"bytes 0-9/{len(DATA)}"
 
 
-def test_if_range(app: TestApp, stored: Any, url: str) -> None:
+def test_if_range(app: Client, stored: Any, url: str) -> None:
     etag = app.get(url).headers["ETag"]
     last_modified = http_date(stored.last_modified)
     for validator, status in [
@@ -335,15 +345,15 @@ def test_if_range(app: TestApp, stored: Any, url: str) -> None:
     ],
 )
 def test_head_answers_like_get_without_reading(
-    app: TestApp, url: str, stored: Any, monkeypatch: pytest.MonkeyPatch, headers: dict, status: int
+    app: Client, url: str, stored: Any, monkeypatch: pytest.MonkeyPatch, headers: dict, status: int
 ) -> None:
     get = app.get(url, headers=headers, status=status)
     monkeypatch.setattr(type(stored), "read", lambda *a: pytest.fail("HEAD read the file"))
     head = app.head(url, headers=headers, status=status)
     assert head.body == b""
-    ignore = {"Expires", "Content-Type", "Content-Length"}  # time; boundary; 416 text
-    assert {k: v for k, v in head.headers.items() if k not in ignore} == {
-        k: v for k, v in get.headers.items() if k not in ignore
+    ignore = {"expires", "content-type", "content-length"}  # time; boundary; 416 text
+    assert {k: v for k, v in head.headers.items() if k.lower() not in ignore} == {
+        k: v for k, v in get.headers.items() if k.lower() not in ignore
     }
     if status != 416:
         assert head.headers.get("Content-Length") == get.headers.get("Content-Length") or (
@@ -351,7 +361,7 @@ def test_head_answers_like_get_without_reading(
         )
 
 
-def test_head_304(app: TestApp, url: str) -> None:
+def test_head_304(app: Client, url: str) -> None:
     etag = app.get(url).headers["ETag"]
     assert app.head(url, headers={"If-None-Match": etag}).status_int == 304
 
@@ -374,7 +384,7 @@ def test_head_304(app: TestApp, url: str) -> None:
         "text/html; charset=utf-8",
     ],
 )
-def test_dangerous_types_are_attachments(app: TestApp, default_depot, content_type: str) -> None:
+def test_dangerous_types_are_attachments(app: Client, default_depot, content_type: str) -> None:
     file_id = default_depot.create(b"<script>alert(1)</script>", "x.html", content_type)
     response = app.get(f"/depot/default/{file_id}")
     assert response.headers["Content-Disposition"].startswith("attachment;")
@@ -396,15 +406,15 @@ def test_dangerous_types_are_attachments(app: TestApp, default_depot, content_ty
         "text/plain; charset=utf-8",
     ],
 )
-def test_harmless_types_stay_inline(app: TestApp, default_depot, content_type: str) -> None:
+def test_harmless_types_stay_inline(app: Client, default_depot, content_type: str) -> None:
     file_id = default_depot.create(b"x", "x", content_type)
     response = app.get(f"/depot/default/{file_id}")
     assert response.headers["Content-Disposition"].startswith("inline;")
     assert "Content-Security-Policy" not in response.headers
 
 
-def test_inline_types_is_an_option(default_depot) -> None:
-    app = TestApp(DepotMiddleware(wrapped_app, inline_types=["text/html", "image/*"]))
+def test_inline_types_is_an_option(front_end: FrontEnd, default_depot) -> None:
+    app = front_end.client(inline_types=["text/html", "image/*"])
     html = default_depot.create(b"<p>", "p.html")
     png = default_depot.create(b"x", "p.png")
     pdf = default_depot.create(b"x", "p.pdf")
@@ -417,7 +427,7 @@ def test_inline_types_is_an_option(default_depot) -> None:
     "name",
     ["a\r\nSet-Cookie: x=1.png", 'q".png', "back\\slash.png", "\u043a\u043e\u0442 \U0001f408.png"],
 )
-def test_filenames_cannot_inject_headers(app: TestApp, default_depot, name: str) -> None:
+def test_filenames_cannot_inject_headers(app: Client, default_depot, name: str) -> None:
     file_id = default_depot.create(b"x", name, "image/png")
     response = app.get(f"/depot/default/{file_id}")  # WebTest's lint rejects bad headers
     assert "Set-Cookie" not in response.headers
@@ -427,7 +437,7 @@ def test_filenames_cannot_inject_headers(app: TestApp, default_depot, name: str)
     ), value
 
 
-def test_stored_content_type_cannot_inject_headers(app: TestApp, default_depot) -> None:
+def test_stored_content_type_cannot_inject_headers(app: Client, default_depot) -> None:
     file_id = default_depot.create(b"x", "x", "text/plain\r\nSet-Cookie: a=b")
     response = app.get(f"/depot/default/{file_id}")
     assert response.headers["Content-Type"] == "application/octet-stream"
@@ -500,10 +510,10 @@ def test_closing_the_body_closes_the_file(default_depot, stored, url, monkeypatc
 
 
 @pytest.mark.parametrize("offload", ["x-accel-redirect", "x-sendfile"])
-def test_offload_headers(tmp_path, offload: str) -> None:
+def test_offload_headers(front_end: FrontEnd, tmp_path, offload: str) -> None:
     local = DepotManager.configure("default", {"depot.storage_path": str(tmp_path / "f")})
     memory = DepotManager.configure("mem", {"depot.backend": "memory"})
-    app = TestApp(DepotMiddleware(wrapped_app, offload=offload, offload_location="/_internal/"))
+    app = front_end.client(offload=offload, offload_location="/_internal/")
     file_id = local.create(b"abc", "a.txt")
     response = app.get(f"/depot/default/{file_id}")
     assert response.body == b""
@@ -521,9 +531,9 @@ def test_offload_headers(tmp_path, offload: str) -> None:
     assert "X-Accel-Redirect" not in served.headers and "X-Sendfile" not in served.headers
 
 
-def test_offload_must_be_known() -> None:
+def test_offload_must_be_known(front_end: FrontEnd) -> None:
     with pytest.raises(ValueError, match="offload must be one of x-accel-redirect, x-sendfile"):
-        DepotMiddleware(wrapped_app, offload="x-lighttpd")
+        front_end.middleware(offload="x-lighttpd")
 
 
 # --- stored values written by other programs (issue 12) -----------------------------------
@@ -576,10 +586,12 @@ def assert_pep3333_headers(headers: list[tuple[str, str]]) -> None:
         "text/\u00a0html",
     ],
 )
-def test_unsafe_stored_content_type_is_never_sent(writable, content_type: str) -> None:
+def test_unsafe_stored_content_type_is_never_sent(
+    front_end: FrontEnd, writable, content_type: str
+) -> None:
     file_id = writable.create(b"<script>alert(1)</script>", "x.html", "text/plain")
     plant(writable, file_id, content_type=content_type)
-    response = TestApp(DepotMiddleware(wrapped_app)).get(f"/depot/default/{file_id}")
+    response = front_end.client().get(f"/depot/default/{file_id}")
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert response.headers["Content-Security-Policy"] == "sandbox"
@@ -590,12 +602,12 @@ def test_unsafe_stored_content_type_is_never_sent(writable, content_type: str) -
 @pytest.mark.parametrize(
     "name", ["caf\udce9.txt", "\udcff", "\udc80\udc80.png", "a\udce9\r\n\x00\x7f.pdf"]
 )
-def test_lone_surrogate_filename_is_served(writable, name: str) -> None:
+def test_lone_surrogate_filename_is_served(front_end: FrontEnd, writable, name: str) -> None:
     # Names os.fsdecode() makes of bytes that are not UTF-8, stored before
     # store-side normalisation existed.
     file_id = writable.create(b"bytes", "x.txt", "text/plain")
     plant(writable, file_id, filename=name)
-    app = TestApp(DepotMiddleware(wrapped_app))
+    app = front_end.client()
     response = app.get(f"/depot/default/{file_id}")
     assert response.body == b"bytes"
     assert "%EF%BF%BD" in response.headers["Content-Disposition"]
@@ -614,11 +626,11 @@ def test_lone_surrogate_filename_is_served(writable, name: str) -> None:
     ],
 )
 def test_long_filename_gives_a_bounded_header_keeping_the_extension(
-    writable, name: str, extension: str
+    front_end: FrontEnd, writable, name: str, extension: str
 ) -> None:
     file_id = writable.create(b"x", "x", "image/png")
     plant(writable, file_id, filename=name)  # as stored before names were bounded
-    response = TestApp(DepotMiddleware(wrapped_app)).get(f"/depot/default/{file_id}")
+    response = front_end.client().get(f"/depot/default/{file_id}")
     value = response.headers["Content-Disposition"]
     assert len(value) < 1024, len(value)
     fallback, encoded = re.fullmatch(
@@ -633,26 +645,31 @@ def test_long_filename_gives_a_bounded_header_keeping_the_extension(
 @pytest.mark.parametrize(
     "checksum", ['sha256:"\r\nSet-Cookie: a=b', "sha256:\u00e9\u00e9", "sha256:", "md5"]
 )
-def test_etag_from_an_unusable_checksum_falls_back_to_time_and_size(writable, checksum) -> None:
+def test_etag_from_an_unusable_checksum_falls_back_to_time_and_size(
+    front_end: FrontEnd, writable, checksum
+) -> None:
     file_id = writable.create(b"abc", "a.txt")
     if isinstance(writable, LocalFileStorage):
         with open(os.path.join(writable.storage_path, file_id, "checksum"), "w") as f:
             f.write(str(checksum))
     else:
         plant(writable, file_id, checksum=checksum)
-    response = TestApp(DepotMiddleware(wrapped_app)).get(f"/depot/default/{file_id}")
+    response = front_end.client().get(f"/depot/default/{file_id}")
     assert re.fullmatch(r'"\d+-3"', response.headers["ETag"]), response.headers["ETag"]
     assert_pep3333_headers(response.headerlist)
 
 
 @pytest.mark.parametrize("length", [-5, "10", 2.5, True, None, 10**30])
 def test_invalid_stored_length(
-    caplog: pytest.LogCaptureFixture, length: Any, monkeypatch: pytest.MonkeyPatch
+    front_end: FrontEnd,
+    caplog: pytest.LogCaptureFixture,
+    length: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     memory = DepotManager.configure("default", {"depot.backend": "memory"})
     file_id = memory.create(b"abc", "a.txt")
     plant(memory, file_id, content_length=length)
-    app = TestApp(DepotMiddleware(wrapped_app))
+    app = front_end.client()
     with caplog.at_level(logging.ERROR, logger="depot.middleware"):
         response = app.get(f"/depot/default/{file_id}", expect_errors=True)
     # Sent as Content-Length and used for ranges: not served rather than
@@ -681,7 +698,7 @@ HUGE = "9" * 5000  # more digits than int() converts by default
         ("bytes=1-2\x0b", 200, DATA),
     ],
 )
-def test_absurd_range_numbers(app: TestApp, url: str, header: str, status: int, body) -> None:
+def test_absurd_range_numbers(app: Client, url: str, header: str, status: int, body) -> None:
     response = app.get(url, headers={"Range": header}, status=status)
     if body is not None:
         assert response.body == body
@@ -699,18 +716,18 @@ UNCONVERTIBLE_DATES = [
 
 @pytest.mark.parametrize("date", UNCONVERTIBLE_DATES)
 @pytest.mark.parametrize("header", ["If-Modified-Since", "If-Unmodified-Since"])
-def test_unconvertible_dates_are_ignored(app: TestApp, url: str, header: str, date: str) -> None:
+def test_unconvertible_dates_are_ignored(app: Client, url: str, header: str, date: str) -> None:
     assert app.get(url, headers={header: date}, status=200).body == DATA
     assert app.head(url, headers={header: date}, status=200).body == b""
 
 
 @pytest.mark.parametrize("date", UNCONVERTIBLE_DATES)
-def test_unconvertible_if_range_date_sends_the_whole_file(app: TestApp, url: str, date) -> None:
+def test_unconvertible_if_range_date_sends_the_whole_file(app: Client, url: str, date) -> None:
     response = app.get(url, headers={"Range": "bytes=0-9", "If-Range": date}, status=200)
     assert response.body == DATA
 
 
-def test_if_range_needs_one_strong_validator(app: TestApp, url: str) -> None:
+def test_if_range_needs_one_strong_validator(app: Client, url: str) -> None:
     etag = app.get(url).headers["ETag"]
     assert app.get(url, headers={"Range": "bytes=0-9", "If-Range": etag}).status_int == 206
     for value in [f"{etag}, {etag}", f'"x", {etag}', f"{etag}, *", "*", f" {etag}x", etag[:-1]]:
@@ -732,7 +749,7 @@ def test_if_range_needs_one_strong_validator(app: TestApp, url: str) -> None:
         ("bytes=-0", 416),
     ],
 )
-def test_ranges_on_an_empty_file(app: TestApp, default_depot, header: str, status: int) -> None:
+def test_ranges_on_an_empty_file(app: Client, default_depot, header: str, status: int) -> None:
     file_id = default_depot.create(b"", "empty.txt", "text/plain")
     for method in (app.get, app.head):
         response = method(f"/depot/default/{file_id}", headers={"Range": header}, status=status)
@@ -777,12 +794,12 @@ class FailingStorage(MemoryFileStorage):
 )
 @pytest.mark.parametrize("headers", [{}, {"Range": "bytes=0-1"}, {"Range": "bytes=0-1,3-4"}])
 def test_unreadable_bytes_answer_404_or_503_before_the_status_line(
-    monkeypatch, caplog, error: BaseException, status: int, headers: dict
+    front_end: FrontEnd, monkeypatch, caplog, error: BaseException, status: int, headers: dict
 ) -> None:
     monkeypatch.setattr(FailingFile, "error", error)
     storage = DepotManager._depots["default"] = FailingStorage()
     file_id = storage.create(b"hello world", "a.txt")
-    app = TestApp(DepotMiddleware(wrapped_app))
+    app = front_end.client()
     url = f"/depot/default/{file_id}"
     with caplog.at_level(logging.ERROR, logger="depot.middleware"):
         response = app.get(url, headers=headers, status=status)
@@ -797,9 +814,9 @@ def test_unreadable_bytes_answer_404_or_503_before_the_status_line(
 
 @pytest.mark.parametrize("headers", [{}, {"Range": "bytes=0-1"}, {"Range": "bytes=0-1,3-4"}])
 @pytest.mark.parametrize("how", ["deleted", "directory"])
-def test_data_file_gone_after_get(tmp_path, monkeypatch, headers: dict, how: str) -> None:
-    from wsgiref.util import FileWrapper
-
+def test_data_file_gone_after_get(
+    front_end: FrontEnd, tmp_path, monkeypatch, headers: dict, how: str
+) -> None:
     storage = DepotManager.configure("default", {"depot.storage_path": str(tmp_path / "f")})
     original_get = LocalFileStorage.get
 
@@ -811,9 +828,9 @@ def test_data_file_gone_after_get(tmp_path, monkeypatch, headers: dict, how: str
         return stored
 
     monkeypatch.setattr(LocalFileStorage, "get", get_then_lose_the_data)
-    for environ in ({}, {"wsgi.file_wrapper": FileWrapper}):
+    for sendfile in (False, True):  # wsgi.file_wrapper / http.response.zerocopysend
         file_id = storage.create(b"hello world", "a.txt")
-        response = TestApp(DepotMiddleware(wrapped_app), extra_environ=environ).get(
+        response = front_end.client(sendfile=sendfile).get(
             f"/depot/default/{file_id}", headers=headers, expect_errors=True
         )
         # get() holds the data open: the version it opened is served, whole,
@@ -832,34 +849,32 @@ def test_data_file_gone_after_get(tmp_path, monkeypatch, headers: dict, how: str
 # --- aliases, redirects and offload headers (issue 12) -------------------------------------
 
 
-def test_x_accel_redirect_through_an_alias_names_the_depot(tmp_path) -> None:
+def test_x_accel_redirect_through_an_alias_names_the_depot(front_end: FrontEnd, tmp_path) -> None:
     local = DepotManager.configure("default", {"depot.storage_path": str(tmp_path / "f")})
     DepotManager.alias("legacy", "default")
     file_id = local.create(b"abc", "a.txt")
-    app = TestApp(DepotMiddleware(wrapped_app, offload="x-accel-redirect"))
+    app = front_end.client(offload="x-accel-redirect")
     response = app.get(f"/depot/legacy/{file_id}")
     assert response.headers["X-Accel-Redirect"] == f"/_depot/default/{file_id}/file"
 
 
-def test_x_sendfile_path_a_header_cannot_carry_is_served_by_depot(tmp_path) -> None:
+def test_x_sendfile_path_a_header_cannot_carry_is_served_by_depot(
+    front_end: FrontEnd, tmp_path
+) -> None:
     storage_path = tmp_path / "odd\r\nname"
     local = DepotManager.configure("default", {"depot.storage_path": str(storage_path)})
     file_id = local.create(b"abc", "a.txt")
-    response = TestApp(DepotMiddleware(wrapped_app, offload="x-sendfile")).get(
-        f"/depot/default/{file_id}"
-    )
+    response = front_end.client(offload="x-sendfile").get(f"/depot/default/{file_id}")
     assert "X-Sendfile" not in response.headers
     assert response.body == b"abc"
     assert_pep3333_headers(response.headerlist)
 
 
-def test_x_sendfile_non_ascii_path_is_sent_as_its_bytes(tmp_path) -> None:
+def test_x_sendfile_non_ascii_path_is_sent_as_its_bytes(front_end: FrontEnd, tmp_path) -> None:
     storage_path = tmp_path / "m\u00e9dias"
     local = DepotManager.configure("default", {"depot.storage_path": str(storage_path)})
     file_id = local.create(b"abc", "a.txt")
-    response = TestApp(DepotMiddleware(wrapped_app, offload="x-sendfile")).get(
-        f"/depot/default/{file_id}"
-    )
+    response = front_end.client(offload="x-sendfile").get(f"/depot/default/{file_id}")
     sent = response.headers["X-Sendfile"].encode("latin-1")
     assert sent == os.fsencode(storage_path / file_id / "file")
 
@@ -876,7 +891,7 @@ def test_x_sendfile_non_ascii_path_is_sent_as_its_bytes(tmp_path) -> None:
         ("https://cdn.example.com/\udcff", "https://cdn.example.com/%3F"),
     ],
 )
-def test_redirect_location_is_a_valid_header(location: str, sent: str) -> None:
+def test_redirect_location_is_a_valid_header(front_end: FrontEnd, location: str, sent: str) -> None:
     class OddFile(MemoryStoredFile):
         def redirect_url(self):
             return location, False
@@ -888,7 +903,7 @@ def test_redirect_location_is_a_valid_header(location: str, sent: str) -> None:
 
     storage = DepotManager._depots["odd"] = OddStorage()
     file_id = storage.create(b"x")
-    response = TestApp(DepotMiddleware(wrapped_app)).get(f"/depot/odd/{file_id}", status=302)
+    response = front_end.client().get(f"/depot/odd/{file_id}", status=302)
     assert response.headers["Location"] == sent
     assert "Set-Cookie" not in response.headers
     assert_pep3333_headers(response.headerlist)

@@ -35,6 +35,8 @@ def test_all_extra_is_the_union_of_the_others() -> None:
         "sqlalchemy",
         "ming",
         "images",
+        "asgi",
+        "fastapi",
         "web",
         "all",
         "test",

@@ -36,6 +36,30 @@ class FileFacts:
 
     __slots__ = ("content_type", "etag", "headers", "last_modified", "length", "seekable")
 
+    @classmethod
+    def of(cls, stored: StoredFile, inline_types: frozenset[str]) -> FileFacts:
+        """The facts of ``stored``, made once per version and kept (see the module's doc)."""
+        key = (
+            stored.file_id,
+            stored.checksum,
+            stored.last_modified,
+            stored.content_length,
+            stored.content_type,
+            stored.filename,
+            stored.seekable(),
+            inline_types,
+        )
+        try:
+            facts = _kept.get(key)
+        except TypeError:  # a value that cannot be a key: made each time
+            return cls(stored, inline_types)
+        if facts is None:
+            facts = cls(stored, inline_types)
+            if len(_kept) >= _KEPT:
+                _kept.clear()  # simpler than LRU, and a full cache is rebuilt in one pass
+            _kept[key] = facts
+        return facts
+
     def __init__(self, stored: StoredFile, inline_types: frozenset[str]) -> None:
         length = stored.content_length
         if not is_size(length):
@@ -59,7 +83,12 @@ class FileFacts:
         self.seekable = stored.seekable()
 
 
-@lru_cache(maxsize=4096)
+#: How many versions' facts are kept (each is a few hundred bytes).
+_KEPT = 4096
+_kept: dict[tuple[object, ...], FileFacts] = {}
+
+
+@lru_cache(maxsize=_KEPT)
 def _file_headers(
     etag: str,
     last_modified: datetime | None,

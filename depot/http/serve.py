@@ -126,9 +126,10 @@ def route(request: RequestFacts, options: ServeOptions) -> Route | Answer | None
     # An alias serves the files of the depot it stands for, under the
     # depot's own name (the one its offload location is configured for).
     name = DepotManager.resolve_alias(depot_name) if depot_name else None
-    if name is None or not file_id or "/" in file_id or DepotManager.get(name) is None:
+    if name is None or not file_id or "/" in file_id:
         return not_found(request.method)
-    return Route(depot_name, name, file_id)
+    found = Route(depot_name, name, file_id)
+    return not_found(request.method) if found.depot is None else found
 
 
 def prepare(
@@ -169,7 +170,7 @@ def prepare(
             permanent = permanent and not access.private
             return Prepared.of(redirect(url_for_header(location), permanent, method))
         stored.hold_version()
-        facts = FileFacts(stored, options.inline_types)
+        facts = FileFacts.of(stored, options.inline_types)
         offload = _offload_header(options, found.name, stored)
         return prepare_file(
             request,

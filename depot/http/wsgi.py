@@ -123,7 +123,7 @@ class FileServeApp:
         # the file is replaced before the body is read.
         storedfile.hold_version()
         self.inline_types = frozenset(t.lower() for t in inline_types)
-        self._facts = FileFacts(storedfile, self.inline_types)
+        self._facts = FileFacts.of(storedfile, self.inline_types)
         self.filename = storedfile.filename or "unnamed"
         self.last_modified = self._facts.last_modified
         self.content_length = self._facts.length

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TypeGuard
 
 from depot.exceptions import CorruptMetadataError
+from depot.io._async import AsyncStorageMixin, AsyncStoredFileMixin
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._fileinfo import (
     FileIntent,
@@ -88,7 +89,7 @@ def check_metadata(
         )
 
 
-class StoredFile(io.IOBase):
+class StoredFile(AsyncStoredFileMixin, io.IOBase):
     """A file read back from a depot: a read-only binary file plus its metadata.
 
     :param file_id: the id the storage gave the file.
@@ -113,6 +114,9 @@ class StoredFile(io.IOBase):
 
     Iterating yields blocks of bytes (not lines), so a StoredFile can be
     handed straight to a WSGI server.
+
+    Async code awaits ``aread()`` and ``aclose()`` and uses ``async for`` and
+    ``async with`` (:class:`~depot.io._async.AsyncStoredFileMixin`).
 
     .. versionchanged:: 1.0
        ``checksum`` added; iteration yields blocks instead of lines; metadata of
@@ -296,8 +300,12 @@ class StoredFile(io.IOBase):
         )
 
 
-class FileStorage(ABC):
-    """A place to store files: create, read, replace, delete and list them by id."""
+class FileStorage(AsyncStorageMixin, ABC):
+    """A place to store files: create, read, replace, delete and list them by id.
+
+    Async code awaits ``acreate()``, ``aget()``, ``areplace()``, ``adelete()``,
+    ``aexists()`` and ``alist()`` (:class:`~depot.io._async.AsyncStorageMixin`).
+    """
 
     @staticmethod
     def fileid(file_or_id: StoredFile | str) -> str:
