@@ -1,7 +1,7 @@
 """A small file box on FastAPI: async uploads, a list, files served by depot's ASGI middleware.
 
-Run from the repository root: ``uvicorn examples.fastapi_app:app`` (after ``pip install
-fastapi uvicorn python-multipart``), then open http://127.0.0.1:8000/. Settings (optional
+Run from the repository root: ``uvicorn examples.fastapi_app:app`` (after ``pip install -e
+'.[fastapi]'``), then open http://127.0.0.1:8000/. Settings (optional
 environment variables): ``FILEBOX_DATA``, the files' directory (default: ``depot-fastapi-example``
 in the temporary directory); ``FILEBOX_SIGNING_KEYS``, the private depot's keys, newest first
 (default: a key made at start: links die with the process, and differ between workers).
