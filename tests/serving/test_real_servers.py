@@ -44,9 +44,10 @@ else:
 MIB = 1024 * 1024
 BIG = 100 * MIB
 #: How much the worker's memory may grow while it sends the 100 MiB file.
-#: Measured (gunicorn 27, granian 2.8, 2 cores): 0 MiB under gunicorn, which
-#: sends the file with sendfile(), about 2 MiB under granian's WSGI; a front
-#: end that buffered the body grew by 200 MiB and more.
+#: Measured (gunicorn 27, granian 2.8, uvicorn 0.55, 2 cores): 0 MiB under
+#: gunicorn, which sends the file with sendfile(); about 1 MiB under uvicorn,
+#: 2 MiB under granian WSGI and 3 MiB under granian ASGI, where depot reads
+#: the blocks. A WSGI front end made to buffer the body grew by 200 MiB and more.
 RSS_GROWTH_BOUND = 32 * MIB
 #: How long a server may take to close the stored file after a client hangs up.
 CLOSE_DEADLINE = 10.0
