@@ -1,11 +1,13 @@
 #!/bin/sh
-# The Debian packages the test suite drives: nginx (the offload tests) and
-# Chromium with its WebDriver (the example app's browser test). Installed when
+# The Debian packages the test suite drives: nginx (the offload tests), curl (a
+# real client of the server tests) and Chromium with its WebDriver (the example
+# app's browser test). Installed when
 # this runs as root on Debian; elsewhere one line says what to install, and the
 # tests that need a missing one fail saying the same.
 set -eu
 missing=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 [ -x /usr/bin/chromedriver ] || missing="$missing chromium-driver"
 [ -n "$missing" ] || exit 0
@@ -16,5 +18,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 else
     echo "The tests need these Debian packages, not installed here:$missing." \
         "Install them (as root: apt-get install$missing), or their equivalents" \
-        "(nginx, Chromium and its chromedriver), then run the tests again." >&2
+        "(nginx, curl, Chromium and its chromedriver), then run the tests again." >&2
 fi
