@@ -27,6 +27,7 @@ from depot.io.interfaces import FileStorage, StoredFile
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from depot.asgi import DepotASGIMiddleware
     from depot.middleware import DepotMiddleware
 
 __all__ = ["DepotManager", "configure", "get_depot", "get_file", "set_default"]
@@ -198,7 +199,7 @@ class DepotManager:
         return middleware
 
     @classmethod
-    def make_asgi_middleware(cls, app: Any, **options: Any) -> Any:
+    def make_asgi_middleware(cls, app: Any, **options: Any) -> DepotASGIMiddleware:
         """Wrap the ASGI ``app`` in the :class:`~depot.asgi.DepotASGIMiddleware` serving the files.
 
         :param options: passed to :class:`~depot.asgi.DepotASGIMiddleware`
@@ -206,7 +207,7 @@ class DepotManager:
 
         .. versionadded:: 1.0
         """
-        from depot.asgi import DepotASGIMiddleware  # type: ignore[import-not-found]
+        from depot.asgi import DepotASGIMiddleware
 
         middleware = DepotASGIMiddleware(app, **options)
         cls.set_middleware(middleware)

@@ -1,4 +1,9 @@
-"""Real servers on 127.0.0.1 for end-to-end tests: gunicorn running depot, nginx in front."""
+"""Real servers on 127.0.0.1 for end-to-end tests.
+
+gunicorn, granian (WSGI and ASGI) and uvicorn running tests/wsgi_app.py or
+tests/asgi_app.py over a local depot, nginx in front, and the storage servers
+the remote backends' tests talk to.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -37,44 +43,147 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: floa
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
-@contextmanager
-def gunicorn(
-    storage: Path, offload: str | None = None, workers: int = 1
-) -> Iterator[tuple[int, int]]:
-    """Serve tests/wsgi_app.py; yields (port, master pid)."""
-    port = free_port()
-    env = {
+def server_environment(storage: Path, offload: str | None = None) -> dict[str, str]:
+    """The environment tests/wsgi_app.py and tests/asgi_app.py read their depot from."""
+    return {
         **os.environ,
         "DEPOT_TEST_STORAGE": str(storage),
         "DEPOT_TEST_OFFLOAD": offload or "",
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]),
+        # The checkout first (its depot wins over the installed one); never tests/
+        # itself, whose http/ would shadow the standard library's http package.
+        "PYTHONPATH": str(REPO),
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-            "wsgi_app:application",
-        ],
-        env=env,
-        cwd=str(TESTS),
-    )
+
+
+@contextmanager
+def _serving(command: list[str], env: dict[str, str], port: int, what: str) -> Iterator[int]:
+    """Run ``command`` until the block ends; yields its pid once ``port`` accepts."""
+    # The servers put their working directory on sys.path too.
+    process = subprocess.Popen(command, env=env, cwd=str(REPO))
     try:
-        wait_for_port(port, process, "gunicorn")
-        yield port, process.pid
+        wait_for_port(port, process, what)
+        yield process.pid
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def worker_pid(master: int, timeout: float = 30) -> int:
+    """The pid of the one worker process ``master`` forked (it is the one that serves).
+
+    A pre-forking server listens before its worker has started: this waits for it.
+    """
+    # Imported here: the storage servers' fixtures in this module run without it.
+    import psutil
+
+    parent = psutil.Process(master)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = parent.children()
+        if len(children) == 1:
+            return children[0].pid
+        if len(children) > 1:
+            raise RuntimeError(f"{master} has {len(children)} workers; start it with one")
+        time.sleep(0.05)
+    raise RuntimeError(f"{master} started no worker within {timeout}s")
+
+
+@contextmanager
+def gunicorn(
+    storage: Path,
+    offload: str | None = None,
+    workers: int = 1,
+    app_target: str = "tests.wsgi_app:application",
+) -> Iterator[tuple[int, int]]:
+    """Serve ``app_target`` (tests/wsgi_app.py); yields (port, master pid).
+
+    The workers are the master's children (:func:`worker_pid` finds a lone one).
+    """
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        "--log-level",
+        "warning",
+        app_target,
+    ]
+    with _serving(command, server_environment(storage, offload), port, "gunicorn") as pid:
+        yield port, pid
+
+
+@contextmanager
+def uvicorn(
+    app_target: str, storage: Path, offload: str | None = None
+) -> Iterator[tuple[int, int]]:
+    """Serve the ASGI ``app_target`` with uvicorn, one process; yields (port, its pid)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        app_target,
+    ]
+    with _serving(command, server_environment(storage, offload), port, "uvicorn") as pid:
+        yield port, pid
+
+
+@contextmanager
+def granian(
+    app_target: str,
+    storage: Path,
+    interface: Literal["wsgi", "asgi"] = "wsgi",
+    offload: str | None = None,
+) -> Iterator[tuple[int, int]]:
+    """Serve ``app_target`` with granian, one worker; yields (port, the worker's pid).
+
+    granian's main process only supervises: the worker it forks is the one
+    that runs the application and holds its files and memory.
+    """
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        interface,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+    ]
+    if interface == "wsgi":
+        # The default (a thread per request, up to the backlog) makes granian
+        # warn at start; four is what the gunicorn fixture runs.
+        command += ["--blocking-threads", "4"]
+    command.append(app_target)
+    env = server_environment(storage, offload)
+    with _serving(command, env, port, f"granian ({interface})") as pid:
+        yield port, worker_pid(pid)
 
 
 class ServerProcess:

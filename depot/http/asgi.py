@@ -12,7 +12,7 @@ The public import path is :mod:`depot.asgi`.
 
 from __future__ import annotations
 
-import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
@@ -20,12 +20,12 @@ try:
     import anyio
     import anyio.to_thread
 except ModuleNotFoundError as exc:  # pragma: no cover (anyio comes with every ASGI framework)
-    raise ImportError(
-        "depot.asgi needs anyio (which Starlette, FastAPI and httpx install); "
-        "install the 'asgi' extra: pip install 'filedepot[asgi]'."
-    ) from exc
+    from depot._settings import missing_dependency_message
 
-from depot.http.answer import Answer, forbidden, not_found
+    raise ImportError(missing_dependency_message("depot.asgi", "anyio")) from exc
+
+from depot.http.access import needs_authorize
+from depot.http.answer import Answer, not_found, unavailable
 from depot.http.body import BLOCK_SIZE
 from depot.http.options import ServeOptions
 from depot.http.request import RequestFacts, current_mount
@@ -39,9 +39,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Whether the core decides access itself (issue 14's access control):
-#: until it does, a denied ``async def`` authorize is answered here.
-_CORE_AUTHORIZES = "authorized" in inspect.signature(prepare).parameters
+log = logging.getLogger("depot.middleware")
 
 #: Response header names as ASGI sends them (lower-case bytes), made once:
 #: the core sends a small fixed set of names.
@@ -135,10 +133,7 @@ class _Sending:
         :returns: the start message, the first bytes of the body, and whether
             they are all of it (then the file is closed already).
         """
-        if authorized is None or not _CORE_AUTHORIZES:
-            prepared = prepare(request, found, options, zerocopy)
-        else:  # pragma: no cover (the core's access control is not merged yet)
-            prepared = prepare(request, found, options, zerocopy, authorized=authorized)  # type: ignore[call-arg,unused-ignore]
+        prepared = prepare(request, found, options, zerocopy, authorized)
         self._prepared = prepared
         start, self.length = _start(prepared.status, prepared.headers)
         if prepared.file is not None:
@@ -244,12 +239,15 @@ class _ASGIFrontEnd:
             return
         options = self.options
         authorized = None
-        if options.authorize_is_async:
+        if options.authorize_is_async and needs_authorize(request, found, options):
             assert options.authorize is not None
-            # Awaited here, in the event loop, before the file is looked up.
-            authorized = bool(await options.authorize(request, found.name, found.file_id))
-            if not authorized and not _CORE_AUTHORIZES:
-                await self._answer(forbidden(request.method), request, scope, receive, send)
+            # Awaited here, in the event loop, before the file is looked up;
+            # a plain authorize is called by the core, in the worker thread.
+            try:
+                authorized = bool(await options.authorize(request, found.name, found.file_id))
+            except Exception:  # the application's code: fail closed, and say why in the log
+                log.exception("authorize(%r, %r) failed", found.name, found.file_id)
+                await self._answer(unavailable(request.method), request, scope, receive, send)
                 return
         zerocopy = "http.response.zerocopysend" in (scope.get("extensions") or ())
         sending = _Sending()

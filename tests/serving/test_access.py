@@ -1,4 +1,4 @@
-"""Private depots, signed URLs and ``authorize`` through the middleware, on every backend.
+"""Private depots, signed URLs and ``authorize`` through both front ends, on every backend.
 
 A refusal is a 403 decided before any lookup: the same answer whether the file
 exists or not. Answers that depended on who asked are ``Cache-Control: private``.
@@ -11,13 +11,14 @@ import time
 from typing import Any
 
 import pytest
-from webtest import TestApp
 
 from depot._settings import serving_policy_from_settings
 from depot.http.request import RequestFacts
 from depot.io.memory import MemoryFileStorage, MemoryStoredFile
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware
+from tests import frontends
+from tests.frontends import Client, FrontEnd
 
 KEY, OLD_KEY = "new-key-" + "n" * 24, "old-key-" + "o" * 24
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -36,8 +37,17 @@ def private(backend_settings: dict[str, Any]) -> Any:
     return depot.create(b"secret bytes", filename="secret.txt", content_type="text/plain")
 
 
-def make(**options: Any) -> TestApp:
-    return TestApp(DepotManager.make_middleware(wrapped_app, **options))
+front_end = frontends.front_end  # the fixture: every test on WSGI and on ASGI
+
+
+@pytest.fixture
+def make(front_end: FrontEnd) -> Any:
+    """A client of the front end under test, its middleware registered (for url_for)."""
+
+    def make(**options: Any) -> Client:
+        return front_end.client(front_end.make_middleware(**options))
+
+    return make
 
 
 def assert_forbidden(response: Any) -> None:
@@ -49,7 +59,7 @@ def assert_forbidden(response: Any) -> None:
 
 @pytest.mark.parametrize("method", ["get", "head"])
 def test_private_depot_refuses_unsigned_urls_whether_the_file_exists_or_not(
-    private: str, method: str
+    make: Any, private: str, method: str
 ) -> None:
     app = make()
     found = getattr(app, method)(f"/depot/default/{private}", status=403)
@@ -60,6 +70,7 @@ def test_private_depot_refuses_unsigned_urls_whether_the_file_exists_or_not(
 
 
 def test_signed_url_serves_a_private_file_cached_privately_no_longer_than_it_lives(
+    make: Any,
     private: str,
 ) -> None:
     app = make(cache_max_age=3600)
@@ -76,12 +87,14 @@ def test_signed_url_serves_a_private_file_cached_privately_no_longer_than_it_liv
     assert ranged.body == b"secret"
 
 
-def test_signed_url_of_a_missing_file_is_a_404(private: str) -> None:
+def test_signed_url_of_a_missing_file_is_a_404(make: Any, private: str) -> None:
     app = make()
     app.get(DepotManager.url_for(f"default/{MISSING}", expires_in=60), status=404)
 
 
-def test_expired_signed_url_is_refused(private: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_signed_url_is_refused(
+    make: Any, private: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make()
     url = DepotManager.url_for(f"default/{private}", expires_in=60)
     later = time.time() + 61
@@ -98,13 +111,13 @@ def test_expired_signed_url_is_refused(private: str, monkeypatch: pytest.MonkeyP
         lambda url: url + "&signature=" + "A" * 43,  # a second signature
     ],
 )
-def test_tampered_signed_url_is_refused(private: str, tamper) -> None:
+def test_tampered_signed_url_is_refused(make: Any, private: str, tamper) -> None:
     app = make()
     url = DepotManager.url_for(f"default/{private}", expires_in=60)
     assert_forbidden(app.get(tamper(url), status=403))
 
 
-def test_signature_of_another_file_is_refused(private: str) -> None:
+def test_signature_of_another_file_is_refused(make: Any, private: str) -> None:
     other = DepotManager.get("default").create(b"other")
     app = make()
     query = DepotManager.url_for(f"default/{other}", expires_in=60).partition("?")[2]
@@ -112,7 +125,7 @@ def test_signature_of_another_file_is_refused(private: str) -> None:
 
 
 def test_wrong_key_and_rotated_key(
-    backend_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    make: Any, backend_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = {**backend_settings, "depot.private": "true", "depot.signing_keys": OLD_KEY}
     file_id = DepotManager.configure("default", old).create(b"x")
@@ -136,6 +149,7 @@ def test_wrong_key_and_rotated_key(
 
 
 def test_public_depot_serves_plain_urls_and_refuses_bad_signatures(
+    make: Any,
     backend_settings: dict[str, Any],
 ) -> None:
     settings = {**backend_settings, "depot.signing_keys": KEY}
@@ -157,7 +171,7 @@ def public(backend_settings: dict[str, Any]) -> str:
     return depot.create(b"mine", filename="mine.txt", content_type="text/plain")
 
 
-def test_authorize_sees_the_request_and_decides(public: str) -> None:
+def test_authorize_sees_the_request_and_decides(make: Any, public: str) -> None:
     seen: list[tuple[RequestFacts, str, str]] = []
 
     def authorize(request: RequestFacts, depot_name: str, file_id: str) -> bool:
@@ -172,7 +186,7 @@ def test_authorize_sees_the_request_and_decides(public: str) -> None:
     request, depot_name, file_id = seen[-1]
     assert (request.method, depot_name, file_id) == ("GET", "default", public)
     assert request.path == f"/depot/files/{public}"
-    assert request.raw["HTTP_COOKIE"] == "user=owner"
+    assert request.headers["cookie"] == "user=owner"
     assert_forbidden(app.get(f"/depot/files/{public}", status=403))
     assert_forbidden(app.get(f"/depot/files/{MISSING}", status=403))
     # Requests that are not for a file never reach it.
@@ -183,6 +197,7 @@ def test_authorize_sees_the_request_and_decides(public: str) -> None:
 
 
 def test_authorize_can_open_a_private_depot_but_a_signature_needs_no_authorize(
+    make: Any,
     private: str,
 ) -> None:
     calls: list[str] = []
@@ -199,7 +214,9 @@ def test_authorize_can_open_a_private_depot_but_a_signature_needs_no_authorize(
     assert len(calls) == 2  # the signature was the grant
 
 
-def test_failing_authorize_is_a_logged_503(public: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_failing_authorize_is_a_logged_503(
+    make: Any, public: str, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(request: RequestFacts, depot_name: str, file_id: str) -> bool:
         raise RuntimeError("session store down")
 
@@ -220,7 +237,9 @@ def test_wsgi_refuses_an_async_authorize() -> None:
         DepotMiddleware(wrapped_app, authorize="yes")  # type: ignore[arg-type]
 
 
-def test_private_redirects_are_never_cached() -> None:
+def test_private_redirects_are_never_cached(
+    make: Any,
+) -> None:
     class PublicFile(MemoryStoredFile):
         public_url = "https://cdn.example.com/x.png"
 
@@ -240,3 +259,65 @@ def test_private_redirects_are_never_cached() -> None:
     response = app.get(DepotManager.url_for(f"cdn/{file_id}", expires_in=60), status=302)
     assert response.headers["Location"] == "https://cdn.example.com/x.png"
     assert response.headers["Cache-Control"] == "no-store"
+
+
+# --- authorize under ASGI -----------------------------------------------------------
+
+
+def asgi_client(**options: Any) -> Client:
+    return FrontEnd("asgi").client(FrontEnd("asgi").make_middleware(**options))
+
+
+def test_async_authorize_is_awaited_before_the_lookup(public: str) -> None:
+    calls: list[str] = []
+
+    async def authorize(request: RequestFacts, depot_name: str, file_id: str) -> bool:
+        calls.append(file_id)
+        return request.headers.get("cookie") == "user=owner"
+
+    app = asgi_client(authorize=authorize)
+    assert app.get(f"/depot/default/{public}", headers={"Cookie": "user=owner"}).body == b"mine"
+    assert_forbidden(app.get(f"/depot/default/{public}", status=403))
+    assert_forbidden(app.get(f"/depot/default/{MISSING}", status=403))
+    assert calls == [public, public, MISSING]
+
+
+def test_async_authorize_is_not_asked_when_a_signature_decides(private: str) -> None:
+    calls: list[str] = []
+
+    async def authorize(request: RequestFacts, depot_name: str, file_id: str) -> bool:
+        calls.append(file_id)
+        return False
+
+    app = asgi_client(authorize=authorize)
+    signed = DepotManager.url_for(f"default/{private}", expires_in=60)
+    assert app.get(signed, status=200).body == b"secret bytes"
+    assert_forbidden(app.get(signed.replace("expires=", "expires=1"), status=403))
+    assert calls == []
+
+
+def test_failing_async_authorize_is_a_logged_503(
+    public: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: RequestFacts, depot_name: str, file_id: str) -> bool:
+        raise RuntimeError("session store down")
+
+    app = asgi_client(authorize=broken)
+    with caplog.at_level(logging.ERROR, logger="depot.middleware"):
+        response = app.get(f"/depot/default/{public}", status=503)
+    assert b"session store down" not in response.body
+    assert "session store down" in caplog.text
+
+
+def test_plain_authorize_runs_outside_the_event_loop(public: str) -> None:
+    import threading
+
+    threads: list[str] = []
+
+    def authorize(request: RequestFacts, depot_name: str, file_id: str) -> bool:
+        threads.append(threading.current_thread().name)
+        return True
+
+    loop_thread = threading.current_thread().name  # anyio.run runs the loop here
+    asgi_client(authorize=authorize).get(f"/depot/default/{public}", status=200)
+    assert threads and threads[0] != loop_thread
