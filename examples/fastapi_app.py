@@ -1,7 +1,7 @@
 """A small file box on FastAPI: async uploads, a list, files served by depot's ASGI middleware.
 
-Run from the repository root: ``uvicorn examples.fastapi_app:app`` (after ``pip install -e
-'.[fastapi]'``), then open http://127.0.0.1:8000/. Settings (optional
+Run from the repository root: ``uvicorn examples.fastapi_app:app`` (after
+``pip install -e '.[fastapi]'``), then open http://127.0.0.1:8000/. Settings (optional
 environment variables): ``FILEBOX_DATA``, the files' directory (default: ``depot-fastapi-example``
 in the temporary directory); ``FILEBOX_SIGNING_KEYS``, the private depot's keys, newest first
 (default: a key made at start: links die with the process, and differ between workers).
@@ -15,6 +15,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,8 +43,7 @@ def make_app(settings: Settings | None = None) -> Any:
     """Configure the two depots; return the app wrapped in the middleware serving their files."""
     data, keys = settings or from_env()
     public = DepotManager.configure(PUBLIC, {"depot.storage_path": str(data / PUBLIC)})
-    # Its files are served only at URLs signed with one of the keys (403 otherwise).
-    signed = {"depot.private": True, "depot.signing_keys": keys}
+    signed = {"depot.private": True, "depot.signing_keys": keys}  # 403 unless signed with a key
     private = DepotManager.configure(PRIVATE, {"depot.storage_path": str(data / PRIVATE), **signed})
     api = FastAPI(title="depot on FastAPI")
 
@@ -54,7 +54,7 @@ def make_app(settings: Settings | None = None) -> Any:
     @api.post("/files", status_code=201)
     async def upload(file: UploadFile) -> dict[str, Any]:
         # Starlette spooled it to a temporary file; acreate copies it in blocks, in a thread.
-        with await public.aget(await public.acreate(file)) as stored:
+        async with await public.aget(await public.acreate(file)) as stored:
             return facts(stored)
 
     @api.delete("/files/{file_id}", status_code=204)
@@ -79,8 +79,7 @@ def make_app(settings: Settings | None = None) -> Any:
             f" ({f['size']} bytes)</li>"
             for f in map(facts, await stored_files(public))
         )
-        # FastAPI's own page, /docs, has a form for each request (uploads too).
-        head = '<!doctype html><title>depot on FastAPI</title><a href="/docs">API</a>'
+        head = '<!doctype html><title>depot on FastAPI</title><a href="/docs">API and upload</a>'
         return f"{head}<ul>{items}</ul>"
 
     # Files are served at /depot/<depot>/<id>: ranges, caching, safe headers.
@@ -91,9 +90,10 @@ async def stored_files(depot: FileStorage) -> list[StoredFile]:
     """The depot's files, newest first (facts read, each closed; any deleted meanwhile left out)."""
     files = []
     for file_id in await depot.alist():
-        with contextlib.suppress(FileNotFoundError), await depot.aget(file_id) as stored:
-            files.append(stored)
-    return sorted(files, key=lambda stored: stored.last_modified, reverse=True)
+        with contextlib.suppress(FileNotFoundError):
+            async with await depot.aget(file_id) as stored:
+                files.append(stored)
+    return sorted(files, key=lambda stored: stored.last_modified or datetime.min, reverse=True)
 
 
 async def found(depot: FileStorage, file_id: str) -> str:

@@ -7,6 +7,7 @@ and talks to it over a real socket.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from depot.http.signing import EXPIRES, sign_query
+from depot.io.local import LocalFileStorage
 from depot.manager import DepotManager
 from tests.examples.apps import EXAMPLES, REPO
 from tests.servers import ServerProcess
@@ -63,7 +65,9 @@ def test_importing_configures_nothing_and_app_is_built_on_demand(
         app = example.app
         assert example.app is app  # built once
         assert DepotManager.get_middleware() is app
-        assert DepotManager.get(example.PUBLIC).storage_path == str(tmp_path / example.PUBLIC)
+        public = DepotManager.get(example.PUBLIC)
+        assert isinstance(public, LocalFileStorage)
+        assert public.storage_path == str(tmp_path / example.PUBLIC)
         assert DepotManager.serving_policy(example.PRIVATE).private
     finally:
         vars(example).pop("app", None)
@@ -118,7 +122,7 @@ async def test_the_html_page_lists_the_files_with_names_escaped(
     page = await client.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert '<a href="/docs">' in page.text
+    assert '<a href="/docs">API and upload</a>' in page.text
     assert (await client.get("/docs")).status_code == 200
     name = "<script>alert(1)</script>&.html"
     posted = await client.post("/files", files={"file": (name, b"<script>alert(1)</script>")})
@@ -148,6 +152,10 @@ async def test_a_private_file_is_served_only_at_a_valid_signed_url(
     assert link["expires_in"] == 60
     signed = await client.get(link["url"])
     assert (signed.status_code, signed.content) == (200, secret)
+    # No shared cache keeps it, nor any cache past the link's life.
+    cache_control = signed.headers["cache-control"]
+    assert "private" in cache_control
+    assert 0 <= int(cache_control.split("max-age=")[1].split(",")[0]) <= 60
     url = urlsplit(link["url"])
     assert url.path == f"/depot/private/{file_id}"
 
@@ -189,6 +197,32 @@ async def test_a_link_for_a_missing_file_or_a_bad_expiry_is_refused(
     # A public file has no signed link: the link is only for the private depot.
     public = (await client.post("/files", files={"file": ("b.txt", b"b")})).json()
     assert (await client.get(f"/private/{public['id']}/link")).status_code == 404
+
+
+async def test_concurrent_uploads_are_all_stored_and_listed(client: httpx.AsyncClient) -> None:
+    contents = [os.urandom(50_000 + n) for n in range(12)]
+
+    async def upload(n: int) -> Any:
+        answer = await client.post("/files", files={"file": (f"f{n}.bin", contents[n])})
+        assert answer.status_code == 201
+        return answer.json()
+
+    posted = await asyncio.gather(*(upload(n) for n in range(len(contents))))
+    assert len({facts["id"] for facts in posted}) == len(contents)
+    listed = {facts["id"]: facts for facts in (await client.get("/files")).json()}
+    assert listed.keys() == {facts["id"] for facts in posted}
+    for n, facts in enumerate(posted):
+        assert listed[facts["id"]]["size"] == len(contents[n])
+        assert (await client.get(facts["url"])).content == contents[n]
+
+
+async def test_a_request_without_a_file_is_refused_and_stores_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.post("/files")).status_code == 422
+    assert (await client.post("/files", data={"file": "not a file"})).status_code == 422
+    assert (await client.post("/private", data={"other": "x"})).status_code == 422
+    assert (await client.get("/files")).json() == []
 
 
 def test_under_uvicorn_over_a_real_socket(tmp_path: Path) -> None:
