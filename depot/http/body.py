@@ -41,13 +41,19 @@ class FileIter:
         return self
 
     def __next__(self) -> bytes:
+        remaining = self._remaining
         if self._first:
             data, self._first = self._first, b""
-        else:
+        elif remaining is None:
             data = self.file.read(self.block_size)
-        if self._remaining is not None:
-            data = data[: self._remaining]
-            self._remaining -= len(data)
+        elif remaining > 0:
+            # No more than is left: no read past the end once all was sent.
+            data = self.file.read(min(self.block_size, remaining))
+        else:
+            raise StopIteration
+        if remaining is not None:
+            data = data[:remaining]
+            self._remaining = remaining - len(data)
         if not data:
             raise StopIteration
         return data
@@ -58,7 +64,7 @@ class FileIter:
     @classmethod
     def opened(cls, file: StoredFile, length: int, block_size: int = BLOCK_SIZE) -> FileIter:
         """The whole of ``file``, its first block read now."""
-        return cls(file, block_size, file.read(block_size), length)
+        return cls(file, block_size, file.read(min(block_size, length)), length)
 
 
 class RangeIter:

@@ -133,12 +133,12 @@ def precondition_status(
 
     :param headers: the request's headers by lower-case name.
     """
-    modified = _aware(last_modified)
     if if_match := headers.get("if-match"):
         if etag not in ETagMatcher.parse(if_match, strong=True):
             return 412
     elif since_header := headers.get("if-unmodified-since"):
         since = header_date(since_header)  # None: ignored
+        modified = _aware(last_modified)
         if since is not None and (modified is None or modified > since):
             return 412
     if method not in ("GET", "HEAD"):
@@ -149,6 +149,7 @@ def precondition_status(
             return 304  # weak comparison; '*' matches
     elif since_header := headers.get("if-modified-since"):
         since = header_date(since_header)
+        modified = _aware(last_modified)
         if since is not None and modified is not None and modified <= since:
             return 304
     return None
