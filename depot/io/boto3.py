@@ -41,7 +41,7 @@ from depot.exceptions import (
 )
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._foreign import also_foreign
-from depot.io._ids import check_file_id, new_file_id
+from depot.io._ids import check_file_id
 from depot.io._objectmeta import (
     FILENAME,
     MODIFIED,
@@ -53,7 +53,7 @@ from depot.io._objectmeta import (
     response_disposition,
 )
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, attempts, seconds
-from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now
 
 try:
@@ -416,38 +416,19 @@ class S3Storage(FileStorage):
         self._ensure_bucket()
 
     def get(self, file_or_id: StoredFile | str) -> S3StoredFile:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         head = self._head(fileid)
         if head is None:
             raise StoredFileNotFoundError(fileid, self._where)
         return S3StoredFile(fileid, self, head)
 
-    def create(
-        self, content: FileContent, filename: str | None = None, content_type: str | None = None
-    ) -> str:
-        fileid = new_file_id()
-        self._upload(fileid, content, filename, content_type, None)
-        return fileid
-
-    def replace(
-        self,
-        file_or_id: StoredFile | str,
-        content: FileContent,
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        existing = self._replaced_file(fileid, file_or_id, content)
-        self._upload(fileid, content, filename, content_type, existing)
-        return fileid
-
     def delete(self, file_or_id: StoredFile | str) -> None:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         with s3_errors(self._where, f"deleting file {fileid}"):
             self._client.delete_object(Bucket=self._bucket, Key=self._key(fileid))
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         return self._head(fileid) is not None
 
     def list(self) -> list[str]:
@@ -624,20 +605,22 @@ class S3Storage(FileStorage):
             args["ACL"] = CANNED_ACL_PUBLIC_READ
         return args
 
-    def _upload(
-        self,
-        fileid: str,
-        content: FileContent,
-        filename: str | None,
-        content_type: str | None,
-        existing: Any,
-    ) -> None:
-        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
+    def _write(self, fileid: str, new: NewVersion) -> None:
+        self._upload(fileid, new, None)
+
+    def _write_over(self, fileid: str, new: NewVersion, restoring: bool) -> None:
+        existing = None if restoring else self.get(fileid)
+        self._upload(fileid, new.keep_from(existing), existing)
+
+    def _upload(self, fileid: str, new: NewVersion, existing: S3StoredFile | None) -> None:
+        filename, content_type = new.filename, new.content_type
         args = self._object_args(filename, content_type)
         # A replace writes only over the version it found (when S3 can make that
         # condition): one racing a delete() never brings the file back.
-        if_match = existing._etag if isinstance(existing, S3StoredFile) else None
-        self._writer.write(fileid, self._key(fileid), source, args, CHECKSUM_COPY_LIMIT, if_match)
+        if_match = existing._etag if existing is not None else None
+        self._writer.write(
+            fileid, self._key(fileid), new.source, args, CHECKSUM_COPY_LIMIT, if_match
+        )
 
 
 class BucketDriver:

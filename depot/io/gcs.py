@@ -42,7 +42,7 @@ from depot.exceptions import (
 )
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._foreign import also_foreign
-from depot.io._ids import check_file_id, new_file_id
+from depot.io._ids import check_file_id
 from depot.io._objectmeta import (
     FILENAME,
     MODIFIED,
@@ -54,7 +54,7 @@ from depot.io._objectmeta import (
     response_disposition,
 )
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, seconds
-from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now
 
 try:
@@ -431,34 +431,15 @@ class GCSStorage(FileStorage):
             self.set_bucket_public_iam(self.bucket)
 
     def get(self, file_or_id: StoredFile | str) -> GCSStoredFile:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         with gcs_errors(self._where, f"reading file {fileid}"):
             blob = self.bucket.get_blob(self._key(fileid), **self._request)
         if blob is None:
             raise StoredFileNotFoundError(fileid, self._where)
         return GCSStoredFile(fileid, blob, self)
 
-    def create(
-        self, content: FileContent, filename: str | None = None, content_type: str | None = None
-    ) -> str:
-        fileid = new_file_id()
-        self._upload(fileid, content, filename, content_type, None)
-        return fileid
-
-    def replace(
-        self,
-        file_or_id: StoredFile | str,
-        content: FileContent,
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        existing = self._replaced_file(fileid, file_or_id, content)
-        self._upload(fileid, content, filename, content_type, existing)
-        return fileid
-
     def delete(self, file_or_id: StoredFile | str) -> None:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         try:
             with gcs_errors(self._where, f"deleting file {fileid}", (NotFound,)):
                 self.bucket.blob(self._key(fileid)).delete(**self._request)
@@ -466,7 +447,7 @@ class GCSStorage(FileStorage):
             pass
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         with gcs_errors(self._where, f"looking for file {fileid}"):
             found: bool = self.bucket.blob(self._key(fileid)).exists(**self._request)
         return found
@@ -556,27 +537,19 @@ class GCSStorage(FileStorage):
             )
         return self._credentials
 
-    def _upload(
-        self,
-        fileid: str,
-        content: FileContent,
-        filename: str | None,
-        content_type: str | None,
-        existing: Any,
-    ) -> None:
-        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
-        content_type = header_content_type(content_type)
+    def _write(self, fileid: str, new: NewVersion) -> None:
+        content_type = header_content_type(new.content_type)
         blob = self.bucket.blob(self._key(fileid), chunk_size=CHUNK_SIZE)
         blob.content_type = content_type
-        blob.content_disposition = content_disposition(filename, content_type)
+        blob.content_disposition = content_disposition(new.filename, content_type)
         if self._storage_class:
             blob.storage_class = self._storage_class
         metadata = {
-            FILENAME: quote_filename(filename),
+            FILENAME: quote_filename(new.filename),
             _CONTENT_TYPE: content_type,
             MODIFIED: _modified_now()[0],
         }
-        upload(blob, source, metadata, self._request, self._where, fileid)
+        upload(blob, new.source, metadata, self._request, self._where, fileid)
 
 
 def _load_credentials(value: Any) -> tuple[Credentials, str | None]:

@@ -46,10 +46,8 @@ from depot.exceptions import (
     InvalidFileIdError,
     StoredFileNotFoundError,
 )
-from depot.io._chunks import Digest, iter_chunks
-from depot.io._fileinfo import Source
 from depot.io._foreign import also_foreign
-from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
 from depot.utils import utcnow_naive
 
@@ -242,52 +240,40 @@ class GridFSStorage(FileStorage):
         self._chunks = self._root.chunks
 
     def get(self, file_or_id: StoredFile | str) -> GridFSStoredFile:
-        fileid = _check_file_id(self.fileid(file_or_id))
+        fileid = self._checked_id(file_or_id)
         with _server_errors(self._where):
             document = self._find(fileid)
         if document is None:
             raise StoredFileNotFoundError(fileid, self._where)
         return self._stored_file(fileid, document)
 
-    def create(
-        self, content: FileContent, filename: str | None = None, content_type: str | None = None
-    ) -> str:
-        source, filename, content_type = self.fileinfo(content, filename, content_type)
-        fileid = _new_object_id()
+    def _new_file_id(self) -> str:
+        return str(_new_object_id())
+
+    def _checked_id(self, file_or_id: StoredFile | str) -> str:
+        return _check_file_id(self.fileid(file_or_id))
+
+    def _write(self, fileid: str, new: NewVersion) -> None:
+        oid = ObjectId(fileid)
         with _server_errors(self._where):
-            document = self._upload(fileid, source, filename, content_type)
+            document = self._upload(oid, new)
             # The document last: the file appears whole. Should this insert fail,
             # its chunks are left alone, for the server may have stored it anyway.
-            self._files.insert_one({"_id": fileid, **document})
-        return str(fileid)
+            self._files.insert_one({"_id": oid, **document})
 
-    def replace(
-        self,
-        file_or_id: StoredFile | str,
-        content: FileContent,
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        fileid = _check_file_id(self.fileid(file_or_id))
+    def _write_over(self, fileid: str, new: NewVersion, restoring: bool) -> None:
         oid = ObjectId(fileid)
         with _server_errors(self._where):
             current = self._find(fileid)
             if current is None:
-                # replace(stored_file, stored_file) restores a file from another
-                # depot under its own id, whether or not it exists here.
-                if not (isinstance(file_or_id, StoredFile) and file_or_id is content):
+                if not restoring:
                     raise StoredFileNotFoundError(fileid, self._where)
-                source, filename, content_type = self.fileinfo(content, filename, content_type)
-                document = self._upload(oid, source, filename, content_type)
+                document = self._upload(oid, new)
                 self._files.insert_one({"_id": oid, **document})
-                return fileid
-
-            existing = lambda: self._stored_file(fileid, current)  # noqa: E731
-            source, filename, content_type = self.fileinfo(
-                content, filename, content_type, existing
-            )
+                return
+            new.keep_from(lambda: self._stored_file(fileid, current))
             staged = _new_object_id()
-            document = self._upload(staged, source, filename, content_type)
+            document = self._upload(staged, new)
             journal = {
                 "staged": staged,
                 "file": document,
@@ -307,10 +293,9 @@ class GridFSStorage(FileStorage):
             # another one finishes the commit.
             if not self._commit(oid, journal) and self._files.find_one({"_id": oid}) is None:
                 raise StoredFileNotFoundError(fileid, self._where)  # deleted meanwhile
-        return fileid
 
     def delete(self, file_or_id: StoredFile | str) -> None:
-        oid = ObjectId(_check_file_id(self.fileid(file_or_id)))
+        oid = ObjectId(self._checked_id(file_or_id))
         with _server_errors(self._where):
             # The document first: the file is gone at once, its chunks follow.
             document = self._files.find_one_and_delete({"_id": oid})
@@ -322,7 +307,7 @@ class GridFSStorage(FileStorage):
                 self._chunks.delete_many({"files_id": journal["staged"]})
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
-        oid = ObjectId(_check_file_id(self.fileid(file_or_id)))
+        oid = ObjectId(self._checked_id(file_or_id))
         with _server_errors(self._where):
             return self._files.find_one({"_id": oid}, projection={"_id": True}) is not None
 
@@ -350,18 +335,15 @@ class GridFSStorage(FileStorage):
             document = self._find(fileid)
         return None if document is None else gridfs.GridOut(self._root, file_document=document)
 
-    def _upload(
-        self, files_id: ObjectId, source: Source, filename: str, content_type: str
-    ) -> dict[str, Any]:
-        """Store the chunks of ``source`` under ``files_id``; return the files document to write.
+    def _upload(self, files_id: ObjectId, new: NewVersion) -> dict[str, Any]:
+        """Store the chunks of ``new`` under ``files_id``; return the files document to write.
 
         A failed upload removes the chunks it sent.
         """
         self._ensure_indexes()
-        digest = Digest()
         batch: list[dict[str, Any]] = []
         try:
-            for n, data in enumerate(_recut(iter_chunks(source, digest), _CHUNK_SIZE)):
+            for n, data in enumerate(_recut(new.chunks(), _CHUNK_SIZE)):
                 batch.append({"files_id": files_id, "n": n, "data": data})
                 if len(batch) == _CHUNKS_PER_INSERT:
                     self._chunks.insert_many(batch)
@@ -373,13 +355,13 @@ class GridFSStorage(FileStorage):
             raise
         now = utcnow_naive()
         return {
-            "filename": filename,
-            "contentType": content_type,
+            "filename": new.filename,
+            "contentType": new.content_type,
             "last_modified": _modified_now()[0],
             "chunkSize": _CHUNK_SIZE,
-            "length": Int64(digest.length),
+            "length": Int64(new.digest.length),
             "uploadDate": now,
-            "checksum": digest.checksum,
+            "checksum": new.digest.checksum,
         }
 
     def _discard_chunks(self, files_id: ObjectId) -> None:

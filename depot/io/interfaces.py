@@ -11,7 +11,7 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
 from depot.exceptions import CorruptMetadataError
 from depot.io._async import AsyncStorageMixin, AsyncStoredFileMixin
@@ -23,11 +23,17 @@ from depot.io._fileinfo import (
     UploadWithStream,
     resolve,
 )
+from depot.io._ids import check_file_id, new_file_id
+from depot.io._writing import NewVersion
+
+if TYPE_CHECKING:
+    from depot.validators import FileValidator
 
 __all__ = [
     "MAX_CONTENT_LENGTH",
     "FileContent",
     "FileStorage",
+    "NewVersion",
     "StoredFile",
     "check_metadata",
     "is_size",
@@ -340,19 +346,6 @@ class FileStorage(AsyncStorageMixin, ABC):
         """
         return resolve(fileobj, filename, content_type, existing)
 
-    def _replaced_file(self, fileid: str, file_or_id: object, content: object) -> StoredFile | None:
-        """For ``replace()``: the file about to be overwritten, or None when restoring.
-
-        ``replace(stored_file, stored_file)`` restores a file from another depot
-        under its own id, whether or not it exists here (as in filedepot);
-        otherwise the file must exist.
-
-        :raises depot.exceptions.StoredFileNotFoundError: it does not.
-        """
-        if isinstance(file_or_id, StoredFile) and file_or_id is content:
-            return None
-        return self.get(fileid)
-
     @abstractmethod
     def get(self, file_or_id: StoredFile | str) -> StoredFile:
         """Open a stored file.
@@ -361,7 +354,15 @@ class FileStorage(AsyncStorageMixin, ABC):
         :raises depot.exceptions.InvalidFileIdError: (a ``ValueError``) a malformed id.
         """
 
-    @abstractmethod
+    #: The checks every ``create()`` and ``replace()`` applies before storing:
+    #: :class:`~depot.validators.FileValidator` objects, from the depot's
+    #: ``max_size``, ``allowed_types`` and ``allowed_extensions`` settings
+    #: (:class:`~depot.manager.DepotManager` sets them). Sizes are enforced
+    #: while the content streams, so a refused file leaves nothing behind.
+    #:
+    #: .. versionadded:: 1.0
+    policy: tuple[FileValidator, ...] = ()
+
     def create(
         self,
         content: FileContent,
@@ -381,11 +382,24 @@ class FileStorage(AsyncStorageMixin, ABC):
         more than 256 characters) is stored as ``application/octet-stream``.
         ``replace()`` stores names and types by the same rules.
 
-        .. versionchanged:: 1.0
-           Names are shortened and unsafe types replaced when stored.
-        """
+        :raises depot.exceptions.ValidationError: the depot's :attr:`policy`
+            refuses the content (too large, a type or extension not allowed).
 
-    @abstractmethod
+        A backend does not override this: it implements :meth:`_write` (and
+        :meth:`_new_file_id` if its ids are not UUIDs). Backends written for
+        filedepot, which override ``create()`` and ``replace()`` themselves,
+        keep working, without the policy.
+
+        .. versionchanged:: 1.0
+           Names are shortened and unsafe types replaced when stored; the
+           depot's policy is applied.
+        """
+        # Resolved and checked before the backend is touched.
+        new = NewVersion(content, filename, content_type, self.policy).keep_from(None)
+        fileid = self._new_file_id()
+        self._write(fileid, new)
+        return fileid
+
     def replace(
         self,
         file_or_id: StoredFile | str,
@@ -396,10 +410,60 @@ class FileStorage(AsyncStorageMixin, ABC):
         """Replace the content of an existing file, keeping its id, and return the id.
 
         A name or type that is neither given nor carried by ``content`` keeps its
-        current value.
+        current value. ``replace(stored_file, stored_file)`` restores a file
+        read from another depot under its own id, whether or not it exists
+        here (as in filedepot).
+
+        :raises depot.exceptions.StoredFileNotFoundError: the file does not exist.
+        :raises depot.exceptions.ValidationError: the depot's :attr:`policy`
+            refuses the content; the file keeps its current version.
+        """
+        fileid = self._checked_id(file_or_id)
+        restoring = isinstance(file_or_id, StoredFile) and file_or_id is content
+        new = NewVersion(content, filename, content_type, self.policy)
+        self._write_over(fileid, new, restoring)
+        return fileid
+
+    # The hooks the template methods call. A backend implements _write; the
+    # others have defaults that suit a backend whose ids are UUIDs.
+
+    def _new_file_id(self) -> str:
+        """A new id for :meth:`create`; by default a random UUID in its text form."""
+        return new_file_id()
+
+    def _checked_id(self, file_or_id: StoredFile | str) -> str:
+        """The id of ``file_or_id``, checked; by default a UUID in its text form.
+
+        :raises depot.exceptions.InvalidFileIdError: a malformed id.
+        """
+        return check_file_id(self.fileid(file_or_id), type(self).__name__)
+
+    def _write(self, fileid: str, new: NewVersion) -> None:
+        """Store ``new`` under ``fileid``, whole or not at all; the one hook to implement.
+
+        Called by :meth:`create` with a new id, and by the default
+        :meth:`_write_over` with the id of the file it replaces. Readers must
+        see the old version or the new one, never a mix; on failure nothing
+        of ``new`` may remain.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} stores nothing: a backend implements _write() "
+            "(or, as filedepot's backends did, overrides create() and replace())."
+        )
+
+    def _write_over(self, fileid: str, new: NewVersion, restoring: bool) -> None:
+        """Store ``new`` over the file ``fileid`` for :meth:`replace`.
+
+        By default: the file must exist, unless ``restoring``
+        (``replace(f, f)``); ``new`` keeps its name and type when the content
+        carries none; then :meth:`_write`. A backend that can make the write
+        conditional on the version it found (S3's ``If-Match``), or must lock
+        the file while it writes, overrides this.
 
         :raises depot.exceptions.StoredFileNotFoundError: the file does not exist.
         """
+        existing = None if restoring else self.get(fileid)
+        self._write(fileid, new.keep_from(existing))
 
     @abstractmethod
     def delete(self, file_or_id: StoredFile | str) -> None:

@@ -54,7 +54,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
@@ -65,9 +65,9 @@ from depot.exceptions import (
     CorruptMetadataError,
     StoredFileNotFoundError,
 )
-from depot.io._chunks import BLOCK_SIZE, Digest, iter_chunks
+from depot.io._chunks import BLOCK_SIZE
 from depot.io._ids import check_file_id, new_file_id
-from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
 
 try:
@@ -277,35 +277,19 @@ class LocalFileStorage(FileStorage):
         self._metadata_cache = _MetadataCache()
 
     def get(self, file_or_id: StoredFile | str) -> LocalStoredFile:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         return LocalStoredFile._of_checked_id(fileid, self._path(fileid), self._metadata_cache)
 
-    def create(
-        self, content: FileContent, filename: str | None = None, content_type: str | None = None
-    ) -> str:
-        fileid = new_file_id()
-        self._create(fileid, content, filename, content_type)
-        return fileid
-
-    def replace(
-        self,
-        file_or_id: StoredFile | str,
-        content: FileContent,
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+    def _write_over(self, fileid: str, new: NewVersion, restoring: bool) -> None:
         folder = self._path(fileid)
-        # replace(stored_file, stored_file) restores a file from another depot
-        # under its own id, whether or not it exists here (as in filedepot).
-        if file_or_id is content and not _is_directory(folder):
-            self._create(fileid, content, filename, content_type)
-            return fileid
+        if restoring and not _is_directory(folder):
+            self._write(fileid, new)
+            return
         with _locked(folder, fileid) as dir_fd:
             _finish_interrupted_replace(dir_fd)
-            existing = lambda: LocalStoredFile(fileid, folder)  # noqa: E731
+            new.keep_from(lambda: LocalStoredFile(fileid, folder))
             try:
-                self._write_files(dir_fd, _PENDING, content, filename, content_type, existing)
+                self._write_files(dir_fd, _PENDING, new)
                 # The metadata is renamed into place after the commit: were a
                 # directory in its way, the new data would be in place and the
                 # caller told the replace failed. So it fails now, changing nothing.
@@ -318,10 +302,9 @@ class LocalFileStorage(FileStorage):
             self._sync(dir_fd)
         # The new files' status no longer matches the entry; this only frees it.
         self._metadata_cache.forget(fileid)
-        return fileid
 
     def delete(self, file_or_id: StoredFile | str) -> None:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         folder = self._path(fileid)
         try:
             with _locked(folder, fileid):
@@ -338,7 +321,7 @@ class LocalFileStorage(FileStorage):
             self._metadata_cache.forget(fileid)
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         dir_fd = _open_entry(self._path(fileid), _DIRECTORY)
         if dir_fd is None:
             return False
@@ -377,9 +360,7 @@ class LocalFileStorage(FileStorage):
     def _path(self, name: str) -> str:
         return _join(self.storage_path, name)
 
-    def _create(
-        self, fileid: str, content: FileContent, filename: str | None, content_type: str | None
-    ) -> None:
+    def _write(self, fileid: str, new: NewVersion) -> None:
         temp = self._path(_TEMP_PREFIX + fileid)
         try:
             os.mkdir(temp)
@@ -393,7 +374,7 @@ class LocalFileStorage(FileStorage):
                 # write from what a killed one left (see _remove_leftover).
                 if fcntl is not None:
                     fcntl.flock(dir_fd, fcntl.LOCK_EX)
-                self._write_files(dir_fd, "", content, filename, content_type, None)
+                self._write_files(dir_fd, "", new)
                 self._sync(dir_fd)
                 os.rename(temp, self._path(fileid))
             finally:
@@ -403,23 +384,14 @@ class LocalFileStorage(FileStorage):
             raise
         self._sync_root()
 
-    def _write_files(
-        self,
-        dir_fd: int,
-        suffix: str,
-        content: FileContent,
-        filename: str | None,
-        content_type: str | None,
-        existing: Callable[[], StoredFile] | None,
-    ) -> None:
+    def _write_files(self, dir_fd: int, suffix: str, new: NewVersion) -> None:
         # The data first: metadata.json.new present without file.new means
         # "committed" to readers, so it must never exist before file.new does.
-        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
-        digest = Digest()
-        _write_file(_DATA + suffix, dir_fd, iter_chunks(source, digest), self.fsync)
+        _write_file(_DATA + suffix, dir_fd, new.chunks(), self.fsync)
+        digest = new.digest
         metadata = {
-            "filename": filename,
-            "content_type": content_type,
+            "filename": new.filename,
+            "content_type": new.content_type,
             "content_length": digest.length,
             "last_modified": _modified_now()[0],
         }

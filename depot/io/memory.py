@@ -11,9 +11,8 @@ import io
 from typing import Any
 
 from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
-from depot.io._chunks import Digest, iter_chunks
-from depot.io._ids import check_file_id, new_file_id
-from depot.io.interfaces import FileContent, FileStorage, StoredFile
+from depot.io._ids import check_file_id
+from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now
 
 __all__ = ["MemoryFileStorage", "MemoryStoredFile"]
@@ -90,62 +89,34 @@ class MemoryFileStorage(FileStorage):
         self.files: dict[str, dict[str, Any]] = {}
 
     def get(self, file_or_id: StoredFile | str) -> MemoryStoredFile:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         try:
             file_data = self.files[fileid]
         except KeyError:
             raise StoredFileNotFoundError(fileid, _BACKEND) from None
         return MemoryStoredFile(self.files, fileid, file_data)
 
-    def create(
-        self, content: FileContent, filename: str | None = None, content_type: str | None = None
-    ) -> str:
-        fileid = new_file_id()
-        self._save(fileid, content, filename, content_type)
-        return fileid
-
-    def replace(
-        self,
-        file_or_id: StoredFile | str,
-        content: FileContent,
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
-        existing = self._replaced_file(fileid, file_or_id, content)
-        self._save(fileid, content, filename, content_type, existing)
-        return fileid
-
     def delete(self, file_or_id: StoredFile | str) -> None:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         self.files.pop(fileid, None)
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
-        fileid = check_file_id(self.fileid(file_or_id), _BACKEND)
+        fileid = self._checked_id(file_or_id)
         return fileid in self.files
 
     def list(self) -> list[str]:
         return list(self.files)
 
-    def _save(
-        self,
-        fileid: str,
-        content: FileContent,
-        filename: str | None,
-        content_type: str | None,
-        existing: Any = None,
-    ) -> None:
-        source, filename, content_type = self.fileinfo(content, filename, content_type, existing)
-        digest = Digest()
-        data = bytes(b"".join(iter_chunks(source, digest)))
+    def _write(self, fileid: str, new: NewVersion) -> None:
+        data = b"".join(new.chunks())
         # One assignment: readers see the old entry or the new one, never a mix.
         self.files[fileid] = {
             "data": data,
             "metadata": {
-                "filename": filename,
-                "content_type": content_type,
-                "content_length": digest.length,
+                "filename": new.filename,
+                "content_type": new.content_type,
+                "content_length": new.digest.length,
                 "last_modified": _modified_now()[1],
-                "checksum": digest.checksum,
+                "checksum": new.digest.checksum,
             },
         }
