@@ -376,3 +376,10 @@ def test_a_filedepot_era_missing_file_is_not_found(legacy: FileStorage) -> None:
     app = TestApp(DepotManager.make_middleware(_application))
     missing = DepotManager.url_for(f"legacy/{uuid.uuid1()}")
     assert app.get(missing, expect_errors=True).status_int == 404
+
+
+def test_a_filedepot_era_malformed_id_is_not_found(legacy: FileStorage) -> None:
+    # Its get() raises a plain ValueError, as filedepot's backends did.
+    app = TestApp(DepotManager.make_middleware(_application))
+    assert app.get("/depot/legacy/not-an-id", expect_errors=True).status_int == 404
+    assert app.head("/depot/legacy/not-an-id", expect_errors=True).status_int == 404
