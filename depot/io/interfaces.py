@@ -1,8 +1,8 @@
 """The contract every storage backend fulfils: FileStorage, and the StoredFile it returns.
 
 A backend subclasses both. depot's own tests run one contract suite
-(``tests/io/test_contract.py``) against every backend; a third-party backend
-can run it too.
+(:class:`depot.testing.StorageContract`) against every backend; a third-party
+backend runs it too, with one fixture.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ it with one fixture, ``storage``::
     class TestMyStorage(StorageContract):
         @pytest.fixture
         def storage(self, tmp_path):
-            return MyStorage(tmp_path / "files")
+            return MyStorage(str(tmp_path / "files"))
 
 The tests are methods of :class:`StorageContract`; what a backend may lack
 (seeking, raw access to its metadata) is skipped with a reason, and

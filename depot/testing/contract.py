@@ -180,7 +180,7 @@ class StorageContract:
         class TestMyStorage(StorageContract):
             @pytest.fixture
             def storage(self, tmp_path):
-                return MyStorage(tmp_path / "files")
+                return MyStorage(str(tmp_path / "files"))
 
     ``storage`` is a new, empty storage for each test, private (no public
     URLs), with no :attr:`~depot.io.interfaces.FileStorage.policy`. Its tests
