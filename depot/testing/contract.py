@@ -208,6 +208,21 @@ class StorageContract:
     #: fails the run, so the list shrinks as the backend grows.
     expected_failures: ClassVar[Mapping[str, str]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [
+            name
+            for name in cls.expected_failures
+            if not name.startswith("test_") or not hasattr(cls, name.partition("[")[0])
+        ]
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.expected_failures names no test of the suite: "
+                f"{', '.join(map(repr, unknown))}. Use the names pytest shows, such as "
+                "'test_empty_file', or 'test_text_is_refused_with_a_hint[str]' for one "
+                "of its parameters."
+            )
+
     @pytest.fixture(autouse=True)
     def _expected_failure(self, request: pytest.FixtureRequest) -> None:
         node = request.node

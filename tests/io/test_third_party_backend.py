@@ -383,3 +383,38 @@ def test_a_filedepot_era_malformed_id_is_not_found(legacy: FileStorage) -> None:
     app = TestApp(DepotManager.make_middleware(_application))
     assert app.get("/depot/legacy/not-an-id", expect_errors=True).status_int == 404
     assert app.head("/depot/legacy/not-an-id", expect_errors=True).status_int == 404
+
+
+# --- the suite as a third party runs it: in a project of its own ---------------------
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_suite_runs_in_another_project_with_one_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_mine="""
+        import pytest
+        from depot.io.memory import MemoryFileStorage
+        from depot.testing import StorageContract
+
+        class TestMine(StorageContract):
+            expected_failures = {
+                "test_empty_file": "passes: a strict xfail says so",
+                "test_text_is_refused_with_a_hint[str]": "passes too",
+            }
+
+            @pytest.fixture
+            def storage(self):
+                return MemoryFileStorage()
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-k", "empty_file or text_is_refused")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*XPASS(strict)*passes: a strict xfail says so*"])
+
+
+def test_expected_failures_must_name_tests_of_the_suite() -> None:
+    with pytest.raises(TypeError, match=r"names no test of the suite: 'test_empty_fille'"):
+
+        class TestTypo(StorageContract):  # defined, never collected
+            expected_failures = {"test_empty_fille": "a typo"}
