@@ -62,8 +62,8 @@ def _fallback(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
     return [b"not a depot URL"]
 
 
-def depot_app() -> WSGIApplication:
-    """Configure the depot 'default' on ``BENCH_STORAGE``; return its middleware."""
+def configure_depot() -> None:
+    """Configure the depot 'default' on ``BENCH_STORAGE``, from the expected checkout."""
     import depot
     from depot.manager import DepotManager
 
@@ -74,6 +74,13 @@ def depot_app() -> WSGIApplication:
         raise RuntimeError(f"imported depot from {depot.__file__}, expected it under {expected}")
 
     DepotManager.configure("default", {"depot.storage_path": os.environ["BENCH_STORAGE"]})
+
+
+def depot_app() -> WSGIApplication:
+    """depot's WSGI middleware over the depot 'default' on ``BENCH_STORAGE``."""
+    from depot.manager import DepotManager
+
+    configure_depot()
     offload = os.environ.get("BENCH_OFFLOAD")
     if offload:
         return DepotManager.make_middleware(_fallback, offload=offload)
@@ -88,9 +95,9 @@ async def _fallback_asgi(scope: Any, receive: Any, send: Any) -> None:
 
 def depot_asgi_app() -> Any:
     """depot's ASGI middleware over the depot 'default' on ``BENCH_STORAGE``."""
-    depot_app()  # configures, and checks which depot was imported
     from depot.manager import DepotManager
 
+    configure_depot()
     return DepotManager.make_asgi_middleware(_fallback_asgi)  # type: ignore[attr-defined]
 
 

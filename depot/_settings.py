@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depot.exceptions import ConfigurationError
 from depot.http.signing import PUBLIC, ServingPolicy, parse_keys
 from depot.io.interfaces import FileStorage
+
+if TYPE_CHECKING:
+    from depot.validators import FileValidator
 
 DEFAULT_BACKEND = "depot.io.local.LocalFileStorage"
 
@@ -49,24 +52,78 @@ _FALSE = {"0", "false", "no", "off"}
 #: Settings of how a depot's files are served, read by DepotManager, not the backend.
 SERVING_SETTINGS = ("private", "signing_keys")
 
+#: Settings of what a depot accepts, applied by FileStorage's create() and replace().
+POLICY_SETTINGS = ("max_size", "allowed_types", "allowed_extensions")
+
+#: Settings every depot has, whatever its backend.
+DEPOT_SETTINGS = SERVING_SETTINGS + POLICY_SETTINGS
+
 
 def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot.") -> FileStorage:
     """Create the storage that the ``prefix``-ed keys of ``config`` describe."""
     options = {
         k[len(prefix) :]: v
         for k, v in (config or {}).items()
-        if k.startswith(prefix) and k[len(prefix) :] not in SERVING_SETTINGS
+        if k.startswith(prefix) and k[len(prefix) :] not in DEPOT_SETTINGS
     }
+    policy = policy_from_settings(config, prefix)
     spec = options.pop("backend", None)
     if spec is None:
         spec = DEFAULT_BACKEND
     backend = load_backend(spec, setting=f"{prefix}backend")
     _check_options(backend, options, prefix)
     try:
-        return backend(**options)
+        storage = backend(**options)
     except ConfigurationError as exc:
         # The backend names its keyword; say which settings the user should look at.
         raise ConfigurationError(f"{backend.__name__} ({prefix}* settings): {exc}") from exc
+    if policy:
+        storage.policy = policy
+    return storage
+
+
+def policy_from_settings(
+    config: Mapping[str, Any] | None, prefix: str = "depot."
+) -> tuple[FileValidator, ...]:
+    """The checks the ``max_size``, ``allowed_types`` and ``allowed_extensions`` settings give.
+
+    A list setting is a list, or text with its items separated by commas or
+    spaces (``image/png, image/jpeg``), as a config file writes it.
+    """
+    from depot.validators import ContentTypes, Extensions, MaxSize
+
+    config = config or {}
+    checks: list[FileValidator] = []
+    for name, make in (
+        ("max_size", MaxSize),
+        ("allowed_types", ContentTypes),
+        ("allowed_extensions", Extensions),
+    ):
+        value = config.get(prefix + name)
+        if value is None or value == "":
+            continue
+        try:
+            if name == "max_size":
+                checks.append(make(value))
+            else:
+                checks.append(make(*_as_list(value, prefix + name)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{prefix}{name}: {exc}") from exc
+    return tuple(checks)
+
+
+def _as_list(value: object, name: str) -> list[str]:
+    if isinstance(value, str):
+        items = value.replace(",", " ").split()
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise ConfigurationError(
+            f"{name} must be a list of strings, or text separating them with commas, not {value!r}."
+        )
+    if not items:
+        raise ConfigurationError(f"{name} is empty: list at least one, or leave it out.")
+    return items
 
 
 def serving_policy_from_settings(
@@ -154,7 +211,7 @@ def _check_options(backend: type, options: dict[str, Any], prefix: str) -> None:
         return
     accepted = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     names = {p.name for p in accepted}
-    valid = ", ".join([prefix + p.name for p in accepted] + [prefix + s for s in SERVING_SETTINGS])
+    valid = ", ".join([prefix + p.name for p in accepted] + [prefix + s for s in DEPOT_SETTINGS])
     for key in options:
         if key not in names:
             raise ConfigurationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,14 @@ from depot.io._fileinfo import Source, SupportsRead, byte_view
 BLOCK_SIZE = 256 * 1024
 
 CHECKSUM_ALGORITHM = "sha256"
+
+# What Digest.checksum writes; anything else read back is not a checksum.
+_CHECKSUM_TEXT = re.compile(rf"{CHECKSUM_ALGORITHM}:[0-9a-f]{{64}}")
+
+
+def is_checksum(value: object) -> bool:
+    """Whether ``value`` is a checksum in the form depot writes: ``"sha256:<64 hex>"``."""
+    return isinstance(value, str) and _CHECKSUM_TEXT.fullmatch(value) is not None
 
 
 class Digest:

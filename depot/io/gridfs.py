@@ -46,6 +46,7 @@ from depot.exceptions import (
     InvalidFileIdError,
     StoredFileNotFoundError,
 )
+from depot.io._chunks import is_checksum
 from depot.io._foreign import also_foreign
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
@@ -75,7 +76,6 @@ _CHUNK_SIZE = 255 * 1024
 #: Chunks sent in one insert: few round trips, and memory stays flat (~2 MiB).
 _CHUNKS_PER_INSERT = 8
 _OBJECT_ID_TEXT = re.compile(r"[0-9a-f]{24}")
-_CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 #: The field of a files document that holds a replace() being committed.
 _JOURNAL = "depot_replace"
 #: How long an operation waits for another process's replace() to commit.
@@ -181,6 +181,8 @@ class GridFSStorage(FileStorage):
         defaults are 30 and 20 seconds), so an operation fails within about 5
         seconds when the server is down, rather than holding a request 30.
     :param collection: the GridFS prefix of the two collections.
+    :param prefix: put before ``collection``, for several depots in one
+        database (``avatars_`` gives ``avatars_filedepot.files``); empty by default.
 
     An operation that cannot reach the server, or that the server refuses,
     raises :class:`~depot.exceptions.BackendUnavailableError` (an ``OSError``)
@@ -189,14 +191,20 @@ class GridFSStorage(FileStorage):
     .. versionchanged:: 1.0
        ``replace()`` never loses the old file; files carry a checksum; ids are
        random; ``close()`` added; 5 second server selection and connect
-       timeouts unless ``mongouri`` sets them.
+       timeouts unless ``mongouri`` sets them; ``prefix`` added.
     """
 
-    def __init__(self, mongouri: str, collection: str = "filedepot") -> None:
+    def __init__(self, mongouri: str, collection: str = "filedepot", prefix: str = "") -> None:
         if not isinstance(collection, str) or not collection:
             raise ConfigurationError(
                 f"collection must be the name of a GridFS collection, not {collection!r}."
             )
+        if not isinstance(prefix, str) or "$" in prefix or "\0" in prefix:
+            raise ConfigurationError(
+                f"prefix must be text to put before the collection's name, without '$' "
+                f"or NUL, not {prefix!r}."
+            )
+        collection = prefix + collection
         self._mongouri = mongouri
         self._collection = collection
         self._connect()
@@ -550,9 +558,7 @@ def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[st
             "Restore the file from a backup or delete it."
         ) from exc
     checksum = field("checksum")
-    info["checksum"] = (
-        checksum if isinstance(checksum, str) and _CHECKSUM_TEXT.fullmatch(checksum) else None
-    )
+    info["checksum"] = checksum if is_checksum(checksum) else None
     return info
 
 

@@ -7,11 +7,13 @@ backend runs it too, with one fixture.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from depot.exceptions import CorruptMetadataError
 from depot.io._async import AsyncStorageMixin, AsyncStoredFileMixin
@@ -354,6 +356,17 @@ class FileStorage(AsyncStorageMixin, ABC):
         :raises depot.exceptions.InvalidFileIdError: (a ``ValueError``) a malformed id.
         """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A backend written for filedepot overrides create() and replace() and
+        # never builds a NewVersion, so the policy would not reach it: its two
+        # methods are wrapped to check the content first, when there is a policy.
+        if cls._write is FileStorage._write:
+            for name in ("create", "replace"):
+                method = cls.__dict__.get(name)
+                if method is not None and not getattr(method, "_checks_policy", False):
+                    setattr(cls, name, _checking_policy(method, name == "replace"))
+
     #: The checks every ``create()`` and ``replace()`` applies before storing:
     #: :class:`~depot.validators.FileValidator` objects, from the depot's
     #: ``max_size``, ``allowed_types`` and ``allowed_extensions`` settings
@@ -489,3 +502,32 @@ class FileStorage(AsyncStorageMixin, ABC):
         .. versionadded:: 1.0
         """
         return  # a hook with a default, not abstract: most backends hold nothing
+
+
+def _checking_policy(method: Callable[..., str], replacing: bool) -> Callable[..., str]:
+    """A filedepot-era ``create`` or ``replace``, checking the storage's policy first."""
+    signature = inspect.signature(method)
+    # filedepot's names; a backend that chose others is read by position.
+    params = list(signature.parameters.values())
+    named = [p for p in params if p.name == "content"]
+    position = 2 if replacing else 1
+    found = named[0] if named else (params[position] if len(params) > position else None)
+    if found is None or found.kind is not found.POSITIONAL_OR_KEYWORD:
+        return method  # (*args, **kwargs): nothing to tell the content by
+    content = found.name
+
+    @functools.wraps(method)
+    def checked(self: FileStorage, *args: Any, **kwargs: Any) -> str:
+        if not self.policy:
+            return method(self, *args, **kwargs)
+        from depot.validators import validate
+
+        bound = signature.bind(self, *args, **kwargs)
+        given = bound.arguments
+        given[content] = validate(
+            given[content], self.policy, given.get("filename"), given.get("content_type")
+        )
+        return method(*bound.args, **bound.kwargs)
+
+    checked._checks_policy = True  # type: ignore[attr-defined]
+    return checked

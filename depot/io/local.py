@@ -49,7 +49,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import stat
 import threading
@@ -65,7 +64,7 @@ from depot.exceptions import (
     CorruptMetadataError,
     StoredFileNotFoundError,
 )
-from depot.io._chunks import BLOCK_SIZE
+from depot.io._chunks import BLOCK_SIZE, is_checksum
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
@@ -86,7 +85,6 @@ _TEMP_PREFIX, _TRASH_PREFIX = ".depot-tmp-", ".depot-trash-"
 #: What list() cannot tell from a write in progress (an empty temporary
 #: directory; anything, without flock) it removes once it is this old.
 _STALE_AFTER = 3600.0
-_CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 #: get() starts again each time a replace commits while it opens the file; each
 #: try lasts microseconds, so this many in a row means something is wrong.
 _OPEN_ATTEMPTS = 1000
@@ -725,7 +723,7 @@ def _parse_checksum(raw: bytes | None) -> str | None:
         return None  # written by filedepot, which records none
     text = raw.decode("ascii", "replace")
     # Empty or torn after a power cut (it is not fsynced): better none than wrong.
-    return text if _CHECKSUM_TEXT.fullmatch(text) else None
+    return text if is_checksum(text) else None
 
 
 def _refuse_planted(file_id: str, folder: str, dir_fd: int) -> None:

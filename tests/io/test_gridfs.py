@@ -35,6 +35,7 @@ from depot.exceptions import (  # noqa: E402
 )
 from depot.io import gridfs as depot_gridfs  # noqa: E402
 from depot.io.gridfs import GridFSStorage  # noqa: E402
+from depot.manager import DepotManager  # noqa: E402
 
 CHUNK = 255 * 1024
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filedepot_0_12" / "gridfs.json"
@@ -127,6 +128,22 @@ def test_collection_setting(mongodb_uri: str, db: Any) -> None:
     assert db["media.files"].count_documents({"_id": ObjectId(file_id)}) == 1
     assert db["filedepot.files"].count_documents({}) == 0
     storage.close()
+
+
+def test_prefix_setting_gives_each_depot_its_collections(mongodb_uri: str, db: Any) -> None:
+    avatars = DepotManager.from_config(
+        {"depot.backend": "gridfs", "depot.mongouri": mongodb_uri, "depot.prefix": "avatars_"}
+    )
+    plain = GridFSStorage(mongodb_uri)
+    file_id = avatars.create(b"x")
+    assert db["avatars_filedepot.files"].count_documents({"_id": ObjectId(file_id)}) == 1
+    assert (plain.list(), plain.exists(file_id)) == ([], False)
+    assert avatars.list() == [file_id]
+    for bad in ("a$b", "nul\0", 3):
+        with pytest.raises(ConfigurationError, match="prefix must be text"):
+            GridFSStorage(mongodb_uri, prefix=bad)  # type: ignore[arg-type]
+    avatars.close()
+    plain.close()
 
 
 def test_file_put_by_pymongo_reads_with_defaults(storage: GridFSStorage) -> None:
