@@ -159,6 +159,10 @@ def prepare(
     except (OSError, DepotError):
         log.exception("Depot %r could not serve file %r", found.depot_name, found.file_id)
         return Prepared.of(unavailable(method))
+    except ValueError:
+        # A backend written for filedepot refuses a malformed id with a plain
+        # ValueError (depot's raise InvalidFileIdError); filedepot answered 404.
+        return Prepared.of(not_found(method))
     try:
         moved = stored.redirect_url()
         if moved is not None:
