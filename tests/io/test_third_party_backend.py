@@ -10,6 +10,7 @@ promised.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -366,16 +367,27 @@ def test_a_filedepot_era_backend_is_configured_by_dotted_path_and_served(
     assert app.get("/").body == b"the application"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="depot/http/serve.py answers 503 for an OSError that is not a FileNotFoundError; "
-    "filedepot's middleware answered 404 for any IOError, and its backends raised a plain "
-    "IOError for a missing file",
-)
 def test_a_filedepot_era_missing_file_is_not_found(legacy: FileStorage) -> None:
     app = TestApp(DepotManager.make_middleware(_application))
     missing = DepotManager.url_for(f"legacy/{uuid.uuid1()}")
     assert app.get(missing, expect_errors=True).status_int == 404
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(errno.EIO, "Input/output error"), ConnectionError("refused"), TimeoutError()],
+)
+def test_a_failing_filedepot_era_backend_is_unavailable(
+    legacy: FileStorage, monkeypatch: pytest.MonkeyPatch, failure: OSError
+) -> None:
+    # Only the bare IOError of a missing file is a 404; a fault of the system stays a 503.
+    def failing(file_or_id: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(legacy, "get", failing)
+    app = TestApp(DepotManager.make_middleware(_application))
+    answer = app.get(DepotManager.url_for(f"legacy/{uuid.uuid1()}"), expect_errors=True)
+    assert answer.status_int == 503
 
 
 def test_a_filedepot_era_malformed_id_is_not_found(legacy: FileStorage) -> None:
