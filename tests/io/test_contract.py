@@ -24,7 +24,7 @@ from depot.exceptions import (
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.utils import FileIntent
 from depot.validators import MaxSize, validate
-from tests.io.rawmeta import QUOTED_BADLY, can_write, write_field
+from tests.io.rawmeta import QUOTED_BADLY, can_write, strictly_typed, write_field
 from tests.streams import Generated, MiB, OneWayStream, sha256
 
 
@@ -510,7 +510,8 @@ def test_wrong_typed_metadata_is_corrupt(storage: FileStorage) -> None:
                 wrong.append(f"{field}={value!r}: accepted")
         storage.delete(file_id)  # a corrupt file can still be deleted
         assert not storage.exists(file_id)
-    assert tried >= 4
+    # PostgreSQL's and MariaDB's columns keep out all but one of the wrong types.
+    assert tried >= (1 if strictly_typed(storage) else 4)
     assert not wrong, "\n".join(wrong)
 
 
