@@ -29,10 +29,10 @@ import io
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import timedelta
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from depot._settings import missing_dependency_message
@@ -255,12 +255,20 @@ class SQLStoredFile(StoredFile):
     def read(self, n: int | None = -1) -> bytes:
         self._check_open()
         self._first_read()
-        if n is None or n < 0:
-            pieces = []
-            while piece := self._read_some(_FETCH_BYTES):
-                pieces.append(piece)
-            return b"".join(pieces)
-        return self._read_some(n) if n else b""
+        wanted = -1 if n is None else n
+        piece = self._read_some(_FETCH_BYTES if wanted < 0 else wanted)
+        if wanted >= 0 and len(piece) in (0, wanted):
+            return piece  # one piece of one chunk: no copy
+        # Short of n at a chunk's end: a file's read(n) gives n bytes but at the end.
+        pieces = [piece]
+        got = len(piece)
+        while wanted < 0 or got < wanted:
+            piece = self._read_some(_FETCH_BYTES if wanted < 0 else wanted - got)
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
 
     def _read_some(self, n: int, stop: int | None = None) -> bytes:
         """Up to ``n`` bytes from the position, fetching chunks up to ``stop`` at most."""
@@ -284,7 +292,8 @@ class SQLStoredFile(StoredFile):
             return
         size = self._chunk_size
         first = start // size
-        count = max(1, min(-(-(stop - start) // size), _FETCH_BYTES // size))
+        last = max(start, stop - 1) // size
+        count = max(1, min(last - first + 1, _FETCH_BYTES // size))
         storage = self._storage
         if self._check_version:
             # The first read: the current version and its first chunks in one query.
@@ -444,6 +453,7 @@ class SQLStorage(FileStorage):
     ) -> None:
         self.tables = define_tables(sa.MetaData(), table, prefix)
         self._chunk_size = _checked_chunk_size(chunk_size)
+        self._per_batch = max(1, _BATCH_BYTES // self._chunk_size)
         self._engine, self._owns_engine = _engine_of(url, engine)
         shown = self._engine.url.render_as_string(hide_password=True)
         self._where = f"table {self.tables.files.name!r} of {shown}"
@@ -646,9 +656,8 @@ class SQLStorage(FileStorage):
                 self._point(conn, fileid, version, new, existing, restoring)
             return
         first: _ChunkRows = next(batches, [])
-        second = next(batches, None)
-        if second is None:
-            # Small enough for one batch: chunks and row in one transaction.
+        if len(first) < self._per_batch:
+            # The whole file in one batch: chunks and row in one transaction.
             with self._writing() as conn:
                 if first:
                     conn.execute(sa.insert(self.tables.chunks), first)
@@ -656,7 +665,7 @@ class SQLStorage(FileStorage):
             return
         written = 0
         try:
-            for batch in _chain(first, second, batches):
+            for batch in chain([first], batches):
                 with self._writing() as conn:
                     conn.execute(sa.insert(self.tables.chunks), batch)
                 written += len(batch)
@@ -670,10 +679,10 @@ class SQLStorage(FileStorage):
     def _batches(self, version: str, new: NewVersion) -> Iterator[_ChunkRows]:
         """The chunk rows of ``new``, a batch at a time, read as they are sent."""
         size = self._chunk_size
-        per_batch = max(1, _BATCH_BYTES // size)
         pieces = enumerate(recut(new.chunks(min(size, BLOCK_SIZE)), size))
         while batch := [
-            {"version": version, "n": n, "data": data} for n, data in islice(pieces, per_batch)
+            {"version": version, "n": n, "data": data}
+            for n, data in islice(pieces, self._per_batch)
         ]:
             yield batch
 
@@ -767,14 +776,6 @@ class SQLStorage(FileStorage):
         statement = sa.delete(chunks).where(chunks.c.version < cutoff, ~owned.exists())
         with self._writing() as conn:
             return conn.execute(statement).rowcount
-
-
-def _chain(
-    first: _ChunkRows, second: _ChunkRows, rest: Iterable[_ChunkRows]
-) -> Iterator[_ChunkRows]:
-    yield first
-    yield second
-    yield from rest
 
 
 def _new_version() -> str:
