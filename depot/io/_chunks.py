@@ -60,6 +60,9 @@ def recut(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
     """Yield the bytes of ``blocks`` in pieces of exactly ``size`` (the last may be shorter)."""
     pending = bytearray()
     for block in blocks:
+        if not pending and len(block) == size and type(block) is bytes:
+            yield block  # a read of exactly one piece, as most are: not copied
+            continue
         view = memoryview(block)
         if pending:
             taken = view[: size - len(pending)]

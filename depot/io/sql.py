@@ -90,6 +90,8 @@ ORPHAN_AGE = timedelta(hours=1)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_NAME = 63
 _CHUNKS_SUFFIX = "_chunks"
+#: The longest name made from ``<prefix><table>``: its index's.
+_INDEX_NAME = "ix_{}_version"
 _CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 #: A version key: the time in milliseconds (12 hex digits), then 80 random bits.
 #: Keys sort by the time of the write, so remove_orphans() finds old ones by range.
@@ -153,7 +155,7 @@ def define_tables(metadata: sa.MetaData, table: str = DEFAULT_TABLE, prefix: str
         # Per file, so that changing depot.chunk_size leaves stored files readable.
         sa.Column("chunk_size", sa.Integer, nullable=False),
         # remove_orphans() asks, for each old chunk, whether a file has its version.
-        sa.Index(f"ix_{files_name}_version", "version", unique=True),
+        sa.Index(_INDEX_NAME.format(files_name), "version", unique=True),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
@@ -183,13 +185,56 @@ def _table_name(prefix: object, table: object) -> str:
             )
     assert isinstance(prefix, str) and isinstance(table, str)
     name = prefix + table
-    if not table or len(name) + len(_CHUNKS_SUFFIX) > _MAX_NAME:
+    longest = _INDEX_NAME.format(name)
+    if not table or len(longest) > _MAX_NAME:
         raise ConfigurationError(
-            f"table {table!r} with prefix {prefix!r} makes the table names {name!r} and "
-            f"{name + _CHUNKS_SUFFIX!r}; give a non-empty table name with which both have "
-            f"at most {_MAX_NAME} characters (PostgreSQL's limit)."
+            f"table {table!r} with prefix {prefix!r} makes the name {name!r}, and its index "
+            f"{longest!r} is longer than PostgreSQL's {_MAX_NAME} characters: give a "
+            f"non-empty table name with which prefix and table have at most "
+            f"{_MAX_NAME - len(_INDEX_NAME.format(''))} characters."
         )
     return name
+
+
+class _Statements:
+    """The storage's statements, built once: building one costs more than running it.
+
+    Their parameters: ``fid`` (a file id), ``version``, ``first`` and ``stop`` (chunk
+    numbers, the stop excluded), and the columns' names for what is written.
+    """
+
+    def __init__(self, tables: SQLTables) -> None:
+        files, chunks = tables
+        file_is = files.c.file_id == sa.bindparam("fid")
+        version_is = chunks.c.version == sa.bindparam("version")
+        in_range = sa.and_(chunks.c.n >= sa.bindparam("first"), chunks.c.n < sa.bindparam("stop"))
+        self.file = sa.select(files).where(file_is)
+        self.exists = sa.select(files.c.file_id).where(file_is)
+        self.ids = sa.select(files.c.file_id)
+        self.chunks = (
+            sa.select(chunks.c.n, chunks.c.data).where(version_is, in_range).order_by(chunks.c.n)
+        )
+        # The file's row and chunks of its current version, in one query.
+        on = sa.and_(chunks.c.version == files.c.version, in_range)
+        self.current = (
+            sa.select(files, chunks.c.n, chunks.c.data)
+            .select_from(files.outerjoin(chunks, on))
+            .where(file_is)
+            .order_by(chunks.c.n)
+        )
+        self.count = sa.select(sa.func.count()).where(version_is)
+        self.insert_chunks = sa.insert(chunks)
+        self.insert_file = sa.insert(files)
+        self.update_file = sa.update(files).where(file_is)
+        self.delete_file = sa.delete(files).where(file_is)
+        self.delete_chunks = sa.delete(chunks).where(version_is)
+        # An UPDATE first, even of nothing: it takes SQLite's write lock at once.
+        # Two writers that both read before writing would deadlock there, and
+        # SQLite fails one of them rather than wait.
+        self.touch = sa.update(files).where(file_is).values(version=files.c.version)
+        # FOR UPDATE reads the newest row, not a snapshot older than the lock
+        # (MariaDB's REPEATABLE READ); SQLite has no FOR UPDATE, nor needs it.
+        self.lock = sa.select(files.c.version).where(file_is).with_for_update()
 
 
 #: The connections of the :meth:`SQLStorage.joined` blocks being run, by storage,
@@ -452,6 +497,7 @@ class SQLStorage(FileStorage):
         chunk_size: int | str = DEFAULT_CHUNK_SIZE,
     ) -> None:
         self.tables = define_tables(sa.MetaData(), table, prefix)
+        self._sql = _Statements(self.tables)
         self._chunk_size = _checked_chunk_size(chunk_size)
         self._per_batch = max(1, _BATCH_BYTES // self._chunk_size)
         self._engine, self._owns_engine = _engine_of(url, engine)
@@ -577,51 +623,31 @@ class SQLStorage(FileStorage):
 
     def exists(self, file_or_id: StoredFile | str) -> bool:
         fileid = self._checked_id(file_or_id)
-        files = self.tables.files
         with self._reading() as conn:
-            query = sa.select(files.c.file_id).where(files.c.file_id == fileid)
-            return conn.execute(query).first() is not None
+            return conn.execute(self._sql.exists, {"fid": fileid}).first() is not None
 
     def list(self) -> list[str]:
-        files = self.tables.files
         with self._reading() as conn:
-            return list(conn.execute(sa.select(files.c.file_id)).scalars())
+            return list(conn.execute(self._sql.ids).scalars())
 
     def _file_row(self, fileid: str) -> Any:
-        files = self.tables.files
         with self._reading() as conn, _corrupt_rows(fileid, self._where):
-            return conn.execute(sa.select(files).where(files.c.file_id == fileid)).first()
+            return conn.execute(self._sql.file, {"fid": fileid}).first()
 
     def _chunks_of(self, version: str, first: int, count: int) -> _Chunks:
         """Chunks ``first`` to ``first + count - 1`` of ``version`` that exist, in order."""
-        chunks = self.tables.chunks
-        query = (
-            sa.select(chunks.c.n, chunks.c.data)
-            .where(chunks.c.version == version, chunks.c.n >= first, chunks.c.n < first + count)
-            .order_by(chunks.c.n)
-        )
+        params = {"version": version, "first": first, "stop": first + count}
         with self._reading() as conn:
-            return [(n, data) for n, data in conn.execute(query)]
+            return [(n, data) for n, data in conn.execute(self._sql.chunks, params)]
 
     def _current_chunks(self, fileid: str, first: int, count: int) -> tuple[Any, _Chunks]:
         """The file's row and chunks ``first`` to ``first + count - 1`` of its version.
 
         One query, so that a first read checks for a replace at no extra cost.
         """
-        files, chunks = self.tables
-        joined = sa.and_(
-            chunks.c.version == files.c.version,
-            chunks.c.n >= first,
-            chunks.c.n < first + count,
-        )
-        query = (
-            sa.select(files, chunks.c.n, chunks.c.data)
-            .select_from(files.outerjoin(chunks, joined))
-            .where(files.c.file_id == fileid)
-            .order_by(chunks.c.n)
-        )
+        params = {"fid": fileid, "first": first, "stop": first + count}
         with self._reading() as conn, _corrupt_rows(fileid, self._where):
-            rows = list(conn.execute(query))
+            rows = list(conn.execute(self._sql.current, params))
         if not rows:
             return None, []
         return rows[0], [(r.n, r.data) for r in rows if r.n is not None]
@@ -652,7 +678,7 @@ class SQLStorage(FileStorage):
             # All of it in the application's transaction: nothing to clean up, ever.
             with self._writing() as conn:
                 for batch in batches:
-                    conn.execute(sa.insert(self.tables.chunks), batch)
+                    conn.execute(self._sql.insert_chunks, batch)
                 self._point(conn, fileid, version, new, existing, restoring)
             return
         first: _ChunkRows = next(batches, [])
@@ -660,14 +686,14 @@ class SQLStorage(FileStorage):
             # The whole file in one batch: chunks and row in one transaction.
             with self._writing() as conn:
                 if first:
-                    conn.execute(sa.insert(self.tables.chunks), first)
+                    conn.execute(self._sql.insert_chunks, first)
                 self._point(conn, fileid, version, new, existing, restoring)
             return
         written = 0
         try:
             for batch in chain([first], batches):
                 with self._writing() as conn:
-                    conn.execute(sa.insert(self.tables.chunks), batch)
+                    conn.execute(self._sql.insert_chunks, batch)
                 written += len(batch)
             with self._writing() as conn:
                 self._check_written(conn, version, written)
@@ -687,9 +713,7 @@ class SQLStorage(FileStorage):
             yield batch
 
     def _check_written(self, conn: Connection, version: str, count: int) -> None:
-        chunks = self.tables.chunks
-        query = sa.select(sa.func.count()).where(chunks.c.version == version)
-        if conn.execute(query).scalar_one() != count:
+        if conn.execute(self._sql.count, {"version": version}).scalar_one() != count:
             raise BackendUnavailableError(
                 f"The chunks of a file being written to {self._where} were deleted before "
                 "it was complete: remove_orphans() ran with an age shorter than the write "
@@ -706,7 +730,6 @@ class SQLStorage(FileStorage):
         restoring: bool,
     ) -> None:
         """Make the file's row say ``version``; drop the chunks of the version it said."""
-        files, chunks = self.tables
         values = {
             "version": version,
             "filename": new.filename,
@@ -720,41 +743,31 @@ class SQLStorage(FileStorage):
         if old is None:
             if existing:  # deleted while the new version was written
                 raise StoredFileNotFoundError(fileid, self._where)
-            conn.execute(sa.insert(files), {"file_id": fileid, **values})
+            conn.execute(self._sql.insert_file, {"file_id": fileid, **values})
             return
-        conn.execute(sa.update(files).where(files.c.file_id == fileid).values(values))
-        conn.execute(sa.delete(chunks).where(chunks.c.version == old))
+        conn.execute(self._sql.update_file, {"fid": fileid, **values})
+        conn.execute(self._sql.delete_chunks, {"version": old})
 
     def _lock(self, conn: Connection, fileid: str) -> str | None:
         """Lock the file's row for this transaction; return its version, None if no row."""
-        files = self.tables.files
-        where = files.c.file_id == fileid
-        # An UPDATE first, even of nothing: it takes SQLite's write lock at once.
-        # Two writers that both read before writing would deadlock there, and
-        # SQLite fails one of them rather than wait.
-        conn.execute(sa.update(files).where(where).values(version=files.c.version))
-        # FOR UPDATE reads the newest row, not a snapshot older than the lock
-        # (MariaDB's REPEATABLE READ); SQLite has no FOR UPDATE, nor needs it.
-        query = sa.select(files.c.version).where(where).with_for_update()
-        version: str | None = conn.execute(query).scalar()
+        conn.execute(self._sql.touch, {"fid": fileid})
+        version: str | None = conn.execute(self._sql.lock, {"fid": fileid}).scalar()
         return version
 
     def _discard(self, version: str) -> None:
         # Best effort, on the way out of a failure: when the database is gone
         # the chunks stay, and remove_orphans() deletes them later.
-        chunks = self.tables.chunks
         with contextlib.suppress(DepotError, sa.exc.SQLAlchemyError), self._writing() as conn:
-            conn.execute(sa.delete(chunks).where(chunks.c.version == version))
+            conn.execute(self._sql.delete_chunks, {"version": version})
 
     def delete(self, file_or_id: StoredFile | str) -> None:
         fileid = self._checked_id(file_or_id)
-        files, chunks = self.tables
         with self._writing() as conn:
             version = self._lock(conn, fileid)
             if version is None:
                 return
-            conn.execute(sa.delete(chunks).where(chunks.c.version == version))
-            conn.execute(sa.delete(files).where(files.c.file_id == fileid))
+            conn.execute(self._sql.delete_chunks, {"version": version})
+            conn.execute(self._sql.delete_file, {"fid": fileid})
 
     def remove_orphans(self, older_than: timedelta = ORPHAN_AGE) -> int:
         """Delete the chunks that no file has, written more than ``older_than`` ago.
