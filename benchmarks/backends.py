@@ -137,10 +137,10 @@ class PlainFile:
     # Reads one chunk row per SELECT, as it is needed.
 
     def __init__(self, plain, fid):
-        self.plain, self.fid, self.n, self.buffer = plain, fid, 0, b""
+        self.plain, self.fid, self.n, self.buffer, self.at = plain, fid, 0, b"", 0
 
     def read(self, size=-1):
-        if not self.buffer:
+        if self.at == len(self.buffer):
             m = self.plain.mark
             cur = self.plain.conn.cursor()
             sql = f"SELECT data FROM {self.plain.table} WHERE id = {m} AND n = {m}"
@@ -149,9 +149,13 @@ class PlainFile:
             self.plain.conn.commit()
             if row is None:
                 return b""
-            self.buffer, self.n = bytes(row[0]), self.n + 1
-        size = len(self.buffer) if size < 0 else size
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
+            self.buffer, self.n, self.at = bytes(row[0]), self.n + 1, 0
+        if self.at == 0 and (size < 0 or size >= len(self.buffer)):
+            self.at = len(self.buffer)
+            return self.buffer
+        size = len(self.buffer) - self.at if size < 0 else size
+        data = self.buffer[self.at : self.at + size]
+        self.at += len(data)
         return data
 
     def close(self):
