@@ -272,7 +272,7 @@ class SQLStoredFile(StoredFile):
         #: Set by the first read when it must check for a replace: the fetch
         #: that follows asks for the file's current version with the chunks.
         self._check_version = False
-        super().__init__(file_id, **_metadata(file_id, row, storage._where))
+        super().__init__(file_id, **_metadata(row))
 
     def _follow_replace(self) -> None:
         self._check_version = True
@@ -288,7 +288,7 @@ class SQLStoredFile(StoredFile):
 
     def _switch_to(self, row: Any) -> None:
         if row.version != self._version:
-            self._set_metadata(**_metadata(self.file_id, row, self._storage._where))
+            self._set_metadata(**_metadata(row))
             self._chunk_size = _chunk_size_of(self.file_id, row, self._storage._where)
             self._version = row.version
             self._buffer = b""
@@ -301,6 +301,8 @@ class SQLStoredFile(StoredFile):
         self._check_open()
         self._first_read()
         wanted = -1 if n is None else n
+        if wanted == 0:
+            return b""
         piece = self._read_some(_FETCH_BYTES if wanted < 0 else wanted)
         if wanted >= 0 and len(piece) in (0, wanted):
             return piece  # one piece of one chunk: no copy
@@ -436,7 +438,7 @@ class SQLStoredFile(StoredFile):
         return self._closed
 
 
-def _metadata(file_id: str, row: Any, where: str) -> dict[str, Any]:
+def _metadata(row: Any) -> dict[str, Any]:
     checksum = row.checksum
     return {
         "filename": row.filename,
