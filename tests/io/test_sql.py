@@ -480,6 +480,35 @@ def test_joined_is_for_this_thread_only(
     assert seen == [[]] and file_id not in storage.list()
 
 
+def test_a_foreign_key_to_a_file_keeps_it_from_being_deleted(
+    engine: sa.Engine, storage: SQLStorage, prefix: str
+) -> None:
+    metadata = sa.MetaData()
+    files, _ = define_tables(metadata, prefix=prefix)
+    documents = sa.Table(
+        f"{prefix}fk_documents",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("file_id", sa.String(36), sa.ForeignKey(files.c.file_id)),
+        mysql_engine="InnoDB",
+    )
+    metadata.create_all(engine)
+    try:
+        file_id = storage.create(b"referenced" * 500)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(documents), {"id": 1, "file_id": file_id})
+        with pytest.raises(BackendUnavailableError, match="refused"):
+            storage.delete(file_id)
+        assert storage.get(file_id).read() == b"referenced" * 500
+        storage.replace(file_id, b"replaced")  # the row is updated, never deleted
+        with engine.begin() as conn, storage.joined(conn):
+            conn.execute(sa.delete(documents))
+            storage.delete(file_id)
+        assert storage.list() == [] and chunk_rows(storage) == 0
+    finally:
+        documents.drop(engine)
+
+
 def test_joined_refuses_what_has_no_transaction(engine: sa.Engine, storage: SQLStorage) -> None:
     with pytest.raises(TypeError, match="Connection or Session, not Engine"):
         storage.joined(engine).__enter__()
