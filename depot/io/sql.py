@@ -28,6 +28,7 @@ import contextlib
 import io
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -69,6 +70,8 @@ __all__ = [
 _BACKEND = "SQLStorage"
 #: The files table's name unless ``table`` says otherwise; the chunks table adds ``_chunks``.
 DEFAULT_TABLE = "depot_files"
+#: How many times the tables are checked and created before giving up.
+_CREATE_ATTEMPTS = 4
 #: The bytes of one chunk row. 256 KiB is the size depot reads and writes in
 #: (:data:`~depot.io._chunks.BLOCK_SIZE`): a read of a block is one row, and
 #: benchmarks/backends.py measured larger chunks no faster on SQLite or PostgreSQL.
@@ -515,6 +518,7 @@ class SQLStorage(FileStorage):
         shown = self._engine.url.render_as_string(hide_password=True)
         self._where = f"table {self.tables.files.name!r} of {shown}"
         self._tables_ready = False
+        self._tables_lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -612,16 +616,25 @@ class SQLStorage(FileStorage):
     def _ensure_tables(self) -> None:
         if self._tables_ready:
             return
-        metadata = self.tables.files.metadata
-        try:
-            with self._engine.begin() as conn:
-                metadata.create_all(conn, checkfirst=True)
-        except sa.exc.DBAPIError:
-            # Another process created them between the check and the CREATE;
-            # if that is not what happened, checking again raises the real error.
-            with self._engine.begin() as conn:
-                metadata.create_all(conn, checkfirst=True)
-        self._tables_ready = True
+        # One thread of the process checks and creates: on SQLite, two that both
+        # read the schema and then write it deadlock, and one fails at once.
+        with self._tables_lock:
+            if self._tables_ready:
+                return
+            metadata = self.tables.files.metadata
+            for attempt in range(_CREATE_ATTEMPTS):
+                try:
+                    with self._engine.begin() as conn:
+                        metadata.create_all(conn, checkfirst=True)
+                    break
+                except sa.exc.DBAPIError:
+                    # Another process created them between the check and the
+                    # CREATE, or held the lock: check again. If that is not what
+                    # happened, the last attempt raises the real error.
+                    if attempt == _CREATE_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            self._tables_ready = True
 
     # --- reading ---------------------------------------------------------------------
 

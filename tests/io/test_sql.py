@@ -317,6 +317,24 @@ def test_concurrent_replaces_and_reads_never_mix_versions(storage: SQLStorage) -
     assert chunk_rows(storage) == len(storage.get(file_id).read()) // 1024 + 1
 
 
+def test_concurrent_first_writes_create_the_tables_once(storage: SQLStorage) -> None:
+    # Found by tests/io/test_async.py: on SQLite, two threads checking and then
+    # creating the tables deadlocked, and one failed with "database is locked".
+    ids: list[str] = []
+    start = threading.Barrier(16)
+
+    def create(n: int) -> None:
+        start.wait()
+        ids.append(storage.create(bytes([n]) * 3000))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(storage.list()) == sorted(ids) and len(ids) == 16
+
+
 @pytest.mark.parametrize(
     "bad_id",
     [
