@@ -3,7 +3,8 @@
 Run from the repository root, with the interpreter that has depot's dependencies::
 
     python benchmarks/backends.py [--rounds 3] [--files 500] [--big-mib 256]
-        [--backends memory,local,local-nosync,s3,gridfs,gcs] [--reference-python PYTHON]
+        [--backends memory,local,local-nosync,s3,gridfs,gcs,sql-sqlite,sql-postgresql]
+        [--reference-python PYTHON] [--sql-chunk-size BYTES]
 
 Per backend: create, then get+read, N files of 1 KiB; store a big file from an open file,
 read it back in 64 KiB chunks; the child's peak RSS. S3: one moto server on 127.0.0.1,
@@ -11,6 +12,12 @@ reached over HTTP by both, each in its own buckets. GridFS: mongomock in each ch
 data lives in that process), or the MongoDB ``DEPOT_TEST_MONGODB_URI`` names. GCS, once
 depot has it: a new gcp-storage-emulator per child, or ``DEPOT_TEST_GCS_EMULATOR``'s.
 ``local-nosync``: depot with ``fsync=False`` against filedepot (which never fsyncs).
+``sql-sqlite``, ``sql-postgresql``: filedepot has no SQL backend, so depot's SQLStorage
+is measured against the plain statements that give the same result through the same
+driver (the limit): one INSERT and one SELECT of the bytes per small file, and the big
+file inserted and selected in rows of the same chunk size. Printed in a table of their
+own, beside depot's local storage. PostgreSQL: the server on 127.0.0.1:5432 (or
+``DEPOT_TEST_POSTGRESQL_URL``), in a database of this run, dropped at the end.
 As in storage.py each measurement runs in a fresh child (ours with the repository on
 ``PYTHONPATH``, filedepot under ``python -I``); who goes first swaps every round; the
 table shows medians. filedepot's venv (throwaway, unless ``--reference-python``) gets
@@ -45,11 +52,16 @@ CHUNK = 64 * 1024
 RSS_LIMIT = 64  # MiB, for depot storing and reading the big file
 MONGODB_URI = os.environ.get("DEPOT_TEST_MONGODB_URI")
 GCS_EMULATOR = os.environ.get("DEPOT_TEST_GCS_EMULATOR")  # else gcp-storage-emulator is started
+POSTGRESQL_URL = os.environ.get(
+    "DEPOT_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SQL_BACKENDS = ["sql-sqlite", "sql-postgresql"]
+SQL_TARGET = 0.7  # depot's SQLStorage against the plain statements
 # 'private' for both: with 'public-read' filedepot sets a new S3 bucket's public access
 # block through a client without endpoint_url (so on AWS, not moto), and edits GCS IAM.
 S3_SETTINGS = {"access_key_id": "k", "secret_access_key": "s", "region_name": "us-east-1"}
 S3_SETTINGS["policy"] = "private"
-ALL_BACKENDS = ["memory", "local", "local-nosync", "s3", "gridfs", "gcs"]
+ALL_BACKENDS = ["memory", "local", "local-nosync", "s3", "gridfs", "gcs", *SQL_BACKENDS]
 # What each backend needs in filedepot's venv, besides filedepot: module, distribution.
 NEEDS = {
     "s3": {"boto3": "boto3"},
@@ -74,8 +86,90 @@ def rss_mib():
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+class PlainSQL:
+    # The least a program can do to store and read back the same bytes: plain
+    # statements through one open connection of the same driver, no metadata.
+
+    def __init__(self, url, table, chunk_size):
+        import sqlalchemy as sa
+        self.engine = sa.create_engine(url)
+        self.table, self.chunk_size = table, chunk_size
+        self.conn = self.engine.raw_connection()
+        blob = "BYTEA" if self.engine.dialect.name == "postgresql" else "BLOB"
+        self.mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
+        cur = self.conn.cursor()
+        cur.execute(
+            f"CREATE TABLE {table} (id VARCHAR(36), n INTEGER, data {blob} NOT NULL, "
+            "PRIMARY KEY (id, n))"
+        )
+        self.conn.commit()
+
+    def create(self, src, name=None, ctype=None):
+        import uuid
+        fid, m = str(uuid.uuid4()), self.mark
+        cur = self.conn.cursor()
+        sql = f"INSERT INTO {self.table} (id, n, data) VALUES ({m}, {m}, {m})"
+        if isinstance(src, bytes):
+            cur.execute(sql, (fid, 0, src))
+        else:
+            n, batch, per_batch = 0, [], max(1, 2 * 2**20 // self.chunk_size)
+            while data := src.read(self.chunk_size):
+                batch.append((fid, n, data))
+                n += 1
+                if len(batch) == per_batch:
+                    cur.executemany(sql, batch)
+                    batch = []
+            if batch:
+                cur.executemany(sql, batch)
+        self.conn.commit()
+        return fid
+
+    def get(self, fid):
+        return PlainFile(self, fid)
+
+    def delete(self, fid):
+        cur = self.conn.cursor()
+        cur.execute(f"DELETE FROM {self.table} WHERE id = {self.mark}", (fid,))
+        self.conn.commit()
+
+
+class PlainFile:
+    # Reads one chunk row per SELECT, as it is needed.
+
+    def __init__(self, plain, fid):
+        self.plain, self.fid, self.n, self.buffer, self.at = plain, fid, 0, b"", 0
+
+    def read(self, size=-1):
+        if self.at == len(self.buffer):
+            m = self.plain.mark
+            cur = self.plain.conn.cursor()
+            sql = f"SELECT data FROM {self.plain.table} WHERE id = {m} AND n = {m}"
+            cur.execute(sql, (self.fid, self.n))
+            row = cur.fetchone()
+            self.plain.conn.commit()
+            if row is None:
+                return b""
+            self.buffer, self.n, self.at = bytes(row[0]), self.n + 1, 0
+        if self.at == 0 and (size < 0 or size >= len(self.buffer)):
+            self.at = len(self.buffer)
+            return self.buffer
+        size = len(self.buffer) - self.at if size < 0 else size
+        data = self.buffer[self.at : self.at + size]
+        self.at += len(data)
+        return data
+
+    def close(self):
+        pass
+
+
 def make_storage(backend):
     name = backend["name"]
+    if name == "plain-sql":
+        return PlainSQL(backend["url"], backend["table"], backend["chunk_size"])
+    if name == "sql":
+        from depot.io.sql import SQLStorage
+        return SQLStorage(url=backend["url"], prefix=backend["table"] + "_",
+                          chunk_size=backend["chunk_size"])
     if name == "memory":
         from depot.io.memory import MemoryFileStorage
         return MemoryFileStorage()
@@ -172,7 +266,7 @@ def run_child(impl: Impl, spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         sys.exit(f"{impl.name} child failed on {spec}:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if Path(result.pop("depot_file")).resolve().is_relative_to(REPO) != (impl.tag == "ours"):
+    if Path(result.pop("depot_file")).resolve().is_relative_to(REPO) != (impl.tag != "ref"):
         sys.exit(f"{impl.name} imported the wrong depot")
     return result
 
@@ -187,6 +281,8 @@ class Bench:
     files: int
     source: str
     s3: dict[str, str] | None = None
+    sql_chunk_size: int = 0
+    postgresql: str = ""  # the URL of this run's database
 
 
 def backend_spec(bench: Bench, backend: str, impl: Impl, name: str, gcs: str) -> dict[str, Any]:
@@ -199,6 +295,14 @@ def backend_spec(bench: Bench, backend: str, impl: Impl, name: str, gcs: str) ->
     if backend == "gcs":
         settings = {"project_id": "depot-bench", "bucket": name, "policy": "private"}
         return {"name": "gcs", "emulator": gcs, "settings": settings}
+    if backend in SQL_BACKENDS:
+        table = name.replace("-", "_").replace("bench_", "b_").replace("postgresql", "pg")
+        if backend == "sql-sqlite":
+            url = f"sqlite:///{bench.tmp / (table + '.sqlite')}"
+        else:
+            url = bench.postgresql
+        kind = "sql" if impl.tag == "ours" else "plain-sql"
+        return {"name": kind, "url": url, "table": table, "chunk_size": bench.sql_chunk_size}
     db = "/" + name.replace("-", "_")
     if backend == "gridfs":
         uri = urlsplit(MONGODB_URI)._replace(path=db).geturl() if MONGODB_URI else None
@@ -206,11 +310,15 @@ def backend_spec(bench: Bench, backend: str, impl: Impl, name: str, gcs: str) ->
     return {"name": backend}
 
 
-def one_round(n: int, impls: tuple[Impl, Impl], bench: Bench, found: Found) -> None:
-    """Run each backend's workloads for both sides; who goes first swaps every round."""
+def one_round(n: int, impls: tuple[Impl, Impl], bench: Bench, found: Found, plain: Impl) -> None:
+    """Run each backend's workloads for both sides; who goes first swaps every round.
+
+    The SQL backends' other side is ``plain``, the plain statements.
+    """
     for backend in bench.backends:
+        pair = (plain, impls[1]) if backend in SQL_BACKENDS else impls
         for kind in ("small", "big"):
-            for impl in impls if n % 2 == 0 else impls[::-1]:
+            for impl in pair if n % 2 == 0 else pair[::-1]:
                 name = f"bench-{bench.run}-{impl.tag}-{backend}-{kind}-{n}"
                 emulator = gcs_emulator(bench.tmp) if backend == "gcs" else nullcontext("")
                 with emulator as gcs:
@@ -223,11 +331,13 @@ def one_round(n: int, impls: tuple[Impl, Impl], bench: Bench, found: Found) -> N
                         "chunk": CHUNK,
                         # Servers are left as found. Local big files go once both sides
                         # ran (see storage.py's one_round).
-                        "delete": not backend.startswith("local"),
+                        "delete": not backend.startswith(("local", "sql-sqlite")),
                     }
                     figures = run_child(impl, spec)
                 for key, value in figures.items():
-                    found[impl.tag].setdefault((backend, key), []).append(float(value))
+                    found.setdefault(impl.tag, {}).setdefault((backend, key), []).append(
+                        float(value)
+                    )
         if backend.startswith("local"):
             for impl in impls:
                 shutil.rmtree(bench.tmp / f"bench-{bench.run}-{impl.tag}-{backend}-big-{n}")
@@ -342,6 +452,31 @@ def print_table(impls: tuple[Impl, Impl], backends: list[str], big: int, found: 
             o = statistics.median(found[ours.tag][backend, key])
             row = [backend, label.format(big=big), fmt(r), fmt(o)]
             lines.append([*row, *judge(backend, target, r, o)])
+    print_lines(lines)
+
+
+def print_sql_table(backends: list[str], big: int, found: Found) -> None:
+    """Print SQLStorage beside the plain statements and depot's local storage."""
+    head = ["backend", "workload", "plain SQL", "depot sql", "ratio", "depot local", "target"]
+    lines = [[*head, "ok?"]]
+    for backend in backends:
+        for label, key, target in ROWS:
+            p = statistics.median(found["plain"][backend, key])
+            o = statistics.median(found["ours"][backend, key])
+            local = found["ours"].get(("local", key))
+            row = [backend, label.format(big=big), fmt(p), fmt(o), f"{o / p:.2f}x" if p else "-"]
+            row.append(fmt(statistics.median(local)) if local else "-")
+            if target == "ratio":
+                row += [f">= {SQL_TARGET}x", "yes" if o >= SQL_TARGET * p else "NO"]
+            elif target == "rss":
+                row += [f"<= {RSS_LIMIT} MiB", "yes" if o <= RSS_LIMIT else "NO"]
+            else:
+                row += ["-", ""]
+            lines.append(row)
+    print_lines(lines)
+
+
+def print_lines(lines: list[list[str]]) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for n, line in enumerate(lines):
         cells = [c.rjust(w) for c, w in zip(line, widths, strict=True)]
@@ -372,6 +507,13 @@ def print_header(args: argparse.Namespace, impls: tuple[Impl, Impl], bench: Benc
     if "gridfs" in bench.backends:
         where = f"MongoDB at {urlsplit(MONGODB_URI).hostname}" if MONGODB_URI else "mongomock"
         print(f"GridFS: {where}" + ("" if MONGODB_URI else " in each child"))
+    if any(b in SQL_BACKENDS for b in bench.backends):
+        import sqlalchemy
+
+        print(
+            f"SQL: SQLAlchemy {sqlalchemy.__version__}, chunks of {bench.sql_chunk_size} bytes"
+            + (f"; PostgreSQL at {bench.postgresql.split('@')[-1]}" if bench.postgresql else "")
+        )
     print(f"{args.files} files of 1 KiB; big file {args.big_mib} MiB, read in 64 KiB chunks")
     print(f"medians of {args.rounds} alternating rounds\n", flush=True)
 
@@ -383,12 +525,40 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--big-mib", type=int, default=256)
     parser.add_argument("--reference-python", help="interpreter with filedepot 0.12 installed")
     parser.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated")
+    parser.add_argument(
+        "--sql-chunk-size", type=int, default=0, help="SQLStorage's chunk_size (default: its own)"
+    )
     args = parser.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(ALL_BACKENDS)
     if unknown:
         parser.error(f"unknown backends {sorted(unknown)}; choose from {ALL_BACKENDS}")
     return args
+
+
+def sql_default_chunk_size(ours: Impl) -> int:
+    """SQLStorage's default chunk_size, asked of the repository's depot."""
+    code = "from depot.io.sql import DEFAULT_CHUNK_SIZE as s; print(s)"
+    argv = [ours.python, "-c", code]
+    return int(subprocess.run(argv, capture_output=True, text=True, env=ours.env).stdout)
+
+
+@contextmanager
+def postgresql_database(run: str) -> Iterator[str]:
+    """Create this run's PostgreSQL database; yield its URL; drop it at the end."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(POSTGRESQL_URL)
+    name = f"bench_{run}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
 
 
 def drop_databases(run: str) -> None:
@@ -418,6 +588,14 @@ def main() -> None:
             bench.s3 = {**S3_SETTINGS, "endpoint_url": cleanup.enter_context(moto)}
         if "gridfs" in backends:
             cleanup.callback(drop_databases, bench.run)
+        sql = [b for b in backends if b in SQL_BACKENDS]
+        if sql:
+            bench.sql_chunk_size = args.sql_chunk_size or sql_default_chunk_size(impls[1])
+            if "local" not in backends:  # shown beside them
+                backends.insert(0, "local")
+        if "sql-postgresql" in backends:
+            bench.postgresql = cleanup.enter_context(postgresql_database(bench.run))
+        plain = Impl("plain SQL", "plain", impls[1].python, [], impls[1].env, impls[1].cwd)
         print_header(args, impls, bench)
         # Incompressible, written once: both sides store the same bytes.
         with open(bench.source, "wb") as f:
@@ -425,9 +603,14 @@ def main() -> None:
                 f.write(os.urandom(2**20))
         found: Found = {"ref": {}, "ours": {}}
         for n in range(args.rounds):
-            one_round(n, impls, bench, found)
+            one_round(n, impls, bench, found, plain)
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        print_table(impls, backends, args.big_mib, found)
+        others = [b for b in backends if b not in SQL_BACKENDS]
+        if others:
+            print_table(impls, others, args.big_mib, found)
+        if sql:
+            print(f"\nSQLStorage against the plain statements (target >= {SQL_TARGET}x):")
+            print_sql_table(sql, args.big_mib, found)
 
 
 if __name__ == "__main__":

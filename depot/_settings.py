@@ -27,6 +27,7 @@ SHORT_NAMES = {
     "s3": "depot.io.boto3.S3Storage",
     "gridfs": "depot.io.gridfs.GridFSStorage",
     "gcs": "depot.io.gcs.GCSStorage",
+    "sql": "depot.io.sql.SQLStorage",
 }
 
 #: The extra that installs the libraries a backend module imports.
@@ -35,6 +36,7 @@ EXTRAS = {
     "depot.io.awss3": "s3",
     "depot.io.gridfs": "gridfs",
     "depot.io.gcs": "gcs",
+    "depot.io.sql": "sql",
     "depot.fields.ming": "ming",
     "depot.fields.sqlalchemy": "sqlalchemy",
     "depot.fields._images": "images",

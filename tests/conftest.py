@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
-from tests.backends import BACKENDS
+from tests.backends import BACKENDS, fixture_of, module_of
 from tests.databases import summarize, tag_items
 
 # Property-based tests run a fixed number of examples in CI, the same ones each
@@ -41,12 +41,19 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("DEPOT_HYPOTHESIS", "ci"))
 
-AVAILABLE = [name for name in BACKENDS if importlib.util.find_spec(f"tests.backends.{name}")]
-pytest_plugins = [f"tests.backends.{name}" for name in AVAILABLE]
+AVAILABLE = [
+    name for name in BACKENDS if importlib.util.find_spec(f"tests.backends.{module_of(name)}")
+]
+pytest_plugins = list(dict.fromkeys(f"tests.backends.{module_of(name)}" for name in AVAILABLE))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tag_items(items)
+    # The SQL backend's runs count among the tests of their database.
+    for item in items:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("backend_settings")
+        if isinstance(backend, str) and backend.startswith("sql-"):
+            item.user_properties.append(("database", backend.partition("-")[2]))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -57,7 +64,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(params=AVAILABLE)
 def backend_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The flat settings of the backend under test."""
-    settings: dict[str, Any] = request.getfixturevalue(f"{request.param}_settings")
+    settings: dict[str, Any] = request.getfixturevalue(fixture_of(request.param))
     return settings
 
 

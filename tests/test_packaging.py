@@ -51,6 +51,7 @@ def test_all_extra_is_the_union_of_the_others() -> None:
         "gridfs",
         "gcs",
         "sqlalchemy",
+        "sql",
         "ming",
         "images",
         "asgi",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from depot.io._fileinfo import Source, SupportsRead, byte_view
@@ -63,6 +63,30 @@ def iter_chunks(source: Source, digest: Digest, block_size: int = BLOCK_SIZE) ->
             chunk = byte_view(chunk)
         digest.update(chunk)
         yield chunk
+
+
+def recut(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Yield the bytes of ``blocks`` in pieces of exactly ``size`` (the last may be shorter)."""
+    pending = bytearray()
+    for block in blocks:
+        if not pending and len(block) == size and type(block) is bytes:
+            yield block  # a read of exactly one piece, as most are: not copied
+            continue
+        view = memoryview(block)
+        if pending:
+            taken = view[: size - len(pending)]
+            pending += taken
+            view = view[len(taken) :]
+            if len(pending) < size:
+                continue
+            yield bytes(pending)
+            pending.clear()
+        while len(view) >= size:
+            yield bytes(view[:size])
+            view = view[size:]
+        pending += view
+    if pending:
+        yield bytes(pending)
 
 
 def read_part(read: Callable[[int], Any], size: int, digest: Digest | None = None) -> bytes:

@@ -31,7 +31,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -46,7 +46,7 @@ from depot.exceptions import (
     InvalidFileIdError,
     StoredFileNotFoundError,
 )
-from depot.io._chunks import is_checksum
+from depot.io._chunks import is_checksum, recut
 from depot.io._foreign import also_foreign
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
@@ -351,7 +351,7 @@ class GridFSStorage(FileStorage):
         self._ensure_indexes()
         batch: list[dict[str, Any]] = []
         try:
-            for n, data in enumerate(_recut(new.chunks(), _CHUNK_SIZE)):
+            for n, data in enumerate(recut(new.chunks(), _CHUNK_SIZE)):
                 batch.append({"files_id": files_id, "n": n, "data": data})
                 if len(batch) == _CHUNKS_PER_INSERT:
                     self._chunks.insert_many(batch)
@@ -507,27 +507,6 @@ def _new_object_id() -> ObjectId:
     ``_id`` still sorts by upload time.
     """
     return ObjectId(int(time.time()).to_bytes(4, "big") + os.urandom(8))
-
-
-def _recut(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Yield the bytes of ``blocks`` in pieces of exactly ``size`` (the last may be shorter)."""
-    pending = bytearray()
-    for block in blocks:
-        view = memoryview(block)
-        if pending:
-            taken = view[: size - len(pending)]
-            pending += taken
-            view = view[len(taken) :]
-            if len(pending) < size:
-                continue
-            yield bytes(pending)
-            pending.clear()
-        while len(view) >= size:
-            yield bytes(view[:size])
-            view = view[size:]
-        pending += view
-    if pending:
-        yield bytes(pending)
 
 
 def _read_metadata(file_id: str, gridout: gridfs.GridOut, where: str) -> dict[str, Any]:

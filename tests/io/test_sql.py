@@ -1,0 +1,671 @@
+"""What the SQL backend alone has: its settings, tables and chunks, its writes in the
+application's transaction, and what it does when the process, connection or server dies.
+
+Each test runs on SQLite, PostgreSQL and MariaDB (``engine``, from tests/databases.py);
+the contract and middleware suites run on the three as well (tests/backends/sql.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import orm
+from webob import Request
+
+from depot.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidFileIdError,
+    StoredFileNotFoundError,
+)
+from depot.io.sql import SQLStorage, define_tables
+from depot.manager import DepotManager
+from depot.middleware import FileServeApp
+from tests.backends.sql import drop_tables
+from tests.databases import TestDatabase, database, engine
+from tests.streams import MiB, OneWayStream, sha256
+
+__all__ = ["database", "engine"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def prefix(database: TestDatabase) -> Iterator[str]:
+    """A table prefix of this test's own; its tables are dropped afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}_"
+    yield name
+    drop_tables(database, name)
+
+
+@pytest.fixture
+def storage(engine: sa.Engine, prefix: str) -> SQLStorage:
+    return SQLStorage(engine=engine, prefix=prefix, chunk_size=1024)
+
+
+def chunk_rows(storage: SQLStorage) -> int:
+    with storage.engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(storage.tables.chunks)
+        ).scalar_one()
+
+
+class Statements:
+    """The statements run on an engine, with their parameters, while it listens."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.seen: list[tuple[str, Any]] = []
+
+    def __enter__(self) -> Statements:
+        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        self.seen.append((statement, params))
+
+    def chunk_selects(self, storage: SQLStorage) -> list[list[int]]:
+        """The integer parameters (chunk numbers) of each SELECT of the chunks table."""
+        name = storage.tables.chunks.name
+        found = []
+        for statement, params in self.seen:
+            if statement.lstrip().upper().startswith("SELECT") and name in statement:
+                values = params.values() if isinstance(params, dict) else params
+                found.append([v for v in values if isinstance(v, int)])
+        return found
+
+    def chunk_inserts(self, storage: SQLStorage) -> int:
+        name = storage.tables.chunks.name
+        return sum(1 for s, _ in self.seen if s.lstrip().upper().startswith("INSERT") and name in s)
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+def test_configured_by_short_name_and_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'files.sqlite'}"
+    storage = DepotManager.from_config(
+        {"depot.backend": "sql", "depot.url": url, "depot.chunk_size": "4096"}
+    )
+    assert isinstance(storage, SQLStorage) and storage.chunk_size == 4096
+    file_id = storage.create(b"x" * 10_000, filename="a.bin")
+    assert storage.get(file_id).read() == b"x" * 10_000
+    with storage.engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) == {"depot_files", "depot_files_chunks"}
+    storage.close()  # its own engine: disposed, and usable again
+    assert storage.exists(file_id)
+
+
+def test_the_longest_names_fit_every_database(engine: sa.Engine) -> None:
+    prefix = "p" * 20
+    storage = SQLStorage(engine=engine, prefix=prefix, table="t" * 32)
+    try:
+        assert storage.get(storage.create(b"x")).read() == b"x"
+    finally:
+        storage.tables.files.metadata.drop_all(engine)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "needs the database: set url"),
+        ({"url": "sqlite://", "engine": "x"}, "give url or engine, not both"),
+        ({"engine": "sqlite://"}, "engine must be an SQLAlchemy Engine"),
+        ({"url": "not a url"}, "is not an SQLAlchemy URL"),
+        ({"url": "nosuchdb://h/x"}, "SQLAlchemy has no dialect 'nosuchdb'"),
+        ({"url": "sqlite://", "chunk_size": 10}, "chunk_size must be a number of bytes"),
+        ({"url": "sqlite://", "chunk_size": "1 MiB"}, "chunk_size must be a number of bytes"),
+        ({"url": "sqlite://", "chunk_size": 64 * MiB}, "from 1024 to 8388608"),
+        ({"url": "sqlite://", "table": "files; DROP TABLE x"}, "letters, digits and underscores"),
+        ({"url": "sqlite://", "prefix": "my-app"}, "prefix must be made of letters"),
+        ({"url": "sqlite://", "table": ""}, "give a non-empty table name"),
+        ({"url": "sqlite://", "table": "t" * 53}, "have at most 52 characters"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_bad_settings_say_what_to_do(settings: dict[str, Any], message: str) -> None:
+    config = {"depot.backend": "sql", **{f"depot.{k}": v for k, v in settings.items()}}
+    with pytest.raises(ConfigurationError, match=message):
+        DepotManager.from_config(config)
+
+
+def test_missing_driver_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymssql", None)
+    with pytest.raises(ConfigurationError, match="needs the database driver 'pymssql'"):
+        SQLStorage(url="mssql+pymssql://u@h/db")
+
+
+def test_a_given_engine_is_left_open(engine: sa.Engine, prefix: str) -> None:
+    storage = SQLStorage(engine=engine, prefix=prefix)
+    file_id = storage.create(b"x")
+    with engine.connect() as conn:
+        conn.execute(sa.select(1))
+        storage.close()
+        conn.execute(sa.select(1))  # not disposed under the application
+    assert storage.exists(file_id)
+
+
+# --- tables and chunks ---------------------------------------------------------------
+
+
+def test_tables_defined_on_the_applications_metadata(engine: sa.Engine, prefix: str) -> None:
+    metadata = sa.MetaData()
+    files, chunks = define_tables(metadata, table="media", prefix=prefix)
+    assert (files.name, chunks.name) == (f"{prefix}media", f"{prefix}media_chunks")
+    metadata.create_all(engine)  # as the application's migration would
+    storage = SQLStorage(engine=engine, table="media", prefix=prefix)
+    file_id = storage.create(b"in the app's tables")
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(files).where(files.c.file_id == file_id)).one()
+    assert (row.content_length, row.checksum) == (19, sha256(b"in the app's tables"))
+    assert row.last_modified.tzinfo is None and row.last_modified.microsecond == 0
+    metadata.drop_all(engine)
+
+
+def test_bytes_are_kept_in_chunks_of_the_chunk_size(storage: SQLStorage) -> None:
+    data = os.urandom(5000)
+    file_id = storage.create(data)
+    chunks = storage.tables.chunks
+    with storage.engine.connect() as conn:
+        sizes = [len(d) for (d,) in conn.execute(sa.select(chunks.c.data).order_by(chunks.c.n))]
+    assert sizes == [1024, 1024, 1024, 1024, 904]
+    assert storage.get(file_id).read() == data
+
+
+def test_files_keep_the_chunk_size_they_were_written_with(
+    engine: sa.Engine, storage: SQLStorage, prefix: str
+) -> None:
+    data = os.urandom(10_000)
+    file_id = storage.create(data)
+    bigger = SQLStorage(engine=engine, prefix=prefix, chunk_size=4096)
+    stored = bigger.get(file_id)
+    stored.seek(3000)
+    assert stored.read(5000) == data[3000:8000]
+    bigger.replace(file_id, data[::-1])
+    assert storage.get(file_id).read() == data[::-1]
+    assert chunk_rows(storage) == 3
+
+
+def test_replace_leaves_only_the_new_versions_chunks(storage: SQLStorage) -> None:
+    file_id = storage.create(os.urandom(4000))
+    other = storage.create(os.urandom(3000))
+    storage.replace(file_id, os.urandom(2000))
+    assert chunk_rows(storage) == 2 + 3
+    storage.delete(file_id)
+    assert chunk_rows(storage) == 3
+    assert storage.list() == [other]
+
+
+def test_a_large_write_streams_and_makes_the_row_last(storage: SQLStorage) -> None:
+    rows_seen: list[tuple[int, bool]] = []
+
+    class Watched(OneWayStream):
+        def read(self, n: int = -1) -> bytes:
+            rows_seen.append((chunk_rows(storage), bool(storage.list())))
+            return super().read(n)
+
+    data = os.urandom(5 * MiB)
+    storage.list()  # the tables, for chunk_rows() to count in
+    with Statements(storage.engine) as statements:
+        file_id = storage.create(Watched(data, piece=256 * 1024))
+    # Chunks were in the database while the stream was still being read...
+    assert max(rows for rows, _ in rows_seen) >= 2048
+    # ... in several INSERTs, and the file appeared only once they were all in.
+    assert statements.chunk_inserts(storage) >= 3
+    assert not any(listed for _, listed in rows_seen)
+    assert hashlib.sha256(storage.get(file_id).read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_reading_fetches_chunk_by_chunk(storage: SQLStorage) -> None:
+    data = os.urandom(20 * 1024)
+    stored = storage.get(storage.create(data))
+    with Statements(storage.engine) as statements:
+        got = b"".join(iter(lambda: stored.read(1024), b""))
+    assert got == data
+    fetched = statements.chunk_selects(storage)
+    # The first read asks for the file's current version with its chunk.
+    assert len(fetched) == 20
+    assert all(len(numbers) == 2 and numbers[1] - numbers[0] == 1 for numbers in fetched)
+
+
+@pytest.mark.parametrize(
+    ("header", "chunks"),
+    [("bytes=5000-5999", (4, 6)), ("bytes=0-0", (0, 1)), ("bytes=-100", (9, 10))],
+)
+def test_a_range_request_fetches_only_its_chunks(
+    storage: SQLStorage, header: str, chunks: tuple[int, int]
+) -> None:
+    data = os.urandom(10 * 1024)
+    file_id = storage.create(data, filename="a.bin")
+    app = FileServeApp(storage.get(file_id), 60)
+    with Statements(storage.engine) as statements:
+        response = Request.blank("/", headers={"Range": header}).get_response(app)
+    assert response.status_int == 206
+    start, _, end = header.removeprefix("bytes=").partition("-")
+    expected = data[-100:] if not start else data[int(start) : int(end) + 1]
+    assert response.body == expected
+    assert statements.chunk_selects(storage) == [list(chunks)]
+
+
+# --- replace, read and delete at once --------------------------------------------------
+
+
+def test_a_file_being_read_says_it_was_replaced(storage: SQLStorage) -> None:
+    file_id = storage.create(b"a" * 5000)
+    stored = storage.get(file_id)
+    assert stored.read(1024) == b"a" * 1024
+    storage.replace(file_id, b"b" * 5000)
+    with pytest.raises(BackendUnavailableError, match=f"{file_id} .* was replaced"):
+        stored.read()
+    stored = storage.get(file_id)
+    stored.read(10)
+    storage.delete(file_id)
+    with pytest.raises(StoredFileNotFoundError, match=file_id):
+        stored.read()
+
+
+def test_concurrent_replaces_and_reads_never_mix_versions(storage: SQLStorage) -> None:
+    file_id = storage.create(bytes([0]) * 3000)
+    stop = time.monotonic() + 3
+    problems: list[str] = []
+    outcomes = {"whole": 0, "replaced": 0}
+
+    def replace() -> None:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            storage.replace(file_id, bytes([n % 256]) * (1000 + (n % 7) * 900))
+
+    def read() -> None:
+        while time.monotonic() < stop:
+            stored = storage.get(file_id)
+            try:
+                data = b"".join(iter(lambda s=stored: s.read(700), b""))
+            except BackendUnavailableError as exc:
+                outcomes["replaced"] += 1
+                if "replaced" not in str(exc):
+                    problems.append(str(exc))
+                continue
+            outcomes["whole"] += 1
+            if sha256(data) != stored.checksum or len(set(data)) != 1:
+                problems.append(f"mixed: {len(data)} bytes, {sorted(set(data))[:5]}")
+
+    threads = [threading.Thread(target=replace)] + [threading.Thread(target=read) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not problems, problems[:3]
+    assert outcomes["whole"] > 10
+    assert chunk_rows(storage) == len(storage.get(file_id).read()) // 1024 + 1
+
+
+def test_concurrent_first_writes_create_the_tables_once(storage: SQLStorage) -> None:
+    # Found by tests/io/test_async.py: on SQLite, two threads checking and then
+    # creating the tables deadlocked, and one failed with "database is locked".
+    ids: list[str] = []
+    start = threading.Barrier(16)
+
+    def create(n: int) -> None:
+        start.wait()
+        ids.append(storage.create(bytes([n]) * 3000))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(storage.list()) == sorted(ids) and len(ids) == 16
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "'; DROP TABLE depot_files; --",
+        "00000000-0000-4000-8000-000000000000' OR '1'='1",
+        "00000000-0000-4000-8000-00000000000A",
+        " 00000000-0000-4000-8000-000000000000",
+        "%",
+        "_" * 36,
+    ],
+)
+def test_odd_ids_are_refused_before_any_query(storage: SQLStorage, bad_id: str) -> None:
+    storage.create(b"x")
+    with Statements(storage.engine) as statements:
+        for operation in (storage.get, storage.exists, storage.delete):
+            with pytest.raises(InvalidFileIdError):
+                operation(bad_id)
+    assert statements.seen == []
+    assert len(storage.list()) == 1
+
+
+def test_wrong_types_are_refused_by_typed_columns(engine: sa.Engine, storage: SQLStorage) -> None:
+    # Why the contract suite tries fewer corrupt values on these two databases.
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite keeps any value in any column (the contract suite's case)")
+    file_id = storage.create(b"x")
+    table = storage.tables.files.name
+    for column, value in [
+        ("content_length", "five"),
+        ("last_modified", "2024-02-30 12:00:00"),
+        ("last_modified", 5.5),
+    ]:
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(
+                sa.text(f"UPDATE {table} SET {column} = :v WHERE file_id = :id"),
+                {"v": value, "id": file_id},
+            )
+    assert storage.get(file_id).read() == b"x"
+
+
+# --- in the application's transaction ------------------------------------------------
+
+
+@pytest.fixture
+def app_table(engine: sa.Engine, storage: SQLStorage, prefix: str) -> Iterator[sa.Table]:
+    """An application's table of documents, and depot's tables, in one metadata."""
+    metadata = sa.MetaData()
+    define_tables(metadata, prefix=prefix)
+    documents = sa.Table(
+        f"{prefix}documents",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("file_id", sa.String(36)),
+    )
+    metadata.create_all(engine)
+    yield documents
+    documents.drop(engine)
+
+
+def documents_in(engine: sa.Engine, documents: sa.Table) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(documents).order_by(documents.c.id))]
+
+
+def test_joined_commit_stores_the_file_with_the_row(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    with engine.begin() as conn, storage.joined(conn):
+        file_id = storage.create(b"x" * 3000, filename="a.txt")
+        conn.execute(sa.insert(app_table), {"id": 1, "file_id": file_id})
+        assert storage.get(file_id).read() == b"x" * 3000  # seen inside the transaction
+        assert storage.list() == [file_id]
+    assert documents_in(engine, app_table) == [(1, file_id)]
+    assert storage.get(file_id).read() == b"x" * 3000
+
+
+def test_joined_rollback_leaves_no_file_and_no_chunks(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    kept = storage.create(b"kept")
+    with engine.connect() as conn, storage.joined(conn):
+        conn.begin()
+        file_id = storage.create(b"y" * 5000)
+        storage.replace(kept, b"changed")
+        conn.execute(sa.insert(app_table), {"id": 1, "file_id": file_id})
+        conn.rollback()
+    assert documents_in(engine, app_table) == []
+    assert storage.list() == [kept]
+    assert storage.get(kept).read() == b"kept"
+    assert chunk_rows(storage) == 1
+
+
+def test_joined_savepoint_rollback_keeps_the_outer_transaction(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    with engine.begin() as conn, storage.joined(conn):
+        conn.execute(sa.insert(app_table), {"id": 1, "file_id": None})
+        savepoint = conn.begin_nested()
+        dropped = storage.create(b"z" * 5000)
+        conn.execute(sa.insert(app_table), {"id": 2, "file_id": dropped})
+        savepoint.rollback()
+        kept = storage.create(b"k")
+        conn.execute(sa.insert(app_table), {"id": 3, "file_id": kept})
+    assert documents_in(engine, app_table) == [(1, None), (3, kept)]
+    assert storage.list() == [kept]
+    assert chunk_rows(storage) == 1
+
+
+def test_a_failed_write_in_the_transaction_does_not_poison_it(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    class Broken(OneWayStream):
+        def read(self, n: int = -1) -> bytes:
+            if self._data.tell() > 3000:
+                raise ConnectionResetError("client went away")
+            return super().read(n)
+
+    existing = storage.create(b"old")
+    with engine.begin() as conn, storage.joined(conn):
+        with pytest.raises(ConnectionResetError):
+            storage.create(Broken(os.urandom(10_000)))
+        with pytest.raises(StoredFileNotFoundError):
+            storage.replace(str(uuid.uuid4()), b"no such file")
+        with pytest.raises(ConnectionResetError):
+            storage.replace(existing, Broken(os.urandom(10_000)))
+        file_id = storage.create(b"after the failures")
+        conn.execute(sa.insert(app_table), {"id": 1, "file_id": file_id})
+    assert documents_in(engine, app_table) == [(1, file_id)]
+    assert sorted(storage.list()) == sorted([existing, file_id])
+    assert storage.get(existing).read() == b"old"
+    assert chunk_rows(storage) == 2
+
+
+def test_joined_through_an_orm_session(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    with orm.Session(engine) as session:
+        with session.begin(), storage.joined(session):
+            committed = storage.create(b"c")
+            session.execute(sa.insert(app_table), {"id": 1, "file_id": committed})
+        with pytest.raises(RuntimeError), session.begin(), storage.joined(session):
+            storage.delete(committed)
+            rolled_back = storage.create(b"r")
+            raise RuntimeError("the request failed: both are undone")
+    assert storage.list() == [committed]
+    assert storage.get(committed).read() == b"c"
+    assert storage.exists(committed) and not storage.exists(rolled_back)
+
+
+def test_joined_is_for_this_thread_only(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    seen: list[list[str]] = []
+    with engine.connect() as conn, storage.joined(conn):
+        conn.begin()
+        file_id = storage.create(b"uncommitted")
+        thread = threading.Thread(target=lambda: seen.append(storage.list()))
+        thread.start()
+        thread.join()
+        conn.rollback()
+    assert seen == [[]] and file_id not in storage.list()
+
+
+def test_a_foreign_key_to_a_file_keeps_it_from_being_deleted(
+    engine: sa.Engine, storage: SQLStorage, prefix: str
+) -> None:
+    metadata = sa.MetaData()
+    files, _ = define_tables(metadata, prefix=prefix)
+    documents = sa.Table(
+        f"{prefix}fk_documents",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("file_id", sa.String(36), sa.ForeignKey(files.c.file_id)),
+        mysql_engine="InnoDB",
+    )
+    metadata.create_all(engine)
+    try:
+        file_id = storage.create(b"referenced" * 500)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(documents), {"id": 1, "file_id": file_id})
+        with pytest.raises(BackendUnavailableError, match="refused"):
+            storage.delete(file_id)
+        assert storage.get(file_id).read() == b"referenced" * 500
+        storage.replace(file_id, b"replaced")  # the row is updated, never deleted
+        with engine.begin() as conn, storage.joined(conn):
+            conn.execute(sa.delete(documents))
+            storage.delete(file_id)
+        assert storage.list() == [] and chunk_rows(storage) == 0
+    finally:
+        documents.drop(engine)
+
+
+def test_joined_refuses_what_has_no_transaction(engine: sa.Engine, storage: SQLStorage) -> None:
+    with pytest.raises(TypeError, match="Connection or Session, not Engine"):
+        storage.joined(engine).__enter__()
+
+
+def _kill(engine: sa.Engine, conn: sa.Connection) -> None:
+    """End ``conn``'s connection as a crash or an administrator would, mid-transaction."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        # No server: the file's connection is closed under SQLAlchemy's feet, and
+        # SQLite rolls back what it had not committed.
+        conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        return
+    if name == "postgresql":
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        kill = sa.text("SELECT pg_terminate_backend(:pid)")
+    else:
+        pid = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
+        kill = sa.text(f"KILL {int(pid)}")
+    with engine.connect() as other:
+        other.execute(kill, {"pid": pid})
+        other.commit()
+
+
+def test_a_killed_connection_commits_nothing(
+    engine: sa.Engine, storage: SQLStorage, app_table: sa.Table
+) -> None:
+    kept = storage.create(b"kept")
+    conn = engine.connect()
+    try:
+        with storage.joined(conn):
+            conn.begin()
+            storage.create(os.urandom(5000))
+            storage.replace(kept, b"changed")
+            conn.execute(sa.insert(app_table), {"id": 1, "file_id": None})
+            _kill(engine, conn)
+            with pytest.raises(BackendUnavailableError, match="database"):
+                storage.create(b"more")
+    finally:
+        with contextlib.suppress(sa.exc.DBAPIError):  # SQLite's: closed already
+            conn.close()
+    engine.dispose()  # the pool may hold the dead connection
+    assert documents_in(engine, app_table) == []
+    assert storage.list() == [kept]
+    assert storage.get(kept).read() == b"kept"
+    assert chunk_rows(storage) == 1
+
+
+# --- a killed process, a dead server ---------------------------------------------------
+
+CHILD = r"""
+import sys, time
+from depot.io.sql import SQLStorage
+url, prefix, replace_id, joined = sys.argv[1:5]
+storage = SQLStorage(url=url, prefix=prefix, chunk_size=1024)
+
+class Endless:
+    sent = 0
+    def read(self, n=-1):
+        if self.sent > 5 * 2**20:  # two batches of 2 MiB committed
+            print("written", flush=True)
+            time.sleep(60)
+        self.sent += 65536
+        return b"e" * 65536
+
+def write():
+    if replace_id:
+        storage.replace(replace_id, Endless())
+    else:
+        storage.create(Endless())
+
+if joined == "joined":
+    with storage.engine.begin() as conn, storage.joined(conn):
+        write()
+else:
+    write()
+"""
+
+
+@pytest.mark.parametrize("operation", ["create", "replace"])
+@pytest.mark.parametrize("mode", ["own", "joined"])
+def test_a_process_killed_mid_write_leaves_no_visible_file(
+    database: TestDatabase, storage: SQLStorage, prefix: str, operation: str, mode: str
+) -> None:
+    kept = storage.create(b"the old version")
+    url = database.engine.url.render_as_string(hide_password=False)
+    replace_id = kept if operation == "replace" else ""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, prefix, replace_id, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stderr is not None
+            line = child.stdout.readline()
+            if line != b"written\n":
+                child.wait()
+                pytest.fail(child.stderr.read().decode()[-3000:])
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    assert storage.list() == [kept]
+    assert storage.get(kept).read() == b"the old version"
+    # Outside a transaction the batches were committed: orphans, until removed.
+    if mode == "own":
+        assert chunk_rows(storage) >= 2 * 2048
+        assert storage.remove_orphans() == 0  # too recent: it may be a write in progress
+    deadline = time.monotonic() + 10
+    while mode == "joined" and chunk_rows(storage) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server notices the closed connection and rolls back
+    storage.remove_orphans(older_than=timedelta(0))
+    assert chunk_rows(storage) == 1
+    assert storage.get(kept).read() == b"the old version"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://postgres@127.0.0.1:1/depot", "mysql+pymysql://root@127.0.0.1:1/depot"],
+)
+def test_a_dead_server_is_a_clear_backend_error(url: str) -> None:
+    storage = SQLStorage(url=url)
+    for operation in (
+        storage.list,
+        lambda: storage.create(b"x"),
+        lambda: storage.exists(str(uuid.uuid4())),
+    ):
+        with pytest.raises(BackendUnavailableError) as raised:
+            operation()
+        message = str(raised.value)
+        assert message.startswith("Cannot use the database for table 'depot_files' of ")
+        assert "127.0.0.1:1" in message and "Check that the server is running" in message
+        assert "sqlalche.me" not in message and "Traceback" not in message
+        assert isinstance(raised.value, OSError)
+
+
+def test_an_unreadable_database_is_a_clear_backend_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db.sqlite").write_bytes(b"this is not a database file" * 100)
+    storage = SQLStorage(url=f"sqlite:///{tmp_path / 'not-a-db.sqlite'}")
+    with pytest.raises(BackendUnavailableError, match="file is not a database"):
+        storage.list()
