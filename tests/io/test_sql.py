@@ -357,9 +357,8 @@ def test_odd_ids_are_refused_before_any_query(storage: SQLStorage, bad_id: str) 
 
 
 def test_wrong_types_are_refused_by_typed_columns(engine: sa.Engine, storage: SQLStorage) -> None:
-    # Why the contract suite tries fewer corrupt values on these two databases.
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite keeps any value in any column (the contract suite's case)")
+    # Why the contract suite tries fewer corrupt values on PostgreSQL and MariaDB;
+    # SQLite keeps any value in any column, so there it tries them all.
     file_id = storage.create(b"x")
     table = storage.tables.files.name
     for column, value in [
@@ -367,12 +366,15 @@ def test_wrong_types_are_refused_by_typed_columns(engine: sa.Engine, storage: SQ
         ("last_modified", "2024-02-30 12:00:00"),
         ("last_modified", 5.5),
     ]:
+        update = sa.text(f"UPDATE {table} SET {column} = :v WHERE file_id = :id")
+        if engine.dialect.name == "sqlite":
+            with engine.begin() as conn:
+                conn.execute(update, {"v": value, "id": file_id})
+            continue
         with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
-            conn.execute(
-                sa.text(f"UPDATE {table} SET {column} = :v WHERE file_id = :id"),
-                {"v": value, "id": file_id},
-            )
-    assert storage.get(file_id).read() == b"x"
+            conn.execute(update, {"v": value, "id": file_id})
+    if engine.dialect.name != "sqlite":
+        assert storage.get(file_id).read() == b"x"
 
 
 # --- in the application's transaction ------------------------------------------------
