@@ -285,8 +285,7 @@ class BucketStorage(FileStorage, Generic[File]):
     :param presign_ttl: the ``presign_ttl`` setting (seconds), or ``None``.
     """
 
-    #: The class name a malformed id's message gives (subclasses of a backend keep it).
-    _backend = "BucketStorage"
+    #: The bucket and endpoint, for error messages (the backend sets it).
     _where: str
 
     def __init__(self, policy: str, prefix: str | None, presign_ttl: int | str | None) -> None:
@@ -345,7 +344,7 @@ class BucketStorage(FileStorage, Generic[File]):
         ids = []
         for name in self._names():
             try:
-                ids.append(check_file_id(name[len(self._prefix) :], self._backend))
+                ids.append(check_file_id(name[len(self._prefix) :], type(self).__name__))
             except ValueError:
                 continue
         return ids
