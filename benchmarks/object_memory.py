@@ -73,8 +73,13 @@ else:
 import depot
 size = spec["mib"] * MiB
 op = spec["op"]
-data = os.urandom(size) if op in ("bytes", "bytearray") else None
-data = bytearray(data) if op == "bytearray" else data
+data = None
+if op == "bytes":
+    data = os.urandom(size)
+elif op == "bytearray":  # filled in place: never a bytes copy beside it
+    data = bytearray(size)
+    for offset in range(0, size, MiB):
+        data[offset : offset + MiB] = os.urandom(MiB)
 before = current_mib()
 extra = data and len(data) / MiB or 0
 started = time.perf_counter()
