@@ -100,6 +100,10 @@ def test_create_holds_a_part_not_the_file(bucket_storage: tuple[str, Any], kind:
     stored = storage.get(file_id)
     expected = content.checksum if kind in ("stream", "seekable") else checksum(content)
     assert (stored.content_length, stored.checksum) == (SIZE, expected)
+    digest = hashlib.sha256()
+    for block in stored:
+        digest.update(block)
+    assert "sha256:" + digest.hexdigest() == expected  # the bytes stored, not only the record
 
 
 def test_reading_holds_a_block_not_the_file(bucket_storage: tuple[str, Any]) -> None:
