@@ -52,6 +52,13 @@ def acl_policy(value: str | None) -> str:
     return policy
 
 
+def _unimplemented(obj: object, hook: str) -> str:
+    return (
+        f"{type(obj).__name__} is a bucket backend without {hook}(): a subclass of "
+        "depot.io._bucket's base classes implements each of its hooks."
+    )
+
+
 class RangeBody(Protocol):
     """The bytes of one range of an object, as :meth:`BucketStoredFile._open` gives them."""
 
@@ -104,17 +111,17 @@ class BucketStoredFile(StoredFile):
         :raises depot.exceptions.StoredFileNotFoundError: the object is gone.
         :raises depot.exceptions.BackendUnavailableError: it was replaced (:meth:`_replaced`).
         """
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_open"))
 
     def _object_url(self) -> str:
         """The object's own URL, served by the bucket (the public URL's shape)."""
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_object_url"))
 
     def _sign(self, expires_in: int, disposition: str, content_type: str) -> str:
         """A URL signed for ``expires_in`` seconds, which the bucket answers with these
         ``Content-Disposition`` and ``Content-Type`` headers.
         """
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_sign"))
 
     # --- reading ---------------------------------------------------------------------
 
@@ -298,19 +305,19 @@ class BucketStorage(FileStorage, Generic[File]):
 
     def _stat(self, fileid: str) -> Any:
         """The object's metadata as the service gives it, ``None`` if there is no object."""
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_stat"))
 
     def _stored_file(self, fileid: str, found: Any) -> File:
         """The stored file of what :meth:`_stat` found."""
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_stored_file"))
 
     def _delete(self, fileid: str) -> None:
         """Delete the object; nothing if there is none."""
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_delete"))
 
     def _names(self) -> Iterator[str]:
         """The names of the objects right under the prefix (not in deeper "folders")."""
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_names"))
 
     def _put(self, fileid: str, new: NewVersion, existing: File | None) -> None:
         """Store ``new`` as the object of ``fileid``.
@@ -318,7 +325,7 @@ class BucketStorage(FileStorage, Generic[File]):
         :param existing: for a replace, the file found: the write is made
             conditional on its version where the service allows it.
         """
-        raise NotImplementedError
+        raise NotImplementedError(_unimplemented(self, "_put"))
 
     def _exists(self, fileid: str) -> bool:
         """Whether the object exists; by default :meth:`_stat` finds it."""
