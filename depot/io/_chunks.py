@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -145,6 +146,47 @@ class PartReader:
             return head[:n]  # head itself when n is its length
         rest = read_part(self._read, n - len(head), self._digest)
         return head + rest if head else rest
+
+
+class BytesReader:
+    """A seekable stream over content held in memory, which it never copies whole.
+
+    ``io.BytesIO`` copies a ``bytearray`` or a ``memoryview`` it is given (it
+    shares only ``bytes``): for an upload of content given in memory, that
+    is the file twice in memory. Here each read copies just the bytes it
+    returns, a part or a chunk of an upload.
+
+    :param data: the content; a view of wider items is read as its bytes.
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = byte_view(memoryview(data))
+        self._pos = 0
+
+    def read(self, n: int | None = -1) -> bytes:
+        start = self._pos
+        end = len(self._view) if n is None or n < 0 else min(len(self._view), start + n)
+        self._pos = max(start, end)
+        return bytes(self._view[start:end])
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._view)
 
 
 def _checked(chunk: Any) -> Any:

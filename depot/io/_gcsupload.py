@@ -6,7 +6,9 @@ in place, by a small PATCH request that does not touch the bytes. So:
 
 * content smaller than one chunk (8 MiB; bytes, or a stream read that far) is
   hashed in memory first and sent in one request, its checksum included: most
-  files. Bytes of any size are hashed before they are sent;
+  files. Bytes of any size are hashed before they are sent: from 8 MiB on,
+  they go as a resumable upload in chunks with their checksum in its first
+  request, each chunk copied out of them only while it is sent;
 * a larger stream is sent as a resumable upload, in 8 MiB chunks as it is
   read, whether or not it can seek; once GCS holds the object, a PATCH adds the
   checksum. The PATCH is conditional on the object's generation (its version),
@@ -32,7 +34,7 @@ from typing import Any
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
 from depot.exceptions import BackendUnavailableError
-from depot.io._chunks import Digest, PartReader, read_part, rewind
+from depot.io._chunks import BytesReader, Digest, PartReader, read_part, rewind
 from depot.io._fileinfo import Source
 from depot.io._gcserrors import gcs_errors
 from depot.io._objectmeta import CHECKSUM
@@ -61,26 +63,54 @@ def upload(
         the same file.
     """
     digest = Digest()
+    action = f"uploading file {fileid}"
     if isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(source)
-        data, complete = source, True
-    else:
-        rewind(source)
-        data = read_part(source.read, CHUNK_SIZE, digest)
-        complete = len(data) < CHUNK_SIZE
-    action = f"uploading file {fileid}"
-    if complete:
         blob.metadata = {**metadata, CHECKSUM: digest.checksum}
-        with gcs_errors(where, action):
-            # With the size known, google-cloud-storage sends up to 8 MiB in one
-            # multipart request (more, as bytes may be, as a resumable upload).
-            blob.upload_from_file(
-                io.BytesIO(data), size=len(data), content_type=blob.content_type, **request
-            )
+        content = BytesReader(source)  # each request's bytes copied, never the whole
+        if len(content) < CHUNK_SIZE:
+            _send_whole(blob, content, len(content), request, where, action)
+        else:
+            # The checksum is known, and went with the first request: no PATCH.
+            _send_chunks(blob, content, request, where, action)
+        return
+    rewind(source)
+    data = read_part(source.read, CHUNK_SIZE, digest)
+    if len(data) < CHUNK_SIZE:
+        blob.metadata = {**metadata, CHECKSUM: digest.checksum}
+        _send_whole(blob, io.BytesIO(data), len(data), request, where, action)
         return
     blob.metadata = dict(metadata)
-    stream = _ChunkStream(PartReader(source, digest, data))  # type: ignore[arg-type]
-    del data  # the stream's until it is sent as the first chunk
+    parts = PartReader(source, digest, data)
+    del data  # the reader's until it is sent as the first chunk
+    _send_chunks(blob, parts, request, where, action)
+    try:
+        _record_checksum(blob, metadata, digest, request, where, fileid)
+    except BackendUnavailableError as exc:
+        # The file is stored, only without its checksum, as filedepot's are:
+        # better than failing and leaving an object nobody knows about.
+        log.warning("File %s was stored without its checksum: %s", fileid, exc)
+
+
+def _send_whole(
+    blob: Any, content: Any, size: int, request: Mapping[str, Any], where: str, action: str
+) -> None:
+    """Send content under one chunk in one request (multipart, metadata included)."""
+    with gcs_errors(where, action):
+        # With the size known, google-cloud-storage sends up to 8 MiB in one
+        # multipart request.
+        blob.upload_from_file(content, size=size, content_type=blob.content_type, **request)
+
+
+def _send_chunks(
+    blob: Any,
+    parts: PartReader | BytesReader,
+    request: Mapping[str, Any],
+    where: str,
+    action: str,
+) -> None:
+    """Send ``parts`` as a resumable upload, one chunk in memory at a time."""
+    stream = _ChunkStream(parts)
     # google-cloud-storage keeps the answer to a chunk, and through its request
     # the chunk, while it reads and sends the next: two chunks in memory.
     # The hook rides on the client's private requests session: a client built on
@@ -93,12 +123,6 @@ def upload(
             blob.upload_from_file(stream, content_type=blob.content_type, **request)
     finally:
         hooks.remove(stream.forget_answered)
-    try:
-        _record_checksum(blob, metadata, digest, request, where, fileid)
-    except BackendUnavailableError as exc:
-        # The file is stored, only without its checksum, as filedepot's are:
-        # better than failing and leaving an object nobody knows about.
-        log.warning("File %s was stored without its checksum: %s", fileid, exc)
 
 
 def _record_checksum(
@@ -130,7 +154,7 @@ class _ChunkStream:
     upload seeks back to what GCS says it received, and sends them again.
     """
 
-    def __init__(self, parts: PartReader) -> None:
+    def __init__(self, parts: PartReader | BytesReader) -> None:
         self._parts = parts
         self._window = b""  # the bytes of the last read, from _window_start
         self._window_start = 0

@@ -9,16 +9,16 @@ from the bucket (a public or signed URL).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
-from depot._headers import DEFAULT_CONTENT_TYPE, safe_content_type
+from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
 from depot.exceptions import ConfigurationError, CorruptMetadataError
 from depot.http.rules import DEFAULT_INLINE_TYPES, disposition_headers
-from depot.io.utils import parse_timestamp
+from depot.io._chunks import is_checksum
+from depot.io.utils import _modified_now, parse_timestamp
 from depot.utils import make_content_disposition
 
 log = logging.getLogger("depot.io")
@@ -26,7 +26,6 @@ log = logging.getLogger("depot.io")
 FILENAME, MODIFIED, CHECKSUM = "x-depot-filename", "x-depot-modified", "x-depot-checksum"
 # What filedepot left unescaped in x-depot-filename (RFC 8187 attr-char).
 _FILENAME_SAFE = "!#$&+-.^_`|~"
-_CHECKSUM_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 #: presign_ttl's bounds: S3 (SigV4) and GCS (V4) refuse signed URLs valid longer than 7 days.
 MAX_PRESIGN_TTL = 7 * 24 * 3600
 
@@ -51,6 +50,22 @@ def content_disposition(filename: str, content_type: str) -> str:
     """
     headers = dict(disposition_headers(content_type, filename, DEFAULT_INLINE_TYPES))
     return headers["Content-Disposition"]
+
+
+class NewObject(NamedTuple):
+    """The headers and depot's metadata of an object about to be written."""
+
+    content_type: str
+    content_disposition: str
+    #: ``x-depot-filename`` and ``x-depot-modified`` (now); the checksum comes later.
+    metadata: dict[str, str]
+
+
+def new_object(filename: str, content_type: str) -> NewObject:
+    """What an object storing a file named ``filename`` of ``content_type`` carries."""
+    content_type = header_content_type(content_type)
+    metadata = {FILENAME: quote_filename(filename), MODIFIED: _modified_now()[0]}
+    return NewObject(content_type, content_disposition(filename, content_type), metadata)
 
 
 def response_disposition(filename: str, content_type: str, disposition: str | None) -> str:
@@ -104,11 +119,11 @@ def read_metadata(
     try:
         field = FILENAME
         quoted = metadata.get(FILENAME)
-        filename = unquote(quoted, errors="strict") if quoted else "unnamed"
+        filename = unquote(quoted, errors="strict") if quoted else DEFAULT_FILENAME
         last_modified = _modified(metadata.get(MODIFIED), stored_at, file_id, key, where)
         field = CHECKSUM
         checksum = metadata.get(CHECKSUM)
-        if checksum is not None and not _CHECKSUM_TEXT.fullmatch(checksum):
+        if checksum is not None and not is_checksum(checksum):
             raise ValueError(f"{checksum!r} is not 'sha256:' and 64 hex digits")
     except (ValueError, TypeError) as exc:  # TypeError: a value that is not a string
         raise CorruptMetadataError(
@@ -116,6 +131,25 @@ def read_metadata(
             "Restore the file from a backup or delete it."
         ) from exc
     return {"filename": filename, "last_modified": last_modified, "checksum": checksum}
+
+
+def file_info(
+    metadata: Mapping[str, Any] | None,
+    stored_at: datetime | None,
+    content_type: str | None,
+    size: int | None,
+    file_id: str,
+    key: str,
+    where: str,
+) -> dict[str, Any]:
+    """The :class:`~depot.io.interfaces.StoredFile` fields of an object: :func:`read_metadata`'s,
+    and its ``content_type`` (``application/octet-stream`` when it has none) and ``content_length``.
+    """
+    # Objects put by other programs have no x-depot-modified: the bucket's time serves.
+    info = read_metadata(metadata, stored_at, file_id, key, where)
+    info["content_type"] = content_type or DEFAULT_CONTENT_TYPE
+    info["content_length"] = size
+    return info
 
 
 def _modified(

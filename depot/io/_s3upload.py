@@ -42,7 +42,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from depot.exceptions import BackendUnavailableError, DepotError, StoredFileNotFoundError
-from depot.io._chunks import BLOCK_SIZE, Digest, PartReader, read_part, rewind
+from depot.io._chunks import BLOCK_SIZE, BytesReader, Digest, PartReader, read_part, rewind
 from depot.io._fileinfo import Source
 from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
@@ -181,7 +181,7 @@ class ObjectWriter:
     ) -> None:
         """Send content held in memory: in one request if small, else in parts."""
         if len(data) >= PART_SIZE:
-            self._send(io.BytesIO(data), key, args, len(data))
+            self._send(BytesReader(data), key, args, len(data))
         elif if_match is None:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=data, **args)
         else:

@@ -26,35 +26,25 @@ and how). Larger content goes in parts of 5 MiB, one in memory at a time.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from depot import __version__
 from depot._settings import missing_dependency_message
-from depot.exceptions import (
-    BackendUnavailableError,
-    ConfigurationError,
-    DepotError,
-    StoredFileNotFoundError,
+from depot.exceptions import BackendUnavailableError, ConfigurationError, DepotError
+from depot.io._bucket import (
+    CANNED_ACL_PRIVATE,
+    CANNED_ACL_PUBLIC_READ,
+    BucketStorage,
+    BucketStoredFile,
+    acl_policy,
 )
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._foreign import also_foreign
-from depot.io._ids import check_file_id
-from depot.io._objectmeta import (
-    FILENAME,
-    MODIFIED,
-    content_disposition,
-    header_content_type,
-    presign_seconds,
-    quote_filename,
-    read_metadata,
-    response_disposition,
-)
+from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, attempts, seconds
-from depot.io.interfaces import FileStorage, NewVersion, StoredFile
-from depot.io.utils import _modified_now
+from depot.io.interfaces import NewVersion
 
 try:
     import boto3
@@ -75,8 +65,6 @@ __all__ = [
     "S3StoredFile",
 ]
 
-CANNED_ACL_PUBLIC_READ = "public-read"
-CANNED_ACL_PRIVATE = "private"
 
 #: A stream that cannot seek and is larger than this gets no checksum: adding
 #: it would take a server-side copy of the whole object.
@@ -106,196 +94,106 @@ def _session(own_credentials: bool) -> boto3.session.Session:
     return _SHARED[0]
 
 
-class S3StoredFile(StoredFile):
+class S3StoredFile(BucketStoredFile):
     """A file of an :class:`S3Storage`: its metadata from one HEAD request.
 
     The bytes are fetched on the first read, streamed in blocks. It seeks
     (a seek starts a new ranged request at the next read), and
-    :meth:`iter_range` asks S3 for just the bytes wanted. Every request for
-    the bytes is conditional on the version whose metadata it holds, so data
-    and metadata always agree: a file replaced before its first read follows
-    (see :meth:`~depot.io.interfaces.StoredFile.hold_version`); one replaced
-    after it raises :class:`~depot.exceptions.BackendUnavailableError`.
+    :meth:`iter_range` asks S3 for just the bytes wanted, in one ranged GET.
+    Every request for the bytes is conditional on the version whose metadata
+    it holds (``If-Match`` its ETag), so data and metadata always agree: a file
+    replaced before its first read follows (see
+    :meth:`~depot.io.interfaces.StoredFile.hold_version`); one replaced after
+    it raises :class:`~depot.exceptions.BackendUnavailableError`.
+
+    The :attr:`public_url` has the shape boto3 gives the bucket and
+    ``endpoint_url`` (``https://<bucket>.s3.amazonaws.com/<key>``, or
+    ``<endpoint_url>/<bucket>/<key>``), as in filedepot; :meth:`signed_url` is
+    a presigned GetObject.
 
     .. versionchanged:: 1.0
        Seekable; ``checksum``, :meth:`iter_range`, :meth:`signed_url` and
        :meth:`redirect_url` added.
     """
 
+    _backend = _BACKEND
+    _storage: S3Storage
+
     def __init__(self, file_id: str, storage: S3Storage, head: Mapping[str, Any]) -> None:
-        check_file_id(file_id, _BACKEND)
-        self._storage = storage
         self._key = storage._key(file_id)
         self._etag: str | None = head.get("ETag")
-        self._body: Any = None
-        self._ranges: set[Any] = set()  # bodies of iter_range() still being read
-        self._pos = 0
-        self._closed = False
-        super().__init__(file_id, **_file_info(file_id, self._key, head, storage._where))
+        super().__init__(
+            file_id, storage, storage._where, _file_info(file_id, self._key, head, storage._where)
+        )
 
     def _follow_replace(self) -> None:
         # Optimistic: the GET is conditional on the version opened, and only
         # when S3 says it was replaced is the new version's metadata fetched.
         if self._pos < (self.content_length or 0):
             try:
-                self._body = self._storage._get_body(self, self._pos, None)
+                self._body = self._open(self._pos, None, BLOCK_SIZE)
                 return
             except BackendUnavailableError:
-                head = self._storage._head(self.file_id)
+                head = self._storage._stat(self.file_id)
                 if head is None or head.get("ETag") == self._etag:
                     raise
         else:  # nothing to GET (an empty file): ask
-            head = self._storage._head(self.file_id)
+            head = self._storage._stat(self.file_id)
             if head is None or head.get("ETag") == self._etag:
                 return
-        self._set_metadata(**_file_info(self.file_id, self._key, head, self._storage._where))
+        self._set_metadata(**_file_info(self.file_id, self._key, head, self._where))
         self._etag = head.get("ETag")
 
-    def read(self, n: int | None = -1) -> bytes:
-        if self._closed:
-            raise ValueError("I/O operation on closed file.")
-        self._first_read()
-        left = (self.content_length or 0) - self._pos
-        wanted = left if n is None or n < 0 else min(n, left)
-        if wanted <= 0:
-            return b""
-        if self._body is None:
-            self._body = self._storage._get_body(self, self._pos, None)
-        parts = []
-        got = 0
-        with s3_errors(self._storage._where, f"reading file {self.file_id}"):
-            while got < wanted:
-                chunk = self._body.read(wanted - got)
-                if not chunk:
-                    break
-                parts.append(chunk)
-                got += len(chunk)
-        self._pos += got
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if self._closed:
-            raise ValueError("I/O operation on closed file.")
-        if whence == io.SEEK_END:  # the end of the version to be read
-            self._first_read()
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.content_length or 0}
-        position = base[whence] + offset
-        if position < 0:
-            raise ValueError(f"negative seek position {position}")
-        if position != self._pos:
-            self._drop_body()
-            self._pos = position
-        return position
-
-    def tell(self) -> int:
-        return self._pos
-
-    def iter_range(self, start: int, stop: int, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
-        """Yield the bytes from ``start`` up to ``stop`` with one ranged GET.
-
-        Only those bytes leave S3. The read position of the file is unchanged.
-        """
-        if self._closed:
-            raise ValueError("I/O operation on closed file.")
-        self.hold_version()
-        stop = min(stop, self.content_length or 0)
-        if start >= stop:
-            return
-        body = self._storage._get_body(self, start, stop - 1)
-        self._ranges.add(body)
+    def _open(self, start: int, stop: int | None, block_size: int) -> _Body:
+        end = "" if stop is None else stop - 1
+        args = {"Bucket": self._storage._bucket, "Key": self._key, "Range": f"bytes={start}-{end}"}
+        if self._etag:
+            args["IfMatch"] = self._etag
+        action = f"reading file {self.file_id}"
         try:
-            left = stop - start
-            while left > 0:
-                with s3_errors(self._storage._where, f"reading file {self.file_id}"):
-                    chunk = body.read(min(left, block_size))
-                if not chunk:
-                    return
-                left -= len(chunk)
-                yield chunk
-        finally:
-            self._ranges.discard(body)
-            body.close()
+            with s3_errors(self._where, action, passthrough=("PreconditionFailed", "NoSuchKey")):
+                return _Body(self._storage._client.get_object(**args)["Body"], self._where, action)
+        except DepotError:
+            raise
+        except ClientError as exc:
+            if client_error_code(exc) == "NoSuchKey":
+                raise self._missing(exc) from exc
+            raise self._replaced(exc) from exc
 
-    def close(self) -> None:
-        self._closed = True
-        self._drop_body()
-        for body in list(self._ranges):
-            body.close()
-        self._ranges.clear()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def public_url(self) -> str | None:
-        """The object's own URL, when the storage's ``policy`` is ``public-read``.
-
-        The URL has the shape boto3 gives the bucket and ``endpoint_url``
-        (``https://<bucket>.s3.amazonaws.com/<key>``, or ``<endpoint_url>/<bucket>/<key>``),
-        as in filedepot.
-
-        .. versionchanged:: 1.0
-           ``None`` with the ``private`` policy: filedepot returned a URL that
-           answered 403.
-        """
-        if self._storage._policy != CANNED_ACL_PUBLIC_READ:
-            return None
+    def _object_url(self) -> str:
         # A signed URL without its signature: boto3 knows which shape suits
         # the bucket and endpoint, and filedepot made it the same way.
         url = self._storage._presign({"Bucket": self._storage._bucket, "Key": self._key}, 3600)
         return url.split("?", 1)[0]
 
-    def signed_url(self, expires_in: int = 3600, disposition: str | None = None) -> str:
-        """A presigned URL that fetches the file from S3 for ``expires_in`` seconds.
-
-        It works whatever the ``policy``: hand it to a client to download a
-        private file without the bytes passing through the application. S3
-        answers it with the file's content type and a ``Content-Disposition``
-        carrying its name.
-
-        :param expires_in: seconds the URL stays valid; at most 604800 (7 days).
-        :param disposition: ``'inline'`` or ``'attachment'``; by default inline
-            for the types :class:`~depot.middleware.DepotMiddleware` shows inline
-            (images, audio, video, PDF, plain text), attachment for the rest.
-
-        .. versionadded:: 1.0
-        """
-        filename = self.filename or "unnamed"
-        content_type = self.content_type or "application/octet-stream"
-        header = response_disposition(filename, content_type, disposition)
+    def _sign(self, expires_in: int, disposition: str, content_type: str) -> str:
         params = {
             "Bucket": self._storage._bucket,
             "Key": self._key,
-            "ResponseContentDisposition": header,
+            "ResponseContentDisposition": disposition,
             "ResponseContentType": content_type,
         }
         return self._storage._presign(params, expires_in)
 
-    def redirect_url(self) -> tuple[str, bool] | None:
-        """The public URL (permanent), else a fresh signed URL if the storage has
-        ``presign_ttl`` (temporary), else ``None``: the middleware serves the bytes.
 
-        .. versionadded:: 1.0
-        """
-        public = self.public_url
-        if public is not None:
-            return public, True
-        ttl = self._storage.presign_ttl
-        if ttl is not None:
-            return self.signed_url(ttl), False
-        return None
+class _Body:
+    """The streaming body of a GetObject, read with botocore's errors translated."""
 
-    def _drop_body(self) -> None:
-        if self._body is not None:
-            self._body.close()
-            self._body = None
+    def __init__(self, body: Any, where: str, action: str) -> None:
+        self._body = body
+        self._where = where
+        self._action = action
+
+    def read(self, n: int) -> bytes:
+        with s3_errors(self._where, self._action):
+            data: bytes = self._body.read(n)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
 
 
-class S3Storage(FileStorage):
+class S3Storage(BucketStorage[S3StoredFile]):
     """Stores each file as one object of ``bucket``, under ``<prefix><file id>``.
 
     :param access_key_id: with ``secret_access_key``, the credentials; when both
@@ -357,12 +255,7 @@ class S3Storage(FileStorage):
         read_timeout: float | str | None = None,
         max_attempts: int | str | None = None,
     ) -> None:
-        policy = policy or CANNED_ACL_PUBLIC_READ
-        if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
-            raise ConfigurationError(
-                f"policy must be {CANNED_ACL_PUBLIC_READ!r} or {CANNED_ACL_PRIVATE!r}, "
-                f"not {policy!r}."
-            )
+        policy = acl_policy(policy)
         if bool(access_key_id) != bool(secret_access_key):
             raise ConfigurationError(
                 "access_key_id and secret_access_key go together: set both, or neither "
@@ -375,11 +268,9 @@ class S3Storage(FileStorage):
                     "default bucket name is made from it): set bucket."
                 )
             bucket = f"filedepot-{access_key_id.lower()}"
-        self._policy = policy
+        super().__init__(policy, prefix, presign_ttl)
         self._storage_class = storage_class or "STANDARD"
         self._bucket = bucket
-        self._prefix = prefix or ""
-        self.presign_ttl = presign_seconds(presign_ttl)
         timeouts = {
             "connect_timeout": seconds(connect_timeout, "connect_timeout", CONNECT_TIMEOUT),
             "read_timeout": seconds(read_timeout, "read_timeout", READ_TIMEOUT),
@@ -415,36 +306,20 @@ class S3Storage(FileStorage):
         self._writer = ObjectWriter(self._client, bucket, self._where)
         self._ensure_bucket()
 
-    def get(self, file_or_id: StoredFile | str) -> S3StoredFile:
-        fileid = self._checked_id(file_or_id)
-        head = self._head(fileid)
-        if head is None:
-            raise StoredFileNotFoundError(fileid, self._where)
-        return S3StoredFile(fileid, self, head)
+    def _stored_file(self, fileid: str, found: Any) -> S3StoredFile:
+        return S3StoredFile(fileid, self, found)
 
-    def delete(self, file_or_id: StoredFile | str) -> None:
-        fileid = self._checked_id(file_or_id)
+    def _delete(self, fileid: str) -> None:
         with s3_errors(self._where, f"deleting file {fileid}"):
             self._client.delete_object(Bucket=self._bucket, Key=self._key(fileid))
 
-    def exists(self, file_or_id: StoredFile | str) -> bool:
-        fileid = self._checked_id(file_or_id)
-        return self._head(fileid) is not None
-
-    def list(self) -> list[str]:
-        """Return the ids of the files under ``prefix``; other keys are skipped."""
-        ids = []
+    def _names(self) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         with s3_errors(self._where, "listing files"):
             # The delimiter keeps keys in deeper "folders" (another prefix) out.
             for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix, Delimiter="/"):
                 for item in page.get("Contents", ()):
-                    name = item["Key"][len(self._prefix) :]
-                    try:
-                        ids.append(check_file_id(name, _BACKEND))
-                    except ValueError:
-                        continue
-        return ids
+                    yield item["Key"]
 
     @property
     def _bucket_driver(self) -> BucketDriver:
@@ -459,9 +334,6 @@ class S3Storage(FileStorage):
                 s3 = _session(own).resource("s3", **self._client_args)
             self._driver = BucketDriver(s3, s3.Bucket(self._bucket), self._prefix)
         return self._driver
-
-    def _key(self, fileid: str) -> str:
-        return self._prefix + fileid
 
     def _ensure_bucket(self) -> None:
         # The requests filedepot made (ListBuckets, then CreateBucket if the
@@ -545,7 +417,7 @@ class S3Storage(FileStorage):
             except ClientError:
                 pass  # NotImplemented
 
-    def _head(self, fileid: str) -> dict[str, Any] | None:
+    def _stat(self, fileid: str) -> dict[str, Any] | None:
         """HeadObject's answer for the file, ``None`` if there is no such object."""
         try:
             with s3_errors(self._where, f"reading file {fileid}", passthrough=("404", "NoSuchKey")):
@@ -558,29 +430,6 @@ class S3Storage(FileStorage):
             return None  # 404, NoSuchKey
         return head
 
-    def _get_body(self, stored: S3StoredFile, first: int, last: int | None) -> Any:
-        """The body of a GET of bytes ``first`` to ``last`` (inclusive; None: the end)."""
-        end = "" if last is None else last
-        args = {"Bucket": self._bucket, "Key": stored._key, "Range": f"bytes={first}-{end}"}
-        if stored._etag:
-            args["IfMatch"] = stored._etag
-        action = f"reading file {stored.file_id}"
-        try:
-            with s3_errors(self._where, action, passthrough=("PreconditionFailed", "NoSuchKey")):
-                return self._client.get_object(**args)["Body"]
-        except DepotError:
-            raise
-        except ClientError as exc:
-            # filedepot let the ClientError of a file deleted after get() through.
-            if client_error_code(exc) == "NoSuchKey":
-                missing = StoredFileNotFoundError(stored.file_id, self._where)
-                raise also_foreign(missing, exc) from exc
-            message = (
-                f"File {stored.file_id} in {self._where} was replaced after it was opened: "
-                "get() it again to read the new version."
-            )
-            raise also_foreign(BackendUnavailableError(message), exc) from exc
-
     def _presign(self, params: dict[str, Any], expires_in: int) -> str:
         with s3_errors(self._where, f"signing a URL for {params['Key']}"):
             url: str = self._client.generate_presigned_url(
@@ -589,15 +438,12 @@ class S3Storage(FileStorage):
         return url
 
     def _object_args(self, filename: str, content_type: str) -> dict[str, Any]:
-        content_type = header_content_type(content_type)
+        headers = new_object(filename, content_type)
         args: dict[str, Any] = {
-            "ContentType": content_type,
-            "ContentDisposition": content_disposition(filename, content_type),
+            "ContentType": headers.content_type,
+            "ContentDisposition": headers.content_disposition,
             "StorageClass": self._storage_class,
-            "Metadata": {
-                FILENAME: quote_filename(filename),
-                MODIFIED: _modified_now()[0],
-            },
+            "Metadata": headers.metadata,
         }
         if self._policy == CANNED_ACL_PUBLIC_READ:
             # private is what S3 gives a new object anyway; not sending it also
@@ -605,16 +451,8 @@ class S3Storage(FileStorage):
             args["ACL"] = CANNED_ACL_PUBLIC_READ
         return args
 
-    def _write(self, fileid: str, new: NewVersion) -> None:
-        self._upload(fileid, new, None)
-
-    def _write_over(self, fileid: str, new: NewVersion, restoring: bool) -> None:
-        existing = None if restoring else self.get(fileid)
-        self._upload(fileid, new.keep_from(existing), existing)
-
-    def _upload(self, fileid: str, new: NewVersion, existing: S3StoredFile | None) -> None:
-        filename, content_type = new.filename, new.content_type
-        args = self._object_args(filename, content_type)
+    def _put(self, fileid: str, new: NewVersion, existing: S3StoredFile | None) -> None:
+        args = self._object_args(new.filename, new.content_type)
         # A replace writes only over the version it found (when S3 can make that
         # condition): one racing a delete() never brings the file back.
         if_match = existing._etag if existing is not None else None
@@ -673,8 +511,6 @@ def _retries(session: Any, max_attempts: object) -> dict[str, Any] | None:
 
 def _file_info(file_id: str, key: str, head: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The StoredFile fields from a HeadObject answer."""
-    # Objects put by other programs have no x-depot-modified: S3's time serves.
-    info = read_metadata(head.get("Metadata"), head.get("LastModified"), file_id, key, where)
-    info["content_type"] = head.get("ContentType") or "application/octet-stream"
-    info["content_length"] = head.get("ContentLength")
-    return info
+    metadata, stored_at = head.get("Metadata"), head.get("LastModified")
+    content_type, size = head.get("ContentType"), head.get("ContentLength")
+    return file_info(metadata, stored_at, content_type, size, file_id, key, where)

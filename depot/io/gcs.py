@@ -27,7 +27,6 @@ there, without credentials unless ``credentials`` is set.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -38,24 +37,18 @@ from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
-    StoredFileNotFoundError,
 )
-from depot.io._chunks import BLOCK_SIZE
+from depot.io._bucket import (
+    CANNED_ACL_PRIVATE,
+    CANNED_ACL_PUBLIC_READ,
+    BucketStorage,
+    BucketStoredFile,
+    acl_policy,
+)
 from depot.io._foreign import also_foreign
-from depot.io._ids import check_file_id
-from depot.io._objectmeta import (
-    FILENAME,
-    MODIFIED,
-    content_disposition,
-    header_content_type,
-    presign_seconds,
-    quote_filename,
-    read_metadata,
-    response_disposition,
-)
+from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, seconds
-from depot.io.interfaces import FileStorage, NewVersion, StoredFile
-from depot.io.utils import _modified_now
+from depot.io.interfaces import NewVersion
 
 try:
     import google.auth
@@ -81,9 +74,6 @@ __all__ = [
     "GCSStoredFile",
 ]
 
-CANNED_ACL_PUBLIC_READ = "public-read"
-CANNED_ACL_PRIVATE = "private"
-
 #: How requests are retried: google-cloud-storage's default policy, exponential
 #: backoff on 408, 429, 5xx answers, timeouts and connection errors, for at most
 #: the storage's ``retry_timeout``. Assign a ``google.api_core.retry.Retry`` of
@@ -106,7 +96,7 @@ _PUBLIC_ROLE, _ALL_USERS = "roles/storage.objectViewer", "allUsers"
 _DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 
 
-class GCSStoredFile(StoredFile):
+class GCSStoredFile(BucketStoredFile):
     """A file of a :class:`GCSStorage`, with its metadata from one request.
 
     The bytes are fetched as they are read, by ranged requests of growing size
@@ -117,6 +107,11 @@ class GCSStoredFile(StoredFile):
     request at that read; see
     :meth:`~depot.io.interfaces.StoredFile.hold_version`), one replaced after
     it raises :class:`~depot.exceptions.BackendUnavailableError`.
+
+    The :attr:`public_url` is ``https://storage.googleapis.com/<bucket>/<object>``,
+    as in filedepot (under ``STORAGE_EMULATOR_HOST``, the emulator's address);
+    :meth:`signed_url` is a V4 signed URL, which needs credentials that can
+    sign: a service account key (``credentials``), or impersonated credentials.
 
     :param file_id: the file's id.
     :param blob: its ``google.cloud.storage.Blob``, metadata loaded (kept as
@@ -129,17 +124,13 @@ class GCSStoredFile(StoredFile):
        :meth:`redirect_url` added.
     """
 
+    _backend = _BACKEND
+    _storage: GCSStorage | None
+
     def __init__(self, file_id: str, blob: Any, storage: GCSStorage | None = None) -> None:
-        check_file_id(file_id, _BACKEND)
         self.blob = blob
-        self._storage = storage
-        self._where = storage._where if storage is not None else _bucket_where(blob.bucket)
-        self._buffer = b""  # bytes fetched ahead, from offset _buffer_start
-        self._buffer_start = 0
-        self._ahead = BLOCK_SIZE
-        self._pos = 0
-        self._closed = False
-        super().__init__(file_id, **_file_info(file_id, blob, self._where))
+        where = storage._where if storage is not None else _bucket_where(blob.bucket)
+        super().__init__(file_id, storage, where, _file_info(file_id, blob, where))
 
     def _follow_replace(self) -> None:
         # One metadata request: emulators do not all enforce the generation
@@ -150,114 +141,15 @@ class GCSStoredFile(StoredFile):
             self._set_metadata(**_file_info(self.file_id, newest, self._where))
             self.blob = newest
 
-    def read(self, n: int | None = -1) -> bytes:
-        if self._closed:
-            raise ValueError("I/O operation on closed file.")
-        self._first_read()
-        left = (self.content_length or 0) - self._pos
-        wanted = left if n is None or n < 0 else min(n, left)
-        parts = []
-        got = 0
-        while got < wanted:
-            offset = self._pos - self._buffer_start
-            if not 0 <= offset < len(self._buffer):
-                self._buffer = b""  # let it go before the next one comes
-                self._buffer = self._fetch(self._pos, self._pos + max(wanted - got, self._ahead))
-                self._buffer_start, offset = self._pos, 0
-                self._ahead = min(self._ahead * 2, READ_AHEAD)
-                if not self._buffer:
-                    break
-            piece = self._buffer[offset : offset + wanted - got]
-            parts.append(piece)
-            got += len(piece)
-            self._pos += len(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def _open(self, start: int, stop: int | None, block_size: int) -> _Fetches:
+        end = self.content_length or 0
+        return _Fetches(self, start, end if stop is None else min(stop, end), block_size)
 
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if self._closed:
-            raise ValueError("I/O operation on closed file.")
-        if whence == io.SEEK_END:  # the end of the version to be read
-            self._first_read()
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.content_length or 0}
-        position = base[whence] + offset
-        if position < 0:
-            raise ValueError(f"negative seek position {position}")
-        if position != self._pos:
-            self._pos = position
-            self._ahead = BLOCK_SIZE
-        return position
-
-    def tell(self) -> int:
-        return self._pos
-
-    def iter_range(self, start: int, stop: int, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
-        """Yield the bytes from ``start`` up to ``stop``, fetching only those from GCS.
-
-        They come in requests of growing size (up to :data:`READ_AHEAD`). The
-        read position of the file is unchanged.
-        """
-        if self._closed:
-            raise ValueError("I/O operation on closed file.")
-        self.hold_version()
-        stop = min(stop, self.content_length or 0)
-        ahead = block_size
-        while start < stop:
-            data = self._fetch(start, min(stop, start + ahead))
-            if not data:
-                return
-            for offset in range(0, len(data), block_size):
-                yield data[offset : offset + block_size]
-            start += len(data)
-            ahead = max(block_size, min(ahead * 2, READ_AHEAD))
-            del data
-
-    def close(self) -> None:
-        self._closed = True
-        self._buffer = b""
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def public_url(self) -> str | None:
-        """The object's own URL, when the storage's ``policy`` is ``public-read``.
-
-        ``https://storage.googleapis.com/<bucket>/<object>``, as in filedepot
-        (under ``STORAGE_EMULATOR_HOST``, the emulator's address).
-
-        .. versionchanged:: 1.0
-           ``None`` with the ``private`` policy: filedepot returned a URL that
-           answered 403.
-        """
-        if self._storage is None or self._storage._policy != CANNED_ACL_PUBLIC_READ:
-            return None
+    def _object_url(self) -> str:
         url: str = self.blob.public_url
         return url
 
-    def signed_url(self, expires_in: int = 3600, disposition: str | None = None) -> str:
-        """A V4 signed URL that fetches the file from GCS for ``expires_in`` seconds.
-
-        It works whatever the ``policy``: hand it to a client to download a
-        private file without the bytes passing through the application. GCS
-        answers it with the file's content type and a ``Content-Disposition``
-        carrying its name. Signing needs credentials that can sign: a service
-        account key (``credentials``), or impersonated credentials.
-
-        :param expires_in: seconds the URL stays valid; at most 604800 (7 days).
-        :param disposition: ``'inline'`` or ``'attachment'``; by default inline
-            for the types :class:`~depot.middleware.DepotMiddleware` shows inline
-            (images, audio, video, PDF, plain text), attachment for the rest.
-        :raises depot.exceptions.ConfigurationError: the credentials cannot sign.
-
-        .. versionadded:: 1.0
-        """
-        filename = self.filename or "unnamed"
-        content_type = self.content_type or "application/octet-stream"
-        header = response_disposition(filename, content_type, disposition)
+    def _sign(self, expires_in: int, disposition: str, content_type: str) -> str:
         if self._storage is None:
             raise ConfigurationError(
                 "signed_url() needs the storage's credentials: get the file from its GCSStorage."
@@ -269,24 +161,10 @@ class GCSStoredFile(StoredFile):
                 expiration=timedelta(seconds=expires_in),
                 method="GET",
                 credentials=credentials,
-                response_disposition=header,
+                response_disposition=disposition,
                 response_type=content_type,
             )
         return url
-
-    def redirect_url(self) -> tuple[str, bool] | None:
-        """The public URL (permanent), else a fresh signed URL if the storage has
-        ``presign_ttl`` (temporary), else ``None``: the middleware serves the bytes.
-
-        .. versionadded:: 1.0
-        """
-        public = self.public_url
-        if public is not None:
-            return public, True
-        ttl = self._storage.presign_ttl if self._storage is not None else None
-        if ttl is not None:
-            return self.signed_url(ttl), False
-        return None
 
     def _fetch(self, start: int, stop: int) -> bytes:
         """Bytes ``start`` to ``stop`` (excluded) of the generation that was opened."""
@@ -309,19 +187,53 @@ class GCSStoredFile(StoredFile):
                     **(self._storage._request if self._storage is not None else {"retry": RETRY}),
                 )
         except NotFound as exc:
-            # filedepot let the NotFound of a file deleted after get() through.
-            missing = StoredFileNotFoundError(self.file_id, self._where)
-            raise also_foreign(missing, exc) from exc
+            raise self._missing(exc) from exc
         except PreconditionFailed as exc:
-            message = (
-                f"File {self.file_id} in {self._where} was replaced after it was opened: "
-                "get() it again to read the new version."
-            )
-            raise also_foreign(BackendUnavailableError(message), exc) from exc
+            raise self._replaced(exc) from exc
         return data
 
 
-class GCSStorage(FileStorage):
+class _Fetches:
+    """Bytes ``start`` to ``stop`` of a file, fetched in requests of growing size.
+
+    The first request asks for ``first`` bytes (or what a read wants, if more),
+    each next one for twice as many, up to :data:`READ_AHEAD`: a client reading
+    only the first bytes costs little, and a long read takes few requests.
+    """
+
+    def __init__(self, file: GCSStoredFile, start: int, stop: int, first: int) -> None:
+        self._file = file
+        self._pos = start
+        self._stop = stop
+        self._first = first
+        self._ahead = first
+        self._buffer = b""  # bytes fetched ahead, from offset _buffer_start
+        self._buffer_start = start
+
+    def read(self, n: int) -> bytes:
+        parts = []
+        got = 0
+        while got < n:
+            offset = self._pos - self._buffer_start
+            if not 0 <= offset < len(self._buffer):
+                self._buffer = b""  # let it go before the next one comes
+                size = max(n - got, self._ahead)
+                self._buffer = self._file._fetch(self._pos, min(self._stop, self._pos + size))
+                self._buffer_start, offset = self._pos, 0
+                self._ahead = max(self._first, min(self._ahead * 2, READ_AHEAD))
+                if not self._buffer:
+                    break
+            piece = self._buffer[offset : offset + n - got]
+            parts.append(piece)
+            got += len(piece)
+            self._pos += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        self._buffer = b""
+
+
+class GCSStorage(BucketStorage[GCSStoredFile]):
     """Stores each file as one object of ``bucket``, named ``<prefix><file id>``.
 
     :param project_id: the Google Cloud project, where a missing bucket is
@@ -387,18 +299,11 @@ class GCSStorage(FileStorage):
         read_timeout: float | str | None = None,
         retry_timeout: float | str | None = None,
     ) -> None:
-        policy = policy or CANNED_ACL_PUBLIC_READ
-        if policy not in (CANNED_ACL_PUBLIC_READ, CANNED_ACL_PRIVATE):
-            raise ConfigurationError(
-                f"policy must be {CANNED_ACL_PUBLIC_READ!r} or {CANNED_ACL_PRIVATE!r}, "
-                f"not {policy!r}."
-            )
+        policy = acl_policy(policy)
         if not bucket:
             raise ConfigurationError("bucket is needed: set it to the name of a GCS bucket.")
-        self._policy = policy
+        super().__init__(policy, prefix, presign_ttl)
         self._storage_class = storage_class or None
-        self._prefix = prefix or ""
-        self.presign_ttl = presign_seconds(presign_ttl)
         retry, limit = RETRY, seconds(retry_timeout, "retry_timeout", RETRY_TIMEOUT)
         # A RETRY the application assigned keeps its own limit, unless the setting is given.
         if retry is not None and (retry is DEFAULT_RETRY or retry_timeout not in (None, "")):
@@ -430,42 +335,33 @@ class GCSStorage(FileStorage):
         if policy == CANNED_ACL_PUBLIC_READ:
             self.set_bucket_public_iam(self.bucket)
 
-    def get(self, file_or_id: StoredFile | str) -> GCSStoredFile:
-        fileid = self._checked_id(file_or_id)
+    def _stat(self, fileid: str) -> Any:
         with gcs_errors(self._where, f"reading file {fileid}"):
-            blob = self.bucket.get_blob(self._key(fileid), **self._request)
-        if blob is None:
-            raise StoredFileNotFoundError(fileid, self._where)
-        return GCSStoredFile(fileid, blob, self)
+            return self.bucket.get_blob(self._key(fileid), **self._request)
 
-    def delete(self, file_or_id: StoredFile | str) -> None:
-        fileid = self._checked_id(file_or_id)
+    def _stored_file(self, fileid: str, found: Any) -> GCSStoredFile:
+        return GCSStoredFile(fileid, found, self)
+
+    def _delete(self, fileid: str) -> None:
         try:
             with gcs_errors(self._where, f"deleting file {fileid}", (NotFound,)):
                 self.bucket.blob(self._key(fileid)).delete(**self._request)
         except NotFound:
             pass
 
-    def exists(self, file_or_id: StoredFile | str) -> bool:
-        fileid = self._checked_id(file_or_id)
+    def _exists(self, fileid: str) -> bool:
         with gcs_errors(self._where, f"looking for file {fileid}"):
             found: bool = self.bucket.blob(self._key(fileid)).exists(**self._request)
         return found
 
-    def list(self) -> list[str]:
-        """Return the ids of the files under ``prefix``; other objects are skipped."""
-        ids = []
+    def _names(self) -> Iterator[str]:
         with gcs_errors(self._where, "listing files"):
             # The delimiter keeps objects in deeper "folders" (another prefix) out.
             blobs = self.client.list_blobs(
                 self.bucket, prefix=self._prefix or None, delimiter="/", **self._request
             )
             for blob in blobs:
-                try:
-                    ids.append(check_file_id(blob.name[len(self._prefix) :], _BACKEND))
-                except ValueError:
-                    continue
-        return ids
+                yield blob.name
 
     def set_bucket_public_iam(self, bucket: Any, members: tuple[str, ...] = (_ALL_USERS,)) -> None:
         """Let ``members`` read every object of ``bucket`` (filedepot's name).
@@ -494,9 +390,6 @@ class GCSStorage(FileStorage):
                 "redirect to signed URLs)."
             )
             raise also_foreign(BackendUnavailableError(message), exc) from exc
-
-    def _key(self, fileid: str) -> str:
-        return self._prefix + fileid
 
     def _ensure_bucket(self) -> None:
         try:
@@ -537,18 +430,18 @@ class GCSStorage(FileStorage):
             )
         return self._credentials
 
-    def _write(self, fileid: str, new: NewVersion) -> None:
-        content_type = header_content_type(new.content_type)
+    def _put(self, fileid: str, new: NewVersion, existing: GCSStoredFile | None) -> None:
+        # Unconditional, as before depot had conditional writes: if_generation_match
+        # would turn a replace racing another replace into an error (S3's writer
+        # retries such a loss; GCS's upload would need the same).
+        headers = new_object(new.filename, new.content_type)
         blob = self.bucket.blob(self._key(fileid), chunk_size=CHUNK_SIZE)
-        blob.content_type = content_type
-        blob.content_disposition = content_disposition(new.filename, content_type)
+        blob.content_type = headers.content_type
+        blob.content_disposition = headers.content_disposition
         if self._storage_class:
             blob.storage_class = self._storage_class
-        metadata = {
-            FILENAME: quote_filename(new.filename),
-            _CONTENT_TYPE: content_type,
-            MODIFIED: _modified_now()[0],
-        }
+        # filedepot reads the type from the metadata too.
+        metadata = {**headers.metadata, _CONTENT_TYPE: headers.content_type}
         upload(blob, new.source, metadata, self._request, self._where, fileid)
 
 
@@ -599,10 +492,6 @@ def _bucket_where(bucket: Any) -> str:
 def _file_info(file_id: str, blob: Any, where: str) -> dict[str, Any]:
     """The StoredFile fields from an object's resource."""
     metadata = blob.metadata or {}
-    # Objects put by other programs have no x-depot-modified: GCS's time serves.
-    info = read_metadata(metadata, blob.time_created or blob.updated, file_id, blob.name, where)
-    info["content_type"] = (
-        metadata.get(_CONTENT_TYPE) or blob.content_type or "application/octet-stream"
-    )
-    info["content_length"] = blob.size
-    return info
+    content_type = metadata.get(_CONTENT_TYPE) or blob.content_type
+    stored_at = blob.time_created or blob.updated
+    return file_info(metadata, stored_at, content_type, blob.size, file_id, blob.name, where)
