@@ -104,14 +104,16 @@ class ChunkedUploadsMixin:
     def reserve(
         self,
         size: int,
-        checksum: str,
+        checksum: str | None,
         content_type: str | None = None,
         filename: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> str:
         """Reserve an upload of ``size`` bytes whose checksum is ``checksum``; return its id.
 
-        :param checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` of the whole file.
+        :param checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` of the whole file;
+            ``None`` when the client cannot know it (a tus upload, whose chunks
+            carry checksums of their own): then only the size is checked.
         :param metadata: strings the application wants back with :meth:`status`.
         :raises UploadTooLarge: ``size`` is more than the depot's ``max_size``.
         :raises ContentTypeNotAllowed: the type, or the name's, is not allowed.
@@ -122,7 +124,9 @@ class ChunkedUploadsMixin:
         if not is_size(size):
             raise ValueError(f"An upload's size is a number of bytes, 0 to {MAX_CONTENT_LENGTH}.")
         checksum = checksum.lower() if isinstance(checksum, str) else checksum
-        if not isinstance(checksum, str) or not _CHECKSUM.fullmatch(checksum):
+        if checksum is not None and (
+            not isinstance(checksum, str) or not _CHECKSUM.fullmatch(checksum)
+        ):
             raise ValueError(
                 f"Cannot check an upload against {checksum!r}: give 'sha256:' and 64 hex "
                 "digits, or 'md5:' and 32, of the whole file."
@@ -265,21 +269,27 @@ class ChunkedUploadsMixin:
                     f"The upload is not complete: {record['size'] - status.received} of its "
                     f"{record['size']} bytes are missing, first {start}-{end - 1}."
                 )
-            algorithm, expected = record["checksum"].split(":")
-            found = _HASHES[algorithm]()
-            for block in staging.iter_bytes(upload_id, chunks):
-                found.update(block)
-            if found.hexdigest() != expected:
-                raise ChecksumMismatch(
-                    f"The upload's bytes have the {algorithm} {found.hexdigest()}, not the "
-                    f"{expected} it was reserved with: a chunk was sent wrong. Abort it and "
-                    "upload again."
-                )
+            if record["checksum"] is not None:
+                self._check_checksum(upload_id, staging, chunks, record["checksum"])
             file_id = self._store_reserved(upload_id, staging, chunks, record, list(validators))
             staging.finish(upload_id, file_id)
             return file_id
         finally:
             staging.release(upload_id)
+
+    def _check_checksum(
+        self, upload_id: str, staging: Staging, chunks: list[Chunk], checksum: str
+    ) -> None:
+        algorithm, expected = checksum.split(":")
+        found = _HASHES[algorithm]()
+        for block in staging.iter_bytes(upload_id, chunks):
+            found.update(block)
+        if found.hexdigest() != expected:
+            raise ChecksumMismatch(
+                f"The upload's bytes have the {algorithm} {found.hexdigest()}, not the "
+                f"{expected} it was reserved with: a chunk was sent wrong. Abort it and "
+                "upload again."
+            )
 
     def abort(self, upload_id: str) -> None:
         """Forget the upload and the bytes it received; nothing happens if it is gone."""
@@ -302,8 +312,14 @@ class ChunkedUploadsMixin:
 
     def _reserved(self, upload_id: str) -> tuple[Staging, dict[str, Any]]:
         staging = self._staging()
-        record = staging.record(_checked_upload_id(upload_id))
+        checked = _checked_upload_id(upload_id)
+        record = staging.record(checked)
         if record is None:
+            raise self._no_upload(upload_id)
+        touched = staging.touched(checked)
+        if touched is not None and time.time() - touched > self.upload_expiry:
+            # Expired but not removed yet (expire_uploads() has not run): gone all the same.
+            staging.remove(checked)
             raise self._no_upload(upload_id)
         return staging, record
 

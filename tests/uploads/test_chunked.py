@@ -206,7 +206,7 @@ def test_odd_upload_ids_are_not_found(depot: FileStorage, bad_id: Any) -> None:
         (True, sha256(b""), "number of bytes"),
         (1, "sha1:" + "0" * 40, "Cannot check an upload"),
         (1, "sha256:xyz", "Cannot check an upload"),
-        (1, None, "Cannot check an upload"),
+        (1, 42, "Cannot check an upload"),
     ],
 )
 def test_bad_reservations_say_what_to_give(
@@ -214,6 +214,22 @@ def test_bad_reservations_say_what_to_give(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         depot.reserve(size, checksum)
+
+
+def test_without_a_checksum_only_the_size_is_checked(depot: FileStorage) -> None:
+    upload_id = depot.reserve(4, None, filename="a.txt")
+    depot.write_chunk(upload_id, 0, b"abcd")
+    assert depot.get(depot.finalize(upload_id)).checksum == sha256(b"abcd")
+
+
+def test_an_expired_upload_is_gone_before_expire_uploads_runs(settings: dict[str, Any]) -> None:
+    depot = DepotManager.from_config({**settings, "depot.upload_expiry": 0.5})
+    upload_id = depot.reserve(4, None)
+    depot.write_chunk(upload_id, 0, b"ab")
+    time.sleep(1.1)
+    with pytest.raises(UploadNotFound):
+        depot.write_chunk(upload_id, 2, b"cd")
+    assert depot.expire_uploads() == []  # removed already
 
 
 def test_idle_uploads_expire(settings: dict[str, Any]) -> None:
