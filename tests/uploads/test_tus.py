@@ -26,7 +26,7 @@ def b64(text: str | bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "gridfs"])
 def depot(request: pytest.FixtureRequest) -> FileStorage:
     settings: dict[str, Any] = request.getfixturevalue(f"{request.param}_settings")
     return DepotManager.configure("default", settings)
@@ -299,3 +299,13 @@ def test_method_override(depot: FileStorage, send: Send, completed: list[Any]) -
     headers = {**CHUNK, "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH"}
     assert send("POST", url, headers=headers, content=b"ok").status_code == 204
     assert completed[0][0].read() == b"ok"
+
+
+def test_metadata_keys_of_any_shape(depot: FileStorage, send: Send, completed: list[Any]) -> None:
+    # Keys come from the client: none may break the staging (MongoDB refuses "$" keys).
+    meta = f"$where {b64('1')},a.b {b64('2')},empty,filename {b64('x.txt')}"
+    answer = send("POST", "/files", headers={**TUS, "Upload-Length": "1", "Upload-Metadata": meta})
+    assert answer.status_code == 201, answer.text
+    url = answer.headers["location"]
+    send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"x")
+    assert completed[0][1].metadata == {"$where": "1", "a.b": "2", "empty": "", "filename": "x.txt"}
