@@ -42,6 +42,7 @@ EXTRAS = {
     "depot.io._async": "asgi",
     "depot.http.asgi": "asgi",
     "depot.asgi": "asgi",
+    "depot.testing": "test",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -15,13 +15,31 @@ def test_importing_depot_loads_no_backend_and_no_optional_library() -> None:
     code = (
         "import sys, depot, depot.manager, depot.io.utils, depot.utils\n"
         "heavy = {'boto3', 'pymongo', 'gridfs', 'google', 'sqlalchemy', 'ming', 'PIL',"
-        " 'depot.io.local', 'depot.io.memory'}\n"
+        " 'pytest', 'depot.io.local', 'depot.io.memory', 'depot.testing'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_depot_testing_without_pytest_names_the_test_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['pytest'] = None  # as if it were not installed\n"
+        "try:\n"
+        "    import depot.testing\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert out.strip() == (
+        "depot.testing needs the 'pytest' package; install the 'test' extra: "
+        "pip install 'depot-storage[test]'."
+    )
 
 
 def test_all_extra_is_the_union_of_the_others() -> None:
@@ -64,5 +82,10 @@ def test_docs_extra_installs_what_the_api_reference_imports() -> None:
     }
     needed = {EXTRAS[module] for module in documented if module in EXTRAS}
     assert {"s3", "gcs", "gridfs", "sqlalchemy", "ming"} <= needed
+    # depot.testing needs pytest alone of the 'test' extra, which also holds
+    # the tools and servers of depot's own suite.
+    imported = {"test": {req for req in extras["test"] if req.startswith("pytest>")}}
+    assert imported["test"]
     for extra in needed:
-        assert extras[extra] <= extras["docs"], f"the docs extra lacks the {extra!r} extra's"
+        wanted = imported.get(extra, extras[extra])
+        assert wanted <= extras["docs"], f"the docs extra lacks the {extra!r} extra's"

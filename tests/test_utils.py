@@ -36,6 +36,10 @@ def test_times_are_naive_utc() -> None:
     assert utcfromtimestamp_naive(0) == datetime(1970, 1, 1)
 
 
+def test_timestamp_keeps_filedepots_format() -> None:
+    assert datetime.strptime(timestamp(), "%Y-%m-%d %H:%M:%S")
+
+
 def test_timestamp_round_trips() -> None:
     text = timestamp()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", text)

@@ -156,9 +156,18 @@ def prepare(
         stored = depot.get(found.file_id)
     except (FileNotFoundError, InvalidFileIdError):
         return Prepared.of(not_found(method))
-    except (OSError, DepotError):
+    except OSError as exc:
+        if _is_filedepot_not_found(exc):
+            return Prepared.of(not_found(method))
         log.exception("Depot %r could not serve file %r", found.depot_name, found.file_id)
         return Prepared.of(unavailable(method))
+    except DepotError:
+        log.exception("Depot %r could not serve file %r", found.depot_name, found.file_id)
+        return Prepared.of(unavailable(method))
+    except ValueError:
+        # A backend written for filedepot refuses a malformed id with a plain
+        # ValueError (depot's raise InvalidFileIdError); filedepot answered 404.
+        return Prepared.of(not_found(method))
     try:
         moved = stored.redirect_url()
         if moved is not None:
@@ -292,6 +301,17 @@ def _offload_header(
         return OFFLOAD_HEADERS["x-sendfile"], text
     location = f"{options.offload_location}/{depot_name}/{stored.file_id}/file"
     return OFFLOAD_HEADERS["x-accel-redirect"], url_for_header(location)
+
+
+def _is_filedepot_not_found(exc: OSError) -> bool:
+    """Whether ``exc`` is how a backend written for filedepot says a file is missing.
+
+    filedepot's backends raise a bare ``IOError("File ... not existing")``, and
+    its middleware answered 404. A failure of the system or of a library has
+    an errno or a class of its own (a socket error, a timeout, depot's
+    BackendUnavailableError), and stays a 503.
+    """
+    return type(exc) is OSError and exc.errno is None
 
 
 def url_for_header(url: str) -> str:

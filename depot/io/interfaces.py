@@ -1,8 +1,8 @@
 """The contract every storage backend fulfils: FileStorage, and the StoredFile it returns.
 
 A backend subclasses both. depot's own tests run one contract suite
-(``tests/io/test_contract.py``) against every backend; a third-party backend
-can run it too.
+(:class:`depot.testing.StorageContract`) against every backend; a third-party
+backend runs it too, with one fixture.
 """
 
 from __future__ import annotations
@@ -402,7 +402,7 @@ class FileStorage(AsyncStorageMixin, ChunkedUploadsMixin, ABC):
         A backend does not override this: it implements :meth:`_write` (and
         :meth:`_new_file_id` if its ids are not UUIDs). Backends written for
         filedepot, which override ``create()`` and ``replace()`` themselves,
-        keep working, without the policy.
+        keep working: the policy is checked on the content they are given.
 
         .. versionchanged:: 1.0
            Names are shortened and unsafe types replaced when stored; the

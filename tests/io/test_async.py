@@ -31,7 +31,7 @@ from depot.io._chunks import BLOCK_SIZE
 from depot.io.interfaces import FileStorage, StoredFile
 from depot.io.memory import MemoryFileStorage
 from depot.io.utils import FileIntent
-from tests.io.test_contract import BAD_IDS
+from depot.testing import BAD_IDS
 from tests.streams import MiB, sha256
 
 #: How long a test waits for something that should happen at once, before it
