@@ -57,8 +57,11 @@ SERVING_SETTINGS = ("private", "signing_keys")
 #: Settings of what a depot accepts, applied by FileStorage's create() and replace().
 POLICY_SETTINGS = ("max_size", "allowed_types", "allowed_extensions")
 
+#: Settings of chunked uploads, read by DepotManager.
+UPLOAD_SETTINGS = ("upload_expiry",)
+
 #: Settings every depot has, whatever its backend.
-DEPOT_SETTINGS = SERVING_SETTINGS + POLICY_SETTINGS
+DEPOT_SETTINGS = SERVING_SETTINGS + POLICY_SETTINGS + UPLOAD_SETTINGS
 
 
 def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot.") -> FileStorage:
@@ -81,7 +84,22 @@ def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot
         raise ConfigurationError(f"{backend.__name__} ({prefix}* settings): {exc}") from exc
     if policy:
         storage.policy = policy
+    expiry = (config or {}).get(prefix + "upload_expiry")
+    if expiry is not None:
+        storage.upload_expiry = _seconds(expiry, prefix + "upload_expiry")
     return storage
+
+
+def _seconds(value: object, name: str) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds above 0 (86400 is a day), not {value!r}."
+        )
+    return seconds
 
 
 def policy_from_settings(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailableError",
+    "ChecksumMismatch",
     "ConfigurationError",
+    "ContentTypeNotAllowed",
     "CorruptColumnError",
     "CorruptMetadataError",
     "ContentTypeNotAllowedError",
@@ -17,10 +19,14 @@ __all__ = [
     "ExtensionNotAllowedError",
     "FileTooLargeError",
     "ImageTooLargeError",
+    "InvalidChunk",
     "InvalidFileIdError",
     "NotAnImageError",
+    "SizeMismatch",
     "StoredFileNotFoundError",
     "UnknownDepotError",
+    "UploadNotFound",
+    "UploadTooLarge",
     "ValidationError",
 ]
 
@@ -147,6 +153,53 @@ class NotAnImageError(ValidationError):
 
 class ImageTooLargeError(NotAnImageError):
     """An image has more pixels than allowed: a decompression bomb, or simply too large.
+
+    .. versionadded:: 1.0
+    """
+
+
+# The chunked upload API's errors keep the short names of tedious storage's
+# API, which it follows; each subclasses what callers already catch.
+
+
+class UploadNotFound(DepotError, LookupError):
+    """No chunked upload has this id: never reserved, aborted, expired or finished.
+
+    .. versionadded:: 1.0
+    """
+
+
+class InvalidChunk(ValidationError):
+    """A chunk that cannot belong to its upload: past the reserved size, or
+    different from bytes already received at the same place.
+
+    .. versionadded:: 1.0
+    """
+
+
+class SizeMismatch(ValidationError):
+    """The bytes received do not add up to the size the upload reserved.
+
+    .. versionadded:: 1.0
+    """
+
+
+class ChecksumMismatch(ValidationError):
+    """The bytes received do not have the checksum the upload reserved (or a chunk declared).
+
+    .. versionadded:: 1.0
+    """
+
+
+class ContentTypeNotAllowed(ContentTypeNotAllowedError):
+    """A chunked upload whose declared or sniffed type the depot does not accept.
+
+    .. versionadded:: 1.0
+    """
+
+
+class UploadTooLarge(FileTooLargeError):
+    """A chunked upload larger than the depot (or the field) accepts.
 
     .. versionadded:: 1.0
     """

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncContent",
+    "blocking_content",
     "AsyncStorageMixin",
     "AsyncStoredFileMixin",
     "SupportsAsyncRead",
@@ -417,3 +418,7 @@ def _check_open(file: object) -> None:
     # What io.IOBase's __iter__ and __enter__ check.
     if getattr(file, "closed", False):
         raise ValueError("I/O operation on closed file.")
+
+
+#: For front ends that hand an async request body to the sync storage API.
+blocking_content = _blocking_content

@@ -50,6 +50,7 @@ from depot.io._chunks import is_checksum, recut
 from depot.io._foreign import also_foreign
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
+from depot.uploads._gridfs import GridFSStaging
 from depot.utils import utcnow_naive
 
 try:
@@ -325,6 +326,10 @@ class GridFSStorage(FileStorage):
             documents = self._files.find({}, projection={"_id": True})
             # Other programs may have put files with ids of other types here.
             return [str(d["_id"]) for d in documents if isinstance(d["_id"], ObjectId)]
+
+    def _staging(self) -> GridFSStaging:
+        # Beside the depot's collections, so that every process and host shares them.
+        return GridFSStaging(self._root, lambda: _server_errors(self._where))
 
     def _find(self, fileid: str) -> dict[str, Any] | None:
         """The files document of ``fileid``, once no replace() is being committed on it."""

@@ -27,6 +27,7 @@ from depot.io._fileinfo import (
 )
 from depot.io._ids import check_file_id, new_file_id
 from depot.io._writing import NewVersion
+from depot.uploads.chunked import ChunkedUploadsMixin
 
 if TYPE_CHECKING:
     from depot.validators import FileValidator
@@ -308,7 +309,7 @@ class StoredFile(AsyncStoredFileMixin, io.IOBase):
         )
 
 
-class FileStorage(AsyncStorageMixin, ABC):
+class FileStorage(AsyncStorageMixin, ChunkedUploadsMixin, ABC):
     """A place to store files: create, read, replace, delete and list them by id.
 
     Async code awaits ``acreate()``, ``aget()``, ``areplace()``, ``adelete()``,

@@ -68,6 +68,7 @@ from depot.io._chunks import BLOCK_SIZE, is_checksum
 from depot.io._ids import check_file_id, new_file_id
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now, parse_timestamp
+from depot.uploads._local import LocalStaging
 
 try:
     import fcntl
@@ -82,6 +83,8 @@ _BACKEND = "LocalFileStorage"
 _DATA, _METADATA, _CHECKSUM = "file", "metadata.json", "checksum"
 _PENDING = ".new"
 _TEMP_PREFIX, _TRASH_PREFIX = ".depot-tmp-", ".depot-trash-"
+#: The directory of chunked uploads in progress, under storage_path.
+UPLOADS_DIRECTORY = ".depot-uploads"
 #: What list() cannot tell from a write in progress (an empty temporary
 #: directory; anything, without flock) it removes once it is this old.
 _STALE_AFTER = 3600.0
@@ -357,6 +360,11 @@ class LocalFileStorage(FileStorage):
 
     def _path(self, name: str) -> str:
         return _join(self.storage_path, name)
+
+    def _staging(self) -> LocalStaging:
+        # Beside the files, so that every process serving the depot shares the
+        # uploads; list() skips the directory (its name is no file id).
+        return LocalStaging(self._path(UPLOADS_DIRECTORY), self.fsync)
 
     def _write(self, fileid: str, new: NewVersion) -> None:
         temp = self._path(_TEMP_PREFIX + fileid)

@@ -14,6 +14,7 @@ from depot.exceptions import CorruptMetadataError, StoredFileNotFoundError
 from depot.io._ids import check_file_id
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now
+from depot.uploads.staging import MemoryStaging
 
 __all__ = ["MemoryFileStorage", "MemoryStoredFile"]
 
@@ -106,6 +107,13 @@ class MemoryFileStorage(FileStorage):
 
     def list(self) -> list[str]:
         return list(self.files)
+
+    def _staging(self) -> MemoryStaging:
+        # Made on first use: a storage that never takes chunks holds none of it.
+        staging: MemoryStaging | None = self.__dict__.get("_uploads")
+        if staging is None:
+            staging = self.__dict__.setdefault("_uploads", MemoryStaging())
+        return staging
 
     def _write(self, fileid: str, new: NewVersion) -> None:
         data = b"".join(new.chunks())
