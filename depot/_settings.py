@@ -84,6 +84,12 @@ def storage_from_settings(config: Mapping[str, Any] | None, prefix: str = "depot
         raise ConfigurationError(f"{backend.__name__} ({prefix}* settings): {exc}") from exc
     if policy:
         storage.policy = policy
+    try:
+        keys = parse_keys((config or {}).get(prefix + "signing_keys"), prefix + "signing_keys")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if keys:
+        storage.signing_keys = keys  # direct uploads sign their tokens with them too
     expiry = (config or {}).get(prefix + "upload_expiry")
     if expiry is not None:
         storage.upload_expiry = _seconds(expiry, prefix + "upload_expiry")

@@ -33,6 +33,7 @@ from typing import Any
 from depot import __version__
 from depot._settings import missing_dependency_message
 from depot.exceptions import BackendUnavailableError, ConfigurationError, DepotError
+from depot.io import _s3direct
 from depot.io._bucket import (
     CANNED_ACL_PRIVATE,
     CANNED_ACL_PUBLIC_READ,
@@ -45,6 +46,7 @@ from depot.io._foreign import also_foreign
 from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, attempts, seconds
 from depot.io.interfaces import NewVersion
+from depot.uploads.direct import DirectUpload
 
 try:
     import boto3
@@ -450,6 +452,43 @@ class S3Storage(BucketStorage[S3StoredFile]):
             # suits buckets whose ACLs are disabled.
             args["ACL"] = CANNED_ACL_PUBLIC_READ
         return args
+
+    def presign_upload(
+        self,
+        filename: str | None = None,
+        content_type: str | None = None,
+        max_size: int | None = None,
+        checksum: str | None = None,
+        expires_in: int = 900,
+        method: str = "POST",
+    ) -> DirectUpload:
+        """Let a client send one new file to the bucket itself; see :mod:`depot.uploads.direct`.
+
+        :param max_size: the largest file accepted (the depot's ``max_size``
+            applies too); a POST's signature enforces it at S3.
+        :param checksum: ``"sha256:<hex>"`` the file must have, if known.
+        :param method: ``"POST"`` (a browser form) or ``"PUT"``.
+        :raises depot.exceptions.ConfigurationError: the depot has no ``signing_keys``.
+
+        .. versionadded:: 1.0
+        """
+        return _s3direct.presign(
+            self, filename, content_type, max_size, checksum, expires_in, method
+        )
+
+    def complete_upload(self, token: str) -> str:
+        """Check what a presigned upload sent and make it a stored file; return its id.
+
+        Refused files are deleted. Completing again returns the same id.
+
+        :raises depot.exceptions.UploadNotFound: a bad or expired token, or nothing sent.
+        :raises depot.exceptions.UploadTooLarge: larger than was presigned.
+        :raises depot.exceptions.ContentTypeNotAllowed: a type the depot refuses.
+        :raises depot.exceptions.ChecksumMismatch: not the presigned checksum.
+
+        .. versionadded:: 1.0
+        """
+        return _s3direct.complete(self, token)
 
     def _put(self, fileid: str, new: NewVersion, existing: S3StoredFile | None) -> None:
         args = self._object_args(new.filename, new.content_type)

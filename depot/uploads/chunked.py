@@ -90,6 +90,9 @@ class UploadStatus:
 class ChunkedUploadsMixin:
     """The chunked upload API of every :class:`~depot.io.interfaces.FileStorage`."""
 
+    #: The keys that sign direct-upload tokens: the depot's ``signing_keys``.
+    signing_keys: tuple[bytes, ...] = ()
+
     #: How long an upload may stay idle before :meth:`expire_uploads` removes it
     #: (seconds; the ``depot.upload_expiry`` setting).
     upload_expiry: float = DEFAULT_UPLOAD_EXPIRY
@@ -100,6 +103,18 @@ class ChunkedUploadsMixin:
             f"{type(self).__name__} does not support chunked uploads: use create() "
             "with a stream, or a depot on a backend that has them (memory, local)."
         )
+
+    def presign_upload(self, *args: Any, **kwargs: Any) -> Any:
+        """A presigned upload straight to the bucket (S3); other depots take tus or chunks."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no bucket for clients to send files to: take the "
+            "upload with depot.uploads.tus (a TusWSGIApp or TusASGIApp) or the chunked "
+            "upload API (reserve, write_chunk, finalize)."
+        )
+
+    def complete_upload(self, token: str) -> str:
+        """Finish a presigned upload (S3); see :meth:`presign_upload`."""
+        raise NotImplementedError(f"{type(self).__name__} takes no direct uploads.")
 
     def reserve(
         self,

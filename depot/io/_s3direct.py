@@ -1,0 +1,146 @@
+"""Direct uploads to an S3 bucket: a presigned POST or PUT, then the check of what arrived.
+
+The client sends the file to a staging key, ``<prefix>.depot-uploads/<file id>``,
+which ``list()`` does not show and no file id reaches; ``complete_upload()``
+checks it there and copies it, server-side, to the file's key with depot's
+metadata, so a file exists only once it passed (see :mod:`depot.uploads.direct`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import time
+from typing import TYPE_CHECKING, Any
+
+from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
+from depot.exceptions import ChecksumMismatch, DepotError, UploadNotFound, ValidationError
+from depot.io._chunks import BLOCK_SIZE, is_checksum
+from depot.io._ids import new_file_id
+from depot.io._objectmeta import CHECKSUM
+from depot.io._s3errors import s3_errors
+from depot.uploads.direct import DirectUpload, check_arrived, make_token, read_token
+
+if TYPE_CHECKING:
+    from depot.io.boto3 import S3Storage
+
+STAGING = ".depot-uploads/"
+#: The longest a presigned upload may last: S3 refuses SigV4 signatures over 7 days.
+MAX_EXPIRES_IN = 7 * 24 * 3600
+
+
+def presign(
+    storage: S3Storage,
+    filename: str | None,
+    content_type: str | None,
+    max_size: int | None,
+    checksum: str | None,
+    expires_in: int,
+    method: str,
+) -> DirectUpload:
+    """A presigned POST or PUT of one new file, and its token."""
+    if method not in ("POST", "PUT"):
+        raise ValueError(f"method is 'POST' (a form) or 'PUT' (a body), not {method!r}.")
+    if not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRES_IN:
+        raise ValueError(f"expires_in is 1 to {MAX_EXPIRES_IN} seconds, not {expires_in!r}.")
+    if checksum is not None and not is_checksum(checksum):
+        raise ValueError(f"checksum is 'sha256:' and 64 hex digits, not {checksum!r}.")
+    ctype = content_type or (mimetypes.guess_type(filename, strict=False)[0] if filename else None)
+    ctype = (safe_content_type(ctype) if ctype else None) or DEFAULT_CONTENT_TYPE
+    limits = [c.max_size for c in storage.policy if c.max_size is not None]
+    if max_size is not None:
+        limits.append(max_size)
+    limit = min(limits) if limits else None
+    storage._check_reservation(0, filename, ctype)  # the declared type and name
+    file_id = new_file_id()
+    key = staging_key(storage, file_id)
+    expires_at = int(time.time()) + expires_in
+    client, bucket = storage._client, storage._bucket
+    fields: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    with s3_errors(storage._where, f"presigning an upload to {key}"):
+        if method == "POST":
+            conditions: list[Any] = [{"Content-Type": ctype}]
+            if limit is not None:
+                conditions.append(["content-length-range", 0, limit])
+            post = client.generate_presigned_post(
+                Bucket=bucket,
+                Key=key,
+                Fields={"Content-Type": ctype},
+                Conditions=conditions,
+                ExpiresIn=expires_in,
+            )
+            url, fields = post["url"], dict(post["fields"])
+        else:
+            url = client.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": bucket, "Key": key, "ContentType": ctype},
+                ExpiresIn=expires_in,
+            )
+            headers = {"Content-Type": ctype}
+    payload = {"b": bucket, "k": key, "f": file_id, "n": filename, "t": ctype,
+               "m": limit, "c": checksum, "e": expires_at}  # fmt: skip
+    token = make_token(storage.signing_keys, payload)
+    return DirectUpload(method, url, token, file_id, expires_at, fields, headers)
+
+
+def complete(storage: S3Storage, token: str) -> str:
+    """Check the object a presigned upload sent, make it a stored file; return its id."""
+    payload = read_token(storage.signing_keys, token)
+    file_id: str = payload["f"]
+    key = staging_key(storage, file_id)
+    if payload["b"] != storage._bucket or payload["k"] != key:
+        raise UploadNotFound("This upload token is for another depot.")
+    client, bucket = storage._client, storage._bucket
+    where = storage._where
+    if storage._stat(file_id) is not None:
+        return file_id  # completed already (a client that lost the answer asks again)
+    try:
+        with s3_errors(where, f"reading the upload {key}", passthrough=("404", "NoSuchKey")):
+            body = client.get_object(Bucket=bucket, Key=key)
+    except DepotError:
+        raise
+    except Exception:  # botocore's ClientError, 404: nothing arrived
+        raise UploadNotFound(
+            "Nothing has arrived for this upload yet: send the file, then complete it."
+        ) from None
+    size = int(body["ContentLength"])
+    try:
+        digest, head = hashlib.sha256(), b""
+        with s3_errors(where, f"reading the upload {key}"):
+            stream = body["Body"]
+            try:
+                while block := stream.read(BLOCK_SIZE):
+                    if len(head) < 8192:
+                        head += block[: 8192 - len(head)]
+                    digest.update(block)
+            finally:
+                stream.close()
+        checksum = f"sha256:{digest.hexdigest()}"
+        if payload["c"] is not None and payload["c"] != checksum:
+            raise ChecksumMismatch(
+                f"The file that arrived has the checksum {checksum}, not the one the upload "
+                "was presigned with: upload it again."
+            )
+        check_arrived(storage.policy, payload["n"], payload["t"], head, size, payload["m"])
+    except ValidationError:
+        with s3_errors(where, f"deleting the refused upload {key}"):
+            client.delete_object(Bucket=bucket, Key=key)
+        raise
+    args = storage._object_args(payload["n"] or DEFAULT_FILENAME, payload["t"])
+    args["Metadata"][CHECKSUM] = checksum
+    with s3_errors(where, f"storing the upload {key} as file {file_id}"):
+        # Server-side: the bytes do not come through here again (boto3 copies
+        # in parts above 5 GB, which CopyObject refuses).
+        client.copy(
+            {"Bucket": bucket, "Key": key},
+            bucket,
+            storage._key(file_id),
+            ExtraArgs={**args, "MetadataDirective": "REPLACE"},
+        )
+        client.delete_object(Bucket=bucket, Key=key)
+    return file_id
+
+
+def staging_key(storage: S3Storage, file_id: str) -> str:
+    return f"{storage._prefix}{STAGING}{file_id}"
