@@ -101,7 +101,7 @@ class ChunkedUploadsMixin:
         """The backend's staging; backends that support chunked uploads override this."""
         raise NotImplementedError(
             f"{type(self).__name__} does not support chunked uploads: use create() "
-            "with a stream, or a depot on a backend that has them (memory, local)."
+            "with a stream, or a depot on a backend that has them (memory, local, GridFS)."
         )
 
     def presign_upload(self, *args: Any, **kwargs: Any) -> Any:
