@@ -68,7 +68,7 @@ class GridFSStaging(Staging):
                     "record": json.dumps(record),
                     "file_id": None,
                     "touched": time.time(),
-                    "claimed": False,
+                    "claimed": None,
                 }
             )
 
@@ -78,8 +78,9 @@ class GridFSStaging(Staging):
         if found is None:
             return None
         record: dict[str, Any] = json.loads(found["record"])
-        if found.get("file_id"):
-            record["file_id"] = found["file_id"]
+        for name in ("file_id", "pending_file_id"):
+            if found.get(name):
+                record[name] = found[name]
         return record
 
     def put_chunk(
@@ -132,16 +133,20 @@ class GridFSStaging(Staging):
             raise KeyError(upload_id)
         return _PiecesReader(self._data, part["token"], self._errors)
 
-    def claim(self, upload_id: str) -> bool:
+    def claim(self, upload_id: str, stale_after: float) -> bool:
+        now = time.time()
+        free = {"$or": [{"claimed": None}, {"claimed": {"$lt": now - stale_after}}]}
         with self._errors():
-            done = self._uploads.update_one(
-                {"_id": upload_id, "claimed": False}, {"$set": {"claimed": True}}
-            )
+            done = self._uploads.update_one({"_id": upload_id, **free}, {"$set": {"claimed": now}})
         return bool(done.modified_count)
+
+    def note_file(self, upload_id: str, file_id: str) -> None:
+        with self._errors():
+            self._uploads.update_one({"_id": upload_id}, {"$set": {"pending_file_id": file_id}})
 
     def release(self, upload_id: str) -> None:
         with self._errors():
-            self._uploads.update_one({"_id": upload_id}, {"$set": {"claimed": False}})
+            self._uploads.update_one({"_id": upload_id}, {"$set": {"claimed": None}})
 
     def finish(self, upload_id: str, file_id: str) -> None:
         with self._errors():

@@ -133,25 +133,52 @@ class LocalStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BufferedReader:
         return open(os.path.join(self._dir(upload_id), f"{chunk.offset:0{_OFFSET_DIGITS}d}"), "rb")
 
-    def claim(self, upload_id: str) -> bool:
+    def claim(self, upload_id: str, stale_after: float) -> bool:
+        claim = os.path.join(self._dir(upload_id), _CLAIM)
         try:
-            os.mkdir(os.path.join(self._dir(upload_id), _CLAIM))
-        except (FileExistsError, FileNotFoundError):
+            os.mkdir(claim)
+        except FileNotFoundError:
             return False
+        except FileExistsError:
+            try:
+                age = time.time() - os.stat(claim).st_mtime
+            except FileNotFoundError:
+                return False  # released meanwhile: the caller may ask again
+            if age < stale_after:
+                return False
+            # A killed finalize's: renamed away by one taker only, then made anew.
+            stale = os.path.join(self._dir(upload_id), f"{_TEMP}{uuid.uuid4().hex}")
+            try:
+                os.rename(claim, stale)
+                os.rmdir(stale)
+                os.mkdir(claim)
+            except (FileNotFoundError, FileExistsError):
+                return False
         return True
+
+    def note_file(self, upload_id: str, file_id: str) -> None:
+        record = self.record(upload_id)
+        if record is None:
+            raise KeyError(upload_id)
+        record["pending_file_id"] = file_id
+        self._save_record(upload_id, record)
 
     def release(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(os.path.join(self._dir(upload_id), _CLAIM))
 
+    def _save_record(self, upload_id: str, record: dict[str, Any]) -> None:
+        folder = self._dir(upload_id)
+        temp = os.path.join(folder, f"{_TEMP}{uuid.uuid4().hex}")
+        self._write(temp, json.dumps(record).encode())
+        os.replace(temp, os.path.join(folder, _RECORD))
+        self._sync_dir(folder)
+
     def finish(self, upload_id: str, file_id: str) -> None:
         folder = self._dir(upload_id)
         record = self.record(upload_id) or {}
         record["file_id"] = file_id
-        temp = os.path.join(folder, _TEMP + _RECORD)
-        self._write(temp, json.dumps(record).encode())
-        os.replace(temp, os.path.join(folder, _RECORD))
-        self._sync_dir(folder)
+        self._save_record(upload_id, record)
         for name in os.listdir(folder):
             if name.isdigit() or name.endswith(_SUM):
                 with contextlib.suppress(FileNotFoundError):

@@ -40,7 +40,7 @@ from depot.exceptions import (
     UploadNotFound,
     UploadTooLarge,
 )
-from depot.io._fileinfo import FileIntent, Source
+from depot.io._fileinfo import Source
 from depot.io._ids import check_file_id, new_file_id
 from depot.uploads.staging import Chunk, Staging
 
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from depot.validators import FileValidator
 
 __all__ = ["ChunkedUploadsMixin", "UploadStatus", "DEFAULT_UPLOAD_EXPIRY"]
+
+#: Seconds after which a finalize's claim on an upload is taken for a killed one's.
+CLAIM_STALE_AFTER = 3600.0
 
 #: Seconds an upload may stay idle (no chunk written) before :meth:`expire_uploads` removes it.
 DEFAULT_UPLOAD_EXPIRY = 24 * 3600
@@ -264,7 +267,7 @@ class ChunkedUploadsMixin:
         staging, record = self._reserved(upload_id)
         if record.get("file_id"):
             return str(record["file_id"])
-        if not staging.claim(upload_id):
+        if not staging.claim(upload_id, CLAIM_STALE_AFTER):
             raise UploadNotFound(
                 f"Upload {upload_id} is being finalized by another request; ask its status "
                 "in a moment."
@@ -374,15 +377,26 @@ class ChunkedUploadsMixin:
         record: dict[str, Any],
         validators: list[FileValidator],
     ) -> str:
+        from depot.io._writing import NewVersion
         from depot.validators import validate
 
+        pending = record.get("pending_file_id")
+        if pending and self.exists(pending):  # type: ignore[attr-defined]
+            # A finalize killed after storing the file (whole: writes are atomic).
+            return str(pending)
         content: Any = _ChunkStream(staging.iter_bytes(upload_id, chunks))
-        # The name and type are made safe by create(), as for any content.
+        # The name and type are made safe as create() makes them, for any content.
         filename, ctype = record.get("filename"), record.get("content_type")
         try:
             if validators:
                 content = validate(content, validators, filename, ctype)
-            return self.create(FileIntent(content, filename, ctype))  # type: ignore[attr-defined]
+            new = NewVersion(content, filename, ctype, getattr(self, "policy", ())).keep_from(None)
+            # The id is noted before the file is written, so that a finalize
+            # killed in between leaves no file that no upload knows.
+            file_id: str = self._new_file_id()  # type: ignore[attr-defined]
+            staging.note_file(upload_id, file_id)
+            self._write(file_id, new)  # type: ignore[attr-defined]
+            return file_id
         except FileTooLargeError as exc:
             raise UploadTooLarge(str(exc), exc.max_size) from exc
         except ContentTypeNotAllowedError as exc:

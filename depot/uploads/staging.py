@@ -80,8 +80,20 @@ class Staging(ABC):
         """A stream of the chunk's bytes."""
 
     @abstractmethod
-    def claim(self, upload_id: str) -> bool:
-        """Mark the upload as being finalized; ``False`` if another call did already."""
+    def claim(self, upload_id: str, stale_after: float) -> bool:
+        """Mark the upload as being finalized; ``False`` if another call did already.
+
+        A claim older than ``stale_after`` seconds is taken over: its finalize
+        was killed (a live one finishes well before).
+        """
+
+    @abstractmethod
+    def note_file(self, upload_id: str, file_id: str) -> None:
+        """Record the id of the file a finalize is about to write, in the upload's record.
+
+        A finalize killed after writing it leaves a whole file (writes are
+        atomic): the next finalize finds it under this id and takes it.
+        """
 
     @abstractmethod
     def release(self, upload_id: str) -> None:
@@ -114,7 +126,7 @@ class Staging(ABC):
 class _MemoryUpload:
     record: dict[str, Any]
     chunks: dict[int, tuple[Chunk, bytes]] = field(default_factory=dict)
-    claimed: bool = False
+    claimed: float | None = None
     touched: float = field(default_factory=time.time)
 
 
@@ -161,19 +173,26 @@ class MemoryStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BytesIO:
         return io.BytesIO(self._uploads[upload_id].chunks[chunk.offset][1])
 
-    def claim(self, upload_id: str) -> bool:
+    def claim(self, upload_id: str, stale_after: float) -> bool:
         with self._lock:
             upload = self._uploads.get(upload_id)
-            if upload is None or upload.claimed:
+            now = time.time()
+            if upload is None or (
+                upload.claimed is not None and now - upload.claimed < stale_after
+            ):
                 return False
-            upload.claimed = True
+            upload.claimed = now
             return True
+
+    def note_file(self, upload_id: str, file_id: str) -> None:
+        with self._lock:
+            self._uploads[upload_id].record["pending_file_id"] = file_id
 
     def release(self, upload_id: str) -> None:
         with self._lock:
             upload = self._uploads.get(upload_id)
             if upload is not None:
-                upload.claimed = False
+                upload.claimed = None
 
     def finish(self, upload_id: str, file_id: str) -> None:
         with self._lock:

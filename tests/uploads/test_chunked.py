@@ -343,3 +343,35 @@ def test_finalize_streams_in_flat_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert storage.get(file_id).content_length == 64 << 20
     assert peak < 4 << 20, f"finalize of 64 MiB peaked at {peak / 2**20:.1f} MiB"
+
+
+def _finalize_then_die(path: str, upload_id: str) -> None:
+    from depot.uploads._local import LocalStaging
+
+    def die(*args: Any) -> None:
+        os._exit(9)  # killed after the file was stored, before the upload knew
+
+    LocalStaging.finish = die  # type: ignore[method-assign]
+    LocalFileStorage(path).finalize(upload_id)
+
+
+def test_a_killed_finalize_leaves_no_orphan(tmp_path: Path, monkeypatch: Any) -> None:
+    import depot.uploads.chunked as chunked
+
+    path = str(tmp_path / "files")
+    storage = LocalFileStorage(path)
+    upload_id = storage.reserve(5, sha256(b"hello"), filename="h.txt")
+    storage.write_chunk(upload_id, 0, b"hello")
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_finalize_then_die, args=(path, upload_id)
+    )
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 9
+    (stored,) = storage.list()  # the file it stored, whole
+    with pytest.raises(UploadNotFound, match="being finalized"):
+        storage.finalize(upload_id)  # its claim holds, for a finalize may still run
+    monkeypatch.setattr(chunked, "CLAIM_STALE_AFTER", 0.0)
+    assert storage.finalize(upload_id) == stored  # taken over: the same file, adopted
+    assert storage.list() == [stored]
+    assert storage.get(stored).read() == b"hello"
