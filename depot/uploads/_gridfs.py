@@ -99,6 +99,8 @@ class GridFSStaging(Staging):
                         {"upload": upload_id, "token": token, "n": n, "data": bytes(piece)}
                     )
                 chunk = Chunk(offset, digest.length, digest.checksum)
+                if not chunk.length:
+                    return chunk, None
                 try:
                     self._parts.insert_one(
                         {

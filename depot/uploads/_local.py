@@ -91,6 +91,8 @@ class LocalStaging(Staging):
                 if self.fsync:
                     os.fsync(out.fileno())
             chunk = Chunk(offset, digest.length, digest.checksum)
+            if not chunk.length:
+                return chunk, None
             try:
                 os.link(temp, name)
             except FileExistsError:

@@ -63,7 +63,8 @@ class Staging(ABC):
     ) -> tuple[Chunk, Chunk | None]:
         """Store the bytes of ``source`` (at most ``limit``) as the chunk at ``offset``.
 
-        Whole or not at all: readers never see part of a chunk. Returns the
+        Whole or not at all: readers never see part of a chunk; an empty one
+        is not stored (it holds no byte, and would take the offset). Returns the
         chunk as received, and the chunk that was at ``offset`` already, if
         one was: then nothing was written, and the caller compares the two.
 
@@ -158,6 +159,8 @@ class MemoryStaging(Staging):
         with self._lock:
             upload = self._uploads[upload_id]
             upload.touched = time.time()
+            if not chunk.length:
+                return chunk, None
             found = upload.chunks.get(offset)
             if found is not None:
                 return chunk, found[0]

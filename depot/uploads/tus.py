@@ -166,13 +166,13 @@ class TusServer:
         upload_id = path[len(self.mountpoint) + 1 :] or None
         if upload_id is not None and "/" in upload_id:
             return _error(404, "No such upload.")
-        if method == "OPTIONS":
-            return self._options()
-        if request.headers.get("tus-resumable", "").strip() != TUS_VERSION:
+        if method != "OPTIONS" and request.headers.get("tus-resumable", "").strip() != TUS_VERSION:
             answer = _error(412, f"This server speaks tus {TUS_VERSION}: send Tus-Resumable.")
             answer.headers.append(("Tus-Version", TUS_VERSION))
             return answer
         try:
+            if method == "OPTIONS":
+                return self._options()
             if upload_id is None:
                 if method != "POST":
                     return _not_allowed("POST, OPTIONS")
@@ -200,6 +200,10 @@ class TusServer:
         except (BackendUnavailableError, OSError):
             log.exception("tus: the depot failed on %s %s", method, request.path)
             return _error(503, "The storage is unavailable; try again later.")
+        except NotImplementedError:
+            # The application mounted tus over a depot that keeps no uploads (S3, GCS, SQL).
+            log.exception("tus: the depot takes no chunked uploads")
+            return _error(501, "This server cannot take resumable uploads.")
 
     def _options(self) -> TusAnswer:
         headers = [
@@ -316,7 +320,12 @@ class TusServer:
                 held.seek(0)
                 status = depot.write_chunk(upload_id, offset, held)
         if status.complete and status.file_id is None:
-            file_id = depot.finalize(upload_id, self.validators)
+            try:
+                file_id = depot.finalize(upload_id, self.validators)
+            except ValidationError:
+                # Refused as it is: sending it again cannot help, so nothing is kept.
+                depot.abort(upload_id)
+                raise
             status = depot.status(upload_id)
             if self.on_complete is not None:
                 self.on_complete(depot.get(file_id), status, request)

@@ -375,3 +375,11 @@ def test_a_killed_finalize_leaves_no_orphan(tmp_path: Path, monkeypatch: Any) ->
     assert storage.finalize(upload_id) == stored  # taken over: the same file, adopted
     assert storage.list() == [stored]
     assert storage.get(stored).read() == b"hello"
+
+
+def test_an_empty_chunk_takes_no_offset(depot: FileStorage) -> None:
+    upload_id = depot.reserve(3, sha256(b"abc"))
+    assert depot.write_chunk(upload_id, 0, b"").received == 0
+    assert depot.write_chunk(upload_id, 0, OneWayStream(b"")).missing == [(0, 3)]
+    depot.write_chunk(upload_id, 0, b"abc")
+    assert depot.get(depot.finalize(upload_id)).read() == b"abc"

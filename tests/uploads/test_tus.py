@@ -309,3 +309,39 @@ def test_metadata_keys_of_any_shape(depot: FileStorage, send: Send, completed: l
     url = answer.headers["location"]
     send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"x")
     assert completed[0][1].metadata == {"$where": "1", "a.b": "2", "empty": "", "filename": "x.txt"}
+
+
+def test_an_empty_patch_changes_nothing(
+    depot: FileStorage, send: Send, completed: list[Any]
+) -> None:
+    url = create(send, 4)
+    answer = send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"")
+    assert (answer.status_code, answer.headers["upload-offset"]) == (204, "0")
+    send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"abcd")
+    assert completed[0][0].read() == b"abcd"
+
+
+def test_a_refused_upload_is_not_kept(
+    make_client: Callable[..., Send], memory_settings: Any
+) -> None:
+    DepotManager.configure("default", {**memory_settings, "depot.allowed_types": "image/png"})
+    send = make_client()
+    meta = f"filename {b64('a.png')},filetype {b64('image/png')}"
+    url = send(
+        "POST", "/files", headers={**TUS, "Upload-Length": "5", "Upload-Metadata": meta}
+    ).headers["location"]
+    assert (
+        send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"<html").status_code
+        == 415
+    )
+    assert send("HEAD", url, headers=TUS).status_code == 404
+
+
+def test_a_depot_without_uploads_or_no_depot_is_no_500(
+    make_client: Callable[..., Send], s3_settings: dict[str, Any]
+) -> None:
+    send = make_client()  # "default" is not configured yet
+    assert send("OPTIONS", "/files").status_code == 503
+    assert send("POST", "/files", headers={**TUS, "Upload-Length": "1"}).status_code == 503
+    DepotManager.configure("default", s3_settings)
+    assert send("POST", "/files", headers={**TUS, "Upload-Length": "1"}).status_code == 501
