@@ -98,6 +98,10 @@ class GridFSStaging(Staging):
                         {"upload": upload_id, "token": token, "n": n, "data": bytes(piece)}
                     )
                 chunk = Chunk(offset, digest.length, digest.checksum)
+                if not chunk.length:
+                    # Nothing to keep: an empty part would refuse the real chunk
+                    # at its offset later as "different" (an empty tus PATCH).
+                    return chunk, None
                 try:
                     self._parts.insert_one(
                         {
@@ -117,7 +121,15 @@ class GridFSStaging(Staging):
                 with contextlib.suppress(Exception):
                     self._data.delete_many({"token": token})
                 raise
-            self._uploads.update_one({"_id": upload_id}, {"$set": {"touched": time.time()}})
+            touched = self._uploads.update_one(
+                {"_id": upload_id}, {"$set": {"touched": time.time()}}
+            )
+            if not touched.matched_count:
+                # Removed (aborted, expired) while the chunk arrived: remove() has
+                # run already, so this part and its pieces would stay for ever.
+                self._parts.delete_one({"_id": f"{upload_id}:{offset}", "token": token})
+                self._data.delete_many({"token": token})
+                raise KeyError(upload_id)
         return chunk, None
 
     def chunks(self, upload_id: str) -> list[Chunk]:

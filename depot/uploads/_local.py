@@ -91,11 +91,19 @@ class LocalStaging(Staging):
                 if self.fsync:
                     os.fsync(out.fileno())
             chunk = Chunk(offset, digest.length, digest.checksum)
+            if not chunk.length:
+                # Nothing to keep: an empty file at the offset would refuse the
+                # real chunk there later as "different" (an empty tus PATCH).
+                return chunk, None
             try:
                 os.link(temp, name)
+                self._write(name + _SUM, chunk.checksum.encode())
             except FileExistsError:
                 return chunk, self._chunk_at(folder, offset)
-            self._write(name + _SUM, chunk.checksum.encode())
+            except FileNotFoundError:
+                # Aborted or expired while the chunk arrived (its directory was
+                # moved away): no upload, not a storage failure (a tus 503).
+                raise KeyError(upload_id) from None
             self._sync_dir(folder)
             return chunk, None
         finally:

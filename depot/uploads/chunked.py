@@ -193,6 +193,16 @@ class ChunkedUploadsMixin:
             ) from None
         except KeyError:
             raise self._no_upload(upload_id) from None
+        now = staging.record(upload_id)
+        if now is None:
+            raise self._no_upload(upload_id)
+        if now.get("file_id") is not None:
+            # Finalized while these bytes arrived (another writer sent the last
+            # chunk): they are in no file, and the client must not be told so.
+            raise UploadNotFound(
+                f"Upload {upload_id} was finished while this chunk arrived; its file is "
+                f"{now['file_id']}, without these bytes."
+            )
         if existing is not None:
             if existing != chunk:
                 raise InvalidChunk(
@@ -320,9 +330,15 @@ class ChunkedUploadsMixin:
         limit = self.upload_expiry if idle is None else idle
         staging = self._staging()
         now = time.time()
-        expired = [upload_id for upload_id, touched in staging.idle() if now - touched > limit]
-        for upload_id in expired:
-            staging.remove(upload_id)
+        listed = [upload_id for upload_id, touched in staging.idle() if now - touched > limit]
+        expired = []
+        for upload_id in listed:
+            # Asked again just before removing: a chunk written since the listing
+            # was acknowledged to its client, and must not vanish with the upload.
+            touched = staging.touched(upload_id)
+            if touched is not None and time.time() - touched > limit:
+                staging.remove(upload_id)
+                expired.append(upload_id)
         return expired
 
     def _reserved(self, upload_id: str) -> tuple[Staging, dict[str, Any]]:

@@ -146,6 +146,10 @@ class MemoryStaging(Staging):
         with self._lock:
             upload = self._uploads[upload_id]
             upload.touched = time.time()
+            if not chunk.length:
+                # An empty chunk holds nothing: kept, it would refuse the real
+                # chunk at its offset later as "different" (an empty tus PATCH).
+                return chunk, None
             found = upload.chunks.get(offset)
             if found is not None:
                 return chunk, found[0]

@@ -41,6 +41,7 @@ from depot.http.rules import http_date
 from depot.http.serve import url_for_header
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._fileinfo import SupportsRead
+from depot.io.interfaces import is_size
 from depot.uploads.chunked import UploadStatus
 
 if TYPE_CHECKING:
@@ -226,7 +227,9 @@ class TusServer:
         if headers.get("upload-concat") is not None:
             return _error(400, "The concatenation extension is not supported.")
         size = _number(headers.get("upload-length"))
-        if size is None:
+        # 19 digits may still exceed what a file can hold (2**63 - 1): reserve()
+        # would raise ValueError, a 500; it is a bad header like any other.
+        if size is None or not is_size(size):
             return _error(400, "Send Upload-Length: the upload's size in bytes, as digits.")
         limit = self._limit()
         if limit is not None and size > limit:

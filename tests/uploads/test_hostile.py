@@ -1,0 +1,406 @@
+# ruff: noqa: F811 (the fixtures of test_tus, imported, are the parameters)
+"""Chunked uploads and tus as a hostile client uses them: odd headers, races, broken streams."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from depot.exceptions import InvalidChunk, UploadNotFound
+from depot.http.request import RequestFacts
+from depot.io.interfaces import FileStorage
+from depot.io.memory import MemoryFileStorage
+from depot.uploads.tus import TusServer
+from tests.uploads.test_chunked import sha256
+from tests.uploads.test_tus import (  # noqa: F401 (fixtures)
+    CHUNK,
+    TUS,
+    Send,
+    b64,
+    completed,
+    create,
+    depot,
+    make_client,
+    send,
+)
+
+
+def direct(storage: FileStorage, **options: Any) -> Callable[..., Any]:
+    """The tus server called as the front ends call it, with any header text at all."""
+    server = TusServer(storage, mountpoint="/files", **options)
+
+    def call(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Any:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        return server.handle(RequestFacts(method, path, headers=lowered), io.BytesIO(body))
+
+    return call
+
+
+# --- tus headers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "length",
+    [
+        "9" * 19,  # 19 digits, past 2**63 - 1: was a ValueError from reserve(), a 500
+        str(2**63),
+        "1" + "0" * 30,
+        "-1",
+        "١٢٣",
+        "+12",
+        "0x10",
+        "1_000",
+        "1e3",
+        "",
+    ],
+)
+def test_an_upload_length_that_is_no_size_is_a_400(length: str) -> None:
+    storage = MemoryFileStorage()
+    answer = direct(storage)("POST", "/files", {**TUS, "Upload-Length": length})
+    assert answer.status == 400, (length, answer.body)
+    assert b"Upload-Length" in answer.body
+
+
+def test_the_largest_size_and_whitespace_are_taken() -> None:
+    call = direct(MemoryFileStorage())
+    assert call("POST", "/files", {**TUS, "Upload-Length": str(2**63 - 1)}).status == 201
+    assert call("POST", "/files", {**TUS, "Upload-Length": " 12\t"}).status == 201
+
+
+@pytest.mark.parametrize("offset", ["+0", "-0", "٠", "0x0", "9" * 30, "0 0"])
+def test_odd_upload_offsets_are_refused(offset: str) -> None:
+    storage = MemoryFileStorage()
+    call = direct(storage)
+    location = dict(call("POST", "/files", {**TUS, "Upload-Length": "3"}).headers)["Location"]
+    answer = call("PATCH", location, {**CHUNK, "Upload-Offset": offset}, b"abc")
+    assert answer.status == 400, offset
+    assert call("HEAD", location, TUS).headers[0] == ("Upload-Offset", "0")
+
+
+def test_hostile_metadata(depot: FileStorage) -> None:
+    call = direct(depot)
+    many = ",".join(f"k{i} {b64('v')}" for i in range(10_000))
+    answer = call("POST", "/files", {**TUS, "Upload-Length": "1", "Upload-Metadata": many})
+    assert answer.status == 201
+    big = "k " + b64("v" * 1_000_000)
+    assert (
+        call("POST", "/files", {**TUS, "Upload-Length": "1", "Upload-Metadata": big}).status == 201
+    )
+    for bad in ("k !!", "k YQ", "k YQ==,", ",k YQ==", "k YQ== YQ==", "é YQ=="):
+        answer = call("POST", "/files", {**TUS, "Upload-Length": "1", "Upload-Metadata": bad})
+        assert answer.status == 400, bad
+    # Keys with control characters and values that are not UTF-8: taken, never sent back raw.
+    binary, name = b64(b"\xff\xfe"), b64("a\r\nb")
+    meta = f"a\x01b {b64('x')},\x00 {b64('y')},bin {binary},filename {name}"
+    answer = call("POST", "/files", {**TUS, "Upload-Length": "1", "Upload-Metadata": meta})
+    assert answer.status == 201
+    location = dict(answer.headers)["Location"]
+    head = call("HEAD", location, TUS)
+    for _name, value in head.headers:
+        assert value.isascii() and value.isprintable(), value
+    status = depot.status(location.rsplit("/", 1)[1])
+    assert "bin" not in status.metadata  # not UTF-8: dropped
+    assert status.filename == "a\r\nb"
+
+
+def test_hostile_origins_are_never_sent_back() -> None:
+    for configured in (["https://app.example"], ["*"]):
+        call = direct(MemoryFileStorage(), cors_origins=configured)
+        for origin in ("https://app.example\r\nSet-Cookie: x=1", "x" * 100_000, "\x00", "null"):
+            answer = call("OPTIONS", "/files", {"Origin": origin})
+            assert answer.status == 204
+            for name, value in answer.headers:
+                assert "\r" not in value and "\n" not in value and len(value) < 1000, name
+                assert "Set-Cookie" not in value
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/files/..", "/files/../../x", "/files/%2e%2e", "/files/\x00", "/files/" + "a" * 100_000,
+     "/files//x", "/files/" + "0f8fad5b-d9cb-469f-a165-70867728950E", "/files/ \t"],
+)  # fmt: skip
+def test_upload_ids_that_are_paths_are_not_found(path: str) -> None:
+    call = direct(MemoryFileStorage())
+    for method in ("HEAD", "PATCH", "DELETE"):
+        answer = call(method, path, {**CHUNK, "Upload-Offset": "0"}, b"x")
+        assert answer.status == 404, (method, path)
+
+
+def test_method_override_on_the_endpoint_deletes_nothing() -> None:
+    storage = MemoryFileStorage()
+    call = direct(storage)
+    location = dict(call("POST", "/files", {**TUS, "Upload-Length": "3"}).headers)["Location"]
+    for method in ("DELETE", "HEAD", "PATCH", "delete\r\n", "GET", "X" * 10_000):
+        answer = call("POST", "/files", {**TUS, "X-HTTP-Method-Override": method})
+        assert answer.status == 405, method
+    assert call("HEAD", location, TUS).status == 200
+    # On an upload, it is the override the tus protocol defines: the upload goes.
+    assert call("POST", location, {**TUS, "X-HTTP-Method-Override": "DELETE"}).status == 204
+    assert call("HEAD", location, TUS).status == 404
+
+
+def test_content_length_lying(depot: FileStorage, send: Send) -> None:
+    url = create(send, 6)
+    headers = {**CHUNK, "Upload-Offset": "0", "Content-Length": "3"}
+    answer = send("PATCH", url, headers=headers, content=b"abcdef")
+    assert answer.status_code == 204, answer.text
+    # WSGI reads what Content-Length says; an ASGI server frames the body itself.
+    assert answer.headers["upload-offset"] in ("3", "6")
+    head = send("HEAD", url, headers=TUS)
+    assert head.headers["upload-offset"] == answer.headers["upload-offset"]
+
+
+def test_a_body_shorter_than_its_content_length_stores_nothing() -> None:
+    """A WSGI server that ends the input early (the client went away): 400, nothing kept."""
+    from depot.uploads.tus import TusWSGIApp
+
+    storage = MemoryFileStorage()
+    location = dict(direct(storage)("POST", "/files", {**TUS, "Upload-Length": "10"}).headers)[
+        "Location"
+    ]
+    app = TusWSGIApp(TusServer(storage, mountpoint="/files"))
+    environ = {
+        "REQUEST_METHOD": "PATCH",
+        "PATH_INFO": location,
+        "CONTENT_LENGTH": "10",
+        "CONTENT_TYPE": CHUNK["Content-Type"],
+        "HTTP_TUS_RESUMABLE": "1.0.0",
+        "HTTP_UPLOAD_OFFSET": "0",
+        "wsgi.input": io.BytesIO(b"abc"),
+    }
+    statuses: list[str] = []
+    app(environ, lambda status, headers: statuses.append(status))
+    assert statuses[0].startswith("400")
+    assert storage.status(location.rsplit("/", 1)[1]).received == 0
+
+
+def test_an_empty_patch_does_not_block_the_real_one(
+    depot: FileStorage,
+    send: Send,
+    completed: list[Any],
+) -> None:
+    # Before: the empty PATCH was kept as a 0-byte chunk at offset 0, and the real
+    # chunk at 0 was then refused with 409 "differ from the chunk received there".
+    url = create(send, 3)
+    answer = send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"")
+    assert (answer.status_code, answer.headers["upload-offset"]) == (204, "0")
+    answer = send("PATCH", url, headers={**CHUNK, "Upload-Offset": "0"}, content=b"abc")
+    assert answer.status_code == 204, answer.text
+    assert completed[0][0].read() == b"abc"
+
+
+# --- the chunked API ----------------------------------------------------------------
+
+
+def test_an_empty_chunk_leaves_its_offset_free(depot: FileStorage) -> None:
+    upload_id = depot.reserve(6, sha256(b"abcdef"))
+    depot.write_chunk(upload_id, 0, b"")
+    depot.write_chunk(upload_id, 3, io.BytesIO(b""))
+    assert depot.write_chunk(upload_id, 0, b"abc").offset == 3
+    assert depot.write_chunk(upload_id, 3, b"def").complete
+    assert depot.get(depot.finalize(upload_id)).read() == b"abcdef"
+
+
+class Breaking:
+    """A request body that gives ``good`` bytes, then fails (the client went away)."""
+
+    def __init__(self, good: int, error: BaseException) -> None:
+        self.left = good
+        self.error = error
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            raise self.error
+        n = min(self.left, 65536 if n is None or n < 0 else n)
+        self.left -= n
+        return b"a" * n
+
+
+def test_a_stream_that_fails_midway_leaves_nothing(depot: FileStorage) -> None:
+    data = b"a" * 300_000
+    upload_id = depot.reserve(len(data), sha256(data))
+    for error in (ConnectionResetError("gone"), ValueError("closed"), KeyboardInterrupt()):
+        with pytest.raises(type(error)):
+            depot.write_chunk(upload_id, 0, Breaking(200_000, error))  # type: ignore[arg-type]
+        assert (depot.status(upload_id).received, depot._staging().chunks(upload_id)) == (0, [])
+    depot.write_chunk(upload_id, 0, data)
+    assert depot.get(depot.finalize(upload_id)).read() == data
+
+
+def test_streams_giving_the_wrong_things(depot: FileStorage) -> None:
+    upload_id = depot.reserve(10, None)
+
+    class Text:
+        def read(self, n: int = -1) -> str:
+            return "abc"
+
+    with pytest.raises(TypeError, match="binary mode"):
+        depot.write_chunk(upload_id, 0, Text())  # type: ignore[arg-type]
+
+    class Views:
+        sent = False
+
+        def read(self, n: int = -1) -> memoryview:
+            if self.sent:
+                return memoryview(b"")
+            self.sent = True
+            return memoryview(b"abcde")
+
+    assert depot.write_chunk(upload_id, 0, Views()).offset == 5  # type: ignore[arg-type]
+
+    class Generous:
+        """Gives more than asked: what counts is what it gave."""
+
+        def read(self, n: int = -1) -> bytes:
+            return b"x" * 1_000_000
+
+    with pytest.raises(InvalidChunk, match="past the upload's size"):
+        depot.write_chunk(upload_id, 5, Generous())  # type: ignore[arg-type]
+    assert depot.status(upload_id).received == 5
+
+
+def test_delete_racing_a_chunk(depot: FileStorage) -> None:
+    """The upload is aborted while a chunk arrives: the writer is told it is gone.
+
+    Before, on a local depot, the writer got FileNotFoundError from link() (its
+    directory had moved away): a tus 503, "the storage is unavailable".
+    """
+    upload_id = depot.reserve(400_000, None)
+
+    class Aborting:
+        sent = 0
+
+        def read(self, n: int = -1) -> bytes:
+            if self.sent == 65536:
+                depot.abort(upload_id)
+            if self.sent >= 200_000:
+                return b""
+            self.sent += 65536
+            return b"a" * 65536
+
+    with pytest.raises(UploadNotFound):
+        depot.write_chunk(upload_id, 0, Aborting())  # type: ignore[arg-type]
+    with pytest.raises(UploadNotFound):
+        depot.status(upload_id)
+    assert depot._staging().chunks(upload_id) == []  # nothing left behind
+
+
+def test_delete_racing_patch_through_tus(depot: FileStorage) -> None:
+    call = direct(depot)
+    location = dict(call("POST", "/files", {**TUS, "Upload-Length": "400000"}).headers)["Location"]
+    upload_id = location.rsplit("/", 1)[1]
+    server = TusServer(depot, mountpoint="/files")
+
+    class Aborting(io.RawIOBase):
+        sent = 0
+
+        def read(self, n: int = -1) -> bytes:
+            if self.sent == 65536:
+                depot.abort(upload_id)
+            if self.sent >= 200_000:
+                return b""
+            self.sent += 65536
+            return b"a" * 65536
+
+    request = RequestFacts(
+        "PATCH",
+        location,
+        headers={k.lower(): v for k, v in {**CHUNK, "Upload-Offset": "0"}.items()},
+    )
+    assert server.handle(request, Aborting()).status == 404
+
+
+def test_concurrent_patches_at_one_offset(depot: FileStorage) -> None:
+    call = direct(depot)
+    done: list[bytes] = []
+    location = dict(call("POST", "/files", {**TUS, "Upload-Length": "200000"}).headers)["Location"]
+    server = TusServer(
+        depot,
+        mountpoint="/files",
+        on_complete=lambda stored, status, request: done.append(stored.read()),
+    )
+    both_reading = threading.Barrier(2, timeout=30)
+    a_done = threading.Event()
+
+    class Body(io.RawIOBase):
+        def __init__(self, byte: bytes) -> None:
+            self.left, self.byte, self.waited = 200_000, byte, False
+
+        def read(self, n: int = -1) -> bytes:
+            if not self.waited:
+                self.waited = True
+                both_reading.wait()  # both have passed the offset check
+            if not self.left and self.byte == b"b":
+                assert a_done.wait(30)  # b's last byte arrives once a finished the upload
+            n = min(self.left, 65536)
+            self.left -= n
+            return self.byte * n
+
+    answers: dict[bytes, int] = {}
+
+    def patch(byte: bytes) -> None:
+        headers = {k.lower(): v for k, v in {**CHUNK, "Upload-Offset": "0"}.items()}
+        request = RequestFacts("PATCH", location, headers=headers)
+        answers[byte] = server.handle(request, Body(byte)).status
+        if byte == b"a":
+            a_done.set()
+
+    threads = [threading.Thread(target=patch, args=(b,)) for b in (b"a", b"b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # Before, b was answered 204 too: told its bytes were stored, and they are in
+    # no file (a's finalize had run; b's chunk landed in the finished upload).
+    assert answers == {b"a": 204, b"b": 404}
+    assert done == [b"a" * 200_000]
+
+
+def test_finalize_racing_finalize_stores_one_file(depot: FileStorage) -> None:
+    data = b"z" * 3_000_000
+    upload_id = depot.reserve(len(data), sha256(data))
+    depot.write_chunk(upload_id, 0, data)
+    before = set(depot.list())
+    results: list[Any] = []
+    start = threading.Barrier(4, timeout=30)
+
+    def finalize() -> None:
+        start.wait()
+        try:
+            results.append(depot.finalize(upload_id))
+        except UploadNotFound as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=finalize) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ids = {r for r in results if isinstance(r, str)}
+    assert len(ids) == 1
+    assert all(isinstance(r, str) or "being finalized" in str(r) for r in results)
+    assert set(depot.list()) - before == ids
+    assert depot.finalize(upload_id) in ids
+
+
+def test_expire_uploads_spares_an_upload_written_since_it_listed(
+    depot: FileStorage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """expire_uploads() lists the idle uploads, then removes them: a chunk may land between.
+
+    Before, the upload was removed all the same, with the chunk its client was
+    told was stored. The listing is made stale here, as a write just after it would.
+    """
+    upload_id = depot.reserve(4, None)
+    staging_type = type(depot._staging())
+    monkeypatch.setattr(staging_type, "idle", lambda self: iter([(upload_id, 0.0)]))
+    depot.write_chunk(upload_id, 0, b"ab")  # acknowledged after the listing
+    assert depot.expire_uploads(idle=60) == []
+    assert depot.status(upload_id).received == 2
+    monkeypatch.undo()
+    assert depot.expire_uploads(idle=-1) == [upload_id]
