@@ -144,12 +144,20 @@ class GridFSStaging(Staging):
             raise KeyError(upload_id)
         return _PiecesReader(self._data, part["token"], self._errors)
 
-    def claim(self, upload_id: str) -> bool:
+    def claim(self, upload_id: str, file_id: str) -> bool:
         with self._errors():
             done = self._uploads.update_one(
-                {"_id": upload_id, "claimed": False}, {"$set": {"claimed": True}}
+                {"_id": upload_id, "claimed": False},
+                {"$set": {"claimed": True, "claimed_file": file_id}},
             )
         return bool(done.modified_count)
+
+    def claimed(self, upload_id: str) -> str | None:
+        with self._errors():
+            found = self._uploads.find_one(
+                {"_id": upload_id, "claimed": True}, projection={"claimed_file": True}
+            )
+        return None if found is None else found.get("claimed_file")
 
     def release(self, upload_id: str) -> None:
         with self._errors():

@@ -5,7 +5,7 @@ Layout, under ``<storage_path>/.depot-uploads`` (``list()`` of the depot skips i
     <upload id>/record.json              the reservation
     <upload id>/<offset, 20 digits>      a chunk, made whole by a hard link
     <upload id>/<offset>.sha256          its checksum, written after it
-    <upload id>/finalizing/              present while a finalize runs
+    <upload id>/finalizing/file_id       present while a finalize runs: the id it stores
 
 Each chunk is written to a temporary name, flushed, then linked to its
 offset's name: ``link()`` fails if that name exists, so of two writers of one
@@ -33,6 +33,7 @@ __all__ = ["LocalStaging"]
 
 _RECORD = "record.json"
 _CLAIM = "finalizing"
+_CLAIM_ID = "file_id"
 _SUM = ".sha256"
 _TEMP = ".tmp-"
 _OFFSET_DIGITS = 20
@@ -141,16 +142,29 @@ class LocalStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BufferedReader:
         return open(os.path.join(self._dir(upload_id), f"{chunk.offset:0{_OFFSET_DIGITS}d}"), "rb")
 
-    def claim(self, upload_id: str) -> bool:
+    def claim(self, upload_id: str, file_id: str) -> bool:
+        # The claim appears with its file id in it: renamed into place whole
+        # (rename() refuses a directory onto one that is not empty).
+        folder = self._dir(upload_id)
+        temp = os.path.join(folder, f"{_TEMP}{uuid.uuid4().hex}")
         try:
-            os.mkdir(os.path.join(self._dir(upload_id), _CLAIM))
-        except (FileExistsError, FileNotFoundError):
+            os.mkdir(temp)
+            self._write(os.path.join(temp, _CLAIM_ID), file_id.encode())
+            os.rename(temp, os.path.join(folder, _CLAIM))
+        except OSError:  # claimed already (ENOTEMPTY, EEXIST), or no upload
+            shutil.rmtree(temp, ignore_errors=True)
             return False
         return True
 
+    def claimed(self, upload_id: str) -> str | None:
+        try:
+            with open(os.path.join(self._dir(upload_id), _CLAIM, _CLAIM_ID), "rb") as f:
+                return f.read().decode("ascii", "replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def release(self, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(os.path.join(self._dir(upload_id), _CLAIM))
+        shutil.rmtree(os.path.join(self._dir(upload_id), _CLAIM), ignore_errors=True)
 
     def finish(self, upload_id: str, file_id: str) -> None:
         folder = self._dir(upload_id)

@@ -42,6 +42,7 @@ from depot.exceptions import (
 )
 from depot.io._fileinfo import FileIntent, Source
 from depot.io._ids import check_file_id, new_file_id
+from depot.io._writing import NewVersion
 from depot.uploads.staging import Chunk, Staging
 
 if TYPE_CHECKING:
@@ -274,7 +275,15 @@ class ChunkedUploadsMixin:
         staging, record = self._reserved(upload_id)
         if record.get("file_id"):
             return str(record["file_id"])
-        if not staging.claim(upload_id):
+        planned: str = self._new_file_id()  # type: ignore[attr-defined]
+        if not staging.claim(upload_id, planned):
+            # A finalize killed after storing the file and before finish(): its
+            # claim stays, and the file is in no record. Its id went with the
+            # claim, and a file is stored whole or not at all: finish with it.
+            earlier = staging.claimed(upload_id)
+            if earlier is not None and self.exists(earlier):  # type: ignore[attr-defined]
+                staging.finish(upload_id, earlier)
+                return earlier
             raise UploadNotFound(
                 f"Upload {upload_id} is being finalized by another request; ask its status "
                 "in a moment."
@@ -296,7 +305,9 @@ class ChunkedUploadsMixin:
                 )
             if record["checksum"] is not None:
                 self._check_checksum(upload_id, staging, chunks, record["checksum"])
-            file_id = self._store_reserved(upload_id, staging, chunks, record, list(validators))
+            file_id = self._store_reserved(
+                upload_id, planned, staging, chunks, record, list(validators)
+            )
             staging.finish(upload_id, file_id)
             return file_id
         finally:
@@ -385,6 +396,7 @@ class ChunkedUploadsMixin:
     def _store_reserved(
         self,
         upload_id: str,
+        file_id: str,
         staging: Staging,
         chunks: list[Chunk],
         record: dict[str, Any],
@@ -398,7 +410,10 @@ class ChunkedUploadsMixin:
         try:
             if validators:
                 content = validate(content, validators, filename, ctype)
-            return self.create(FileIntent(content, filename, ctype))  # type: ignore[attr-defined]
+            # As create() does, under the id the claim holds (see finalize()).
+            new = NewVersion(FileIntent(content, filename, ctype), None, None, self.policy)  # type: ignore[attr-defined]
+            self._write(file_id, new.keep_from(None))  # type: ignore[attr-defined]
+            return file_id
         except FileTooLargeError as exc:
             raise UploadTooLarge(str(exc), exc.max_size) from exc
         except ContentTypeNotAllowedError as exc:

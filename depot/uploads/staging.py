@@ -80,8 +80,16 @@ class Staging(ABC):
         """A stream of the chunk's bytes."""
 
     @abstractmethod
-    def claim(self, upload_id: str) -> bool:
-        """Mark the upload as being finalized; ``False`` if another call did already."""
+    def claim(self, upload_id: str, file_id: str) -> bool:
+        """Mark the upload as being finalized into ``file_id``; ``False`` if another call did.
+
+        The id is kept with the claim, so that when the finalize dies after
+        storing the file, a retry finds the file (see :meth:`claimed`).
+        """
+
+    @abstractmethod
+    def claimed(self, upload_id: str) -> str | None:
+        """The file id of the claim held on the upload, or ``None`` if none is."""
 
     @abstractmethod
     def release(self, upload_id: str) -> None:
@@ -114,7 +122,7 @@ class Staging(ABC):
 class _MemoryUpload:
     record: dict[str, Any]
     chunks: dict[int, tuple[Chunk, bytes]] = field(default_factory=dict)
-    claimed: bool = False
+    claimed: str | None = None
     touched: float = field(default_factory=time.time)
 
 
@@ -165,19 +173,23 @@ class MemoryStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BytesIO:
         return io.BytesIO(self._uploads[upload_id].chunks[chunk.offset][1])
 
-    def claim(self, upload_id: str) -> bool:
+    def claim(self, upload_id: str, file_id: str) -> bool:
         with self._lock:
             upload = self._uploads.get(upload_id)
             if upload is None or upload.claimed:
                 return False
-            upload.claimed = True
+            upload.claimed = file_id
             return True
+
+    def claimed(self, upload_id: str) -> str | None:
+        upload = self._uploads.get(upload_id)
+        return None if upload is None else upload.claimed
 
     def release(self, upload_id: str) -> None:
         with self._lock:
             upload = self._uploads.get(upload_id)
             if upload is not None:
-                upload.claimed = False
+                upload.claimed = None
 
     def finish(self, upload_id: str, file_id: str) -> None:
         with self._lock:

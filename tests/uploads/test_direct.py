@@ -178,7 +178,7 @@ def test_a_post_is_bounded_by_its_policy_and_by_the_check(depot: FileStorage) ->
 
 
 def test_bytes_sent_again_while_the_check_runs_are_never_stored(
-    depot: FileStorage, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+    depot: FileStorage, s3_client: Any, patched: pytest.MonkeyPatch
 ) -> None:
     """The presigned PUT is valid until it expires: a client sends a PNG, then, while
     complete_upload() checks it, a page to the same key.
@@ -196,10 +196,10 @@ def test_bytes_sent_again_while_the_check_runs_are_never_stored(
         requests.put(upload.url, data=page, headers=upload.headers, timeout=30)
         return real_copy(*args, **kwargs)
 
-    monkeypatch.setattr(client, "copy", copy_after_a_resend)
+    patched.setattr(client, "copy", copy_after_a_resend)
     with pytest.raises(UploadNotFound, match="changed while it was checked"):
         depot.complete_upload(upload.token)
-    monkeypatch.undo()
+    patched.undo()
     assert depot.list() == []
     # Completed again, the page is what is checked: refused and deleted.
     with pytest.raises(ContentTypeNotAllowed):
@@ -209,7 +209,7 @@ def test_bytes_sent_again_while_the_check_runs_are_never_stored(
 
 
 def test_two_completes_of_one_token_both_get_the_file(
-    depot: FileStorage, monkeypatch: pytest.MonkeyPatch
+    depot: FileStorage, patched: pytest.MonkeyPatch
 ) -> None:
     """The second complete reads the staging key after the first deleted it.
 
@@ -223,14 +223,14 @@ def test_two_completes_of_one_token_both_get_the_file(
 
     def get_after_the_other_finished(**kwargs: Any) -> Any:
         if not first:
-            monkeypatch.setattr(client, "get_object", real_get)
+            patched.setattr(client, "get_object", real_get)
             first.append(depot.complete_upload(upload.token))
         return real_get(**kwargs)
 
-    monkeypatch.setattr(
+    patched.setattr(
         depot, "_stat", lambda file_id, real=depot._stat: None if not first else real(file_id)
     )  # type: ignore[attr-defined]
-    monkeypatch.setattr(client, "get_object", get_after_the_other_finished)
+    patched.setattr(client, "get_object", get_after_the_other_finished)
     assert depot.complete_upload(upload.token) == first[0] == upload.file_id
     assert depot.list() == [upload.file_id]
 

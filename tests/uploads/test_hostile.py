@@ -389,7 +389,7 @@ def test_finalize_racing_finalize_stores_one_file(depot: FileStorage) -> None:
 
 def test_expire_uploads_spares_an_upload_written_since_it_listed(
     depot: FileStorage,
-    monkeypatch: pytest.MonkeyPatch,
+    patched: pytest.MonkeyPatch,
 ) -> None:
     """expire_uploads() lists the idle uploads, then removes them: a chunk may land between.
 
@@ -398,9 +398,97 @@ def test_expire_uploads_spares_an_upload_written_since_it_listed(
     """
     upload_id = depot.reserve(4, None)
     staging_type = type(depot._staging())
-    monkeypatch.setattr(staging_type, "idle", lambda self: iter([(upload_id, 0.0)]))
+    patched.setattr(staging_type, "idle", lambda self: iter([(upload_id, 0.0)]))
     depot.write_chunk(upload_id, 0, b"ab")  # acknowledged after the listing
     assert depot.expire_uploads(idle=60) == []
     assert depot.status(upload_id).received == 2
-    monkeypatch.undo()
+    patched.undo()
     assert depot.expire_uploads(idle=-1) == [upload_id]
+
+
+# --- a finalize killed between storing the file and recording it ---------------------
+
+KILLED_FINALIZE = r"""
+import os, signal, sys
+from depot.io.local import LocalFileStorage
+from depot.uploads.staging import Staging
+path, upload_id = sys.argv[1:3]
+storage = LocalFileStorage(path)
+stored = []
+real_write = type(storage)._write
+
+def write_then_die(self, fileid, new):
+    real_write(self, fileid, new)
+    print(fileid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # the file is stored; finish() never runs
+
+type(storage)._write = write_then_die
+storage.finalize(upload_id)
+"""
+
+
+def test_a_finalize_killed_after_storing_is_finished_by_the_retry(tmp_path: Any) -> None:
+    """SIGKILL between the file's create and the upload's finish.
+
+    Before, the claim of the dead finalize stayed: every retry said "being
+    finalized by another request" until the upload expired, and the stored file
+    was never recorded, in no row, for ever. Now the retry finds the file the
+    dead one stored (its id was recorded with the claim) and finishes with it:
+    no second file, no orphan.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from depot.io.local import LocalFileStorage
+
+    path = str(tmp_path / "files")
+    storage = LocalFileStorage(path)
+    data = b"k" * 100_000
+    upload_id = storage.reserve(len(data), sha256(data), filename="k.bin")
+    storage.write_chunk(upload_id, 0, data)
+    env = {"PYTHONPATH": str(Path(__file__).parents[2]), "PATH": "/usr/bin:/bin"}
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_FINALIZE, path, upload_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert child.returncode == -9, child.stderr
+    made = child.stdout.split()[0]
+    assert storage.list() == [made]
+    assert storage.finalize(upload_id) == made
+    assert storage.list() == [made]
+    assert storage.get(made).read() == data
+    assert storage.status(upload_id).file_id == made
+
+
+def test_a_finalize_that_died_before_finish_on_every_staging(
+    depot: FileStorage, patched: pytest.MonkeyPatch
+) -> None:
+    """The same death in the process: finish() never runs, nor does release()."""
+    data = b"q" * 50_000
+    upload_id = depot.reserve(len(data), sha256(data))
+    depot.write_chunk(upload_id, 0, data)
+    staging_type = type(depot._staging())
+    before = set(depot.list())
+
+    def die(self: Any, upload_id: str, file_id: str) -> None:
+        raise KeyboardInterrupt
+
+    patched.setattr(staging_type, "finish", die)
+    patched.setattr(staging_type, "release", lambda self, upload_id: None)
+    with pytest.raises(KeyboardInterrupt):
+        depot.finalize(upload_id)
+    (made,) = set(depot.list()) - before
+    patched.undo()
+    assert depot.finalize(upload_id) == made
+    assert set(depot.list()) - before == {made}
+    assert depot.get(made).read() == data
+    # A claim held while nothing is stored yet is still a finalize running.
+    other = depot.reserve(1, None)
+    depot.write_chunk(other, 0, b"x")
+    assert depot._staging().claim(other, depot._new_file_id())  # type: ignore[attr-defined]
+    with pytest.raises(UploadNotFound, match="being finalized"):
+        depot.finalize(other)
