@@ -179,7 +179,7 @@ class TusServer:
                     return _not_allowed("POST, OPTIONS")
                 return self._create(request, body)
             if method == "HEAD":
-                return self._head(upload_id)
+                return self._head(upload_id, request)
             if method == "PATCH":
                 return self._patch(upload_id, request, body)
             if method == "DELETE":
@@ -258,8 +258,13 @@ class TusServer:
         answer.headers.append(("Upload-Expires", _expires(status)))
         return answer
 
-    def _head(self, upload_id: str) -> TusAnswer:
+    def _head(self, upload_id: str, request: RequestFacts) -> TusAnswer:
         status = self.depot.status(upload_id)
+        if status.complete and status.file_id is None:
+            # The request that sent the last bytes died before storing the file
+            # (or the storage failed then): its client, told the offset is the
+            # length, sends nothing more, and the upload would never be stored.
+            status = self._finish(upload_id, request)
         headers = [
             ("Upload-Offset", str(status.offset)),
             ("Upload-Length", str(status.size)),
@@ -319,10 +324,21 @@ class TusServer:
                 held.seek(0)
                 status = depot.write_chunk(upload_id, offset, held)
         if status.complete and status.file_id is None:
+            status = self._finish(upload_id, request)
+        return status
+
+    def _finish(self, upload_id: str, request: RequestFacts) -> UploadStatus:
+        """Store the complete upload as a file, and tell ``on_complete``."""
+        depot = self.depot
+        try:
             file_id = depot.finalize(upload_id, self.validators)
-            status = depot.status(upload_id)
-            if self.on_complete is not None:
-                self.on_complete(depot.get(file_id), status, request)
+        except UploadNotFound:
+            # Another request is finalizing it (and calls on_complete): not a 404,
+            # which would tell this client its upload is gone.
+            return depot.status(upload_id)
+        status = depot.status(upload_id)
+        if self.on_complete is not None:
+            self.on_complete(depot.get(file_id), status, request)
         return status
 
     def _cors(self, request: RequestFacts, method: str) -> list[tuple[str, str]]:

@@ -492,3 +492,32 @@ def test_a_finalize_that_died_before_finish_on_every_staging(
     assert depot._staging().claim(other, depot._new_file_id())  # type: ignore[attr-defined]
     with pytest.raises(UploadNotFound, match="being finalized"):
         depot.finalize(other)
+
+
+def test_head_stores_an_upload_whose_last_patch_died_before_storing_it(
+    depot: FileStorage, send: Send, completed: list[Any]
+) -> None:
+    """The worker took the last bytes, then died before finalize (or the storage failed).
+
+    The client asks HEAD, reads offset == length, and sends nothing more. Before,
+    the upload was then never stored and on_complete never called: lost.
+    """
+    url = create(send, 3, filename="a.txt")
+    depot.write_chunk(url.rsplit("/", 1)[1], 0, b"abc")  # what the dead worker did
+    head = send("HEAD", url, headers=TUS)
+    assert (head.status_code, head.headers["upload-offset"]) == (200, "3")
+    ((stored, status),) = completed
+    assert stored.read() == b"abc" and status.file_id == stored.file_id
+    assert send("HEAD", url, headers=TUS).status_code == 200
+    assert len(completed) == 1
+
+
+def test_head_while_another_request_finalizes_is_no_404(depot: FileStorage) -> None:
+    call = direct(depot)
+    location = dict(call("POST", "/files", {**TUS, "Upload-Length": "3"}).headers)["Location"]
+    upload_id = location.rsplit("/", 1)[1]
+    depot.write_chunk(upload_id, 0, b"abc")
+    assert depot._staging().claim(upload_id, depot._new_file_id())  # type: ignore[attr-defined]
+    head = call("HEAD", location, TUS)
+    assert head.status == 200
+    assert ("Upload-Offset", "3") in head.headers
