@@ -168,11 +168,18 @@ class LocalStaging(Staging):
 
     def finish(self, upload_id: str, file_id: str) -> None:
         folder = self._dir(upload_id)
-        record = self.record(upload_id) or {}
+        record = self.record(upload_id)
+        if record is None:
+            # Aborted or expired while it was finalized: the file is stored, and
+            # finalize() still gives its id (a FileNotFoundError lost it).
+            return
         record["file_id"] = file_id
         temp = os.path.join(folder, _TEMP + _RECORD)
-        self._write(temp, json.dumps(record).encode())
-        os.replace(temp, os.path.join(folder, _RECORD))
+        try:
+            self._write(temp, json.dumps(record).encode())
+            os.replace(temp, os.path.join(folder, _RECORD))
+        except FileNotFoundError:  # removed just now: as above
+            return
         self._sync_dir(folder)
         for name in os.listdir(folder):
             if name.isdigit() or name.endswith(_SUM):

@@ -97,7 +97,10 @@ class Staging(ABC):
 
     @abstractmethod
     def finish(self, upload_id: str, file_id: str) -> None:
-        """Record the stored file made of the upload and drop its chunks."""
+        """Record the stored file made of the upload and drop its chunks.
+
+        Nothing happens if the upload is gone (aborted or expired meanwhile).
+        """
 
     @abstractmethod
     def remove(self, upload_id: str) -> None:
@@ -193,7 +196,11 @@ class MemoryStaging(Staging):
 
     def finish(self, upload_id: str, file_id: str) -> None:
         with self._lock:
-            upload = self._uploads[upload_id]
+            upload = self._uploads.get(upload_id)
+            if upload is None:
+                # Aborted or expired while it was finalized: the file is stored,
+                # and finalize() still gives its id (a KeyError lost it).
+                return
             upload.record["file_id"] = file_id
             upload.chunks.clear()
             upload.touched = time.time()

@@ -521,3 +521,26 @@ def test_head_while_another_request_finalizes_is_no_404(depot: FileStorage) -> N
     head = call("HEAD", location, TUS)
     assert head.status == 200
     assert ("Upload-Offset", "3") in head.headers
+
+
+def test_abort_racing_finalize(depot: FileStorage, patched: pytest.MonkeyPatch) -> None:
+    """The upload is aborted (or expires) while finalize stores it.
+
+    Before, finish() then raised KeyError (memory) or FileNotFoundError (local)
+    out of finalize(): the file was stored and its id given to no one.
+    """
+    data = b"r" * 10_000
+    upload_id = depot.reserve(len(data), sha256(data))
+    depot.write_chunk(upload_id, 0, data)
+    before = set(depot.list())
+    staging_type = type(depot._staging())
+    real_finish = staging_type.finish
+
+    def abort_first(self: Any, upload_id: str, file_id: str) -> None:
+        depot.abort(upload_id)
+        real_finish(self, upload_id, file_id)
+
+    patched.setattr(staging_type, "finish", abort_first)
+    file_id = depot.finalize(upload_id)
+    assert set(depot.list()) - before == {file_id}
+    assert depot.get(file_id).read() == data
