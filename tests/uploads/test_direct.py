@@ -284,3 +284,13 @@ def test_a_put_of_another_type_than_presigned(depot: FileStorage) -> None:
         assert answer.status_code == 403
         with pytest.raises(UploadNotFound):
             depot.complete_upload(upload.token)
+
+
+def test_hostile_names_and_types_at_presign(depot: FileStorage) -> None:
+    upload = depot.presign_upload("a\r\nSet-Cookie: x=1\x00.png", method="PUT")
+    assert all("\r" not in v and "\n" not in v for v in upload.headers.values())
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    stored = depot.get(depot.complete_upload(upload.token))
+    assert stored.read() == PNG and stored.content_type == "image/png"
+    with pytest.raises(ContentTypeNotAllowed):
+        depot.presign_upload("a.png", content_type="image/png\r\nX-Injected: 1")

@@ -544,3 +544,53 @@ def test_abort_racing_finalize(depot: FileStorage, patched: pytest.MonkeyPatch) 
     file_id = depot.finalize(upload_id)
     assert set(depot.list()) - before == {file_id}
     assert depot.get(file_id).read() == data
+
+
+def _write_in_child(path: str, upload_id: str, byte: bytes, ready: Any, go: Any, out: Any) -> None:
+    from depot.io.local import LocalFileStorage
+
+    storage = LocalFileStorage(path)
+
+    class Body:
+        left = 300_000
+
+        def read(self, n: int = -1) -> bytes:
+            if self.left == 300_000:
+                ready.wait()  # both processes are writing
+                go.wait()
+            size = min(self.left, 65536)
+            self.left -= size
+            return byte * size
+
+    try:
+        storage.write_chunk(upload_id, 0, Body())  # type: ignore[arg-type]
+        out.put((byte, "stored"))
+    except InvalidChunk:
+        out.put((byte, "refused"))
+
+
+def test_two_processes_write_one_offset(tmp_path: Any) -> None:
+    import multiprocessing
+
+    from depot.io.local import LocalFileStorage
+
+    path = str(tmp_path / "files")
+    storage = LocalFileStorage(path)
+    upload_id = storage.reserve(300_000, None)
+    context = multiprocessing.get_context("spawn")
+    ready, go, out = context.Barrier(3), context.Event(), context.Queue()
+    workers = [
+        context.Process(target=_write_in_child, args=(path, upload_id, b, ready, go, out))
+        for b in (b"a", b"b")
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait(60)
+    go.set()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    outcomes = dict(out.get(timeout=10) for _ in workers)
+    assert sorted(outcomes.values()) == ["refused", "stored"]
+    (winner,) = [b for b, outcome in outcomes.items() if outcome == "stored"]
+    assert storage.get(storage.finalize(upload_id)).read() == winner * 300_000
