@@ -249,7 +249,7 @@ class TusServer:
             if headers.get("content-type", "").split(";")[0].strip().lower() != CHUNK_TYPE:
                 depot.abort(upload_id)
                 return _error(415, f"An upload's bytes are sent as {CHUNK_TYPE}.")
-            done = self._write(upload_id, 0, request, body)
+            done = self._write(upload_id, 0, request, body, size)
             if isinstance(done, TusAnswer):
                 depot.abort(upload_id)
                 return done
@@ -289,7 +289,7 @@ class TusServer:
         length = _number(headers.get("content-length"))
         if length is not None and offset + length > status.size:
             return _error(413, f"These bytes go past the upload's length ({status.size} bytes).")
-        done = self._write(upload_id, offset, request, body)
+        done = self._write(upload_id, offset, request, body, status.size - offset)
         if isinstance(done, TusAnswer):
             return done
         return TusAnswer(
@@ -297,7 +297,7 @@ class TusServer:
         )
 
     def _write(
-        self, upload_id: str, offset: int, request: RequestFacts, body: SupportsRead
+        self, upload_id: str, offset: int, request: RequestFacts, body: SupportsRead, left: int
     ) -> UploadStatus | TusAnswer:
         """Store the request's bytes at ``offset``; finish the upload if they were the last."""
         depot = self.depot
@@ -315,6 +315,12 @@ class TusServer:
                 while block := body.read(BLOCK_SIZE):
                     found.update(block)
                     held.write(block)
+                    if held.tell() > left:
+                        # Held before the size is checked by write_chunk(): a body
+                        # without Content-Length (chunked) would fill the disk.
+                        return _error(
+                            413, f"These bytes go past the upload's length ({left} left)."
+                        )
                 if found.digest() != expected:
                     return _error(
                         CHECKSUM_MISMATCH,

@@ -594,3 +594,32 @@ def test_two_processes_write_one_offset(tmp_path: Any) -> None:
     assert sorted(outcomes.values()) == ["refused", "stored"]
     (winner,) = [b for b, outcome in outcomes.items() if outcome == "stored"]
     assert storage.get(storage.finalize(upload_id)).read() == winner * 300_000
+
+
+def test_a_checksummed_patch_without_length_is_bounded_by_the_upload() -> None:
+    """Chunked transfer, no Content-Length, and Upload-Checksum: the chunk is held aside
+    to be checked first. Before, it was held whole, however long the client sent."""
+    import base64
+    import hashlib
+
+    storage = MemoryFileStorage()
+    call = direct(storage)
+    location = dict(call("POST", "/files", {**TUS, "Upload-Length": "10"}).headers)["Location"]
+
+    class Endless(io.RawIOBase):
+        given = 0
+
+        def read(self, n: int = -1) -> bytes:
+            assert self.given < 10 << 20, "read far past the upload's length"
+            self.given += 65536
+            return b"e" * 65536
+
+    digest = base64.b64encode(hashlib.sha1(b"x").digest()).decode()
+    headers = {**CHUNK, "Upload-Offset": "0", "Upload-Checksum": f"sha1 {digest}"}
+    server = TusServer(storage, mountpoint="/files")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    body = Endless()
+    answer = server.handle(RequestFacts("PATCH", location, headers=lowered), body)
+    assert answer.status == 413
+    assert body.given < 1 << 20
+    assert storage.status(location.rsplit("/", 1)[1]).received == 0
