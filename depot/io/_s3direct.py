@@ -114,6 +114,11 @@ def complete(storage: S3Storage, token: str) -> str:
     # this version only (S3 refuses it otherwise), and is checked after.
     etag = body.get("ETag")
     try:
+        if payload["m"] is not None and size > payload["m"]:
+            # Refused by its size before a byte is read: a PUT's signature does
+            # not bound it, and reading gigabytes to refuse them is for nothing.
+            body["Body"].close()
+            check_arrived((), None, payload["t"], b"", size, payload["m"])
         digest, head = hashlib.sha256(), b""
         with s3_errors(where, f"reading the upload {key}"):
             stream = body["Body"]

@@ -294,3 +294,26 @@ def test_hostile_names_and_types_at_presign(depot: FileStorage) -> None:
     assert stored.read() == PNG and stored.content_type == "image/png"
     with pytest.raises(ContentTypeNotAllowed):
         depot.presign_upload("a.png", content_type="image/png\r\nX-Injected: 1")
+
+
+def test_an_upload_over_its_size_is_refused_unread(
+    depot: FileStorage, s3_client: Any, patched: pytest.MonkeyPatch
+) -> None:
+    upload = depot.presign_upload("big.png", max_size=100, method="PUT")
+    requests.put(upload.url, data=PNG + os.urandom(300_000), headers=upload.headers, timeout=30)
+    client = depot._client  # type: ignore[attr-defined]
+    real_get = client.get_object
+    read: list[int] = []
+
+    def counting_get(**kwargs: Any) -> Any:
+        answer = real_get(**kwargs)
+        real_read = answer["Body"].read
+        answer["Body"].read = lambda n=-1: read.append(n) or real_read(n)
+        return answer
+
+    patched.setattr(client, "get_object", counting_get)
+    with pytest.raises(UploadTooLarge, match="at most 100 bytes"):
+        depot.complete_upload(upload.token)
+    assert read == []  # before, all of it was read, then refused
+    bucket = depot._bucket  # type: ignore[attr-defined]
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
