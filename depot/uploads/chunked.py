@@ -272,9 +272,14 @@ class ChunkedUploadsMixin:
         :raises UploadTooLarge: over the depot's or a validator's size limit.
         :raises ContentTypeNotAllowed: a type the depot or a validator refuses.
         """
+        return self._finalize(upload_id, validators)[0]
+
+    def _finalize(self, upload_id: str, validators: Iterable[FileValidator]) -> tuple[str, bool]:
+        """:meth:`finalize`, and whether this call recorded the file (``False``: an
+        earlier call had), so that tus tells ``on_complete`` once, not on a retry."""
         staging, record = self._reserved(upload_id)
         if record.get("file_id"):
-            return str(record["file_id"])
+            return str(record["file_id"]), False
         planned: str = self._new_file_id()  # type: ignore[attr-defined]
         if not staging.claim(upload_id, planned):
             # A finalize killed after storing the file and before finish(): its
@@ -283,7 +288,7 @@ class ChunkedUploadsMixin:
             earlier = staging.claimed(upload_id)
             if earlier is not None and self.exists(earlier):  # type: ignore[attr-defined]
                 staging.finish(upload_id, earlier)
-                return earlier
+                return earlier, True
             raise UploadNotFound(
                 f"Upload {upload_id} is being finalized by another request; ask its status "
                 "in a moment."
@@ -309,7 +314,7 @@ class ChunkedUploadsMixin:
                 upload_id, planned, staging, chunks, record, list(validators)
             )
             staging.finish(upload_id, file_id)
-            return file_id
+            return file_id, True
         finally:
             staging.release(upload_id)
 

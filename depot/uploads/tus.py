@@ -337,13 +337,14 @@ class TusServer:
         """Store the complete upload as a file, and tell ``on_complete``."""
         depot = self.depot
         try:
-            file_id = depot.finalize(upload_id, self.validators)
+            file_id, made = depot._finalize(upload_id, self.validators)
         except UploadNotFound:
             # Another request is finalizing it (and calls on_complete): not a 404,
             # which would tell this client its upload is gone.
             return depot.status(upload_id)
         status = depot.status(upload_id)
-        if self.on_complete is not None:
+        # Not when another request had finished it meanwhile: it told on_complete.
+        if made and self.on_complete is not None:
             self.on_complete(depot.get(file_id), status, request)
         return status
 

@@ -623,3 +623,28 @@ def test_a_checksummed_patch_without_length_is_bounded_by_the_upload() -> None:
     assert answer.status == 413
     assert body.given < 1 << 20
     assert storage.status(location.rsplit("/", 1)[1]).received == 0
+
+
+def test_on_complete_once_when_a_head_races_the_last_patch(
+    depot: FileStorage, send: Send, completed: list[Any], patched: pytest.MonkeyPatch
+) -> None:
+    """HEAD read the upload as complete and not stored, then the PATCH stored it.
+
+    finalize() of a finished upload returns its file: the HEAD must not tell
+    on_complete a second time (the application would attach the file twice).
+    """
+    url = create(send, 3)
+    upload_id = url.rsplit("/", 1)[1]
+    depot.write_chunk(upload_id, 0, b"abc")
+    stale = depot.status(upload_id)  # what the HEAD read
+    depot.finalize(upload_id)  # what the PATCH did meanwhile (its on_complete aside)
+    real_status = type(depot).status
+    calls: list[int] = []
+
+    def status_once_stale(self: Any, upload_id: str) -> Any:
+        calls.append(1)
+        return stale if len(calls) == 1 else real_status(self, upload_id)
+
+    patched.setattr(type(depot), "status", status_once_stale)
+    assert send("HEAD", url, headers=TUS).status_code == 200
+    assert completed == []
