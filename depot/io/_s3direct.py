@@ -101,11 +101,24 @@ def complete(storage: S3Storage, token: str) -> str:
     except DepotError:
         raise
     except Exception:  # botocore's ClientError, 404: nothing arrived
+        if storage._stat(file_id) is not None:
+            # Another complete_upload() of this token finished meanwhile (it
+            # deletes the staging key last): the file is there, it is the answer.
+            return file_id
         raise UploadNotFound(
             "Nothing has arrived for this upload yet: send the file, then complete it."
         ) from None
     size = int(body["ContentLength"])
+    # The presigned request stays valid until it expires: the client may send
+    # other bytes to the staging key while these are checked. The copy is of
+    # this version only (S3 refuses it otherwise), and is checked after.
+    etag = body.get("ETag")
     try:
+        if payload["m"] is not None and size > payload["m"]:
+            # Refused by its size before a byte is read: a PUT's signature does
+            # not bound it, and reading gigabytes to refuse them is for nothing.
+            body["Body"].close()
+            check_arrived((), None, payload["t"], b"", size, payload["m"])
         digest, head = hashlib.sha256(), b""
         with s3_errors(where, f"reading the upload {key}"):
             stream = body["Body"]
@@ -129,17 +142,60 @@ def complete(storage: S3Storage, token: str) -> str:
         raise
     args = storage._object_args(payload["n"] or DEFAULT_FILENAME, payload["t"])
     args["Metadata"][CHECKSUM] = checksum
-    with s3_errors(where, f"storing the upload {key} as file {file_id}"):
-        # Server-side: the bytes do not come through here again (boto3 copies
-        # in parts above 5 GB, which CopyObject refuses).
-        client.copy(
-            {"Bucket": bucket, "Key": key},
-            bucket,
-            storage._key(file_id),
-            ExtraArgs={**args, "MetadataDirective": "REPLACE"},
-        )
+    changed = UploadNotFound(
+        "The upload changed while it was checked (it was sent again): complete it again."
+    )
+    try:
+        with s3_errors(
+            where,
+            f"storing the upload {key} as file {file_id}",
+            passthrough=("412", "PreconditionFailed"),
+        ):
+            copied = _copy(storage, key, file_id, etag, args)
+    except DepotError:
+        raise
+    except Exception:  # botocore's ClientError, 412: not the version checked
+        raise changed from None
+    if _changed(etag, copied.get("ETag"), size, int(copied["ContentLength"])):
+        # Not the bytes checked (a server that ignores CopySourceIfMatch): the
+        # file must not exist unchecked. Deleted; completing again checks anew.
+        with s3_errors(where, f"deleting the unchecked copy of {key}"):
+            client.delete_object(Bucket=bucket, Key=storage._key(file_id))
+        raise changed
+    with s3_errors(where, f"deleting the staged upload {key}"):
         client.delete_object(Bucket=bucket, Key=key)
     return file_id
+
+
+def _copy(
+    storage: S3Storage, key: str, file_id: str, etag: str | None, args: dict[str, Any]
+) -> Any:
+    """Copy the staged object, if it is still version ``etag``, to the file's key; head it."""
+    client, bucket = storage._client, storage._bucket
+    # Server-side: the bytes do not come through here again (boto3 copies in
+    # parts above 5 GB, which CopyObject refuses). S3 refuses the copy (412) if
+    # the object is no longer the one read and checked.
+    pinned = {"CopySourceIfMatch": etag} if etag else {}
+    client.copy(
+        {"Bucket": bucket, "Key": key},
+        bucket,
+        storage._key(file_id),
+        ExtraArgs={**args, **pinned, "MetadataDirective": "REPLACE"},
+    )
+    return client.head_object(Bucket=bucket, Key=storage._key(file_id))
+
+
+def _changed(checked: str | None, copied: str | None, size: int, copied_size: int) -> bool:
+    """Whether the copy is not of the object checked, as far as S3 tells.
+
+    A copy in one request keeps the source's ETag; one in parts (over boto3's
+    threshold) makes another ("<md5>-<parts>"), and only its size is compared.
+    """
+    if copied_size != size:
+        return True
+    if checked and copied and "-" not in copied and "-" not in checked:
+        return copied != checked
+    return False
 
 
 def staging_key(storage: S3Storage, file_id: str) -> str:

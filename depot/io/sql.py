@@ -754,9 +754,14 @@ class SQLStorage(FileStorage):
         restoring: bool,
     ) -> None:
         """Make the file's row say ``version``; drop the chunks of the version it said."""
+        filename = new.filename
+        if filename is not None and "\x00" in filename and conn.dialect.name == "postgresql":
+            # PostgreSQL's text holds no NUL: the insert failed, reported as the
+            # database refusing (a 503). As create() does with lone surrogates.
+            filename = filename.replace("\x00", "\ufffd")
         values = {
             "version": version,
-            "filename": new.filename,
+            "filename": filename,
             "content_type": new.content_type,
             "content_length": new.digest.length,
             "last_modified": _modified_now()[1],

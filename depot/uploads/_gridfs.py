@@ -68,7 +68,7 @@ class GridFSStaging(Staging):
                     "record": json.dumps(record),
                     "file_id": None,
                     "touched": time.time(),
-                    "claimed": None,
+                    "claimed": False,
                 }
             )
 
@@ -78,9 +78,8 @@ class GridFSStaging(Staging):
         if found is None:
             return None
         record: dict[str, Any] = json.loads(found["record"])
-        for name in ("file_id", "pending_file_id"):
-            if found.get(name):
-                record[name] = found[name]
+        if found.get("file_id"):
+            record["file_id"] = found["file_id"]
         return record
 
     def put_chunk(
@@ -100,6 +99,8 @@ class GridFSStaging(Staging):
                     )
                 chunk = Chunk(offset, digest.length, digest.checksum)
                 if not chunk.length:
+                    # Nothing to keep: an empty part would refuse the real chunk
+                    # at its offset later as "different" (an empty tus PATCH).
                     return chunk, None
                 try:
                     self._parts.insert_one(
@@ -120,7 +121,15 @@ class GridFSStaging(Staging):
                 with contextlib.suppress(Exception):
                     self._data.delete_many({"token": token})
                 raise
-            self._uploads.update_one({"_id": upload_id}, {"$set": {"touched": time.time()}})
+            touched = self._uploads.update_one(
+                {"_id": upload_id}, {"$set": {"touched": time.time()}}
+            )
+            if not touched.matched_count:
+                # Removed (aborted, expired) while the chunk arrived: remove() has
+                # run already, so this part and its pieces would stay for ever.
+                self._parts.delete_one({"_id": f"{upload_id}:{offset}", "token": token})
+                self._data.delete_many({"token": token})
+                raise KeyError(upload_id)
         return chunk, None
 
     def chunks(self, upload_id: str) -> list[Chunk]:
@@ -135,20 +144,24 @@ class GridFSStaging(Staging):
             raise KeyError(upload_id)
         return _PiecesReader(self._data, part["token"], self._errors)
 
-    def claim(self, upload_id: str, stale_after: float) -> bool:
-        now = time.time()
-        free = {"$or": [{"claimed": None}, {"claimed": {"$lt": now - stale_after}}]}
+    def claim(self, upload_id: str, file_id: str) -> bool:
         with self._errors():
-            done = self._uploads.update_one({"_id": upload_id, **free}, {"$set": {"claimed": now}})
+            done = self._uploads.update_one(
+                {"_id": upload_id, "claimed": False},
+                {"$set": {"claimed": True, "claimed_file": file_id}},
+            )
         return bool(done.modified_count)
 
-    def note_file(self, upload_id: str, file_id: str) -> None:
+    def claimed(self, upload_id: str) -> str | None:
         with self._errors():
-            self._uploads.update_one({"_id": upload_id}, {"$set": {"pending_file_id": file_id}})
+            found = self._uploads.find_one(
+                {"_id": upload_id, "claimed": True}, projection={"claimed_file": True}
+            )
+        return None if found is None else found.get("claimed_file")
 
     def release(self, upload_id: str) -> None:
         with self._errors():
-            self._uploads.update_one({"_id": upload_id}, {"$set": {"claimed": None}})
+            self._uploads.update_one({"_id": upload_id}, {"$set": {"claimed": False}})
 
     def finish(self, upload_id: str, file_id: str) -> None:
         with self._errors():

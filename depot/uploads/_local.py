@@ -5,7 +5,7 @@ Layout, under ``<storage_path>/.depot-uploads`` (``list()`` of the depot skips i
     <upload id>/record.json              the reservation
     <upload id>/<offset, 20 digits>      a chunk, made whole by a hard link
     <upload id>/<offset>.sha256          its checksum, written after it
-    <upload id>/finalizing/              present while a finalize runs
+    <upload id>/finalizing/file_id       present while a finalize runs: the id it stores
 
 Each chunk is written to a temporary name, flushed, then linked to its
 offset's name: ``link()`` fails if that name exists, so of two writers of one
@@ -33,6 +33,7 @@ __all__ = ["LocalStaging"]
 
 _RECORD = "record.json"
 _CLAIM = "finalizing"
+_CLAIM_ID = "file_id"
 _SUM = ".sha256"
 _TEMP = ".tmp-"
 _OFFSET_DIGITS = 20
@@ -92,12 +93,18 @@ class LocalStaging(Staging):
                     os.fsync(out.fileno())
             chunk = Chunk(offset, digest.length, digest.checksum)
             if not chunk.length:
+                # Nothing to keep: an empty file at the offset would refuse the
+                # real chunk there later as "different" (an empty tus PATCH).
                 return chunk, None
             try:
                 os.link(temp, name)
+                self._write(name + _SUM, chunk.checksum.encode())
             except FileExistsError:
                 return chunk, self._chunk_at(folder, offset)
-            self._write(name + _SUM, chunk.checksum.encode())
+            except FileNotFoundError:
+                # Aborted or expired while the chunk arrived (its directory was
+                # moved away): no upload, not a storage failure (a tus 503).
+                raise KeyError(upload_id) from None
             self._sync_dir(folder)
             return chunk, None
         finally:
@@ -135,52 +142,45 @@ class LocalStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BufferedReader:
         return open(os.path.join(self._dir(upload_id), f"{chunk.offset:0{_OFFSET_DIGITS}d}"), "rb")
 
-    def claim(self, upload_id: str, stale_after: float) -> bool:
-        claim = os.path.join(self._dir(upload_id), _CLAIM)
-        try:
-            os.mkdir(claim)
-        except FileNotFoundError:
-            return False
-        except FileExistsError:
-            try:
-                age = time.time() - os.stat(claim).st_mtime
-            except FileNotFoundError:
-                return False  # released meanwhile: the caller may ask again
-            if age < stale_after:
-                return False
-            # A killed finalize's: renamed away by one taker only, then made anew.
-            stale = os.path.join(self._dir(upload_id), f"{_TEMP}{uuid.uuid4().hex}")
-            try:
-                os.rename(claim, stale)
-                os.rmdir(stale)
-                os.mkdir(claim)
-            except (FileNotFoundError, FileExistsError):
-                return False
-        return True
-
-    def note_file(self, upload_id: str, file_id: str) -> None:
-        record = self.record(upload_id)
-        if record is None:
-            raise KeyError(upload_id)
-        record["pending_file_id"] = file_id
-        self._save_record(upload_id, record)
-
-    def release(self, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(os.path.join(self._dir(upload_id), _CLAIM))
-
-    def _save_record(self, upload_id: str, record: dict[str, Any]) -> None:
+    def claim(self, upload_id: str, file_id: str) -> bool:
+        # The claim appears with its file id in it: renamed into place whole
+        # (rename() refuses a directory onto one that is not empty).
         folder = self._dir(upload_id)
         temp = os.path.join(folder, f"{_TEMP}{uuid.uuid4().hex}")
-        self._write(temp, json.dumps(record).encode())
-        os.replace(temp, os.path.join(folder, _RECORD))
-        self._sync_dir(folder)
+        try:
+            os.mkdir(temp)
+            self._write(os.path.join(temp, _CLAIM_ID), file_id.encode())
+            os.rename(temp, os.path.join(folder, _CLAIM))
+        except OSError:  # claimed already (ENOTEMPTY, EEXIST), or no upload
+            shutil.rmtree(temp, ignore_errors=True)
+            return False
+        return True
+
+    def claimed(self, upload_id: str) -> str | None:
+        try:
+            with open(os.path.join(self._dir(upload_id), _CLAIM, _CLAIM_ID), "rb") as f:
+                return f.read().decode("ascii", "replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def release(self, upload_id: str) -> None:
+        shutil.rmtree(os.path.join(self._dir(upload_id), _CLAIM), ignore_errors=True)
 
     def finish(self, upload_id: str, file_id: str) -> None:
         folder = self._dir(upload_id)
-        record = self.record(upload_id) or {}
+        record = self.record(upload_id)
+        if record is None:
+            # Aborted or expired while it was finalized: the file is stored, and
+            # finalize() still gives its id (a FileNotFoundError lost it).
+            return
         record["file_id"] = file_id
-        self._save_record(upload_id, record)
+        temp = os.path.join(folder, _TEMP + _RECORD)
+        try:
+            self._write(temp, json.dumps(record).encode())
+            os.replace(temp, os.path.join(folder, _RECORD))
+        except FileNotFoundError:  # removed just now: as above
+            return
+        self._sync_dir(folder)
         for name in os.listdir(folder):
             if name.isdigit() or name.endswith(_SUM):
                 with contextlib.suppress(FileNotFoundError):

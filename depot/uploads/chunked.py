@@ -40,17 +40,15 @@ from depot.exceptions import (
     UploadNotFound,
     UploadTooLarge,
 )
-from depot.io._fileinfo import Source
+from depot.io._fileinfo import FileIntent, Source
 from depot.io._ids import check_file_id, new_file_id
+from depot.io._writing import NewVersion
 from depot.uploads.staging import Chunk, Staging
 
 if TYPE_CHECKING:
     from depot.validators import FileValidator
 
 __all__ = ["ChunkedUploadsMixin", "UploadStatus", "DEFAULT_UPLOAD_EXPIRY"]
-
-#: Seconds after which a finalize's claim on an upload is taken for a killed one's.
-CLAIM_STALE_AFTER = 3600.0
 
 #: Seconds an upload may stay idle (no chunk written) before :meth:`expire_uploads` removes it.
 DEFAULT_UPLOAD_EXPIRY = 24 * 3600
@@ -196,6 +194,16 @@ class ChunkedUploadsMixin:
             ) from None
         except KeyError:
             raise self._no_upload(upload_id) from None
+        now = staging.record(upload_id)
+        if now is None:
+            raise self._no_upload(upload_id)
+        if now.get("file_id") is not None:
+            # Finalized while these bytes arrived (another writer sent the last
+            # chunk): they are in no file, and the client must not be told so.
+            raise UploadNotFound(
+                f"Upload {upload_id} was finished while this chunk arrived; its file is "
+                f"{now['file_id']}, without these bytes."
+            )
         if existing is not None:
             if existing != chunk:
                 raise InvalidChunk(
@@ -264,10 +272,23 @@ class ChunkedUploadsMixin:
         :raises UploadTooLarge: over the depot's or a validator's size limit.
         :raises ContentTypeNotAllowed: a type the depot or a validator refuses.
         """
+        return self._finalize(upload_id, validators)[0]
+
+    def _finalize(self, upload_id: str, validators: Iterable[FileValidator]) -> tuple[str, bool]:
+        """:meth:`finalize`, and whether this call recorded the file (``False``: an
+        earlier call had), so that tus tells ``on_complete`` once, not on a retry."""
         staging, record = self._reserved(upload_id)
         if record.get("file_id"):
-            return str(record["file_id"])
-        if not staging.claim(upload_id, CLAIM_STALE_AFTER):
+            return str(record["file_id"]), False
+        planned: str = self._new_file_id()  # type: ignore[attr-defined]
+        if not staging.claim(upload_id, planned):
+            # A finalize killed after storing the file and before finish(): its
+            # claim stays, and the file is in no record. Its id went with the
+            # claim, and a file is stored whole or not at all: finish with it.
+            earlier = staging.claimed(upload_id)
+            if earlier is not None and self.exists(earlier):  # type: ignore[attr-defined]
+                staging.finish(upload_id, earlier)
+                return earlier, True
             raise UploadNotFound(
                 f"Upload {upload_id} is being finalized by another request; ask its status "
                 "in a moment."
@@ -289,9 +310,11 @@ class ChunkedUploadsMixin:
                 )
             if record["checksum"] is not None:
                 self._check_checksum(upload_id, staging, chunks, record["checksum"])
-            file_id = self._store_reserved(upload_id, staging, chunks, record, list(validators))
+            file_id = self._store_reserved(
+                upload_id, planned, staging, chunks, record, list(validators)
+            )
             staging.finish(upload_id, file_id)
-            return file_id
+            return file_id, True
         finally:
             staging.release(upload_id)
 
@@ -323,9 +346,15 @@ class ChunkedUploadsMixin:
         limit = self.upload_expiry if idle is None else idle
         staging = self._staging()
         now = time.time()
-        expired = [upload_id for upload_id, touched in staging.idle() if now - touched > limit]
-        for upload_id in expired:
-            staging.remove(upload_id)
+        listed = [upload_id for upload_id, touched in staging.idle() if now - touched > limit]
+        expired = []
+        for upload_id in listed:
+            # Asked again just before removing: a chunk written since the listing
+            # was acknowledged to its client, and must not vanish with the upload.
+            touched = staging.touched(upload_id)
+            if touched is not None and time.time() - touched > limit:
+                staging.remove(upload_id)
+                expired.append(upload_id)
         return expired
 
     def _reserved(self, upload_id: str) -> tuple[Staging, dict[str, Any]]:
@@ -372,30 +401,23 @@ class ChunkedUploadsMixin:
     def _store_reserved(
         self,
         upload_id: str,
+        file_id: str,
         staging: Staging,
         chunks: list[Chunk],
         record: dict[str, Any],
         validators: list[FileValidator],
     ) -> str:
-        from depot.io._writing import NewVersion
         from depot.validators import validate
 
-        pending = record.get("pending_file_id")
-        if pending and self.exists(pending):  # type: ignore[attr-defined]
-            # A finalize killed after storing the file (whole: writes are atomic).
-            return str(pending)
         content: Any = _ChunkStream(staging.iter_bytes(upload_id, chunks))
-        # The name and type are made safe as create() makes them, for any content.
+        # The name and type are made safe by create(), as for any content.
         filename, ctype = record.get("filename"), record.get("content_type")
         try:
             if validators:
                 content = validate(content, validators, filename, ctype)
-            new = NewVersion(content, filename, ctype, getattr(self, "policy", ())).keep_from(None)
-            # The id is noted before the file is written, so that a finalize
-            # killed in between leaves no file that no upload knows.
-            file_id: str = self._new_file_id()  # type: ignore[attr-defined]
-            staging.note_file(upload_id, file_id)
-            self._write(file_id, new)  # type: ignore[attr-defined]
+            # As create() does, under the id the claim holds (see finalize()).
+            new = NewVersion(FileIntent(content, filename, ctype), None, None, self.policy)  # type: ignore[attr-defined]
+            self._write(file_id, new.keep_from(None))  # type: ignore[attr-defined]
             return file_id
         except FileTooLargeError as exc:
             raise UploadTooLarge(str(exc), exc.max_size) from exc

@@ -63,8 +63,7 @@ class Staging(ABC):
     ) -> tuple[Chunk, Chunk | None]:
         """Store the bytes of ``source`` (at most ``limit``) as the chunk at ``offset``.
 
-        Whole or not at all: readers never see part of a chunk; an empty one
-        is not stored (it holds no byte, and would take the offset). Returns the
+        Whole or not at all: readers never see part of a chunk. Returns the
         chunk as received, and the chunk that was at ``offset`` already, if
         one was: then nothing was written, and the caller compares the two.
 
@@ -81,20 +80,16 @@ class Staging(ABC):
         """A stream of the chunk's bytes."""
 
     @abstractmethod
-    def claim(self, upload_id: str, stale_after: float) -> bool:
-        """Mark the upload as being finalized; ``False`` if another call did already.
+    def claim(self, upload_id: str, file_id: str) -> bool:
+        """Mark the upload as being finalized into ``file_id``; ``False`` if another call did.
 
-        A claim older than ``stale_after`` seconds is taken over: its finalize
-        was killed (a live one finishes well before).
+        The id is kept with the claim, so that when the finalize dies after
+        storing the file, a retry finds the file (see :meth:`claimed`).
         """
 
     @abstractmethod
-    def note_file(self, upload_id: str, file_id: str) -> None:
-        """Record the id of the file a finalize is about to write, in the upload's record.
-
-        A finalize killed after writing it leaves a whole file (writes are
-        atomic): the next finalize finds it under this id and takes it.
-        """
+    def claimed(self, upload_id: str) -> str | None:
+        """The file id of the claim held on the upload, or ``None`` if none is."""
 
     @abstractmethod
     def release(self, upload_id: str) -> None:
@@ -102,7 +97,10 @@ class Staging(ABC):
 
     @abstractmethod
     def finish(self, upload_id: str, file_id: str) -> None:
-        """Record the stored file made of the upload and drop its chunks."""
+        """Record the stored file made of the upload and drop its chunks.
+
+        Nothing happens if the upload is gone (aborted or expired meanwhile).
+        """
 
     @abstractmethod
     def remove(self, upload_id: str) -> None:
@@ -127,7 +125,7 @@ class Staging(ABC):
 class _MemoryUpload:
     record: dict[str, Any]
     chunks: dict[int, tuple[Chunk, bytes]] = field(default_factory=dict)
-    claimed: float | None = None
+    claimed: str | None = None
     touched: float = field(default_factory=time.time)
 
 
@@ -160,6 +158,8 @@ class MemoryStaging(Staging):
             upload = self._uploads[upload_id]
             upload.touched = time.time()
             if not chunk.length:
+                # An empty chunk holds nothing: kept, it would refuse the real
+                # chunk at its offset later as "different" (an empty tus PATCH).
                 return chunk, None
             found = upload.chunks.get(offset)
             if found is not None:
@@ -176,20 +176,17 @@ class MemoryStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BytesIO:
         return io.BytesIO(self._uploads[upload_id].chunks[chunk.offset][1])
 
-    def claim(self, upload_id: str, stale_after: float) -> bool:
+    def claim(self, upload_id: str, file_id: str) -> bool:
         with self._lock:
             upload = self._uploads.get(upload_id)
-            now = time.time()
-            if upload is None or (
-                upload.claimed is not None and now - upload.claimed < stale_after
-            ):
+            if upload is None or upload.claimed:
                 return False
-            upload.claimed = now
+            upload.claimed = file_id
             return True
 
-    def note_file(self, upload_id: str, file_id: str) -> None:
-        with self._lock:
-            self._uploads[upload_id].record["pending_file_id"] = file_id
+    def claimed(self, upload_id: str) -> str | None:
+        upload = self._uploads.get(upload_id)
+        return None if upload is None else upload.claimed
 
     def release(self, upload_id: str) -> None:
         with self._lock:
@@ -199,7 +196,11 @@ class MemoryStaging(Staging):
 
     def finish(self, upload_id: str, file_id: str) -> None:
         with self._lock:
-            upload = self._uploads[upload_id]
+            upload = self._uploads.get(upload_id)
+            if upload is None:
+                # Aborted or expired while it was finalized: the file is stored,
+                # and finalize() still gives its id (a KeyError lost it).
+                return
             upload.record["file_id"] = file_id
             upload.chunks.clear()
             upload.touched = time.time()

@@ -41,6 +41,7 @@ from depot.http.rules import http_date
 from depot.http.serve import url_for_header
 from depot.io._chunks import BLOCK_SIZE
 from depot.io._fileinfo import SupportsRead
+from depot.io.interfaces import is_size
 from depot.uploads.chunked import UploadStatus
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class TusServer:
                     return _not_allowed("POST, OPTIONS")
                 return self._create(request, body)
             if method == "HEAD":
-                return self._head(upload_id)
+                return self._head(upload_id, request)
             if method == "PATCH":
                 return self._patch(upload_id, request, body)
             if method == "DELETE":
@@ -230,7 +231,9 @@ class TusServer:
         if headers.get("upload-concat") is not None:
             return _error(400, "The concatenation extension is not supported.")
         size = _number(headers.get("upload-length"))
-        if size is None:
+        # 19 digits may still exceed what a file can hold (2**63 - 1): reserve()
+        # would raise ValueError, a 500; it is a bad header like any other.
+        if size is None or not is_size(size):
             return _error(400, "Send Upload-Length: the upload's size in bytes, as digits.")
         limit = self._limit()
         if limit is not None and size > limit:
@@ -250,7 +253,7 @@ class TusServer:
             if headers.get("content-type", "").split(";")[0].strip().lower() != CHUNK_TYPE:
                 depot.abort(upload_id)
                 return _error(415, f"An upload's bytes are sent as {CHUNK_TYPE}.")
-            done = self._write(upload_id, 0, request, body)
+            done = self._write(upload_id, 0, request, body, size)
             if isinstance(done, TusAnswer):
                 depot.abort(upload_id)
                 return done
@@ -259,8 +262,13 @@ class TusServer:
         answer.headers.append(("Upload-Expires", _expires(status)))
         return answer
 
-    def _head(self, upload_id: str) -> TusAnswer:
+    def _head(self, upload_id: str, request: RequestFacts) -> TusAnswer:
         status = self.depot.status(upload_id)
+        if status.complete and status.file_id is None:
+            # The request that sent the last bytes died before storing the file
+            # (or the storage failed then): its client, told the offset is the
+            # length, sends nothing more, and the upload would never be stored.
+            status = self._finish(upload_id, request)
         headers = [
             ("Upload-Offset", str(status.offset)),
             ("Upload-Length", str(status.size)),
@@ -285,7 +293,7 @@ class TusServer:
         length = _number(headers.get("content-length"))
         if length is not None and offset + length > status.size:
             return _error(413, f"These bytes go past the upload's length ({status.size} bytes).")
-        done = self._write(upload_id, offset, request, body)
+        done = self._write(upload_id, offset, request, body, status.size - offset)
         if isinstance(done, TusAnswer):
             return done
         return TusAnswer(
@@ -293,7 +301,7 @@ class TusServer:
         )
 
     def _write(
-        self, upload_id: str, offset: int, request: RequestFacts, body: SupportsRead
+        self, upload_id: str, offset: int, request: RequestFacts, body: SupportsRead, left: int
     ) -> UploadStatus | TusAnswer:
         """Store the request's bytes at ``offset``; finish the upload if they were the last."""
         depot = self.depot
@@ -311,6 +319,12 @@ class TusServer:
                 while block := body.read(BLOCK_SIZE):
                     found.update(block)
                     held.write(block)
+                    if held.tell() > left:
+                        # Held before the size is checked by write_chunk(): a body
+                        # without Content-Length (chunked) would fill the disk.
+                        return _error(
+                            413, f"These bytes go past the upload's length ({left} left)."
+                        )
                 if found.digest() != expected:
                     return _error(
                         CHECKSUM_MISMATCH,
@@ -320,15 +334,26 @@ class TusServer:
                 held.seek(0)
                 status = depot.write_chunk(upload_id, offset, held)
         if status.complete and status.file_id is None:
-            try:
-                file_id = depot.finalize(upload_id, self.validators)
-            except ValidationError:
-                # Refused as it is: sending it again cannot help, so nothing is kept.
-                depot.abort(upload_id)
-                raise
-            status = depot.status(upload_id)
-            if self.on_complete is not None:
-                self.on_complete(depot.get(file_id), status, request)
+            status = self._finish(upload_id, request)
+        return status
+
+    def _finish(self, upload_id: str, request: RequestFacts) -> UploadStatus:
+        """Store the complete upload as a file, and tell ``on_complete``."""
+        depot = self.depot
+        try:
+            file_id, made = depot._finalize(upload_id, self.validators)
+        except UploadNotFound:
+            # Another request is finalizing it (and calls on_complete): not a 404,
+            # which would tell this client its upload is gone.
+            return depot.status(upload_id)
+        except ValidationError:
+            # Refused as it is: sending it again cannot help, so nothing is kept.
+            depot.abort(upload_id)
+            raise
+        status = depot.status(upload_id)
+        # Not when another request had finished it meanwhile: it told on_complete.
+        if made and self.on_complete is not None:
+            self.on_complete(depot.get(file_id), status, request)
         return status
 
     def _cors(self, request: RequestFacts, method: str) -> list[tuple[str, str]]:

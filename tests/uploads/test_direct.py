@@ -172,3 +172,148 @@ def test_a_post_is_bounded_by_its_policy_and_by_the_check(depot: FileStorage) ->
         with pytest.raises(UploadNotFound):
             depot.complete_upload(upload.token)
     assert depot.list() == []
+
+
+# --- as a hostile client ------------------------------------------------------------
+
+
+def test_bytes_sent_again_while_the_check_runs_are_never_stored(
+    depot: FileStorage, s3_client: Any, patched: pytest.MonkeyPatch
+) -> None:
+    """The presigned PUT is valid until it expires: a client sends a PNG, then, while
+    complete_upload() checks it, a page to the same key.
+
+    Before, the copy that follows the check copied whatever was there: the page,
+    stored as a checked image/png.
+    """
+    upload = depot.presign_upload("a.png", method="PUT")
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    page = b"<!DOCTYPE html><script>alert(1)</script>"
+    client = depot._client  # type: ignore[attr-defined]
+    real_copy = client.copy
+
+    def copy_after_a_resend(*args: Any, **kwargs: Any) -> Any:
+        requests.put(upload.url, data=page, headers=upload.headers, timeout=30)
+        return real_copy(*args, **kwargs)
+
+    patched.setattr(client, "copy", copy_after_a_resend)
+    with pytest.raises(UploadNotFound, match="changed while it was checked"):
+        depot.complete_upload(upload.token)
+    patched.undo()
+    assert depot.list() == []
+    # Completed again, the page is what is checked: refused and deleted.
+    with pytest.raises(ContentTypeNotAllowed):
+        depot.complete_upload(upload.token)
+    assert depot.list() == []
+    assert s3_client.list_objects_v2(Bucket=depot._bucket).get("KeyCount", 0) == 0  # type: ignore[attr-defined]
+
+
+def test_two_completes_of_one_token_both_get_the_file(
+    depot: FileStorage, patched: pytest.MonkeyPatch
+) -> None:
+    """The second complete reads the staging key after the first deleted it.
+
+    Before, it said "Nothing has arrived for this upload" though the file was stored.
+    """
+    upload = depot.presign_upload("a.png", method="PUT")
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    client = depot._client  # type: ignore[attr-defined]
+    real_get = client.get_object
+    first: list[str] = []
+
+    def get_after_the_other_finished(**kwargs: Any) -> Any:
+        if not first:
+            patched.setattr(client, "get_object", real_get)
+            first.append(depot.complete_upload(upload.token))
+        return real_get(**kwargs)
+
+    patched.setattr(
+        depot, "_stat", lambda file_id, real=depot._stat: None if not first else real(file_id)
+    )  # type: ignore[attr-defined]
+    patched.setattr(client, "get_object", get_after_the_other_finished)
+    assert depot.complete_upload(upload.token) == first[0] == upload.file_id
+    assert depot.list() == [upload.file_id]
+
+
+def test_tokens_of_another_prefix_or_bucket_are_refused(
+    depot: FileStorage, s3_settings: dict[str, Any], s3_client: Any
+) -> None:
+    upload = depot.presign_upload("a.png", method="PUT")
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    prefixed = DepotManager.configure(
+        "prefixed", {**s3_settings, "depot.signing_keys": KEYS, "depot.prefix": "other/"}
+    )
+    with pytest.raises(UploadNotFound, match="another depot"):
+        prefixed.complete_upload(upload.token)
+    s3_client.create_bucket(Bucket="another-bucket")
+    elsewhere = DepotManager.configure(
+        "elsewhere", {**s3_settings, "depot.signing_keys": KEYS, "depot.bucket": "another-bucket"}
+    )
+    with pytest.raises(UploadNotFound, match="another depot"):
+        elsewhere.complete_upload(upload.token)
+    assert prefixed.list() == [] and elsewhere.list() == []
+    assert depot.get(depot.complete_upload(upload.token)).read() == PNG
+
+
+def test_replaying_a_token_after_the_file_was_deleted(depot: FileStorage) -> None:
+    upload = depot.presign_upload("a.png", method="PUT")
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    file_id = depot.complete_upload(upload.token)
+    depot.delete(file_id)
+    with pytest.raises(UploadNotFound, match="Nothing has arrived"):
+        depot.complete_upload(upload.token)
+    assert depot.list() == []
+
+
+def test_completing_before_the_bytes_arrive(depot: FileStorage) -> None:
+    upload = depot.presign_upload("a.png", method="PUT")
+    with pytest.raises(UploadNotFound, match="Nothing has arrived"):
+        depot.complete_upload(upload.token)
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    assert depot.get(depot.complete_upload(upload.token)).read() == PNG
+
+
+def test_a_put_of_another_type_than_presigned(depot: FileStorage) -> None:
+    upload = depot.presign_upload("a.png", method="PUT")
+    headers = {**upload.headers, "Content-Type": "text/html"}
+    answer = requests.put(upload.url, data=PNG, headers=headers, timeout=30)
+    if answer.status_code == 200:  # moto does not check the signed header; S3 refuses
+        file_id = depot.complete_upload(upload.token)
+        assert depot.get(file_id).content_type == "image/png"  # the presigned type
+    else:
+        assert answer.status_code == 403
+        with pytest.raises(UploadNotFound):
+            depot.complete_upload(upload.token)
+
+
+def test_hostile_names_and_types_at_presign(depot: FileStorage) -> None:
+    upload = depot.presign_upload("a\r\nSet-Cookie: x=1\x00.png", method="PUT")
+    assert all("\r" not in v and "\n" not in v for v in upload.headers.values())
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    stored = depot.get(depot.complete_upload(upload.token))
+    assert stored.read() == PNG and stored.content_type == "image/png"
+    with pytest.raises(ContentTypeNotAllowed):
+        depot.presign_upload("a.png", content_type="image/png\r\nX-Injected: 1")
+
+
+def test_an_upload_over_its_size_is_refused_unread(
+    depot: FileStorage, s3_client: Any, patched: pytest.MonkeyPatch
+) -> None:
+    upload = depot.presign_upload("big.png", max_size=100, method="PUT")
+    requests.put(upload.url, data=PNG + os.urandom(300_000), headers=upload.headers, timeout=30)
+    client = depot._client  # type: ignore[attr-defined]
+    real_get = client.get_object
+    read: list[int] = []
+
+    def counting_get(**kwargs: Any) -> Any:
+        answer = real_get(**kwargs)
+        real_read = answer["Body"].read
+        answer["Body"].read = lambda n=-1: read.append(n) or real_read(n)
+        return answer
+
+    patched.setattr(client, "get_object", counting_get)
+    with pytest.raises(UploadTooLarge, match="at most 100 bytes"):
+        depot.complete_upload(upload.token)
+    assert read == []  # before, all of it was read, then refused
+    bucket = depot._bucket  # type: ignore[attr-defined]
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
