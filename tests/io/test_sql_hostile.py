@@ -128,10 +128,10 @@ def _pids(engine: sa.Engine) -> Any:
     return sa.text("SELECT pg_backend_pid()" if name == "postgresql" else "SELECT CONNECTION_ID()")
 
 
+# Servers only: SQLite has no connection another one can kill.
+@pytest.mark.parametrize("database", ["postgresql", "mariadb"], indirect=True)
 def test_a_connection_killed_mid_read(database: TestDatabase, prefix: str) -> None:
     engine = database.engine
-    if engine.dialect.name == "sqlite":
-        pytest.skip("no server connection to kill")
     url = engine.url.render_as_string(hide_password=False)
     own = sa.create_engine(url, pool_size=1, max_overflow=0)
     try:
