@@ -341,7 +341,7 @@ class ChunkedUploadsMixin:
 
         Finished uploads are removed too once idle, which ends the time a
         repeated ``finalize()`` returns their file id. Run it now and then
-        (``depot uploads expire`` from cron, or at start-up); returns the ids removed.
+        (from a periodic job, or at start-up); returns the ids removed.
         """
         limit = self.upload_expiry if idle is None else idle
         staging = self._staging()
