@@ -896,11 +896,16 @@ def moto_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
             aws_access_key_id="setup",
             aws_secret_access_key="setup",
         )
+        # moto 5.2.6 checks HEAD and ListObjectsV2 against the operations' names
+        # (s3:HeadObject, s3:ListObjectsV2), where AWS checks s3:GetObject and
+        # s3:ListBucket; naming both keeps the users' rights the same on any moto.
+        reads = ["s3:GetObject", "s3:HeadObject"]
+        lists = ["s3:ListBucket", "s3:ListObjectsV2"]
         users = {}
         for user, actions in [
             ("admin", ["s3:*"]),
-            ("limited", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]),
-            ("lister", ["s3:ListBucket"]),
+            ("limited", [*reads, "s3:PutObject", "s3:DeleteObject", *lists]),
+            ("lister", lists),
         ]:
             iam.create_user(UserName=user)
             policy = {
