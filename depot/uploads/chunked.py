@@ -308,8 +308,6 @@ class ChunkedUploadsMixin:
                     f"The upload is not complete: {record['size'] - status.received} of its "
                     f"{record['size']} bytes are missing, first {start}-{end - 1}."
                 )
-            if record["checksum"] is not None:
-                self._check_checksum(upload_id, staging, chunks, record["checksum"])
             file_id = self._store_reserved(
                 upload_id, planned, staging, chunks, record, list(validators)
             )
@@ -407,8 +405,17 @@ class ChunkedUploadsMixin:
         record: dict[str, Any],
         validators: list[FileValidator],
     ) -> str:
+        """Check the complete upload's bytes and store them as ``file_id``; return the id.
+
+        The hook of a backend that assembles uploads itself (the parts of an S3
+        multipart upload): this default reads the chunks from the staging twice,
+        once for the reserved checksum, then into the new file, whose policy
+        and ``validators`` check the bytes as they stream.
+        """
         from depot.validators import validate
 
+        if record["checksum"] is not None:
+            self._check_checksum(upload_id, staging, chunks, record["checksum"])
         content: Any = _ChunkStream(staging.iter_bytes(upload_id, chunks))
         # The name and type are made safe by create(), as for any content.
         filename, ctype = record.get("filename"), record.get("content_type")
