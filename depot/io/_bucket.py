@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
 from depot.exceptions import BackendUnavailableError, ConfigurationError, StoredFileNotFoundError
-from depot.io._chunks import BLOCK_SIZE
+from depot.io._chunks import BLOCK_SIZE, read_blocks
 from depot.io._foreign import also_foreign
 from depot.io._ids import check_file_id
 from depot.io._objectmeta import presign_seconds, response_disposition
@@ -181,13 +181,7 @@ class BucketStoredFile(StoredFile):
         body = self._open(start, stop, block_size)
         self._ranges.add(body)
         try:
-            left = stop - start
-            while left > 0:
-                chunk = body.read(min(left, block_size))
-                if not chunk:
-                    return
-                left -= len(chunk)
-                yield chunk
+            yield from read_blocks(body.read, stop - start, block_size)
         finally:
             self._ranges.discard(body)
             body.close()

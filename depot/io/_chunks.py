@@ -90,6 +90,20 @@ def recut(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
         yield bytes(pending)
 
 
+def read_blocks(read: Callable[[int], bytes], count: int, block_size: int) -> Iterator[bytes]:
+    """Yield the next ``count`` bytes that ``read(n)`` gives, in blocks of ``block_size`` at most.
+
+    Stops early at the end (an empty read): a range of a file read as it streams.
+    """
+    left = count
+    while left > 0:
+        block = read(min(left, block_size))
+        if not block:
+            return
+        left -= len(block)
+        yield block
+
+
 def read_part(read: Callable[[int], Any], size: int, digest: Digest | None = None) -> bytes:
     """Read ``size`` bytes (fewer only at the end) with ``read``, and feed them to ``digest``.
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from depot.exceptions import CorruptMetadataError
 from depot.io._async import AsyncStorageMixin, AsyncStoredFileMixin
-from depot.io._chunks import BLOCK_SIZE
+from depot.io._chunks import BLOCK_SIZE, read_blocks
 from depot.io._fileinfo import (
     FileIntent,
     SupportsRead,
@@ -280,20 +280,9 @@ class StoredFile(AsyncStoredFileMixin, io.IOBase):
         self.hold_version()
         if self.seekable():
             self.seek(start)
-        else:
-            skip = start
-            while skip > 0:
-                skipped = len(self.read(min(skip, block_size)))
-                if not skipped:
-                    return
-                skip -= skipped
-        left = stop - start
-        while left > 0:
-            chunk = self.read(min(left, block_size))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
+        elif sum(len(block) for block in read_blocks(self.read, start, block_size)) < start:
+            return  # the file ends before the range starts
+        yield from read_blocks(self.read, stop - start, block_size)
 
     def __next__(self) -> bytes:
         chunk = self.read(BLOCK_SIZE)
