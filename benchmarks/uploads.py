@@ -1,10 +1,11 @@
-"""A tus upload against a plain multipart POST to the same app, on a local depot.
+"""A tus upload against a plain multipart POST to the same app, on a local or an S3 depot.
 
 Run from the repository root with the project's interpreter::
 
-    python benchmarks/uploads.py [--rounds 3] [--mib 256]
+    python benchmarks/uploads.py [--rounds 3] [--mib 256] [--backend local|s3]
 
-gunicorn (one sync worker) serves benchmarks/uploads_app.py; the client sends
+``--backend s3`` starts moto's S3 server on 127.0.0.1 (the tests' server) and
+stores there. gunicorn (one sync worker) serves benchmarks/uploads_app.py; the client sends
 the same file as one multipart POST (streamed from disk by http.client) and as
 a tus upload (tuspy, 8 MiB chunks), alternating, and reads the worker's peak
 RSS (psutil, sampled every 10 ms). Figures are MB/s of the whole upload,
@@ -31,6 +32,7 @@ from tusclient import client as tus
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from tests.backends.s3 import MotoServer  # noqa: E402
 from tests.servers import free_port, wait_for_port  # noqa: E402
 
 
@@ -91,15 +93,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--backend", choices=("local", "s3"), default="local")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="depot-uploads-") as tmp_name:
-        tmp = Path(tmp_name)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="depot-uploads-")))
         source = tmp / "upload.bin"
         with open(source, "wb") as f:
             for _ in range(args.mib):
                 f.write(os.urandom(1 << 20))
         port = free_port()
         env = {**os.environ, "BENCH_STORAGE": str(tmp / "store"), "PYTHONPATH": str(REPO)}
+        if args.backend == "s3":
+            moto = stack.enter_context(MotoServer(tmp))
+            env["BENCH_S3_ENDPOINT"] = moto.url
         command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
                    "--workers", "1", "--timeout", "300", "--log-level", "warning",
                    "--chdir", str(REPO / "benchmarks"), "uploads_app:application"]  # fmt: skip
@@ -123,7 +129,8 @@ def main() -> None:
             server.terminate()
             server.wait(30)
     print(f"uname -sr: {os.uname().sysname} {os.uname().release}, nproc {os.cpu_count()}")
-    print(f"{args.mib} MiB file, gunicorn 1 sync worker, local depot (fsync on), "
+    where = "local depot (fsync on)" if args.backend == "local" else "S3 depot (moto server)"
+    print(f"{args.mib} MiB file, gunicorn 1 sync worker, {where}, "
           f"medians of {args.rounds} alternating rounds\n")  # fmt: skip
     plain_rate, tus_rate = statistics.median(rates["plain"]), statistics.median(rates["tus"])
     print("upload                      |    MB/s | worker peak RSS (MiB)")
