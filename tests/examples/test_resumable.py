@@ -365,10 +365,10 @@ def tus_upload(app: Any, name: str, data: bytes, status: int = 204) -> Any:
 def test_the_tus_endpoint_makes_documents_as_the_form_does(app: Any, data_dir: Path) -> None:
     photo = make_jpeg((600, 400))
     tus_upload(app, "bay.jpg", photo)
-    tus_upload(app, "readme.txt", b"hello\n")
+    tus_upload(app, "Überblick ☃.txt", b"hello\n")
     page = app.get("/")
     names = [a.text for a in page.html.select("#files a.open")]
-    assert names == ["readme.txt", "bay.jpg"]
+    assert names == ["Überblick ☃.txt", "bay.jpg"]
     assert page.html.select("#files img.thumb")  # the photo got its thumbnail
     text_url = page.html.select("#files a.open")[0]["href"]
     assert app.get(text_url).body == b"hello\n"
