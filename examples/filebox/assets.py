@@ -24,6 +24,7 @@ import json
 import os
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ TYPES = {".js": "text/javascript", ".map": "application/json", "": "text/plain"}
 MAX_TARBALL = 8 * 1024 * 1024
 #: Seconds to wait for the registry, per request: start-up waits this long at most twice.
 TIMEOUT = 5.0
+#: Seconds a failed fetch is not tried again in the same process: an app made
+#: again and again (tests) offline waits for the registry once, not each time.
+RETRY_AFTER = 60.0
+
+_failures: dict[tuple[str, str], tuple[float, AssetUnavailable]] = {}
 
 
 class AssetUnavailable(Exception):
@@ -104,7 +110,16 @@ def load(cache_dir: Path, registry: str, timeout: float = TIMEOUT) -> Bundle:
         data = b""
     if data and _integrity(data) == INTEGRITY:
         return Bundle(_unpack(data), path)
-    data = _download(registry, timeout, path)
+    key = (str(path), registry)
+    failed = _failures.get(key)
+    if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER:
+        raise failed[1]
+    try:
+        data = _download(registry, timeout, path)
+    except AssetUnavailable as exc:
+        _failures[key] = (time.monotonic(), exc)
+        raise
+    _failures.pop(key, None)
     try:
         _write_atomically(path, data)
     except OSError:

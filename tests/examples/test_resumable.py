@@ -177,6 +177,14 @@ def test_without_the_script_the_page_says_why_and_the_form_uploads_in_chromium(
 # filebox.assets, against a registry on 127.0.0.1.
 
 
+@pytest.fixture(autouse=True)
+def _every_fetch_tried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each failure here is fresh: none is held from another test (see RETRY_AFTER)."""
+    from filebox import assets
+
+    monkeypatch.setattr(assets, "RETRY_AFTER", 0.0)
+
+
 @pytest.fixture
 def closed_port() -> int:
     """A port of 127.0.0.1 nothing listens on (bound, then closed)."""
@@ -309,15 +317,34 @@ def test_an_unreachable_or_odd_registry_is_a_sentence(tmp_path: Path, closed_por
     assert not cache.exists()
 
 
+def test_a_failed_fetch_is_not_tried_again_for_a_minute(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from filebox import assets
+
+    monkeypatch.setattr(assets, "RETRY_AFTER", 60.0)
+    registry.integrity = "sha512-other"
+    with pytest.raises(assets.AssetUnavailable) as first:
+        assets.load(tmp_path, registry.url)
+    with pytest.raises(assets.AssetUnavailable) as again:
+        assets.load(tmp_path, registry.url)
+    assert again.value is first.value and len(registry.requests) == 1
+    # Once the minute is over, it is asked again.
+    registry.integrity = assets.INTEGRITY
+    monkeypatch.setattr(assets, "RETRY_AFTER", 0.0)
+    assert assets.load(tmp_path, registry.url).files["tus.min.js"]
+    assert len(registry.requests) == 3
+
+
 def test_a_registry_answering_nonsense_or_too_much_is_refused(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from filebox import assets
 
-    monkeypatch.setattr(registry, "document", lambda: b"<html>a captive portal</html>")
-    with pytest.raises(assets.AssetUnavailable, match="does not describe the package"):
-        assets.load(tmp_path, registry.url)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "document", lambda: b"<html>a captive portal</html>")
+        with pytest.raises(assets.AssetUnavailable, match="does not describe the package"):
+            assets.load(tmp_path, registry.url)
     registry.tarball = bytes(assets.MAX_TARBALL + 10)
     with pytest.raises(assets.AssetUnavailable, match="sent more than"):
         assets.load(tmp_path, registry.url)
