@@ -10,6 +10,12 @@ through a SQLAlchemy column (``examples/filebox/models.py``) and served by
 DepotMiddleware at ``/depot/filebox/<id>``, with ranges (a video seeks),
 caching, and safe headers: an uploaded HTML page is a download, never a page of
 this site.
+
+New files are sent with tus-js-client to depot's tus server at ``/uploads``, in
+chunks, so that an interrupted upload resumes (``examples/filebox/resumable.py``);
+the app fetches that script from the npm registry once, checks it and serves it
+itself (``examples/filebox/assets.py``). Without it, or without JavaScript, the
+page's plain form sends files in one request.
 """
 
 from __future__ import annotations
@@ -19,13 +25,23 @@ import sys
 from typing import Any, NoReturn
 
 import waitress
-from filebox import limits, models, page
+from filebox import assets, limits, models, page, resumable
 from filebox.settings import Settings, from_env
-from flask import Flask, abort, redirect, render_template, request, send_file, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from depot.exceptions import NotAnImageError
 from depot.manager import DepotManager
+from depot.uploads.tus import TusWSGIApp
 
 __all__ = ["create_app", "main"]
 
@@ -40,6 +56,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.jinja_env.filters["human_size"] = limits.human_size
     # Files are served at /depot/filebox/<id>, ahead of Flask's routing.
     app.wsgi_app = DepotManager.make_middleware(app.wsgi_app)  # type: ignore[method-assign]
+    tus = resumable.setup(settings, sessions)
+    app.extensions["filebox.resumable"] = tus
+    if tus.server is not None:
+        # Uploads at /uploads, also ahead of Flask: the tus server reads each
+        # chunk from the request itself, with no form parsing and no Flask limit.
+        app.wsgi_app = TusWSGIApp(tus.server, fallback=app.wsgi_app)  # type: ignore[method-assign]
 
     def answer(error: str = "", status: int = 200) -> tuple[str, int]:
         # Errors are answered with the page itself, the message above the list:
@@ -53,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             max_upload=settings.max_upload,
             too_large=limits.too_large_message(settings.max_upload),
             error=error,
+            resumable=tus,
+            chunk_size=resumable.CHUNK_SIZE,
         )
         return html, status
 
@@ -79,6 +103,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/favicon.ico")
     def favicon() -> Any:
         return send_file(page.FAVICON, mimetype=page.FAVICON_TYPE, max_age=page.FAVICON_MAX_AGE)
+
+    @app.get(assets.Bundle.url("<name>"))
+    def asset(name: str) -> Any:
+        if tus.bundle is None or name not in tus.bundle.files:
+            abort(404, "No such file.")
+        response = Response(tus.bundle.files[name], mimetype=tus.bundle.content_type(name))
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # The URL names the version: a browser may keep the file for good.
+        response.cache_control.public = True
+        response.cache_control.max_age = 365 * 24 * 3600
+        response.cache_control.immutable = True
+        response.add_etag()
+        return response.make_conditional(request)
 
     @app.post("/files")
     def upload() -> Any:
@@ -137,6 +174,9 @@ def main() -> None:
     depot = settings.depot
     where = depot.get("depot.storage_path") or f"S3 bucket {depot.get('depot.bucket')}"
     print(f"filebox is running on {url}  (files in {where}; Ctrl-C stops it)", flush=True)
+    reason = app.extensions["filebox.resumable"].reason
+    if reason:
+        print(f"filebox: {reason}", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
 

@@ -259,6 +259,10 @@ class TusServer:
                 return done
             answer.headers.append(("Upload-Offset", str(done.offset)))
         status = depot.status(upload_id)
+        if status.complete and status.file_id is None:
+            # An empty upload is whole once created: clients send no PATCH for it
+            # (tus-js-client reports success on the 201), so it is stored now.
+            status = self._finish(upload_id, request)
         answer.headers.append(("Upload-Expires", _expires(status)))
         return answer
 
@@ -293,6 +297,11 @@ class TusServer:
         length = _number(headers.get("content-length"))
         if length is not None and offset + length > status.size:
             return _error(413, f"These bytes go past the upload's length ({status.size} bytes).")
+        if status.file_id is not None:
+            # Stored already (an empty upload, at its creation): nothing is left to take.
+            return TusAnswer(
+                204, [("Upload-Offset", str(status.offset)), ("Upload-Expires", _expires(status))]
+            )
         done = self._write(upload_id, offset, request, body, status.size - offset)
         if isinstance(done, TusAnswer):
             return done

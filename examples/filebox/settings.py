@@ -10,6 +10,9 @@ FILEBOX_PORT            the port to listen on (0: any free port)       8080
 FILEBOX_DATA            the directory of the database and local files  examples/data
 FILEBOX_DATABASE_URL    the SQLAlchemy URL of the database             SQLite in FILEBOX_DATA
 FILEBOX_MAX_UPLOAD_MB   the files' bytes one upload may hold, in MiB   1024
+FILEBOX_CACHE           where downloaded scripts are kept              ~/.cache/depot-filebox
+                        (tus-js-client's tarball, see filebox.assets)  (under $XDG_CACHE_HOME)
+FILEBOX_NPM_REGISTRY    the npm registry tus-js-client comes from      https://registry.npmjs.org
 DEPOT_BACKEND           where files go: ``local`` or ``s3``            local
 DEPOT_STORAGE_PATH      local: the directory of the files              FILEBOX_DATA/files
 DEPOT_S3_BUCKET         s3: the bucket (created if missing)            (required)
@@ -53,6 +56,10 @@ class Settings:
     max_upload: int = 1024 * 1024 * 1024
     #: depot settings (``depot.backend`` and its options) for DepotManager.configure.
     depot: dict[str, str] = field(default_factory=dict)
+    #: Where the page's downloaded script is kept (:mod:`filebox.assets`).
+    cache_dir: Path = field(default_factory=lambda: _cache_dir({}, EXAMPLES / "data"))
+    #: The npm registry it is fetched from when it is not in the cache.
+    npm_registry: str = "https://registry.npmjs.org"
 
     @property
     def url(self) -> str:
@@ -74,7 +81,22 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
         database_url=database_url,
         max_upload=_number(environ, "FILEBOX_MAX_UPLOAD_MB", 1024, "a size in MiB") * 1024**2,
         depot=_depot_settings(environ, data_dir),
+        cache_dir=_cache_dir(environ, data_dir),
+        npm_registry=environ.get("FILEBOX_NPM_REGISTRY") or "https://registry.npmjs.org",
     )
+
+
+def _cache_dir(environ: Mapping[str, str], data_dir: Path) -> Path:
+    if environ.get("FILEBOX_CACHE"):
+        return Path(environ["FILEBOX_CACHE"]).resolve()
+    # One cache for every data directory (and every test's): the script is
+    # fetched once per machine, not once per app.
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "depot-filebox"
+    try:
+        return Path.home() / ".cache" / "depot-filebox"
+    except RuntimeError:  # no home directory (a service account)
+        return data_dir / "cache"
 
 
 def _depot_settings(environ: Mapping[str, str], data_dir: Path) -> dict[str, str]:

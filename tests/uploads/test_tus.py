@@ -147,6 +147,20 @@ def test_an_empty_upload_is_stored_at_creation_with_upload(
     assert completed and completed[0][0].read() == b""
 
 
+def test_an_empty_upload_is_stored_at_creation(
+    depot: FileStorage, send: Send, completed: list[Any]
+) -> None:
+    """tus-js-client sends no PATCH for an empty file: the 201 is its success."""
+    headers = {**TUS, "Upload-Length": "0", "Upload-Metadata": f"filename {b64('empty.txt')}"}
+    answer = send("POST", "/files", headers=headers)
+    assert answer.status_code == 201
+    assert [(s.filename, s.read()) for s, _ in completed] == [("empty.txt", b"")]
+    # Asked again (a client resuming it), it is done, and stored once.
+    head = send("HEAD", answer.headers["location"], headers=TUS)
+    assert (head.headers["upload-offset"], head.headers["upload-length"]) == ("0", "0")
+    assert len(completed) == 1
+
+
 def test_patch_errors(depot: FileStorage, send: Send) -> None:
     url = create(send, 10)
     cases = [
