@@ -49,6 +49,7 @@ from depot.io._foreign import also_foreign
 from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, seconds
 from depot.io.interfaces import NewVersion
+from depot.uploads.direct import DirectUpload
 
 try:
     import google.auth
@@ -59,6 +60,7 @@ try:
     from google.cloud.storage.retry import DEFAULT_RETRY
     from google.oauth2 import service_account
 
+    from depot.io import _gcsdirect
     from depot.io._gcserrors import describe, gcs_errors
     from depot.io._gcsupload import CHUNK_SIZE, upload
 except ModuleNotFoundError as exc:
@@ -430,19 +432,68 @@ class GCSStorage(BucketStorage[GCSStoredFile]):
             )
         return self._credentials
 
+    def presign_upload(
+        self,
+        filename: str | None = None,
+        content_type: str | None = None,
+        max_size: int | None = None,
+        checksum: str | None = None,
+        expires_in: int = 900,
+        method: str = "PUT",
+    ) -> DirectUpload:
+        """Let a client send one new file to the bucket itself; see :mod:`depot.uploads.direct`.
+
+        The client PUTs the file at the V4 signed URL with the
+        :attr:`~depot.uploads.direct.DirectUpload.headers` given (the
+        ``Content-Type``, and ``x-goog-content-length-range`` when there is a
+        largest size: GCS then refuses a larger body itself).
+
+        :param max_size: the largest file accepted (the depot's ``max_size`` applies too).
+        :param checksum: ``"sha256:<hex>"`` the file must have, if known.
+        :param expires_in: seconds the URL and the token stay valid (at most 7 days).
+        :param method: ``"PUT"``, the one GCS signed URLs take a body with.
+        :raises depot.exceptions.ConfigurationError: the depot has no
+            ``signing_keys``, or its credentials cannot sign (a service account key can).
+
+        .. versionadded:: 1.0
+        """
+        return _gcsdirect.presign(
+            self, filename, content_type, max_size, checksum, expires_in, method
+        )
+
+    def complete_upload(self, token: str) -> str:
+        """Check what a signed upload sent and make it a stored file; return its id.
+
+        Refused files are deleted. Completing again returns the same id.
+
+        :raises depot.exceptions.UploadNotFound: a bad or expired token, nothing
+            sent, or bytes sent again while they were checked (complete again).
+        :raises depot.exceptions.UploadTooLarge: larger than was presigned.
+        :raises depot.exceptions.ContentTypeNotAllowed: a type the depot refuses.
+        :raises depot.exceptions.ChecksumMismatch: not the presigned checksum.
+
+        .. versionadded:: 1.0
+        """
+        return _gcsdirect.complete(self, token)
+
     def _put(self, fileid: str, new: NewVersion, existing: GCSStoredFile | None) -> None:
         # Unconditional, as before depot had conditional writes: if_generation_match
         # would turn a replace racing another replace into an error (S3's writer
         # retries such a loss; GCS's upload would need the same).
-        headers = new_object(new.filename, new.content_type)
+        blob = self._new_blob(fileid, new.filename, new.content_type)
+        upload(blob, new.source, blob.metadata, self._request, self._where, fileid)
+
+    def _new_blob(self, fileid: str, filename: str, content_type: str) -> Any:
+        """The blob of a new version of ``fileid``, with depot's metadata set (no checksum)."""
+        headers = new_object(filename, content_type)
         blob = self.bucket.blob(self._key(fileid), chunk_size=CHUNK_SIZE)
         blob.content_type = headers.content_type
         blob.content_disposition = headers.content_disposition
         if self._storage_class:
             blob.storage_class = self._storage_class
         # filedepot reads the type from the metadata too.
-        metadata = {**headers.metadata, _CONTENT_TYPE: headers.content_type}
-        upload(blob, new.source, metadata, self._request, self._where, fileid)
+        blob.metadata = {**headers.metadata, _CONTENT_TYPE: headers.content_type}
+        return blob
 
 
 def _load_credentials(value: Any) -> tuple[Credentials, str | None]:
