@@ -18,7 +18,11 @@ Content under 8 MiB is sent in one request with its checksum; from 8 MiB on,
 it streams out as a resumable upload in 8 MiB chunks, one in memory at a time,
 and a stream's checksum is added by a metadata PATCH once GCS holds it
 (``depot/io/_gcsupload.py`` says why and how). A failed upload leaves the old
-file or none.
+file or none. A replace writes only over the generation it found, so one
+racing a delete raises ``StoredFileNotFoundError`` rather than bring the file
+back; one that finds another replace wrote first writes again over that one
+(the last writer wins), unless its content is a stream that cannot seek: then
+it yields to the other, as the earlier of the two.
 
 Connect to an emulator as google-cloud-storage does: set
 ``STORAGE_EMULATOR_HOST`` (e.g. ``http://localhost:9023``); requests then go
@@ -28,6 +32,7 @@ there, without credentials unless ``credentials`` is set.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -37,6 +42,7 @@ from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    StoredFileNotFoundError,
 )
 from depot.io._bucket import (
     CANNED_ACL_PRIVATE,
@@ -96,6 +102,10 @@ _BACKEND = "GCSStorage"
 _CONTENT_TYPE = "x-depot-content-type"
 _PUBLIC_ROLE, _ALL_USERS = "roles/storage.objectViewer", "allUsers"
 _DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+#: Conditional writes tried before a replace() gives up on a file rewritten that often.
+_REPLACE_TRIES = 8
+
+log = logging.getLogger("depot.io.gcs")
 
 
 class GCSStoredFile(BucketStoredFile):
@@ -477,11 +487,42 @@ class GCSStorage(BucketStorage[GCSStoredFile]):
         return _gcsdirect.complete(self, token)
 
     def _put(self, fileid: str, new: NewVersion, existing: GCSStoredFile | None) -> None:
-        # Unconditional, as before depot had conditional writes: if_generation_match
-        # would turn a replace racing another replace into an error (S3's writer
-        # retries such a loss; GCS's upload would need the same).
-        blob = self._new_blob(fileid, new.filename, new.content_type)
-        upload(blob, new.source, blob.metadata, self._request, self._where, fileid)
+        if existing is None:
+            blob = self._new_blob(fileid, new.filename, new.content_type)
+            upload(blob, new.source, blob.metadata, self._request, self._where, fileid)
+            return
+        # A replace writes only over the generation it found: one racing a
+        # delete() never brings the file back (GCS checks the precondition
+        # when the upload completes, whatever its size).
+        generation = existing.blob.generation
+        for _ in range(_REPLACE_TRIES):
+            blob = self._new_blob(fileid, new.filename, new.content_type)
+            try:
+                upload(blob, new.source, blob.metadata, self._request, self._where, fileid,
+                       if_generation_match=generation)  # fmt: skip
+                return
+            except PreconditionFailed as exc:
+                current = self._stat(fileid)
+                if current is None:
+                    raise StoredFileNotFoundError(fileid, self._where) from None
+                if current.generation == generation:
+                    message = (
+                        f"GCS refused to replace file {fileid} in the {self._where} over its "
+                        f"current generation {generation} ({describe(exc)}); try again."
+                    )
+                    raise also_foreign(BackendUnavailableError(message), exc) from exc
+                if not _can_send_again(new.source):
+                    # Another replace() stored its version while this one's stream
+                    # went out, and the stream cannot be read again: this replace
+                    # counts as the earlier of the two, overwritten by the other.
+                    log.info("File %s was replaced by another writer during this replace()", fileid)
+                    return
+                # The last writer wins, as without the condition: over that version.
+                generation = current.generation
+        raise BackendUnavailableError(
+            f"File {fileid} in the {self._where} was replaced by other writers each of the "
+            f"{_REPLACE_TRIES} times this replace() tried to store it; try again."
+        )
 
     def _new_blob(self, fileid: str, filename: str, content_type: str) -> Any:
         """The blob of a new version of ``fileid``, with depot's metadata set (no checksum)."""
@@ -546,3 +587,14 @@ def _file_info(file_id: str, blob: Any, where: str) -> dict[str, Any]:
     content_type = metadata.get(_CONTENT_TYPE) or blob.content_type
     stored_at = blob.time_created or blob.updated
     return file_info(metadata, stored_at, content_type, blob.size, file_id, blob.name, where)
+
+
+def _can_send_again(source: object) -> bool:
+    """Whether an upload of ``source`` can start over: bytes, or a stream that seeks."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return True
+    seekable = getattr(source, "seekable", None)
+    try:
+        return bool(seekable()) if seekable is not None else False
+    except OSError:
+        return False
