@@ -36,7 +36,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depot._settings import missing_dependency_message
 from depot.exceptions import (
@@ -56,6 +56,9 @@ from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, seconds
 from depot.io.interfaces import NewVersion
 from depot.uploads.direct import DirectUpload
+
+if TYPE_CHECKING:
+    from depot.uploads._gcs import GCSStaging
 
 try:
     import google.auth
@@ -441,6 +444,15 @@ class GCSStorage(BucketStorage[GCSStoredFile]):
                 "Set depot.credentials to a service account key."
             )
         return self._credentials
+
+    def _staging(self) -> GCSStaging:
+        """Chunked uploads as objects under ``<prefix>.depot-uploads/<upload id>/``.
+
+        .. versionadded:: 1.0
+        """
+        from depot.uploads._gcs import GCSStaging
+
+        return GCSStaging(self)
 
     def presign_upload(
         self,

@@ -1,0 +1,156 @@
+"""What the chunked uploads of a GCS depot alone have: their objects, and their races.
+
+The chunked upload API itself runs on GCS in ``test_chunked.py``. The races
+here go through a proxy that enforces ``ifGenerationMatch`` as GCS does
+(``tests/backends/gcs_preconditions.py``): gcp-storage-emulator enforces none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from depot.exceptions import InvalidChunk, UploadNotFound
+from depot.manager import DepotManager
+from tests.backends import settings_to_kwargs
+from tests.backends.gcs_preconditions import PreconditionProxy, precondition_proxy
+from tests.streams import OneWayStream
+
+gcs_module = pytest.importorskip("depot.io.gcs", reason="the 'gcs' extra is not installed")
+GCSStorage = gcs_module.GCSStorage
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def depot(gcs_settings: dict[str, Any]) -> Any:
+    return GCSStorage(**settings_to_kwargs(gcs_settings))
+
+
+@pytest.fixture
+def racing(
+    gcs_emulator: str, gcs_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[PreconditionProxy, Any, Any]]:
+    """Two storages of one bucket (two workers), through the precondition proxy."""
+    with precondition_proxy(gcs_emulator) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        kwargs = settings_to_kwargs(gcs_settings)
+        one, other = GCSStorage(**kwargs), GCSStorage(**kwargs)
+        yield proxy, one, other
+        one.client._http.close()
+        other.client._http.close()
+
+
+def names(depot: Any) -> list[str]:
+    return sorted(blob.name for blob in depot.client.list_blobs(depot.bucket))
+
+
+def once_after(storage: Any, method: str, needle: str, action: Any) -> None:
+    """Run ``action`` once, right after ``storage`` gets the answer to a ``method``
+    request whose URL holds ``needle``."""
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        if request.method == method and needle in request.url:
+            storage.client._http.hooks["response"].remove(hook)
+            action()
+
+    storage.client._http.hooks["response"].append(hook)
+
+
+def test_the_objects_of_an_upload(depot: Any) -> None:
+    data = os.urandom(1000)
+    upload_id = depot.reserve(1000, sha256(data), "application/pdf", "a.pdf")
+    depot.write_chunk(upload_id, 600, data[600:])
+    depot.write_chunk(upload_id, 0, OneWayStream(data[:600]))
+    root = f".depot-uploads/{upload_id}/"
+    assert names(depot) == [
+        f"{root}chunk-00000000000000000000",
+        f"{root}chunk-00000000000000000600",
+        f"{root}record.json",
+    ]
+    assert depot.list() == []  # no file until finalized
+    file_id = depot.finalize(upload_id)
+    assert names(depot) == [f"{root}record.json", file_id]  # the record keeps the id
+    assert depot.finalize(upload_id) == file_id
+    assert depot.get(file_id).read() == data
+    depot.abort(upload_id)
+    assert names(depot) == [file_id]
+
+
+def test_a_prefixed_depot_keeps_uploads_under_its_prefix(gcs_settings: dict[str, Any]) -> None:
+    depot = GCSStorage(**settings_to_kwargs(gcs_settings, prefix="media/"))
+    upload_id = depot.reserve(3, sha256(b"abc"))
+    depot.write_chunk(upload_id, 0, b"abc")
+    assert all(n.startswith(f"media/.depot-uploads/{upload_id}/") for n in names(depot))
+    assert depot.get(depot.finalize(upload_id)).read() == b"abc"
+
+
+def test_a_large_stream_chunk_gets_its_checksum(depot: Any) -> None:
+    """A chunk of 8 MiB or more goes as a resumable upload, its checksum added after."""
+    data = os.urandom(9 * 1024 * 1024)
+    upload_id = depot.reserve(len(data) + 1, sha256(data + b"!"))
+    depot.write_chunk(upload_id, 0, OneWayStream(data))
+    assert depot.write_chunk(upload_id, 0, data).received == len(data)  # the same again
+    with pytest.raises(InvalidChunk, match="differ"):
+        depot.write_chunk(upload_id, 0, data[:-1] + b"?")
+    depot.write_chunk(upload_id, len(data), b"!")
+    assert depot.get(depot.finalize(upload_id)).read() == data + b"!"
+
+
+def test_direct_uploads_are_not_chunked_uploads(
+    gcs_settings: dict[str, Any], gcs_service_account: dict[str, str]
+) -> None:
+    """Both wait under .depot-uploads/: expire_uploads() takes only the chunked ones."""
+    settings = {**gcs_settings, "depot.credentials": gcs_service_account}
+    depot = DepotManager.configure("gcs", {**settings, "depot.signing_keys": "k" * 32})
+    import requests
+
+    direct = depot.presign_upload("a.bin")
+    requests.put(direct.url, data=b"x", headers=direct.headers, timeout=30)
+    upload_id = depot.reserve(1, None)
+    assert depot.expire_uploads(idle=0) == [upload_id]
+    assert names(depot) == [f".depot-uploads/{direct.file_id}"]
+    assert depot.get(depot.complete_upload(direct.token)).read() == b"x"
+
+
+def test_two_writers_of_one_offset_one_wins(racing: Any) -> None:
+    """The second writer looked before the first wrote: GCS's precondition decides."""
+    proxy, one, other = racing
+    upload_id = one.reserve(4, None)
+    first = "%2Fchunk-00000000000000000000"  # its lookup, not the listing of chunks
+    once_after(other, "GET", first, lambda: one.write_chunk(upload_id, 0, b"mine"))
+    with pytest.raises(InvalidChunk, match="differ from the chunk received there before"):
+        other.write_chunk(upload_id, 0, b"them")
+    assert proxy.refused == 1
+    assert one.get(one.finalize(upload_id)).read() == b"mine"
+
+
+def test_two_finalizes_one_stores(racing: Any) -> None:
+    """The second finalize looked for a claim before the first made its own."""
+    proxy, one, other = racing
+    upload_id = one.reserve(3, sha256(b"abc"))
+    one.write_chunk(upload_id, 0, b"abc")
+    planned = one._new_file_id()
+    once_after(other, "GET", "%2Ffinalizing", lambda: one._staging().claim(upload_id, planned))
+    with pytest.raises(UploadNotFound, match="being finalized by another request"):
+        other.finalize(upload_id)
+    assert proxy.refused == 1
+    assert other._staging().claimed(upload_id) == planned  # the first claim stays
+    one._staging().release(upload_id)
+    assert other.get(other.finalize(upload_id)).read() == b"abc"
+
+
+def test_a_chunk_of_an_upload_aborted_meanwhile_leaves_nothing(racing: Any) -> None:
+    proxy, one, other = racing
+    upload_id = one.reserve(3, None)
+    once_after(one, "GET", "%2Fchunk-00000000000000000000", lambda: other.abort(upload_id))
+    with pytest.raises(UploadNotFound):
+        one.write_chunk(upload_id, 0, b"abc")
+    assert names(one) == []
