@@ -107,7 +107,7 @@ def complete(storage: GCSStorage, token: str) -> str:
     generation = staged.generation
     try:
         check_size(payload, int(staged.size or 0))
-        arrived = _CRCBytes()
+        arrived = CRCBytes()
         try:
             with gcs_errors(where, f"reading the upload {key}", _LOST):
                 # The bytes as stored (raw), which are what the copy holds.
@@ -121,7 +121,8 @@ def complete(storage: GCSStorage, token: str) -> str:
         _delete(storage, key, generation, f"deleting the refused upload {key}")
         raise
     try:
-        copied = _store(storage, staged, file_id, payload, arrived.checksum)
+        name = payload["n"] or DEFAULT_FILENAME
+        copied = store_checked(storage, staged, file_id, name, payload["t"], arrived.checksum)
     except PreconditionFailed:
         # The file's name is taken: by another complete of this token, or the
         # staged object is no longer the one checked.
@@ -139,16 +140,25 @@ def complete(storage: GCSStorage, token: str) -> str:
     return file_id
 
 
-def _store(
-    storage: GCSStorage, staged: Any, file_id: str, payload: dict[str, Any], checksum: str
+def store_checked(
+    storage: GCSStorage,
+    staged: Any,
+    file_id: str,
+    filename: str,
+    content_type: str,
+    checksum: str,
 ) -> Any:
-    """Rewrite the staged object, if still the generation checked, as the new file.
+    """Rewrite a staged object, if still the generation checked, as the new file; its blob.
 
+    The caller compares the result's size and CRC32C with the bytes it checked.
+
+    :param staged: the staged object's blob, with its metadata as it was read.
+    :param checksum: ``"sha256:<hex>"`` of the bytes checked.
     :raises PreconditionFailed: the staged object changed, or the file exists.
     :raises NotFound: the staged object is gone.
     """
     where, request = storage._where, storage._request
-    target = storage._new_blob(file_id, payload["n"] or DEFAULT_FILENAME, payload["t"])
+    target = storage._new_blob(file_id, filename, content_type)
     target.metadata = {**target.metadata, CHECKSUM: checksum}
     with gcs_errors(where, f"storing the upload {staged.name} as file {file_id}", _LOST):
         # The metadata goes on the staged object first, pinned to what was
@@ -187,7 +197,7 @@ def _delete(storage: GCSStorage, key: str, generation: int | None, action: str) 
         pass
 
 
-class _CRCBytes(ArrivedBytes):
+class CRCBytes(ArrivedBytes):
     """:class:`ArrivedBytes` with the CRC32C GCS keeps of an object, as base64."""
 
     def __init__(self) -> None:

@@ -454,6 +454,22 @@ class GCSStorage(BucketStorage[GCSStoredFile]):
 
         return GCSStaging(self)
 
+    def _store_reserved(
+        self,
+        upload_id: str,
+        file_id: str,
+        staging: Any,
+        chunks: list[Any],
+        record: dict[str, Any],
+        validators: list[Any],
+    ) -> str:
+        """Compose the chunks inside GCS, check the result once, rewrite it as the file."""
+        from depot.uploads._gcs import store_composed
+
+        if store_composed(self, upload_id, file_id, chunks, record, validators):
+            return file_id
+        return super()._store_reserved(upload_id, file_id, staging, chunks, record, validators)
+
     def presign_upload(
         self,
         filename: str | None = None,

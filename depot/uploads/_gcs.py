@@ -14,15 +14,24 @@ part of a chunk. Each object is created only if none is there (GCS's
 exactly one wins, in any process. An upload's last activity is the latest
 ``updated`` time of its objects.
 
-The chunks are read back at ``finalize()``, once for the reserved checksum
-and once into the new file (the default ``_store_reserved``): gcp-storage-
-emulator, which depot's tests run on, takes resumable sessions in several
-chunks, but enforces no precondition, and a session fed by several workers
-needs them to keep its bytes in order.
+``finalize()`` has GCS concatenate the chunk objects (``compose``, 32 at a
+time, each source pinned to its generation) into ``assembled``, reads that
+once (the checksum, the policy, the validators), and rewrites it, inside GCS,
+as the file, as :mod:`depot.io._gcsdirect` does a direct upload: each byte is
+sent to GCS once, and read back once. An upload of more chunks than a
+composite object may hold (1024) is read back and written as ``create()``
+does.
+
+Not a resumable upload session, fed as chunks arrive: a session takes bytes
+only at the offset it has reached, in multiples of 256 KiB, from one writer
+at a time. Chunks that come in any order from any worker would need a lock
+across workers (which a killed worker leaves held) and pieces kept aside
+until the bytes before them arrive; composed objects need neither.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -30,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
+from depot.exceptions import UploadNotFound
 from depot.io._chunks import BLOCK_SIZE, Digest, iter_chunks
 from depot.io._fileinfo import Source
 from depot.io._gcserrors import gcs_errors
@@ -40,6 +50,7 @@ from depot.uploads.staging import Chunk, Staging
 
 if TYPE_CHECKING:
     from depot.io.gcs import GCSStorage
+    from depot.validators import FileValidator
 
 __all__ = ["GCSStaging"]
 
@@ -48,6 +59,11 @@ _CLAIM = "finalizing"
 _CHUNK = "chunk-"
 _OFFSET_DIGITS = 20
 _JSON = "application/json"
+_ASSEMBLED = "assembled"
+#: GCS composes at most 32 objects in one request, into an object of at most
+#: 1024 components (a composite of composites counts all of theirs).
+_COMPOSE_SOURCES = 32
+_MAX_COMPONENTS = 1024
 #: Bytes fetched per request when a chunk is read back.
 _READ_SIZE = 1024 * 1024
 
@@ -122,8 +138,7 @@ class GCSStaging(Staging):
     ) -> tuple[Chunk, Chunk | None]:
         name = self._name(upload_id, f"{_CHUNK}{offset:0{_OFFSET_DIGITS}d}")
         action = f"storing a chunk of upload {upload_id}"
-        if self.record(upload_id) is None:
-            raise KeyError(upload_id)
+        # The upload was looked up just before (write_chunk()), and is again after.
         existing = self._chunk(name, offset, action)
         counted = _Bounded(source, limit)
         if existing is not None:
@@ -181,11 +196,13 @@ class GCSStaging(Staging):
     def open_chunk(self, upload_id: str, chunk: Chunk) -> io.BufferedIOBase:
         return self._open(self._name(upload_id, f"{_CHUNK}{chunk.offset:0{_OFFSET_DIGITS}d}"))
 
-    def _open(self, name: str) -> io.BufferedIOBase:
-        reader: io.BufferedIOBase = self._bucket.blob(name).open(
-            "rb", chunk_size=_READ_SIZE, raw_download=True, **self._storage._request
+    def _open(self, name: str, generation: int | None = None) -> io.BufferedIOBase:
+        blob = self._bucket.blob(name)
+        pinned = {} if generation is None else {"if_generation_match": generation}
+        reader = blob.open(
+            "rb", chunk_size=_READ_SIZE, raw_download=True, **pinned, **self._storage._request
         )
-        return reader
+        return _Reader(reader, self._storage._where, f"reading {name}")
 
     def claim(self, upload_id: str, file_id: str) -> bool:
         name = self._name(upload_id, _CLAIM)
@@ -268,3 +285,153 @@ class _Bounded:
 
     def chunk(self, offset: int) -> Chunk:
         return Chunk(offset, self._digest.length, self._digest.checksum)
+
+
+class _Reader(io.BufferedIOBase):
+    """A google-cloud-storage ``BlobReader`` whose errors are depot's."""
+
+    def __init__(self, reader: Any, where: str, action: str) -> None:
+        self._reader = reader
+        self._where = where
+        self._action = action
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        with gcs_errors(self._where, self._action):
+            data: bytes = self._reader.read(-1 if n is None else n)
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
+def store_composed(
+    storage: GCSStorage,
+    upload_id: str,
+    file_id: str,
+    chunks: list[Chunk],
+    record: dict[str, Any],
+    validators: list[FileValidator],
+) -> bool:
+    """Store a complete upload as ``file_id`` by composing its chunks inside GCS.
+
+    The chunk objects are concatenated by GCS (``compose``, 32 at a time), the
+    result read once (its checksum, the policy's and ``validators``' checks)
+    and rewritten, inside GCS, as the file (as a direct upload is: pinned to
+    the generation read, and its CRC32C compared). No byte is sent to GCS again.
+
+    :returns: ``False`` when GCS cannot compose the upload (no chunks, or more
+        than a composite object holds): the caller reads the chunks back instead.
+    """
+    if not chunks or len(chunks) > _MAX_COMPONENTS:
+        return False
+    staging = GCSStaging(storage)
+    action = f"assembling upload {upload_id}"
+    listed = {blob.name: blob for blob in staging._list(staging._name(upload_id, _CHUNK), action)}
+    sources = []
+    for chunk in chunks:
+        blob = listed.get(staging._name(upload_id, f"{_CHUNK}{chunk.offset:0{_OFFSET_DIGITS}d}"))
+        if blob is None or int(blob.size or 0) != chunk.length:
+            raise UploadNotFound(
+                f"The chunks of upload {upload_id} changed while it was finalized (it was "
+                "aborted or expired): reserve a new one."
+            )
+        sources.append(blob)
+    made: list[Any] = []
+    try:
+        assembled = _compose(staging, upload_id, sources, made)
+        _check_and_store(storage, upload_id, file_id, assembled, record, validators)
+    finally:
+        staging._delete([blob.name for blob in made], f"removing the assembly of {upload_id}")
+    return True
+
+
+def _compose(staging: GCSStaging, upload_id: str, sources: list[Any], made: list[Any]) -> Any:
+    """One object of ``sources`` in order, composed by GCS; every object made goes in ``made``."""
+    request = staging._storage._request
+    level = 0
+    while True:
+        groups = [
+            sources[i : i + _COMPOSE_SOURCES] for i in range(0, len(sources), _COMPOSE_SOURCES)
+        ]
+        composed = []
+        for n, group in enumerate(groups):
+            leaf = _ASSEMBLED if len(groups) == 1 else f"{_ASSEMBLED}-{level}-{n}"
+            target = staging._bucket.blob(staging._name(upload_id, leaf))
+            target.content_type = "application/octet-stream"
+            made.append(target)
+            with staging._errors(f"assembling upload {upload_id}"):
+                # Each source pinned to the generation listed: chunks never
+                # change, and a server that swapped one would refuse here.
+                target.compose(
+                    group, if_source_generation_match=[b.generation for b in group], **request
+                )
+            composed.append(target)
+        if len(composed) == 1:
+            return composed[0]
+        sources, level = composed, level + 1
+
+
+def _check_and_store(
+    storage: GCSStorage,
+    upload_id: str,
+    file_id: str,
+    assembled: Any,
+    record: dict[str, Any],
+    validators: list[FileValidator],
+) -> None:
+    from depot.exceptions import (
+        ChecksumMismatch,
+        ContentTypeNotAllowed,
+        ContentTypeNotAllowedError,
+        FileTooLargeError,
+        UploadTooLarge,
+    )
+    from depot.io._fileinfo import FileIntent
+    from depot.io._gcsdirect import CRCBytes, store_checked
+    from depot.io._writing import NewVersion
+    from depot.validators import validate
+
+    staging = GCSStaging(storage)
+    filename, ctype = record.get("filename"), record.get("content_type")
+    algorithm, expected = (record["checksum"] or ":").split(":")
+    found = hashlib.new(algorithm) if algorithm else None
+    arrived = CRCBytes()
+    with staging._open(assembled.name, assembled.generation) as reader:
+        try:
+            # The checks create() makes (the policy) and the field's validators,
+            # on the bytes as they are read, as the default path does.
+            content = validate(reader, validators, filename, ctype) if validators else reader
+            new = NewVersion(FileIntent(content, filename, ctype), None, None, storage.policy)
+            source = new.keep_from(None).source
+            for block in iter_chunks(source, Digest()):
+                arrived.write(block)
+                if found is not None:
+                    found.update(block)
+        except FileTooLargeError as exc:
+            raise UploadTooLarge(str(exc), exc.max_size) from exc
+        except ContentTypeNotAllowedError as exc:
+            if isinstance(exc, ContentTypeNotAllowed):
+                raise
+            raise ContentTypeNotAllowed(str(exc)) from exc
+    if found is not None and found.hexdigest() != expected:
+        raise ChecksumMismatch(
+            f"The upload's bytes have the {algorithm} {found.hexdigest()}, not the "
+            f"{expected} it was reserved with: a chunk was sent wrong. Abort it and "
+            "upload again."
+        )
+    changed = UploadNotFound(
+        f"Upload {upload_id} changed while it was finalized: finalize it again."
+    )
+    try:
+        copied = store_checked(
+            storage, assembled, file_id, new.filename, new.content_type, arrived.checksum
+        )
+    except (NotFound, PreconditionFailed):
+        raise changed from None
+    if int(copied.size or 0) != arrived.size or copied.crc32c != arrived.crc32c:
+        storage._delete(file_id)
+        raise changed

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from depot.exceptions import InvalidChunk, UploadNotFound
+from depot.exceptions import ContentTypeNotAllowed, InvalidChunk, UploadNotFound
 from depot.manager import DepotManager
 from tests.backends import settings_to_kwargs
 from tests.backends.gcs_preconditions import PreconditionProxy, precondition_proxy
@@ -154,3 +154,62 @@ def test_a_chunk_of_an_upload_aborted_meanwhile_leaves_nothing(racing: Any) -> N
     with pytest.raises(UploadNotFound):
         one.write_chunk(upload_id, 0, b"abc")
     assert names(one) == []
+
+
+def test_finalize_composes_inside_gcs_and_sends_no_byte_again(
+    depot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depot.uploads import _gcs
+
+    monkeypatch.setattr(_gcs, "_COMPOSE_SOURCES", 4)  # GCS's 32, made small to be quick
+    data = os.urandom(6 * 5000)
+    upload_id = depot.reserve(len(data), "md5:" + hashlib.md5(data).hexdigest(), None, "a.bin")
+    for offset in range(0, len(data), 5000):  # 6 chunks: two rounds of compose
+        depot.write_chunk(upload_id, offset, data[offset : offset + 5000])
+    seen: list[tuple[str, int]] = []
+    depot.client._http.hooks["response"].append(
+        lambda r, *a, **k: seen.append((r.request.url.split("?")[0], len(r.request.body or b"")))
+    )
+    file_id = depot.finalize(upload_id)
+    composes = [url for url, _ in seen if url.endswith("/compose")]
+    assert len(composes) == 3  # 4 + 2, then the two
+    assert any("/rewriteTo/" in url for url, _ in seen)
+    # The claim, the metadata, the compose lists and the record: no chunk's bytes.
+    assert sum(sent for _, sent in seen) < 10_000 < len(data)
+    stored = depot.get(file_id)
+    assert stored.read() == data
+    assert (stored.filename, stored.checksum) == ("a.bin", sha256(data))
+    assert names(depot) == [f".depot-uploads/{upload_id}/record.json", file_id]
+
+
+def test_more_chunks_than_gcs_composes_are_read_back(
+    depot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCS composes an object of at most 1024 components: an upload in more chunks is
+    read back and written as create() does (here with the limit lowered to 2)."""
+    from depot.uploads import _gcs
+
+    monkeypatch.setattr(_gcs, "_MAX_COMPONENTS", 2)
+    upload_id = depot.reserve(3, sha256(b"abc"))
+    for offset, byte in enumerate(b"abc"):
+        depot.write_chunk(upload_id, offset, bytes([byte]))
+    seen: list[str] = []
+    depot.client._http.hooks["response"].append(lambda r, *a, **k: seen.append(r.request.url))
+    assert depot.get(depot.finalize(upload_id)).read() == b"abc"
+    assert not any("/compose" in url for url in seen)
+
+
+def test_a_refused_upload_leaves_no_assembly(gcs_settings: dict[str, Any]) -> None:
+    strict = DepotManager.configure("strict", {**gcs_settings, "depot.allowed_types": "image/*"})
+    page = b"<!DOCTYPE html><script>alert(1)</script>"
+    upload_id = strict.reserve(len(page), sha256(page), "image/png", "a.png")
+    strict.write_chunk(upload_id, 0, page)
+    with pytest.raises(ContentTypeNotAllowed):
+        strict.finalize(upload_id)
+    assert names(strict) == [
+        f".depot-uploads/{upload_id}/chunk-00000000000000000000",
+        f".depot-uploads/{upload_id}/record.json",
+    ]
+    assert strict.status(upload_id).complete  # still there, for abort()
+    strict.abort(upload_id)
+    assert names(strict) == []
