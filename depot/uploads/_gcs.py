@@ -15,7 +15,7 @@ exactly one wins, in any process. An upload's last activity is the latest
 ``updated`` time of its objects.
 
 ``finalize()`` has GCS concatenate the chunk objects (``compose``, 32 at a
-time, each source pinned to its generation) into ``assembled``, reads that
+time, each source pinned to its generation) into ``assembled-<file id>``, reads that
 once (the checksum, the policy, the validators), and rewrites it, inside GCS,
 as the file, as :mod:`depot.io._gcsdirect` does a direct upload: each byte is
 sent to GCS once, and read back once. An upload of more chunks than a
@@ -260,14 +260,15 @@ class _Bounded:
     """A chunk's source read through once: its length and checksum, at most ``limit`` bytes.
 
     :raises OverflowError: from ``read()``, past ``limit``.
+    :raises TypeError: from ``read()``, a source that gives text.
     """
 
     def __init__(self, source: Source, limit: int) -> None:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            source = io.BytesIO(source)
-        self._source = source
-        self._limit = limit
         self._digest = Digest()
+        self._blocks = iter_chunks(source, self._digest)
+        self._limit = limit
+        self._block = memoryview(b"")
+        self._pos = 0
 
     def seekable(self) -> bool:
         return False  # read once, as it is counted
@@ -275,13 +276,16 @@ class _Bounded:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             return b"".join(iter(lambda: self.read(BLOCK_SIZE), b""))
-        data = self._source.read(n)
-        if not data:
-            return b""
-        self._digest.update(data)
-        if self._digest.length > self._limit:
-            raise OverflowError(self._limit)
-        return bytes(data)
+        while self._pos >= len(self._block):
+            block = next(self._blocks, None)
+            if block is None:
+                return b""
+            if self._digest.length > self._limit:
+                raise OverflowError(self._limit)
+            self._block, self._pos = memoryview(block), 0
+        piece = bytes(self._block[self._pos : self._pos + n])  # n bytes copied, not the rest
+        self._pos += len(piece)
+        return piece
 
     def chunk(self, offset: int) -> Chunk:
         return Chunk(offset, self._digest.length, self._digest.checksum)
@@ -342,15 +346,20 @@ def store_composed(
         sources.append(blob)
     made: list[Any] = []
     try:
-        assembled = _compose(staging, upload_id, sources, made)
+        assembled = _compose(staging, upload_id, file_id, sources, made)
         _check_and_store(storage, upload_id, file_id, assembled, record, validators)
     finally:
         staging._delete([blob.name for blob in made], f"removing the assembly of {upload_id}")
     return True
 
 
-def _compose(staging: GCSStaging, upload_id: str, sources: list[Any], made: list[Any]) -> Any:
-    """One object of ``sources`` in order, composed by GCS; every object made goes in ``made``."""
+def _compose(
+    staging: GCSStaging, upload_id: str, file_id: str, sources: list[Any], made: list[Any]
+) -> Any:
+    """One object of ``sources`` in order, composed by GCS; every object made goes in ``made``.
+
+    Its name holds ``file_id``: a finalize never reads what another one made.
+    """
     request = staging._storage._request
     level = 0
     while True:
@@ -359,7 +368,7 @@ def _compose(staging: GCSStaging, upload_id: str, sources: list[Any], made: list
         ]
         composed = []
         for n, group in enumerate(groups):
-            leaf = _ASSEMBLED if len(groups) == 1 else f"{_ASSEMBLED}-{level}-{n}"
+            leaf = f"{_ASSEMBLED}-{file_id}" + ("" if len(groups) == 1 else f"-{level}-{n}")
             target = staging._bucket.blob(staging._name(upload_id, leaf))
             target.content_type = "application/octet-stream"
             made.append(target)

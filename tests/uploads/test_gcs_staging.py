@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -213,3 +214,44 @@ def test_a_refused_upload_leaves_no_assembly(gcs_settings: dict[str, Any]) -> No
     assert strict.status(upload_id).complete  # still there, for abort()
     strict.abort(upload_id)
     assert names(strict) == []
+
+
+def test_finalizes_racing_in_threads_store_one_file(racing: Any) -> None:
+    """test_hostile's race, through the proxy: on the emulator alone two claims can both
+    be made (it enforces no precondition), and two files stored."""
+    proxy, one, other = racing
+    data = b"z" * 300_000
+    upload_id = one.reserve(len(data), sha256(data))
+    one.write_chunk(upload_id, 0, data)
+    results: list[Any] = []
+    start = threading.Barrier(4, timeout=30)
+
+    def finalize(storage: Any) -> None:
+        start.wait()
+        try:
+            results.append(storage.finalize(upload_id))
+        except UploadNotFound as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=finalize, args=(s,)) for s in (one, other) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ids = {r for r in results if isinstance(r, str)}
+    assert len(ids) == 1 and len(results) == 4
+    assert all(isinstance(r, str) or "being finalized" in str(r) for r in results)
+    assert one.list() == list(ids)
+    assert other.get(other.finalize(upload_id)).read() == data
+
+
+def test_a_chunk_that_gives_text_is_refused(depot: Any) -> None:
+    upload_id = depot.reserve(10, None)
+
+    class Text:
+        def read(self, n: int = -1) -> str:
+            return "abc"
+
+    with pytest.raises(TypeError, match="binary mode"):
+        depot.write_chunk(upload_id, 0, Text())
+    assert names(depot) == [f".depot-uploads/{upload_id}/record.json"]
