@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from depot.io.gcs import GCSStorage
 
 _LOST = (NotFound, PreconditionFailed)
+#: Tries at storing the bytes checked while other completes of the token race this one.
+_TRIES = 4
 
 
 def presign(
@@ -104,7 +106,9 @@ def complete(storage: GCSStorage, token: str) -> str:
     changed = UploadNotFound(
         "The upload changed while it was checked (it was sent again): complete it again."
     )
-    generation = staged.generation
+    # Kept here: a download sets the blob's generation from the answer's headers
+    # (to None from a server that sends none).
+    generation, metageneration = staged.generation, staged.metageneration
     try:
         check_size(payload, int(staged.size or 0))
         arrived = CRCBytes()
@@ -120,17 +124,29 @@ def complete(storage: GCSStorage, token: str) -> str:
     except ValidationError:
         _delete(storage, key, generation, f"deleting the refused upload {key}")
         raise
-    try:
-        name = payload["n"] or DEFAULT_FILENAME
-        copied = store_checked(storage, staged, file_id, name, payload["t"], arrived.checksum)
-    except PreconditionFailed:
-        # The file's name is taken: by another complete of this token, or the
-        # staged object is no longer the one checked.
-        if storage._stat(file_id) is not None:
-            return file_id
-        raise changed from None
-    except NotFound:
-        raise changed from None
+    name = payload["n"] or DEFAULT_FILENAME
+    for _ in range(_TRIES):
+        try:
+            copied = store_checked(
+                storage, staged, (generation, metageneration), file_id, name, payload["t"],
+                arrived.checksum,
+            )  # fmt: skip
+            break
+        except (PreconditionFailed, NotFound):
+            # Another complete of this token stored the file, or is storing it
+            # (it changed the staged object's metadata), or the bytes changed.
+            if storage._stat(file_id) is not None:
+                return file_id
+            with gcs_errors(where, f"reading the upload {key}"):
+                now = storage.bucket.get_blob(key, **request)
+            if now is None and storage._stat(file_id) is not None:
+                return file_id  # stored, then the staged object deleted, meanwhile
+            if now is None or now.generation != generation:
+                raise changed from None
+            # The bytes checked, with the metadata of the other complete: again.
+            staged, metageneration = now, now.metageneration
+    else:
+        raise changed
     if int(copied.size or 0) != arrived.size or copied.crc32c != arrived.crc32c:
         # Not the bytes checked (a server that ignores the preconditions): the
         # file must not exist unchecked. Deleted; completing again checks anew.
@@ -143,6 +159,7 @@ def complete(storage: GCSStorage, token: str) -> str:
 def store_checked(
     storage: GCSStorage,
     staged: Any,
+    version: tuple[Any, Any],
     file_id: str,
     filename: str,
     content_type: str,
@@ -152,7 +169,8 @@ def store_checked(
 
     The caller compares the result's size and CRC32C with the bytes it checked.
 
-    :param staged: the staged object's blob, with its metadata as it was read.
+    :param staged: the staged object's blob.
+    :param version: the generation and metageneration of the staged object checked.
     :param checksum: ``"sha256:<hex>"`` of the bytes checked.
     :raises PreconditionFailed: the staged object changed, or the file exists.
     :raises NotFound: the staged object is gone.
@@ -167,11 +185,7 @@ def store_checked(
         staged.content_type = target.content_type
         staged.content_disposition = target.content_disposition
         staged.metadata = target.metadata
-        staged.patch(
-            if_generation_match=staged.generation,
-            if_metageneration_match=staged.metageneration,
-            **request,
-        )
+        staged.patch(if_generation_match=version[0], if_metageneration_match=version[1], **request)
         rewrite_token = None
         while True:
             # Server-side: the bytes do not come through here again. A rewrite
@@ -180,7 +194,8 @@ def store_checked(
                 staged,
                 token=rewrite_token,
                 if_generation_match=0,  # a new file: never over another one
-                if_source_generation_match=staged.generation,
+                if_source_generation_match=version[0],
+                # The patch above made the next metageneration, unless another did.
                 if_source_metageneration_match=staged.metageneration,
                 **request,
             )

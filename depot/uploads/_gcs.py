@@ -409,7 +409,8 @@ def _check_and_store(
     algorithm, expected = (record["checksum"] or ":").split(":")
     found = hashlib.new(algorithm) if algorithm else None
     arrived = CRCBytes()
-    with staging._open(assembled.name, assembled.generation) as reader:
+    version = assembled.generation, assembled.metageneration
+    with staging._open(assembled.name, version[0]) as reader:
         try:
             # The checks create() makes (the policy) and the field's validators,
             # on the bytes as they are read, as the default path does.
@@ -437,8 +438,9 @@ def _check_and_store(
     )
     try:
         copied = store_checked(
-            storage, assembled, file_id, new.filename, new.content_type, arrived.checksum
-        )
+            storage, assembled, version, file_id, new.filename, new.content_type,
+            arrived.checksum,
+        )  # fmt: skip
     except (NotFound, PreconditionFailed):
         raise changed from None
     if int(copied.size or 0) != arrived.size or copied.crc32c != arrived.crc32c:

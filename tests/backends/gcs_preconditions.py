@@ -2,13 +2,16 @@
 
 The emulator ignores preconditions, so a write racing another would always
 win there. The proxy, on 127.0.0.1, forwards every request to the emulator,
-and answers 412 itself when a request's ``ifGenerationMatch`` is not the
-object's generation (asked from the emulator; ``0``: no object). The check
+and answers 412 itself when a request's ``ifGenerationMatch`` or
+``ifMetagenerationMatch`` (``ifSource...`` of a rewrite's source, the
+``objectPreconditions`` of a compose's sources) is not the object's (asked
+from the emulator; ``0``: no object). The check
 and the forward happen under one lock, so no other request comes between. A
 resumable upload's precondition is kept from the request that opens its
 session and checked at the chunk that completes it, where GCS checks it.
 
-Only what depot's tests need: the JSON API's object paths and uploads.
+Only what depot's tests need: the JSON API's object paths, uploads, rewrites
+and composes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-_OBJECT = re.compile(r"^(?:/upload|/download)?/storage/v1/b/([^/]+)/o(?:/([^/]+))?$")
+_Condition = tuple[str, str, str, str]
+_REWRITE = re.compile(r"^/storage/v1/b/([^/]+)/o/([^/]+)/rewriteTo/b/([^/]+)/o/([^/]+)$")
+_COMPOSE = re.compile(r"^/storage/v1/b/([^/]+)/o/([^/]+)/compose$")
+_OBJECT = re.compile(r"^(?:/upload|/download)?/storage/v1/b/([^/]+)/o(?:/(.+))?$")
 _FINAL = re.compile(r"^bytes (?:\*|(\d+)-(\d+))/(\d+)$")
 _NAME = re.compile(rb'"name":\s*("(?:[^"\\]|\\.)*")')
 _HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive"}
@@ -48,10 +54,11 @@ class PreconditionProxy(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that closed its kept-alive connection: nothing to report
 
-    def generation(self, bucket: str, name: str) -> str:
-        """The object's current generation at the emulator, ``"0"`` if there is none."""
+    def current(self, bucket: str, name: str, field: str = "generation") -> str:
+        """The object's ``generation`` (or ``metageneration``) at the emulator; ``"0"``
+        if there is no object."""
         status, _, body = self.forward("GET", f"/storage/v1/b/{bucket}/o/{quote(name, safe='')}")
-        return str(json.loads(body)["generation"]) if status == 200 else "0"
+        return str(json.loads(body)[field]) if status == 200 else "0"
 
     def forward(
         self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
@@ -76,8 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         proxy = self.server
         with proxy.lock:
-            condition = self._condition(url.path, query, body)
-            if condition is not None and proxy.generation(*condition[:2]) != condition[2]:
+            conditions = self._conditions(url.path, query, body)
+            if any(proxy.current(b, n, field) != value for b, n, field, value in conditions):
                 proxy.refused += 1
                 self._answer(412, [("Content-Type", "application/json")], _REFUSAL)
                 return
@@ -95,22 +102,39 @@ class _Handler(BaseHTTPRequestHandler):
                     )
         self._answer(status, answer_headers, answer)
 
-    def _condition(
-        self, path: str, query: dict[str, str], body: bytes
-    ) -> tuple[str, str, str] | None:
-        """(bucket, object, generation) this request is conditional on, if any."""
+    def _conditions(self, path: str, query: dict[str, str], body: bytes) -> list[_Condition]:
+        """What this request is conditional on: (bucket, object, field, value) each."""
         if "upload_id" in query:
             session = self.server.sessions.get(query["upload_id"])
             final = _FINAL.match(self.headers.get("Content-Range", ""))
             if session is None or final is None:
-                return None
+                return []
             start, end, total = final.groups()
-            return session if end is None or int(end) + 1 == int(total) else None
-        match = _OBJECT.match(path)
-        if match is None or "ifGenerationMatch" not in query:
-            return None
-        name = unquote(match.group(2)) if match.group(2) else query.get("name") or _name_in(body)
-        return match.group(1), name, query["ifGenerationMatch"]
+            if end is not None and int(end) + 1 != int(total):
+                return []  # GCS checks when the upload completes
+            return [(session[0], session[1], "generation", session[2])]
+        found: list[_Condition] = []
+        rewrite = _REWRITE.match(path)
+        compose = _COMPOSE.match(path)
+        if rewrite:
+            source = (rewrite.group(1), unquote(rewrite.group(2)))
+            target = (rewrite.group(3), unquote(rewrite.group(4)))
+            found += _from_query(source, query, "ifSource")
+            found += _from_query(target, query, "if")
+        elif compose:
+            target = (compose.group(1), unquote(compose.group(2)))
+            found += _from_query(target, query, "if")
+            for item in json.loads(body or b"{}").get("sourceObjects", []):
+                wanted = (item.get("objectPreconditions") or {}).get("ifGenerationMatch")
+                if wanted is not None:
+                    found.append((target[0], item["name"], "generation", str(wanted)))
+        else:
+            match = _OBJECT.match(path)
+            if match is not None:
+                name = unquote(match.group(2)) if match.group(2) else None
+                name = name or query.get("name") or _name_in(body)
+                found += _from_query((match.group(1), name), query, "if")
+        return found
 
     def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.send_response(status)
@@ -125,6 +149,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def _from_query(obj: tuple[str, str], query: dict[str, str], prefix: str) -> list[_Condition]:
+    """The ``<prefix>GenerationMatch`` and ``<prefix>MetagenerationMatch`` of a request."""
+    return [
+        (obj[0], obj[1], field.lower(), query[f"{prefix}{field}Match"])
+        for field in ("Generation", "Metageneration")
+        if f"{prefix}{field}Match" in query
+    ]
 
 
 def _name_in(body: bytes) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,6 +29,7 @@ from depot.exceptions import (
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
 from depot.utils import make_content_disposition
+from tests.backends.gcs_preconditions import PreconditionProxy, precondition_proxy
 from tests.uploads.test_direct import KEYS, PNG
 
 pytest.importorskip("depot.io.gcs", reason="the 'gcs' extra is not installed")
@@ -264,3 +267,69 @@ def test_a_put_of_another_type_than_presigned_stores_the_presigned_type(
     stored = depot.get(depot.complete_upload(upload.token))
     assert stored.content_type == "image/png"
     assert depot.bucket.get_blob(stored.file_id).content_type == "image/png"  # type: ignore[attr-defined]
+
+
+# --- as GCS answers: through a proxy that enforces the preconditions ----------------
+
+
+@pytest.fixture
+def strict(
+    gcs_emulator: str, signing: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[PreconditionProxy, FileStorage, FileStorage]]:
+    """Two workers of one depot, through ``tests/backends/gcs_preconditions.py``'s proxy."""
+    with precondition_proxy(gcs_emulator) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        settings = {**signing, "depot.allowed_types": "image/*"}
+        one = DepotManager.configure("one", settings)
+        other = DepotManager.configure("other", settings)
+        yield proxy, one, other
+        one.client._http.close()  # type: ignore[attr-defined]
+        other.client._http.close()  # type: ignore[attr-defined]
+
+
+def test_bytes_sent_again_are_refused_by_the_preconditions(strict: Any) -> None:
+    """Where GCS enforces them, the metadata update pinned to the generation checked
+    fails, before anything is copied."""
+    proxy, depot, _ = strict
+    upload = depot.presign_upload("a.png")
+    put(upload, PNG)
+    page = PAGE.ljust(len(PNG))
+    sent: list[int] = []
+
+    def resend_after_the_read(response: Any, *args: Any, **kwargs: Any) -> None:
+        if "alt=media" in response.request.url and not sent:
+            sent.append(put(upload, page).status_code)
+
+    depot.client._http.hooks["response"].append(resend_after_the_read)
+    with pytest.raises(UploadNotFound, match="changed while it was checked"):
+        depot.complete_upload(upload.token)
+    assert sent == [200] and proxy.refused == 1
+    assert depot.list() == []
+    with pytest.raises(ContentTypeNotAllowed):
+        depot.complete_upload(upload.token)
+
+
+def test_two_completes_racing_both_get_the_file(strict: Any) -> None:
+    """The second's metadata update, or its copy, loses to the first's: it finds the
+    file stored, or tries again on the bytes it checked, and gives the same id."""
+    proxy, one, other = strict
+    upload = one.presign_upload("a.png")
+    put(upload, PNG)
+    results: list[Any] = []
+    start = threading.Barrier(4, timeout=30)
+
+    def complete(depot: Any) -> None:
+        start.wait()
+        try:
+            results.append(depot.complete_upload(upload.token))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=complete, args=(d,)) for d in (one, other) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [upload.file_id] * 4
+    assert objects(one) == [upload.file_id]
+    assert one.get(upload.file_id).read() == PNG
