@@ -466,6 +466,9 @@ class GCSStorage(BucketStorage[GCSStoredFile]):
         """Compose the chunks inside GCS, check the result once, rewrite it as the file."""
         from depot.uploads._gcs import store_composed
 
+        # The claim's id: a finalize that took over a dead one's claim stores
+        # under the same id, so that the two never make two files.
+        file_id = staging.claimed(upload_id) or file_id
         if store_composed(self, upload_id, file_id, chunks, record, validators):
             return file_id
         return super()._store_reserved(upload_id, file_id, staging, chunks, record, validators)

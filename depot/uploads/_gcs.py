@@ -15,7 +15,7 @@ exactly one wins, in any process. An upload's last activity is the latest
 ``updated`` time of its objects.
 
 ``finalize()`` has GCS concatenate the chunk objects (``compose``, 32 at a
-time, each source pinned to its generation) into ``assembled-<file id>``, reads that
+time, each source pinned to its generation) into ``assembled-<token>``, reads that
 once (the checksum, the policy, the validators), and rewrites it, inside GCS,
 as the file, as :mod:`depot.io._gcsdirect` does a direct upload: each byte is
 sent to GCS once, and read back once. An upload of more chunks than a
@@ -34,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,8 @@ from depot.io._gcsupload import upload
 from depot.io._objectmeta import CHECKSUM
 from depot.uploads.direct import STAGING
 from depot.uploads.staging import Chunk, Staging
+
+_LOST = (NotFound, PreconditionFailed)
 
 if TYPE_CHECKING:
     from depot.io.gcs import GCSStorage
@@ -70,6 +74,10 @@ _READ_SIZE = 1024 * 1024
 
 class GCSStaging(Staging):
     """The uploads of a :class:`~depot.io.gcs.GCSStorage`, as objects of its bucket."""
+
+    #: Seconds after which the claim of a finalize that never ended is taken
+    #: over by the next finalize (see :meth:`claim`).
+    claim_timeout: float = 15 * 60
 
     def __init__(self, storage: GCSStorage) -> None:
         self._storage = storage
@@ -209,13 +217,34 @@ class GCSStaging(Staging):
         action = f"claiming upload {upload_id} for its finalize"
         # Looked for first: the write alone decides on GCS, but not on a server
         # that ignores the precondition.
-        if self._read(name, action) is not None:
+        with self._errors(action):
+            held = self._bucket.get_blob(name, **self._storage._request)
+        if held is None:
+            return self._create(name, _claim_of(file_id), action)
+        # Held. By a finalize whose process was killed, if held for long: taken
+        # over, or the upload could not be finalized until it expired. The
+        # claim keeps its file id, which the new finalize stores under: with a
+        # slow finalize that was not dead, the file is stored once (the copy to
+        # the file's name is made only if there is none).
+        found = self._read(name, action)
+        if found is None:
+            return False  # released just now: the caller says "try again"
+        first, at = _claim_read(found)
+        if time.time() - at <= self.claim_timeout:
             return False
-        return self._create(name, file_id.encode(), action)
+        try:
+            with self._errors(action, _LOST):
+                self._bucket.blob(name).upload_from_string(
+                    _claim_of(first), content_type=_JSON,
+                    if_generation_match=held.generation, **self._storage._request,
+                )  # fmt: skip
+        except _LOST:
+            return False  # another finalize took it over first, or it was released
+        return True
 
     def claimed(self, upload_id: str) -> str | None:
         data = self._read(self._name(upload_id, _CLAIM), f"reading the claim of {upload_id}")
-        return None if data is None else data.decode("ascii", "replace")
+        return None if data is None else _claim_read(data)[0]
 
     def release(self, upload_id: str) -> None:
         self._delete([self._name(upload_id, _CLAIM)], f"releasing upload {upload_id}")
@@ -254,6 +283,19 @@ class GCSStaging(Staging):
                 when = blob.updated.timestamp()
                 latest[upload_id] = max(when, latest.get(upload_id, when))
         yield from latest.items()
+
+
+def _claim_of(file_id: str) -> bytes:
+    return json.dumps({"file_id": file_id, "at": time.time()}).encode()
+
+
+def _claim_read(data: bytes) -> tuple[str, float]:
+    """The file id and the time of a claim."""
+    try:
+        found = json.loads(data)
+        return str(found["file_id"]), float(found["at"])
+    except (ValueError, KeyError, TypeError):
+        return data.decode("ascii", "replace"), 0.0  # not depot's: as if abandoned
 
 
 class _Bounded:
@@ -346,7 +388,7 @@ def store_composed(
         sources.append(blob)
     made: list[Any] = []
     try:
-        assembled = _compose(staging, upload_id, file_id, sources, made)
+        assembled = _compose(staging, upload_id, uuid.uuid4().hex, sources, made)
         _check_and_store(storage, upload_id, file_id, assembled, record, validators)
     finally:
         staging._delete([blob.name for blob in made], f"removing the assembly of {upload_id}")
@@ -354,11 +396,11 @@ def store_composed(
 
 
 def _compose(
-    staging: GCSStaging, upload_id: str, file_id: str, sources: list[Any], made: list[Any]
+    staging: GCSStaging, upload_id: str, token: str, sources: list[Any], made: list[Any]
 ) -> Any:
     """One object of ``sources`` in order, composed by GCS; every object made goes in ``made``.
 
-    Its name holds ``file_id``: a finalize never reads what another one made.
+    Its name holds ``token``, new for each finalize: one never reads what another made.
     """
     request = staging._storage._request
     level = 0
@@ -368,7 +410,7 @@ def _compose(
         ]
         composed = []
         for n, group in enumerate(groups):
-            leaf = f"{_ASSEMBLED}-{file_id}" + ("" if len(groups) == 1 else f"-{level}-{n}")
+            leaf = f"{_ASSEMBLED}-{token}" + ("" if len(groups) == 1 else f"-{level}-{n}")
             target = staging._bucket.blob(staging._name(upload_id, leaf))
             target.content_type = "application/octet-stream"
             made.append(target)
@@ -442,6 +484,10 @@ def _check_and_store(
             arrived.checksum,
         )  # fmt: skip
     except (NotFound, PreconditionFailed):
+        if storage._stat(file_id) is not None:
+            # Stored by the finalize whose claim this one took over, from the
+            # same chunks: the file is there, under the id the claim holds.
+            return
         raise changed from None
     if int(copied.size or 0) != arrived.size or copied.crc32c != arrived.crc32c:
         storage._delete(file_id)

@@ -8,8 +8,10 @@ here go through a proxy that enforces ``ifGenerationMatch`` as GCS does
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,3 +257,43 @@ def test_a_chunk_that_gives_text_is_refused(depot: Any) -> None:
     with pytest.raises(TypeError, match="binary mode"):
         depot.write_chunk(upload_id, 0, Text())
     assert names(depot) == [f".depot-uploads/{upload_id}/record.json"]
+
+
+def test_the_claim_of_a_killed_finalize_is_taken_over(racing: Any) -> None:
+    """A finalize killed after its claim: the next one, 15 minutes on, takes the claim
+    over and stores under its file id; before, nothing finalized the upload again."""
+    proxy, one, other = racing
+    upload_id = one.reserve(3, sha256(b"abc"))
+    one.write_chunk(upload_id, 0, b"abc")
+    killed = one._new_file_id()
+    assert one._staging().claim(upload_id, killed)  # and then the process died
+    with pytest.raises(UploadNotFound, match="being finalized by another request"):
+        other.finalize(upload_id)  # a claim younger than the timeout holds
+    name = f".depot-uploads/{upload_id}/finalizing"
+    old = json.dumps({"file_id": killed, "at": time.time() - 16 * 60}).encode()
+    one.bucket.blob(name).upload_from_string(old)  # as if written 16 minutes ago
+    assert other.finalize(upload_id) == killed
+    assert other.get(killed).read() == b"abc"
+    assert other.list() == [killed]
+
+
+def test_a_slow_finalize_and_the_one_that_took_over_store_one_file(racing: Any) -> None:
+    """The first was not dead, only slow: both store under the claim's id, one copy
+    wins at GCS (the file's name must be free) and the other finds the file."""
+    proxy, one, other = racing
+    upload_id = one.reserve(3, sha256(b"abc"))
+    one.write_chunk(upload_id, 0, b"abc")
+    done: list[str] = []
+
+    def the_other_takes_over() -> None:
+        other_staging = other._staging()
+        other_staging.claim_timeout = 0  # the first one's claim counts as old
+        assert other_staging.claim(upload_id, other._new_file_id())
+        done.append(other._store_reserved(upload_id, "", other_staging,
+                                          other_staging.chunks(upload_id),
+                                          other_staging.record(upload_id), []))  # fmt: skip
+
+    once_after(one, "POST", "/compose", the_other_takes_over)
+    assert one.finalize(upload_id) == done[0]
+    assert one.list() == done
+    assert one.get(done[0]).read() == b"abc"
