@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Any
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
 from depot.exceptions import UploadNotFound
-from depot.io._chunks import BLOCK_SIZE, Digest, iter_chunks
+from depot.io._chunks import BLOCK_SIZE, BytesReader, Digest, PartReader, iter_chunks
 from depot.io._fileinfo import Source
 from depot.io._gcserrors import gcs_errors
-from depot.io._gcsupload import upload
+from depot.io._gcsupload import CHUNK_SIZE, upload
 from depot.io._objectmeta import CHECKSUM
 from depot.uploads.direct import STAGING
 from depot.uploads.staging import Chunk, Staging
@@ -154,7 +154,8 @@ class GCSStaging(Staging):
             for _ in iter_chunks(counted, Digest()):
                 pass
             return counted.chunk(offset), existing
-        blob = self._bucket.blob(name)
+        # The chunk size google-cloud-storage sends a resumable upload in: one in memory.
+        blob = self._bucket.blob(name, chunk_size=CHUNK_SIZE)
         blob.content_type = "application/octet-stream"
         try:
             upload(blob, counted, {}, self._storage._request, self._storage._where, name,
@@ -301,16 +302,20 @@ def _claim_read(data: bytes) -> tuple[str, float]:
 class _Bounded:
     """A chunk's source read through once: its length and checksum, at most ``limit`` bytes.
 
+    Each ``read(n)`` is one read of ``n`` bytes from the source when it gives
+    them (see :class:`~depot.io._chunks.PartReader`): an upload's part is in
+    memory once.
+
     :raises OverflowError: from ``read()``, past ``limit``.
     :raises TypeError: from ``read()``, a source that gives text.
     """
 
     def __init__(self, source: Source, limit: int) -> None:
         self._digest = Digest()
-        self._blocks = iter_chunks(source, self._digest)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = BytesReader(source)  # read a part at a time, never copied whole
+        self._parts = PartReader(source, self._digest)
         self._limit = limit
-        self._block = memoryview(b"")
-        self._pos = 0
 
     def seekable(self) -> bool:
         return False  # read once, as it is counted
@@ -318,16 +323,10 @@ class _Bounded:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             return b"".join(iter(lambda: self.read(BLOCK_SIZE), b""))
-        while self._pos >= len(self._block):
-            block = next(self._blocks, None)
-            if block is None:
-                return b""
-            if self._digest.length > self._limit:
-                raise OverflowError(self._limit)
-            self._block, self._pos = memoryview(block), 0
-        piece = bytes(self._block[self._pos : self._pos + n])  # n bytes copied, not the rest
-        self._pos += len(piece)
-        return piece
+        data = self._parts.read(n)
+        if self._digest.length > self._limit:
+            raise OverflowError(self._limit)
+        return data
 
     def chunk(self, offset: int) -> Chunk:
         return Chunk(offset, self._digest.length, self._digest.checksum)
