@@ -53,37 +53,46 @@ def upload(
     request: Mapping[str, Any],
     where: str,
     fileid: str,
+    if_generation_match: int | None = None,
 ) -> None:
     """Store ``source`` as ``blob`` (its content type and disposition already set).
 
     :param metadata: the object's custom metadata; the checksum is added to it.
     :param request: the keyword arguments of each request: google-cloud-storage's
-        ``retry`` policy and ``timeout``. An upload is retried without a
-        precondition: sending the same bytes under the same name again stores
-        the same file.
+        ``retry`` policy and ``timeout``. An upload is retried: sending the same
+        bytes under the same name again stores the same file.
+    :param if_generation_match: store only over this generation of the object
+        (GCS checks it when the upload completes).
+    :raises PreconditionFailed: the object is not that generation (any more).
     """
     digest = Digest()
     action = f"uploading file {fileid}"
+    # The sends only: the checksum's PATCH has a precondition of its own.
+    send = (
+        request
+        if if_generation_match is None
+        else {**request, "if_generation_match": if_generation_match}
+    )
     if isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(source)
         blob.metadata = {**metadata, CHECKSUM: digest.checksum}
         content = BytesReader(source)  # each request's bytes copied, never the whole
         if len(content) < CHUNK_SIZE:
-            _send_whole(blob, content, len(content), request, where, action)
+            _send_whole(blob, content, len(content), send, where, action)
         else:
             # The checksum is known, and went with the first request: no PATCH.
-            _send_chunks(blob, content, request, where, action)
+            _send_chunks(blob, content, send, where, action)
         return
     rewind(source)
     data = read_part(source.read, CHUNK_SIZE, digest)
     if len(data) < CHUNK_SIZE:
         blob.metadata = {**metadata, CHECKSUM: digest.checksum}
-        _send_whole(blob, io.BytesIO(data), len(data), request, where, action)
+        _send_whole(blob, io.BytesIO(data), len(data), send, where, action)
         return
     blob.metadata = dict(metadata)
     parts = PartReader(source, digest, data)
     del data  # the reader's until it is sent as the first chunk
-    _send_chunks(blob, parts, request, where, action)
+    _send_chunks(blob, parts, send, where, action)
     try:
         _record_checksum(blob, metadata, digest, request, where, fileid)
     except BackendUnavailableError as exc:
@@ -96,7 +105,7 @@ def _send_whole(
     blob: Any, content: Any, size: int, request: Mapping[str, Any], where: str, action: str
 ) -> None:
     """Send content under one chunk in one request (multipart, metadata included)."""
-    with gcs_errors(where, action):
+    with gcs_errors(where, action, (PreconditionFailed,)):
         # With the size known, google-cloud-storage sends up to 8 MiB in one
         # multipart request.
         blob.upload_from_file(content, size=size, content_type=blob.content_type, **request)
@@ -119,7 +128,7 @@ def _send_chunks(
     hooks: list[Any] = session_hooks.setdefault("response", []) if session_hooks else []
     hooks.append(stream.forget_answered)
     try:
-        with gcs_errors(where, action):
+        with gcs_errors(where, action, (PreconditionFailed,)):
             blob.upload_from_file(stream, content_type=blob.content_type, **request)
     finally:
         hooks.remove(stream.forget_answered)

@@ -18,7 +18,11 @@ Content under 8 MiB is sent in one request with its checksum; from 8 MiB on,
 it streams out as a resumable upload in 8 MiB chunks, one in memory at a time,
 and a stream's checksum is added by a metadata PATCH once GCS holds it
 (``depot/io/_gcsupload.py`` says why and how). A failed upload leaves the old
-file or none.
+file or none. A replace writes only over the generation it found, so one
+racing a delete raises ``StoredFileNotFoundError`` rather than bring the file
+back; one that finds another replace wrote first writes again over that one
+(the last writer wins), unless its content is a stream that cannot seek: then
+it yields to the other, as the earlier of the two.
 
 Connect to an emulator as google-cloud-storage does: set
 ``STORAGE_EMULATOR_HOST`` (e.g. ``http://localhost:9023``); requests then go
@@ -28,15 +32,17 @@ there, without credentials unless ``credentials`` is set.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depot._settings import missing_dependency_message
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    StoredFileNotFoundError,
 )
 from depot.io._bucket import (
     CANNED_ACL_PRIVATE,
@@ -49,6 +55,10 @@ from depot.io._foreign import also_foreign
 from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, seconds
 from depot.io.interfaces import NewVersion
+from depot.uploads.direct import DirectUpload
+
+if TYPE_CHECKING:
+    from depot.uploads._gcs import GCSStaging
 
 try:
     import google.auth
@@ -59,6 +69,7 @@ try:
     from google.cloud.storage.retry import DEFAULT_RETRY
     from google.oauth2 import service_account
 
+    from depot.io import _gcsdirect
     from depot.io._gcserrors import describe, gcs_errors
     from depot.io._gcsupload import CHUNK_SIZE, upload
 except ModuleNotFoundError as exc:
@@ -94,6 +105,10 @@ _BACKEND = "GCSStorage"
 _CONTENT_TYPE = "x-depot-content-type"
 _PUBLIC_ROLE, _ALL_USERS = "roles/storage.objectViewer", "allUsers"
 _DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+#: Conditional writes tried before a replace() gives up on a file rewritten that often.
+_REPLACE_TRIES = 8
+
+log = logging.getLogger("depot.io.gcs")
 
 
 class GCSStoredFile(BucketStoredFile):
@@ -430,19 +445,127 @@ class GCSStorage(BucketStorage[GCSStoredFile]):
             )
         return self._credentials
 
+    def _staging(self) -> GCSStaging:
+        """Chunked uploads as objects under ``<prefix>.depot-uploads/<upload id>/``.
+
+        .. versionadded:: 1.0
+        """
+        from depot.uploads._gcs import GCSStaging
+
+        return GCSStaging(self)
+
+    def _store_reserved(
+        self,
+        upload_id: str,
+        file_id: str,
+        staging: Any,
+        chunks: list[Any],
+        record: dict[str, Any],
+        validators: list[Any],
+    ) -> str:
+        """Compose the chunks inside GCS, check the result once, rewrite it as the file."""
+        from depot.uploads._gcs import store_composed
+
+        # The claim's id: a finalize that took over a dead one's claim stores
+        # under the same id, so that the two never make two files.
+        file_id = staging.claimed(upload_id) or file_id
+        if store_composed(self, upload_id, file_id, chunks, record, validators):
+            return file_id
+        return super()._store_reserved(upload_id, file_id, staging, chunks, record, validators)
+
+    def presign_upload(
+        self,
+        filename: str | None = None,
+        content_type: str | None = None,
+        max_size: int | None = None,
+        checksum: str | None = None,
+        expires_in: int = 900,
+        method: str = "PUT",
+    ) -> DirectUpload:
+        """Let a client send one new file to the bucket itself; see :mod:`depot.uploads.direct`.
+
+        The client PUTs the file at the V4 signed URL with the
+        :attr:`~depot.uploads.direct.DirectUpload.headers` given (the
+        ``Content-Type``, and ``x-goog-content-length-range`` when there is a
+        largest size: GCS then refuses a larger body itself).
+
+        :param max_size: the largest file accepted (the depot's ``max_size`` applies too).
+        :param checksum: ``"sha256:<hex>"`` the file must have, if known.
+        :param expires_in: seconds the URL and the token stay valid (at most 7 days).
+        :param method: ``"PUT"``, the one GCS signed URLs take a body with.
+        :raises depot.exceptions.ConfigurationError: the depot has no
+            ``signing_keys``, or its credentials cannot sign (a service account key can).
+
+        .. versionadded:: 1.0
+        """
+        return _gcsdirect.presign(
+            self, filename, content_type, max_size, checksum, expires_in, method
+        )
+
+    def complete_upload(self, token: str) -> str:
+        """Check what a signed upload sent and make it a stored file; return its id.
+
+        Refused files are deleted. Completing again returns the same id.
+
+        :raises depot.exceptions.UploadNotFound: a bad or expired token, nothing
+            sent, or bytes sent again while they were checked (complete again).
+        :raises depot.exceptions.UploadTooLarge: larger than was presigned.
+        :raises depot.exceptions.ContentTypeNotAllowed: a type the depot refuses.
+        :raises depot.exceptions.ChecksumMismatch: not the presigned checksum.
+
+        .. versionadded:: 1.0
+        """
+        return _gcsdirect.complete(self, token)
+
     def _put(self, fileid: str, new: NewVersion, existing: GCSStoredFile | None) -> None:
-        # Unconditional, as before depot had conditional writes: if_generation_match
-        # would turn a replace racing another replace into an error (S3's writer
-        # retries such a loss; GCS's upload would need the same).
-        headers = new_object(new.filename, new.content_type)
+        if existing is None:
+            blob = self._new_blob(fileid, new.filename, new.content_type)
+            upload(blob, new.source, blob.metadata, self._request, self._where, fileid)
+            return
+        # A replace writes only over the generation it found: one racing a
+        # delete() never brings the file back (GCS checks the precondition
+        # when the upload completes, whatever its size).
+        generation = existing.blob.generation
+        for _ in range(_REPLACE_TRIES):
+            blob = self._new_blob(fileid, new.filename, new.content_type)
+            try:
+                upload(blob, new.source, blob.metadata, self._request, self._where, fileid,
+                       if_generation_match=generation)  # fmt: skip
+                return
+            except PreconditionFailed as exc:
+                current = self._stat(fileid)
+                if current is None:
+                    raise StoredFileNotFoundError(fileid, self._where) from None
+                if current.generation == generation:
+                    message = (
+                        f"GCS refused to replace file {fileid} in the {self._where} over its "
+                        f"current generation {generation} ({describe(exc)}); try again."
+                    )
+                    raise also_foreign(BackendUnavailableError(message), exc) from exc
+                if not _can_send_again(new.source):
+                    # Another replace() stored its version while this one's stream
+                    # went out, and the stream cannot be read again: this replace
+                    # counts as the earlier of the two, overwritten by the other.
+                    log.info("File %s was replaced by another writer during this replace()", fileid)
+                    return
+                # The last writer wins, as without the condition: over that version.
+                generation = current.generation
+        raise BackendUnavailableError(
+            f"File {fileid} in the {self._where} was replaced by other writers each of the "
+            f"{_REPLACE_TRIES} times this replace() tried to store it; try again."
+        )
+
+    def _new_blob(self, fileid: str, filename: str, content_type: str) -> Any:
+        """The blob of a new version of ``fileid``, with depot's metadata set (no checksum)."""
+        headers = new_object(filename, content_type)
         blob = self.bucket.blob(self._key(fileid), chunk_size=CHUNK_SIZE)
         blob.content_type = headers.content_type
         blob.content_disposition = headers.content_disposition
         if self._storage_class:
             blob.storage_class = self._storage_class
         # filedepot reads the type from the metadata too.
-        metadata = {**headers.metadata, _CONTENT_TYPE: headers.content_type}
-        upload(blob, new.source, metadata, self._request, self._where, fileid)
+        blob.metadata = {**headers.metadata, _CONTENT_TYPE: headers.content_type}
+        return blob
 
 
 def _load_credentials(value: Any) -> tuple[Credentials, str | None]:
@@ -495,3 +618,14 @@ def _file_info(file_id: str, blob: Any, where: str) -> dict[str, Any]:
     content_type = metadata.get(_CONTENT_TYPE) or blob.content_type
     stored_at = blob.time_created or blob.updated
     return file_info(metadata, stored_at, content_type, blob.size, file_id, blob.name, where)
+
+
+def _can_send_again(source: object) -> bool:
+    """Whether an upload of ``source`` can start over: bytes, or a stream that seeks."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return True
+    seekable = getattr(source, "seekable", None)
+    try:
+        return bool(seekable()) if seekable is not None else False
+    except OSError:
+        return False

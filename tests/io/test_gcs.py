@@ -5,7 +5,8 @@ nothing in google-cloud-storage is patched. Where a test must see requests, it
 hooks the responses of the client's HTTP session (a requests ``Session``). The
 emulator checks neither credentials nor preconditions: what depends on them is
 tested as far as the requests sent, and the error messages from the exceptions
-google-cloud-storage raises.
+google-cloud-storage raises; races of writes go through a proxy that enforces
+``ifGenerationMatch`` as GCS does (``tests/backends/gcs_preconditions.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import urllib.request
@@ -41,6 +43,7 @@ from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
 from tests.backends import settings_to_kwargs
 from tests.backends.gcs import GCSEmulator, remove_bucket
+from tests.backends.gcs_preconditions import precondition_proxy
 from tests.servers import free_port
 from tests.streams import FileStream, Generated, MiB, OneWayStream, random_file, sha256
 
@@ -912,3 +915,131 @@ def test_last_modified_is_recent(storage: Any) -> None:
     before = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     stored = storage.get(storage.create(Generated(9 * MiB)))
     assert before <= stored.last_modified <= before + timedelta(seconds=10)
+
+
+# --- replace() is conditional on the generation it found ------------------------------
+
+
+@pytest.fixture
+def racing(gcs_emulator: str, gcs_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Two storages of one bucket, through a proxy that enforces ifGenerationMatch as GCS
+    does (the emulator does not: ``tests/backends/gcs_preconditions.py``)."""
+    with precondition_proxy(gcs_emulator) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        kwargs = settings_to_kwargs(gcs_settings)
+        one, other = GCSStorage(**kwargs), GCSStorage(**kwargs)
+        yield proxy, one, other
+        one.client._http.close()  # their connections to the proxy, before it goes
+        other.client._http.close()
+
+
+def after_the_lookup(storage: Any, action: Any) -> None:
+    """Run ``action`` once, right after ``storage`` next reads an object's metadata: between
+    the lookup of a replace() and its upload."""
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        if request.method == "GET" and "alt=media" not in request.url:
+            storage.client._http.hooks["response"].remove(hook)
+            action()
+
+    storage.client._http.hooks["response"].append(hook)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(lambda: b"mine", id="bytes"),
+        pytest.param(lambda: OneWayStream(b"mine"), id="stream"),
+        pytest.param(lambda: Generated(9 * MiB), id="resumable"),
+    ],
+)
+def test_a_replace_racing_a_delete_does_not_bring_the_file_back(racing: Any, content: Any) -> None:
+    """Before, the replace wrote unconditionally and the deleted file came back."""
+    proxy, one, other = racing
+    file_id = one.create(b"first")
+    after_the_lookup(one, lambda: other.delete(file_id))
+    with pytest.raises(StoredFileNotFoundError):
+        one.replace(file_id, content())
+    assert proxy.refused == 1
+    assert not other.exists(file_id)
+    assert one.list() == []
+
+
+def test_a_replace_racing_a_replace_writes_over_it(racing: Any) -> None:
+    """The last writer wins, as S3's replace(): it writes again over the version found."""
+    proxy, one, other = racing
+    file_id = one.create(b"first", filename="a.txt")
+    after_the_lookup(one, lambda: other.replace(file_id, b"theirs", filename="b.txt"))
+    requests = listen(one)
+    one.replace(file_id, io.BytesIO(b"mine"))  # a stream that seeks: sent again
+    assert proxy.refused == 1
+    uploads = [r for r in requests if r.method == "POST"]
+    assert [r.status for r in uploads] == [412, 200]
+    theirs = int(uploads[0].query["ifGenerationMatch"])
+    assert int(uploads[1].query["ifGenerationMatch"]) != theirs
+    stored = other.get(file_id)
+    assert stored.read() == b"mine"
+    assert stored.filename == "a.txt"  # the name it found, as replace() keeps it
+    assert stored.checksum == sha256(b"mine")
+
+
+def test_a_stream_that_cannot_be_sent_again_yields_to_the_other_replace(racing: Any) -> None:
+    """Its bytes are gone: it counts as the earlier replace, overwritten by the other."""
+    proxy, one, other = racing
+    file_id = one.create(b"first")
+    after_the_lookup(one, lambda: other.replace(file_id, b"theirs"))
+    assert one.replace(file_id, OneWayStream(b"mine")) == file_id
+    assert proxy.refused == 1
+    assert other.get(file_id).read() == b"theirs"
+
+
+def test_a_replace_of_a_file_rewritten_each_time_gives_up(racing: Any) -> None:
+    proxy, one, other = racing
+    file_id = one.create(b"first")
+
+    def rewrite(response: Any, *args: Any, **kwargs: Any) -> None:
+        if response.request.method == "GET" and "alt=media" not in response.request.url:
+            other.replace(file_id, b"theirs")
+
+    one.client._http.hooks["response"].append(rewrite)
+    with pytest.raises(BackendUnavailableError, match="replaced by other writers each of the 8"):
+        one.replace(file_id, b"mine")
+    assert proxy.refused == 8
+    assert other.get(file_id).read() == b"theirs"
+
+
+def test_racing_replaces_and_a_delete_end_with_no_file(
+    racing: Any, gcs_settings: dict[str, Any]
+) -> None:
+    """Two writers replace the file over and over while a third deletes it: from the
+    delete on, every replace fails as not found, and none brings the file back."""
+    proxy, one, other = racing
+    file_id = one.create(b"first")
+    errors: list[BaseException] = []
+    stopped: list[int] = []
+
+    def writer(storage: Any, n: int) -> None:
+        for r in range(200):
+            try:
+                storage.replace(file_id, f"writer {n} round {r}".encode())
+            except StoredFileNotFoundError:
+                stopped.append(n)
+                return
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=writer, args=(s, n)) for n, s in enumerate((one, other))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    deleter = GCSStorage(**settings_to_kwargs(gcs_settings))  # through the proxy too
+    deleter.delete(file_id)
+    for thread in threads:
+        thread.join(60)
+    deleter.client._http.close()
+    assert errors == []
+    assert sorted(stopped) == [0, 1]
+    assert not one.exists(file_id)
+    assert one.list() == []
