@@ -102,7 +102,8 @@ class ChunkedUploadsMixin:
         """The backend's staging; backends that support chunked uploads override this."""
         raise NotImplementedError(
             f"{type(self).__name__} does not support chunked uploads: use create() "
-            "with a stream, or a depot on a backend that has them (memory, local, GridFS)."
+            "with a stream, or a depot on a backend that has them (memory, local, GridFS, "
+            "S3, GCS, SQL)."
         )
 
     def presign_upload(self, *args: Any, **kwargs: Any) -> Any:
@@ -294,6 +295,11 @@ class ChunkedUploadsMixin:
                 "in a moment."
             )
         try:
+            now = staging.record(upload_id)
+            if now is not None and now.get("file_id"):
+                # Another finalize stored the file and let its claim go between
+                # the record read above and this claim: its file is the answer.
+                return str(now["file_id"]), False
             chunks = staging.chunks(upload_id)
             for before, after in zip(chunks, chunks[1:], strict=False):
                 if after.offset < before.end:
