@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import secrets
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import timedelta
@@ -104,6 +106,8 @@ _VERSION_LENGTH = 32
 #: Rows to insert into the chunks table; chunks read back, as (n, data).
 _ChunkRows = list[dict[str, Any]]
 _Chunks = list[tuple[int, bytes]]
+#: Rows of a SELECT (the storage's ``list`` method hides the builtin in its class).
+_Rows = list[Any]
 
 
 class SQLTables(NamedTuple):
@@ -238,6 +242,73 @@ class _Statements:
         # FOR UPDATE reads the newest row, not a snapshot older than the lock
         # (MariaDB's REPEATABLE READ); SQLite has no FOR UPDATE, nor needs it.
         self.lock = sa.select(files.c.version).where(file_is).with_for_update()
+
+
+class _Query:
+    """One of the reads every get() and read() runs, compiled once for the engine's dialect.
+
+    It runs on the DBAPI cursor of a connection checked out as usual: SQLAlchemy's
+    execution costs more than the statement itself on SQLite, and as much as a round
+    trip to PostgreSQL on the same host (benchmarks/README.md, issue 15). The rows come
+    out through the columns' own result processors (SQLite's DateTime parses text),
+    so they hold what ``conn.execute()`` would give.
+    """
+
+    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.dialect = dialect
+        #: The parameters' names in their order, for the positional paramstyles.
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        # A parameter the driver cannot take as it is: this query is run by SQLAlchemy.
+        self.usable = not any(
+            bind.type.dialect_impl(dialect).bind_processor(dialect) is not None
+            or bind.expanding
+            or bind.literal_execute
+            for bind in compiled.binds.values()
+        )
+        columns = list(statement.selected_columns)
+        self.row: Any = namedtuple("_Row", [c.key for c in columns])  # type: ignore[misc]
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.processors = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> _Rows:
+        """The rows of the query on ``conn``; a DBAPI error is raised as SQLAlchemy's."""
+        args: Any = params if self.order is None else tuple(params[k] for k in self.order)
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(self.sql, args)
+            rows = cursor.fetchall()
+        except self.dialect.loaded_dbapi.Error as exc:
+            # As conn.execute() does: a connection found dead leaves the pool.
+            gone = self.dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                self.sql,
+                args,
+                exc,
+                self.dialect.loaded_dbapi.Error,
+                connection_invalidated=gone,
+                dialect=self.dialect,
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        make, processors = self.row._make, self.processors
+        if not processors:
+            return [make(r) for r in rows]
+        out = []
+        for r in rows:
+            values = list(r)
+            for i, process in processors:
+                values[i] = process(values[i])
+            out.append(make(values))
+        return out
 
 
 #: The connections of the :meth:`SQLStorage.joined` blocks being run, by storage,
@@ -515,6 +586,7 @@ class SQLStorage(FileStorage):
             if self._engine.dialect.name == "postgresql"
             else self._engine
         )
+        self._queries: dict[str, _Query] = {}
         shown = self._engine.url.render_as_string(hide_password=True)
         self._where = f"table {self.tables.files.name!r} of {shown}"
         self._tables_ready = False
@@ -655,14 +727,14 @@ class SQLStorage(FileStorage):
             return list(conn.execute(self._sql.ids).scalars())
 
     def _file_row(self, fileid: str) -> Any:
-        with self._reading() as conn, _corrupt_rows(fileid, self._where):
-            return conn.execute(self._sql.file, {"fid": fileid}).first()
+        with _corrupt_rows(fileid, self._where):
+            rows = self._select("file", {"fid": fileid})
+        return rows[0] if rows else None
 
     def _chunks_of(self, version: str, first: int, count: int) -> _Chunks:
         """Chunks ``first`` to ``first + count - 1`` of ``version`` that exist, in order."""
         params = {"version": version, "first": first, "stop": first + count}
-        with self._reading() as conn:
-            return [(n, data) for n, data in conn.execute(self._sql.chunks, params)]
+        return [(n, data) for n, data in self._select("chunks", params)]
 
     def _current_chunks(self, fileid: str, first: int, count: int) -> tuple[Any, _Chunks]:
         """The file's row and chunks ``first`` to ``first + count - 1`` of its version.
@@ -670,11 +742,34 @@ class SQLStorage(FileStorage):
         One query, so that a first read checks for a replace at no extra cost.
         """
         params = {"fid": fileid, "first": first, "stop": first + count}
-        with self._reading() as conn, _corrupt_rows(fileid, self._where):
-            rows = list(conn.execute(self._sql.current, params))
+        with _corrupt_rows(fileid, self._where):
+            rows = self._select("current", params)
         if not rows:
             return None, []
         return rows[0], [(r.n, r.data) for r in rows if r.n is not None]
+
+    def _select(self, name: str, params: dict[str, Any]) -> _Rows:
+        """The rows of one of the reads of get() and read() (``_Statements.<name>``).
+
+        Outside :meth:`joined`, and unless something listens to the engine's
+        statements (``echo``, SQLAlchemy's logging, a ``before_cursor_execute``
+        or ``after_cursor_execute`` listener: they see these reads as before),
+        it runs on the DBAPI cursor (see :class:`_Query`).
+        """
+        statement = getattr(self._sql, name)
+        joined = self._joined()
+        with _database_errors(self._where):
+            self._ensure_tables()
+            if joined is not None:
+                return list(joined.execute(statement, params))
+            engine = self._read_engine
+            query = self._queries.get(name)
+            if query is None:
+                query = self._queries[name] = _Query(statement, engine.dialect)
+            with engine.connect() as conn:
+                if query.usable and not _listened(engine):
+                    return query.run(conn, params)
+                return list(conn.execute(statement, params))
 
     # --- writing ---------------------------------------------------------------------
 
@@ -916,6 +1011,16 @@ def _connection_of(connection: object) -> Connection:
         f"joined() takes an SQLAlchemy Connection or Session, not "
         f"{type(connection).__name__}: the writes join that connection's transaction "
         "(an Engine has none: use engine.begin() as conn, then joined(conn))."
+    )
+
+
+def _listened(engine: Engine) -> bool:
+    """Whether something watches the engine's statements: the DBAPI cursor would hide them."""
+    dispatch = engine.dispatch
+    return bool(
+        dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or engine.logger.isEnabledFor(logging.INFO)
     )
 
 

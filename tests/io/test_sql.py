@@ -245,6 +245,44 @@ def test_reading_fetches_chunk_by_chunk(storage: SQLStorage) -> None:
     assert all(len(numbers) == 2 and numbers[1] - numbers[0] == 1 for numbers in fetched)
 
 
+def test_a_small_get_and_read_is_two_selects_on_the_driver(tmp_path: Path) -> None:
+    # What SQLite runs, seen by the driver itself: no listener on the engine, so the
+    # reads take the DBAPI cursor. get() reads the row, the first read the row again
+    # (a replace in between is followed) with the chunk: two statements, nothing more.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ran: list[str] = []
+
+    @sa.event.listens_for(engine, "connect")
+    def trace(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.set_trace_callback(ran.append)
+
+    try:
+        storage = SQLStorage(engine=engine, chunk_size=1024)
+        file_id = storage.create(b"x" * 1000)
+        ran.clear()
+        stored = storage.get(file_id)
+        assert stored.read() == b"x" * 1000
+        assert [s.split()[0].upper() for s in ran] == ["SELECT", "SELECT"]
+        assert storage.tables.chunks.name in ran[1]
+    finally:
+        engine.dispose()
+
+
+def test_statement_listeners_and_echo_still_see_every_read(
+    storage: SQLStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The DBAPI cursor would hide the reads from SQL logging and instrumentation: while
+    # something listens, the reads run through SQLAlchemy's execute as before.
+    file_id = storage.create(os.urandom(3000))
+    with Statements(storage.engine) as statements:
+        assert len(storage.get(file_id).read()) == 3000
+    assert len(statements.chunk_selects(storage)) == 1  # the row with chunks 0-2
+    assert sum(s.lstrip().upper().startswith("SELECT") for s, _ in statements.seen) == 2
+    with caplog.at_level("INFO", logger="sqlalchemy.engine"):
+        assert len(storage.get(file_id).read()) == 3000
+    assert any(storage.tables.chunks.name in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize(
     ("header", "chunks"),
     [("bytes=5000-5999", (4, 6)), ("bytes=0-0", (0, 1)), ("bytes=-100", (9, 10))],
