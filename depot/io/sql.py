@@ -27,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
 import secrets
+import stat
 import threading
 import time
 from collections import namedtuple
@@ -85,6 +87,8 @@ MAX_CHUNK_SIZE = 8 * 1024 * 1024
 #: Bytes of chunks sent in one INSERT (and committed together, outside
 #: :meth:`SQLStorage.joined`): few round trips, and memory stays flat.
 _BATCH_BYTES = 2 * 1024 * 1024
+#: Batches committed together when the bytes come from memory or a file on disk.
+_COMMIT_BATCHES = 16
 #: Bytes of chunks fetched by one SELECT at most, when a read asks for more.
 _FETCH_BYTES = 4 * 1024 * 1024
 #: How long a write may take before :meth:`SQLStorage.remove_orphans` counts its
@@ -232,6 +236,12 @@ class _Statements:
         self.count = sa.select(sa.func.count()).where(version_is)
         self.insert_chunks = sa.insert(chunks)
         self.insert_file = sa.insert(files)
+        # PostgreSQL only (an INSERT in a WITH): a new file of one chunk, file row and
+        # chunk in one statement, atomic on its own, so run without BEGIN and COMMIT.
+        chunk = sa.insert(chunks).values(
+            version=sa.bindparam("chunk_version"), n=0, data=sa.bindparam("chunk")
+        )
+        self.insert_file_and_chunk = sa.insert(files).add_cte(chunk.cte("depot_chunk"))
         self.update_file = sa.update(files).where(file_is)
         self.delete_file = sa.delete(files).where(file_is)
         self.delete_chunks = sa.delete(chunks).where(version_is)
@@ -581,9 +591,10 @@ class SQLStorage(FileStorage):
         # transaction around it would cost two more round trips (BEGIN, and the
         # ROLLBACK when the pool takes the connection back), half of a small
         # file's read; on MariaDB switching autocommit on and off costs more.
+        self._is_postgresql = self._engine.dialect.name == "postgresql"
         self._read_engine = (
             self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self._engine.dialect.name == "postgresql"
+            if self._is_postgresql
             else self._engine
         )
         self._queries: dict[str, _Query] = {}
@@ -801,6 +812,15 @@ class SQLStorage(FileStorage):
                 self._point(conn, fileid, version, new, existing, restoring)
             return
         first: _ChunkRows = next(batches, [])
+        if len(first) <= 1 and not (existing or restoring) and self._is_postgresql:
+            # A new file of one chunk at most: its row and chunk in one statement, in
+            # one round trip (four with BEGIN, two INSERTs and COMMIT).
+            values = self._row_values(fileid, version, new)
+            statement = self._sql.insert_file if not first else self._sql.insert_file_and_chunk
+            with self._reading() as conn:  # in autocommit: the statement commits itself
+                chunk = {"chunk_version": version, "chunk": first[0]["data"]} if first else {}
+                conn.execute(statement, {**values, **chunk})
+            return
         if len(first) < self._per_batch:
             # The whole file in one batch: chunks and row in one transaction.
             with self._writing() as conn:
@@ -808,12 +828,19 @@ class SQLStorage(FileStorage):
                     conn.execute(self._sql.insert_chunks, first)
                 self._point(conn, fileid, version, new, existing, restoring)
             return
+        # Bytes, or a file on a disk, are read without waiting on anyone: a transaction
+        # may then span several batches (a commit costs a flush to disk, as much time
+        # as writing 2 MiB on SQLite). A stream (a request body, a pipe) can stall, and
+        # no lock may be held meanwhile: each batch is committed on its own.
+        per_commit = _COMMIT_BATCHES if _reads_without_waiting(new.source) else 1
         written = 0
         try:
-            for batch in chain([first], batches):
+            pending = chain([first], batches)
+            while opening := next(pending, None):
                 with self._writing() as conn:
-                    conn.execute(self._sql.insert_chunks, batch)
-                written += len(batch)
+                    for batch in chain([opening], islice(pending, per_commit - 1)):
+                        conn.execute(self._sql.insert_chunks, batch)
+                        written += len(batch)
             with self._writing() as conn:
                 self._check_written(conn, version, written)
                 self._point(conn, fileid, version, new, existing, restoring)
@@ -849,12 +876,26 @@ class SQLStorage(FileStorage):
         restoring: bool,
     ) -> None:
         """Make the file's row say ``version``; drop the chunks of the version it said."""
+        values = self._row_values(fileid, version, new)
+        old = self._lock(conn, fileid) if existing or restoring else None
+        if old is None:
+            if existing:  # deleted while the new version was written
+                raise StoredFileNotFoundError(fileid, self._where)
+            conn.execute(self._sql.insert_file, values)
+            return
+        del values["file_id"]
+        conn.execute(self._sql.update_file, {"fid": fileid, **values})
+        conn.execute(self._sql.delete_chunks, {"version": old})
+
+    def _row_values(self, fileid: str, version: str, new: NewVersion) -> dict[str, Any]:
+        """The file row of ``new``, stored under ``version``."""
         filename = new.filename
-        if filename is not None and "\x00" in filename and conn.dialect.name == "postgresql":
+        if filename is not None and "\x00" in filename and self._is_postgresql:
             # PostgreSQL's text holds no NUL: the insert failed, reported as the
             # database refusing (a 503). As create() does with lone surrogates.
             filename = filename.replace("\x00", "\ufffd")
-        values = {
+        return {
+            "file_id": fileid,
             "version": version,
             "filename": filename,
             "content_type": new.content_type,
@@ -863,14 +904,6 @@ class SQLStorage(FileStorage):
             "checksum": new.digest.checksum,
             "chunk_size": self._chunk_size,
         }
-        old = self._lock(conn, fileid) if existing or restoring else None
-        if old is None:
-            if existing:  # deleted while the new version was written
-                raise StoredFileNotFoundError(fileid, self._where)
-            conn.execute(self._sql.insert_file, {"file_id": fileid, **values})
-            return
-        conn.execute(self._sql.update_file, {"fid": fileid, **values})
-        conn.execute(self._sql.delete_chunks, {"version": old})
 
     def _lock(self, conn: Connection, fileid: str) -> str | None:
         """Lock the file's row for this transaction; return its version, None if no row."""
@@ -913,6 +946,16 @@ class SQLStorage(FileStorage):
         statement = sa.delete(chunks).where(chunks.c.version < cutoff, ~owned.exists())
         with self._writing() as conn:
             return conn.execute(statement).rowcount
+
+
+def _reads_without_waiting(source: object) -> bool:
+    """Whether reading ``source`` waits on nothing but memory or a local disk."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return True
+    try:
+        return stat.S_ISREG(os.fstat(source.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # no file descriptor, or a closed one
+        return False
 
 
 def _new_version() -> str:
