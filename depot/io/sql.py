@@ -15,9 +15,10 @@ Two tables, created when missing (or by the application: :func:`define_tables`):
 Each write stores its chunks under a new *version* key, and only then makes or
 switches the file's row to it, in one transaction that also deletes the chunks
 of the version it replaces. Readers see the old version or the new one, whole.
-A write larger than one batch of chunks commits its chunks batch by batch, so
-that it never holds a lock (SQLite's is on the whole database) for the time an
-upload takes; should its process die, those chunks belong to no file, and
+A write larger than one batch of chunks commits its chunks batch by batch (16
+batches together when the bytes come from memory or a file on disk), so that it
+never holds a lock (SQLite's is on the whole database) for the time an upload
+takes; should its process die, those chunks belong to no file, and
 :meth:`SQLStorage.remove_orphans` deletes them. Inside :meth:`SQLStorage.joined`
 every write goes through the application's connection, in its transaction.
 """
