@@ -4,7 +4,7 @@ Run from the repository root, with the interpreter that has depot's dependencies
 
     python benchmarks/backends.py [--rounds 3] [--files 500] [--big-mib 256]
         [--backends memory,local,local-nosync,s3,gridfs,gcs,sql-sqlite,sql-postgresql]
-        [--reference-python PYTHON] [--sql-chunk-size BYTES]
+        [--reference-python PYTHON] [--sql-chunk-size BYTES] [--sql-baseline CHECKOUT]
 
 Per backend: create, then get+read, N files of 1 KiB; store a big file from an open file,
 read it back in 64 KiB chunks; the child's peak RSS. S3: one moto server on 127.0.0.1,
@@ -18,6 +18,9 @@ driver (the limit): one INSERT and one SELECT of the bytes per small file, and t
 file inserted and selected in rows of the same chunk size. Printed in a table of their
 own, beside depot's local storage. PostgreSQL: the server on 127.0.0.1:5432 (or
 ``DEPOT_TEST_POSTGRESQL_URL``), in a database of this run, dropped at the end.
+``--sql-baseline`` names another checkout of depot (an earlier commit, e.g. from
+``git worktree add``) whose SQLStorage runs in the same rounds, for a before and
+after measured under the same load.
 As in storage.py each measurement runs in a fresh child (ours with the repository on
 ``PYTHONPATH``, filedepot under ``python -I``); who goes first swaps every round; the
 table shows medians. filedepot's venv (throwaway, unless ``--reference-python``) gets
@@ -239,6 +242,8 @@ class Impl:
     flags: list[str]
     env: dict[str, str]
     cwd: str
+    #: The checkout whose depot the child must import (None: not this repository's).
+    repo: Path | None = None
 
 
 # The table's lines per backend: label ({big}: the big file's size), key, and the target
@@ -266,7 +271,10 @@ def run_child(impl: Impl, spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         sys.exit(f"{impl.name} child failed on {spec}:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if Path(result.pop("depot_file")).resolve().is_relative_to(REPO) != (impl.tag != "ref"):
+    imported = Path(result.pop("depot_file")).resolve()
+    if impl.repo is None and imported.is_relative_to(REPO):
+        sys.exit(f"{impl.name} imported the wrong depot")
+    if impl.repo is not None and not imported.is_relative_to(impl.repo):
         sys.exit(f"{impl.name} imported the wrong depot")
     return result
 
@@ -301,7 +309,7 @@ def backend_spec(bench: Bench, backend: str, impl: Impl, name: str, gcs: str) ->
             url = f"sqlite:///{bench.tmp / (table + '.sqlite')}"
         else:
             url = bench.postgresql
-        kind = "sql" if impl.tag == "ours" else "plain-sql"
+        kind = "plain-sql" if impl.tag == "plain" else "sql"
         return {"name": kind, "url": url, "table": table, "chunk_size": bench.sql_chunk_size}
     db = "/" + name.replace("-", "_")
     if backend == "gridfs":
@@ -310,13 +318,16 @@ def backend_spec(bench: Bench, backend: str, impl: Impl, name: str, gcs: str) ->
     return {"name": backend}
 
 
-def one_round(n: int, impls: tuple[Impl, Impl], bench: Bench, found: Found, plain: Impl) -> None:
+def one_round(
+    n: int, impls: tuple[Impl, Impl], bench: Bench, found: Found, sql: tuple[Impl, ...]
+) -> None:
     """Run each backend's workloads for both sides; who goes first swaps every round.
 
-    The SQL backends' other side is ``plain``, the plain statements.
+    The SQL backends' other sides are ``sql``: the plain statements, and the baseline
+    checkout if one was given.
     """
     for backend in bench.backends:
-        pair = (plain, impls[1]) if backend in SQL_BACKENDS else impls
+        pair = (*sql, impls[1]) if backend in SQL_BACKENDS else impls
         for kind in ("small", "big"):
             for impl in pair if n % 2 == 0 else pair[::-1]:
                 name = f"bench-{bench.run}-{impl.tag}-{backend}-{kind}-{n}"
@@ -421,7 +432,7 @@ def make_impls(ref_python: str, tmp: Path) -> tuple[Impl, Impl]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     ref = Impl("filedepot 0.12", "ref", ref_python, ["-I"], env, str(tmp))
     ours_env = {**env, "PYTHONPATH": str(REPO)}
-    return ref, Impl("depot", "ours", sys.executable, [], ours_env, str(REPO))
+    return ref, Impl("depot", "ours", sys.executable, [], ours_env, str(REPO), REPO)
 
 
 def fmt(value: float) -> str:
@@ -457,14 +468,20 @@ def print_table(impls: tuple[Impl, Impl], backends: list[str], big: int, found: 
 
 def print_sql_table(backends: list[str], big: int, found: Found) -> None:
     """Print SQLStorage beside the plain statements and depot's local storage."""
-    head = ["backend", "workload", "plain SQL", "depot sql", "ratio", "depot local", "target"]
-    lines = [[*head, "ok?"]]
+    base = "base" in found
+    head = ["backend", "workload", "plain SQL"]
+    head += ["baseline", "ratio", "depot sql", "ratio"] if base else ["depot sql", "ratio"]
+    lines = [[*head, "depot local", "target", "ok?"]]
     for backend in backends:
         for label, key, target in ROWS:
             p = statistics.median(found["plain"][backend, key])
             o = statistics.median(found["ours"][backend, key])
             local = found["ours"].get(("local", key))
-            row = [backend, label.format(big=big), fmt(p), fmt(o), f"{o / p:.2f}x" if p else "-"]
+            row = [backend, label.format(big=big), fmt(p)]
+            if base:
+                b = statistics.median(found["base"][backend, key])
+                row += [fmt(b), f"{b / p:.2f}x" if p else "-"]
+            row += [fmt(o), f"{o / p:.2f}x" if p else "-"]
             row.append(fmt(statistics.median(local)) if local else "-")
             if target == "ratio":
                 row += [f">= {SQL_TARGET}x", "yes" if o >= SQL_TARGET * p else "NO"]
@@ -527,6 +544,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated")
     parser.add_argument(
         "--sql-chunk-size", type=int, default=0, help="SQLStorage's chunk_size (default: its own)"
+    )
+    parser.add_argument(
+        "--sql-baseline", type=Path, help="another depot checkout, measured on the SQL backends"
     )
     args = parser.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -595,15 +615,23 @@ def main() -> None:
                 backends.insert(0, "local")
         if "sql-postgresql" in backends:
             bench.postgresql = cleanup.enter_context(postgresql_database(bench.run))
-        plain = Impl("plain SQL", "plain", impls[1].python, [], impls[1].env, impls[1].cwd)
+        ours = impls[1]
+        sql_sides = [Impl("plain SQL", "plain", ours.python, [], ours.env, ours.cwd, REPO)]
+        if args.sql_baseline:
+            checkout = args.sql_baseline.resolve()
+            env = {**ours.env, "PYTHONPATH": str(checkout)}
+            name = f"depot at {checkout}"
+            sql_sides.append(Impl(name, "base", ours.python, [], env, str(checkout), checkout))
         print_header(args, impls, bench)
+        if args.sql_baseline:
+            print(f"SQL baseline: {sql_sides[-1].name}\n", flush=True)
         # Incompressible, written once: both sides store the same bytes.
         with open(bench.source, "wb") as f:
             for _ in range(args.big_mib):
                 f.write(os.urandom(2**20))
-        found: Found = {"ref": {}, "ours": {}}
+        found: Found = {"ref": {}, "ours": {}, **({"base": {}} if args.sql_baseline else {})}
         for n in range(args.rounds):
-            one_round(n, impls, bench, found, plain)
+            one_round(n, impls, bench, found, tuple(sql_sides))
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         others = [b for b in backends if b not in SQL_BACKENDS]
         if others:

@@ -15,9 +15,10 @@ Two tables, created when missing (or by the application: :func:`define_tables`):
 Each write stores its chunks under a new *version* key, and only then makes or
 switches the file's row to it, in one transaction that also deletes the chunks
 of the version it replaces. Readers see the old version or the new one, whole.
-A write larger than one batch of chunks commits its chunks batch by batch, so
-that it never holds a lock (SQLite's is on the whole database) for the time an
-upload takes; should its process die, those chunks belong to no file, and
+A write larger than one batch of chunks commits its chunks batch by batch (16
+batches together when the bytes come from memory or a file on disk), so that it
+never holds a lock (SQLite's is on the whole database) for the time an upload
+takes; should its process die, those chunks belong to no file, and
 :meth:`SQLStorage.remove_orphans` deletes them. Inside :meth:`SQLStorage.joined`
 every write goes through the application's connection, in its transaction.
 """
@@ -26,10 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import os
 import re
 import secrets
+import stat
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import timedelta
@@ -83,6 +88,8 @@ MAX_CHUNK_SIZE = 8 * 1024 * 1024
 #: Bytes of chunks sent in one INSERT (and committed together, outside
 #: :meth:`SQLStorage.joined`): few round trips, and memory stays flat.
 _BATCH_BYTES = 2 * 1024 * 1024
+#: Batches committed together when the bytes come from memory or a file on disk.
+_COMMIT_BATCHES = 16
 #: Bytes of chunks fetched by one SELECT at most, when a read asks for more.
 _FETCH_BYTES = 4 * 1024 * 1024
 #: How long a write may take before :meth:`SQLStorage.remove_orphans` counts its
@@ -104,6 +111,8 @@ _VERSION_LENGTH = 32
 #: Rows to insert into the chunks table; chunks read back, as (n, data).
 _ChunkRows = list[dict[str, Any]]
 _Chunks = list[tuple[int, bytes]]
+#: Rows of a SELECT (the storage's ``list`` method hides the builtin in its class).
+_Rows = list[Any]
 
 
 class SQLTables(NamedTuple):
@@ -228,6 +237,12 @@ class _Statements:
         self.count = sa.select(sa.func.count()).where(version_is)
         self.insert_chunks = sa.insert(chunks)
         self.insert_file = sa.insert(files)
+        # PostgreSQL only (an INSERT in a WITH): a new file of one chunk, file row and
+        # chunk in one statement, atomic on its own, so run without BEGIN and COMMIT.
+        chunk = sa.insert(chunks).values(
+            version=sa.bindparam("chunk_version"), n=0, data=sa.bindparam("chunk")
+        )
+        self.insert_file_and_chunk = sa.insert(files).add_cte(chunk.cte("depot_chunk"))
         self.update_file = sa.update(files).where(file_is)
         self.delete_file = sa.delete(files).where(file_is)
         self.delete_chunks = sa.delete(chunks).where(version_is)
@@ -238,6 +253,73 @@ class _Statements:
         # FOR UPDATE reads the newest row, not a snapshot older than the lock
         # (MariaDB's REPEATABLE READ); SQLite has no FOR UPDATE, nor needs it.
         self.lock = sa.select(files.c.version).where(file_is).with_for_update()
+
+
+class _Query:
+    """One of the reads every get() and read() runs, compiled once for the engine's dialect.
+
+    It runs on the DBAPI cursor of a connection checked out as usual: SQLAlchemy's
+    execution costs more than the statement itself on SQLite, and as much as a round
+    trip to PostgreSQL on the same host (benchmarks/README.md, issue 15). The rows come
+    out through the columns' own result processors (SQLite's DateTime parses text),
+    so they hold what ``conn.execute()`` would give.
+    """
+
+    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.dialect = dialect
+        #: The parameters' names in their order, for the positional paramstyles.
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        # A parameter the driver cannot take as it is: this query is run by SQLAlchemy.
+        self.usable = not any(
+            bind.type.dialect_impl(dialect).bind_processor(dialect) is not None
+            or bind.expanding
+            or bind.literal_execute
+            for bind in compiled.binds.values()
+        )
+        columns = list(statement.selected_columns)
+        self.row: Any = namedtuple("_Row", [c.key for c in columns])  # type: ignore[misc]
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.processors = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> _Rows:
+        """The rows of the query on ``conn``; a DBAPI error is raised as SQLAlchemy's."""
+        args: Any = params if self.order is None else tuple(params[k] for k in self.order)
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(self.sql, args)
+            rows = cursor.fetchall()
+        except self.dialect.loaded_dbapi.Error as exc:
+            # As conn.execute() does: a connection found dead leaves the pool.
+            gone = self.dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                self.sql,
+                args,
+                exc,
+                self.dialect.loaded_dbapi.Error,
+                connection_invalidated=gone,
+                dialect=self.dialect,
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        make, processors = self.row._make, self.processors
+        if not processors:
+            return [make(r) for r in rows]
+        out = []
+        for r in rows:
+            values = list(r)
+            for i, process in processors:
+                values[i] = process(values[i])
+            out.append(make(values))
+        return out
 
 
 #: The connections of the :meth:`SQLStorage.joined` blocks being run, by storage,
@@ -510,11 +592,13 @@ class SQLStorage(FileStorage):
         # transaction around it would cost two more round trips (BEGIN, and the
         # ROLLBACK when the pool takes the connection back), half of a small
         # file's read; on MariaDB switching autocommit on and off costs more.
+        self._is_postgresql = self._engine.dialect.name == "postgresql"
         self._read_engine = (
             self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self._engine.dialect.name == "postgresql"
+            if self._is_postgresql
             else self._engine
         )
+        self._queries: dict[str, _Query] = {}
         shown = self._engine.url.render_as_string(hide_password=True)
         self._where = f"table {self.tables.files.name!r} of {shown}"
         self._tables_ready = False
@@ -655,14 +739,14 @@ class SQLStorage(FileStorage):
             return list(conn.execute(self._sql.ids).scalars())
 
     def _file_row(self, fileid: str) -> Any:
-        with self._reading() as conn, _corrupt_rows(fileid, self._where):
-            return conn.execute(self._sql.file, {"fid": fileid}).first()
+        with _corrupt_rows(fileid, self._where):
+            rows = self._select("file", {"fid": fileid})
+        return rows[0] if rows else None
 
     def _chunks_of(self, version: str, first: int, count: int) -> _Chunks:
         """Chunks ``first`` to ``first + count - 1`` of ``version`` that exist, in order."""
         params = {"version": version, "first": first, "stop": first + count}
-        with self._reading() as conn:
-            return [(n, data) for n, data in conn.execute(self._sql.chunks, params)]
+        return [(n, data) for n, data in self._select("chunks", params)]
 
     def _current_chunks(self, fileid: str, first: int, count: int) -> tuple[Any, _Chunks]:
         """The file's row and chunks ``first`` to ``first + count - 1`` of its version.
@@ -670,11 +754,34 @@ class SQLStorage(FileStorage):
         One query, so that a first read checks for a replace at no extra cost.
         """
         params = {"fid": fileid, "first": first, "stop": first + count}
-        with self._reading() as conn, _corrupt_rows(fileid, self._where):
-            rows = list(conn.execute(self._sql.current, params))
+        with _corrupt_rows(fileid, self._where):
+            rows = self._select("current", params)
         if not rows:
             return None, []
         return rows[0], [(r.n, r.data) for r in rows if r.n is not None]
+
+    def _select(self, name: str, params: dict[str, Any]) -> _Rows:
+        """The rows of one of the reads of get() and read() (``_Statements.<name>``).
+
+        Outside :meth:`joined`, and unless something listens to the engine's
+        statements (``echo``, SQLAlchemy's logging, a ``before_cursor_execute``
+        or ``after_cursor_execute`` listener: they see these reads as before),
+        it runs on the DBAPI cursor (see :class:`_Query`).
+        """
+        statement = getattr(self._sql, name)
+        joined = self._joined()
+        with _database_errors(self._where):
+            self._ensure_tables()
+            if joined is not None:
+                return list(joined.execute(statement, params))
+            engine = self._read_engine
+            query = self._queries.get(name)
+            if query is None:
+                query = self._queries[name] = _Query(statement, engine.dialect)
+            with engine.connect() as conn:
+                if query.usable and not _listened(engine):
+                    return query.run(conn, params)
+                return list(conn.execute(statement, params))
 
     # --- writing ---------------------------------------------------------------------
 
@@ -706,6 +813,15 @@ class SQLStorage(FileStorage):
                 self._point(conn, fileid, version, new, existing, restoring)
             return
         first: _ChunkRows = next(batches, [])
+        if len(first) <= 1 and not (existing or restoring) and self._is_postgresql:
+            # A new file of one chunk at most: its row and chunk in one statement, in
+            # one round trip (four with BEGIN, two INSERTs and COMMIT).
+            values = self._row_values(fileid, version, new)
+            statement = self._sql.insert_file if not first else self._sql.insert_file_and_chunk
+            with self._reading() as conn:  # in autocommit: the statement commits itself
+                chunk = {"chunk_version": version, "chunk": first[0]["data"]} if first else {}
+                conn.execute(statement, {**values, **chunk})
+            return
         if len(first) < self._per_batch:
             # The whole file in one batch: chunks and row in one transaction.
             with self._writing() as conn:
@@ -713,12 +829,19 @@ class SQLStorage(FileStorage):
                     conn.execute(self._sql.insert_chunks, first)
                 self._point(conn, fileid, version, new, existing, restoring)
             return
+        # Bytes, or a file on a disk, are read without waiting on anyone: a transaction
+        # may then span several batches (a commit costs a flush to disk, as much time
+        # as writing 2 MiB on SQLite). A stream (a request body, a pipe) can stall, and
+        # no lock may be held meanwhile: each batch is committed on its own.
+        per_commit = _COMMIT_BATCHES if _reads_without_waiting(new.source) else 1
         written = 0
         try:
-            for batch in chain([first], batches):
+            pending = chain([first], batches)
+            while opening := next(pending, None):
                 with self._writing() as conn:
-                    conn.execute(self._sql.insert_chunks, batch)
-                written += len(batch)
+                    for batch in chain([opening], islice(pending, per_commit - 1)):
+                        conn.execute(self._sql.insert_chunks, batch)
+                        written += len(batch)
             with self._writing() as conn:
                 self._check_written(conn, version, written)
                 self._point(conn, fileid, version, new, existing, restoring)
@@ -754,12 +877,26 @@ class SQLStorage(FileStorage):
         restoring: bool,
     ) -> None:
         """Make the file's row say ``version``; drop the chunks of the version it said."""
+        values = self._row_values(fileid, version, new)
+        old = self._lock(conn, fileid) if existing or restoring else None
+        if old is None:
+            if existing:  # deleted while the new version was written
+                raise StoredFileNotFoundError(fileid, self._where)
+            conn.execute(self._sql.insert_file, values)
+            return
+        del values["file_id"]
+        conn.execute(self._sql.update_file, {"fid": fileid, **values})
+        conn.execute(self._sql.delete_chunks, {"version": old})
+
+    def _row_values(self, fileid: str, version: str, new: NewVersion) -> dict[str, Any]:
+        """The file row of ``new``, stored under ``version``."""
         filename = new.filename
-        if filename is not None and "\x00" in filename and conn.dialect.name == "postgresql":
+        if filename is not None and "\x00" in filename and self._is_postgresql:
             # PostgreSQL's text holds no NUL: the insert failed, reported as the
             # database refusing (a 503). As create() does with lone surrogates.
             filename = filename.replace("\x00", "\ufffd")
-        values = {
+        return {
+            "file_id": fileid,
             "version": version,
             "filename": filename,
             "content_type": new.content_type,
@@ -768,14 +905,6 @@ class SQLStorage(FileStorage):
             "checksum": new.digest.checksum,
             "chunk_size": self._chunk_size,
         }
-        old = self._lock(conn, fileid) if existing or restoring else None
-        if old is None:
-            if existing:  # deleted while the new version was written
-                raise StoredFileNotFoundError(fileid, self._where)
-            conn.execute(self._sql.insert_file, {"file_id": fileid, **values})
-            return
-        conn.execute(self._sql.update_file, {"fid": fileid, **values})
-        conn.execute(self._sql.delete_chunks, {"version": old})
 
     def _lock(self, conn: Connection, fileid: str) -> str | None:
         """Lock the file's row for this transaction; return its version, None if no row."""
@@ -818,6 +947,16 @@ class SQLStorage(FileStorage):
         statement = sa.delete(chunks).where(chunks.c.version < cutoff, ~owned.exists())
         with self._writing() as conn:
             return conn.execute(statement).rowcount
+
+
+def _reads_without_waiting(source: object) -> bool:
+    """Whether reading ``source`` waits on nothing but memory or a local disk."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return True
+    try:
+        return stat.S_ISREG(os.fstat(source.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # no file descriptor, or a closed one
+        return False
 
 
 def _new_version() -> str:
@@ -916,6 +1055,16 @@ def _connection_of(connection: object) -> Connection:
         f"joined() takes an SQLAlchemy Connection or Session, not "
         f"{type(connection).__name__}: the writes join that connection's transaction "
         "(an Engine has none: use engine.begin() as conn, then joined(conn))."
+    )
+
+
+def _listened(engine: Engine) -> bool:
+    """Whether something watches the engine's statements: the DBAPI cursor would hide them."""
+    dispatch = engine.dispatch
+    return bool(
+        dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or engine.logger.isEnabledFor(logging.INFO)
     )
 
 

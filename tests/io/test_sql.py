@@ -233,6 +233,60 @@ def test_a_large_write_streams_and_makes_the_row_last(storage: SQLStorage) -> No
     assert hashlib.sha256(storage.get(file_id).read()).digest() == hashlib.sha256(data).digest()
 
 
+@contextlib.contextmanager
+def commits(engine: sa.Engine) -> Iterator[list[None]]:
+    seen: list[None] = []
+
+    def commit(conn: Any) -> None:
+        seen.append(None)
+
+    sa.event.listen(engine, "commit", commit)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "commit", commit)
+
+
+def test_a_file_on_disk_is_committed_in_fewer_transactions_than_a_stream(
+    storage: SQLStorage, tmp_path: Path
+) -> None:
+    # Each commit is a flush to disk; a stream may stall, and no lock is held while
+    # waiting for it, so only bytes read from a disk share a transaction across batches.
+    data = os.urandom(5 * MiB)  # three batches of 2 MiB at most
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    storage.list()
+    with commits(storage.engine) as from_stream:
+        streamed = storage.create(OneWayStream(data, piece=256 * 1024))
+    with commits(storage.engine) as from_disk, path.open("rb") as f:
+        on_disk = storage.create(f)
+    assert len(from_stream) == 4  # each batch, then the row
+    assert len(from_disk) == 2  # the batches, then the row
+    for file_id in (streamed, on_disk):
+        assert sha256(storage.get(file_id).read()) == sha256(data)
+    assert chunk_rows(storage) == 2 * 5 * 1024
+
+
+def test_a_new_small_file_is_one_statement_on_postgresql(storage: SQLStorage) -> None:
+    storage.list()
+    postgresql = storage.engine.dialect.name == "postgresql"
+    for data in (b"", b"x" * 1000):
+        with Statements(storage.engine) as statements, commits(storage.engine) as committed:
+            file_id = storage.create(data, "a.txt")
+        inserts = [
+            s for s, _ in statements.seen if s.lstrip().upper().startswith(("INSERT", "WITH"))
+        ]
+        if postgresql:
+            # The row and the chunk in one INSERT that commits itself: one round trip.
+            assert len(statements.seen) == 1 and len(inserts) == 1
+            assert committed == []
+        else:
+            assert len(inserts) == (2 if data else 1) and len(committed) == 1
+        stored = storage.get(file_id)
+        assert (stored.read(), stored.filename, stored.content_length) == (data, "a.txt", len(data))
+    assert chunk_rows(storage) == 1
+
+
 def test_reading_fetches_chunk_by_chunk(storage: SQLStorage) -> None:
     data = os.urandom(20 * 1024)
     stored = storage.get(storage.create(data))
@@ -243,6 +297,44 @@ def test_reading_fetches_chunk_by_chunk(storage: SQLStorage) -> None:
     # The first read asks for the file's current version with its chunk.
     assert len(fetched) == 20
     assert all(len(numbers) == 2 and numbers[1] - numbers[0] == 1 for numbers in fetched)
+
+
+def test_a_small_get_and_read_is_two_selects_on_the_driver(tmp_path: Path) -> None:
+    # What SQLite runs, seen by the driver itself: no listener on the engine, so the
+    # reads take the DBAPI cursor. get() reads the row, the first read the row again
+    # (a replace in between is followed) with the chunk: two statements, nothing more.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ran: list[str] = []
+
+    @sa.event.listens_for(engine, "connect")
+    def trace(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.set_trace_callback(ran.append)
+
+    try:
+        storage = SQLStorage(engine=engine, chunk_size=1024)
+        file_id = storage.create(b"x" * 1000)
+        ran.clear()
+        stored = storage.get(file_id)
+        assert stored.read() == b"x" * 1000
+        assert [s.split()[0].upper() for s in ran] == ["SELECT", "SELECT"]
+        assert storage.tables.chunks.name in ran[1]
+    finally:
+        engine.dispose()
+
+
+def test_statement_listeners_and_echo_still_see_every_read(
+    storage: SQLStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The DBAPI cursor would hide the reads from SQL logging and instrumentation: while
+    # something listens, the reads run through SQLAlchemy's execute as before.
+    file_id = storage.create(os.urandom(3000))
+    with Statements(storage.engine) as statements:
+        assert len(storage.get(file_id).read()) == 3000
+    assert len(statements.chunk_selects(storage)) == 1  # the row with chunks 0-2
+    assert sum(s.lstrip().upper().startswith("SELECT") for s, _ in statements.seen) == 2
+    with caplog.at_level("INFO", logger="sqlalchemy.engine"):
+        assert len(storage.get(file_id).read()) == 3000
+    assert any(storage.tables.chunks.name in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(
