@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from depot._settings import missing_dependency_message
-from depot.exceptions import DepotError, StoredFileNotFoundError
+from depot.exceptions import DepotError, InvalidFileIdError, StoredFileNotFoundError
 from depot.fields._tracking import paths_of
 from depot.fields.sqlalchemy import _FileColumn
 from depot.fields.upload import value_problem
@@ -122,7 +122,7 @@ def compare_type(
     """
     if not isinstance(metadata_type, _FileColumn):
         return None
-    if not isinstance(inspected_type, sa.String):
+    if not _is_text(inspected_type):
         return True
     if _bounded(inspected_type):
         return False
@@ -134,9 +134,14 @@ def compare_type(
     return _mysql_rank(found) < _mysql_rank(wanted)
 
 
+def _is_text(column_type: sa.types.TypeEngine[Any]) -> bool:
+    # An ENUM is a String to SQLAlchemy, but holds no JSON.
+    return isinstance(column_type, sa.String) and not isinstance(column_type, sa.Enum)
+
+
 def _bounded(column_type: sa.types.TypeEngine[Any]) -> bool:
-    """Whether a reflected string type has a length (VARCHAR(n), CHAR(n))."""
-    return isinstance(column_type, sa.String) and not isinstance(column_type, sa.Text)
+    """Whether a reflected text type has a length (VARCHAR(n), CHAR(n))."""
+    return _is_text(column_type) and not isinstance(column_type, sa.Text)
 
 
 def _mysql_rank(compiled: str) -> int:
@@ -163,11 +168,11 @@ def widen_file_columns(
     Each column becomes ``TEXT``, what an
     :class:`~depot.fields.sqlalchemy.UploadedFileField` creates. Its data,
     nullability, default, comment and (on MySQL and MariaDB) charset and
-    collation are kept. Columns that already are text are left alone, so the migration can
-    run on databases where some were widened by hand.
+    collation are kept. Columns that already are text are left alone, so the
+    migration can run on databases where some were widened by hand.
 
     * PostgreSQL: ``ALTER COLUMN ... TYPE TEXT``, which rewrites nothing.
-    * MySQL and MariaDB: ``MODIFY``, which copies the table.
+    * MySQL and MariaDB: ``MODIFY``, which copies the table (once per column).
     * SQLite: Alembic's batch mode, which copies the table into a new one.
       With foreign keys enforced (``PRAGMA foreign_keys=ON``), dropping the
       old table would delete (or fail on) the rows of tables that refer to
@@ -212,7 +217,7 @@ def widen_file_columns(
                 f"{', '.join(sorted(found))}); name the file columns to widen."
             )
         column_type = found[name]["type"]
-        if not isinstance(column_type, sa.String):
+        if not _is_text(column_type):
             raise DepotError(
                 f"widen_file_columns: {table}.{name} is {column_type}, not text: a file "
                 "column holds JSON text, so this is not one; leave it out."
@@ -242,9 +247,13 @@ def _reflected_columns(bind: Connection, table: str, schema: str | None) -> dict
     inspector = sa.inspect(bind)
     if not inspector.has_table(table, schema=schema):
         where = f" in schema {schema!r}" if schema else ""
+        tables = sorted(inspector.get_table_names(schema=schema))
+        shown = ", ".join(tables[:10]) + (
+            f" and {len(tables) - 10} more" if len(tables) > 10 else ""
+        )
         raise DepotError(
             f"There is no table {table!r}{where}: name a table of the database "
-            f"({', '.join(sorted(inspector.get_table_names(schema=schema))) or 'none'})."
+            f"({shown or 'it has none'})."
         )
     return {column["name"]: column for column in inspector.get_columns(table, schema=schema)}
 
@@ -439,7 +448,11 @@ class _Mover:
         items = value if isinstance(value, list) else [value]
         if any(value_problem(item) is not None for item in items):
             return None
-        moved = {path: self._copy(path, where, report) for path in self._to_move(items)}
+        try:
+            moved = {path: self._copy(path, where, report) for path in self._to_move(items)}
+        except InvalidFileIdError:
+            # A path no depot could have written ('media/../x'): the row is not a value.
+            return None
         if not moved:
             return text
         for item in items:

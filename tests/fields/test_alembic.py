@@ -274,6 +274,10 @@ def test_widening_on_mariadb_keeps_the_columns_charset_collation_and_comment(
         )
     assert "`attachment` text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" in created
     assert "COMMENT 'the file'" in created
+    with clean.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE alembic_collated ADD kind ENUM('a', 'b')")
+        with pytest.raises(DepotError, match="alembic_collated.kind is ENUM, not text"):
+            depot_alembic.widen_file_columns(operations(conn), "alembic_collated", "kind")
 
 
 @pytest.mark.parametrize("database", ["mariadb"], indirect=True)
@@ -421,6 +425,10 @@ def test_move_column_files_in_a_migration(
     assert json.loads(moved[1]["required"])["depot_name"] == "media"
 
 
+#: A value naming a path outside any depot.
+BAD_PATH = json.dumps({"depot_name": "media", "files": ["media/../../etc/passwd"]})
+
+
 def test_move_column_files_reports_and_is_safe_to_run_again(
     clean: Engine, two_depots: tuple[Path, Path]
 ) -> None:
@@ -432,7 +440,8 @@ def test_move_column_files_reports_and_is_safe_to_run_again(
             [
                 {"id": 20, "label": "not json", "attachment": "{oops", "required": "{}"},
                 {"id": 21, "label": "a number", "attachment": "5", "required": "{}"},
-                {"id": 22, "label": "list", "attachment": None, "required": "{}"},
+                {"id": 22, "label": "none", "attachment": None, "required": "{}"},
+                {"id": 23, "label": "bad id", "attachment": BAD_PATH, "required": "{}"},
             ],
         )
     with clean.begin() as conn:
@@ -453,9 +462,9 @@ def test_move_column_files_reports_and_is_safe_to_run_again(
     assert report.rows == 7
     assert report.files == 6
     assert report.missing == ["media/56c85ea0-e7de-11f1-876d-02fc00000001"]
-    assert report.unreadable == [(20,), (21,)]
+    assert report.unreadable == [(20,), (21,), (23,)]
     texts = {row["id"]: row["attachment"] for row in read_legacy(clean)}
-    assert texts[20] == "{oops" and texts[21] == "5"
+    assert (texts[20], texts[21], texts[23]) == ("{oops", "5", BAD_PATH)
 
     with clean.begin() as conn:
         again = depot_alembic.move_column_files(
