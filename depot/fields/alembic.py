@@ -424,6 +424,14 @@ def _rows(
         last = tuple(rows[-1][: len(keys)])
 
 
+def _all_paths(item: dict[str, Any]) -> list[str]:
+    """The paths a value names: its ``files``, and every ``path`` and ``<name>_path``."""
+    # Filters record their files as '<name>_path'; values from before 'files'
+    # existed may name them only there.
+    named = [v for k, v in item.items() if k.endswith("path") and isinstance(v, str)]
+    return list(dict.fromkeys(paths_of(item) + named))
+
+
 def _depot(name: str, action: str) -> FileStorage:
     storage = DepotManager.get(DepotManager._require(name, action))
     assert storage is not None  # _require raised otherwise
@@ -460,11 +468,7 @@ class _Mover:
         return json.dumps(value)
 
     def _to_move(self, items: list[dict[str, Any]]) -> list[str]:
-        paths = [path for item in items for path in paths_of(item)]
-        for item in items:
-            # Filters record their files as '<name>_path'; values from before
-            # 'files' existed may name them only there.
-            paths += [v for k, v in item.items() if k.endswith("_path") and isinstance(v, str)]
+        paths = [path for item in items for path in _all_paths(item)]
         wanted = []
         for path in dict.fromkeys(paths):
             depot_name, slash, _ = path.partition("/")
@@ -501,8 +505,11 @@ class _Mover:
             url_key = "_public_url" if key == "path" else f"_{key[: -len('_path')]}_public_url"
             if url_key in item:
                 item[url_key] = self._public_url(moved[path])
-        if item.get("depot_name") != self.to and str(item.get("path", "")).startswith(
-            f"{self.to}/"
+        # The value opens '<depot_name>/<file_id>': it names the new depot once
+        # none of its files is left in the old one.
+        old = f"{item.get('depot_name')}/"
+        if any(path.startswith(old) for path in moved) and not any(
+            path.startswith(old) for path in _all_paths(item)
         ):
             item["depot_name"] = self.to
 

@@ -487,6 +487,8 @@ def test_move_column_files_moves_lists_of_files(
         {"depot_name": "media", "file_id": i, "path": f"media/{i}", "files": [f"media/{i}"]}
         for i in ids
     ]
+    # A value without 'path' (hand-written) still gets the new depot's name.
+    del values[1]["path"]
     with clean.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO alembic_documents (id, photos) VALUES (1, :photos)"),
@@ -498,7 +500,9 @@ def test_move_column_files_moves_lists_of_files(
     assert (report.rows, report.files) == (1, 2)
     with clean.connect() as conn:
         stored = json.loads(conn.execute(sa.select(table.c.photos.cast(sa.UnicodeText))).scalar())
-    assert [v["path"] for v in stored] == [f"archive/{i}" for i in ids]
+    assert [v.get("path") for v in stored] == [f"archive/{ids[0]}", None]
+    assert [v["files"] for v in stored] == [[f"archive/{i}"] for i in ids]
+    assert [v["depot_name"] for v in stored] == ["archive", "archive"]
     archive = DepotManager.get("archive")
     assert archive is not None
     assert [archive.get(i).read() for i in ids] == [b"one", b"two"]
