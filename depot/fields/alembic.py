@@ -260,10 +260,12 @@ def _reflected_columns(bind: Connection, table: str, schema: str | None) -> dict
 
 def _existing(column: dict[str, Any]) -> dict[str, Any]:
     """What ALTER must say again of a column so that only its type changes (MySQL's MODIFY)."""
+    default = column.get("default")
     return {
         "existing_type": column["type"],
         "existing_nullable": column["nullable"],
-        "existing_server_default": column.get("default"),
+        # Reflected as SQL ('{}' with its quotes): a plain string would be quoted again.
+        "existing_server_default": sa.text(default) if isinstance(default, str) else default,
         "existing_comment": column.get("comment"),
     }
 

@@ -66,7 +66,7 @@ CREATE TABLE alembic_legacy (
     label VARCHAR(100) NOT NULL,
     attachment VARCHAR(4000),
     copied VARCHAR(4000),
-    required VARCHAR(4000) NOT NULL,
+    required VARCHAR(4000) DEFAULT '{}' NOT NULL,
     PRIMARY KEY (id)
 )
 """
@@ -241,6 +241,7 @@ def test_filedepot_columns_compare_unchanged_then_widen_keeping_data(
         assert isinstance(columns[name]["type"], sa.Text), (name, columns[name]["type"])
     assert columns["attachment"]["nullable"] is True
     assert columns["required"]["nullable"] is False
+    assert "'{}'" in columns["required"]["default"]
     # The models and the database now agree even by Alembic's own comparison.
     project.run("check", hooks=False)
     # And a value longer than VARCHAR(4000) fits (PostgreSQL and MariaDB refused it).
@@ -262,11 +263,14 @@ def test_widening_on_mariadb_keeps_the_columns_charset_collation_and_comment(
     with clean.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TABLE alembic_collated (id INTEGER PRIMARY KEY, attachment VARCHAR(4000) "
-            "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL COMMENT 'the file') "
-            "DEFAULT CHARSET=latin1"
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL COMMENT 'the file', "
+            "other VARCHAR(4000) NOT NULL DEFAULT '{}') DEFAULT CHARSET=latin1"
         )
-        conn.exec_driver_sql("INSERT INTO alembic_collated VALUES (1, 'caf\u00e9 \u2615')")
-        assert depot_alembic.widen_file_columns(operations(conn), "alembic_collated", "attachment")
+        conn.exec_driver_sql("INSERT INTO alembic_collated VALUES (1, 'caf\u00e9 \u2615', '[]')")
+        widened = depot_alembic.widen_file_columns(
+            operations(conn), "alembic_collated", "attachment", "other"
+        )
+        assert widened == ["attachment", "other"]
     with clean.connect() as conn:
         created = conn.exec_driver_sql("SHOW CREATE TABLE alembic_collated").one()[1]
         assert conn.exec_driver_sql("SELECT attachment FROM alembic_collated").scalar() == (
@@ -274,6 +278,7 @@ def test_widening_on_mariadb_keeps_the_columns_charset_collation_and_comment(
         )
     assert "`attachment` text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" in created
     assert "COMMENT 'the file'" in created
+    assert "`other` text NOT NULL DEFAULT '{}'" in created
     with clean.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE alembic_collated ADD kind ENUM('a', 'b')")
         with pytest.raises(DepotError, match="alembic_collated.kind is ENUM, not text"):
