@@ -582,3 +582,40 @@ def test_offline_migrations_widen_on_postgresql_and_refuse_elsewhere() -> None:
     DepotManager.configure("archive", {"depot.backend": "memory"})
     with pytest.raises(DepotError, match="offline migration"):
         depot_alembic.move_column_files(offline("postgresql")[0], "d", "attachment", "archive")
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_a_table_in_another_schema(engine: Engine, two_depots: tuple[Path, Path]) -> None:
+    media = DepotManager.get("media")
+    assert media is not None
+    file_id = media.create(b"in a schema", "s.txt")
+    value = {"depot_name": "media", "file_id": file_id, "path": f"media/{file_id}"}
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA alembic_schema")
+            conn.exec_driver_sql(
+                "CREATE TABLE alembic_schema.docs (id INTEGER PRIMARY KEY, f VARCHAR(4000))"
+            )
+            conn.execute(
+                sa.text("INSERT INTO alembic_schema.docs VALUES (1, :f)"), {"f": json.dumps(value)}
+            )
+            op = operations(conn)
+            with pytest.raises(DepotError, match="no table 'docs' in schema 'public'"):
+                depot_alembic.widen_file_columns(op, "docs", "f", schema="public")
+            assert depot_alembic.widen_file_columns(op, "docs", "f", schema="alembic_schema")
+            report = depot_alembic.move_column_files(
+                op, "docs", "f", "archive", schema="alembic_schema"
+            )
+            assert (report.rows, report.files) == (1, 1)
+        with engine.connect() as conn:
+            text = conn.exec_driver_sql("SELECT f FROM alembic_schema.docs").scalar()
+            kind = conn.exec_driver_sql(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_schema = 'alembic_schema' AND table_name = 'docs' "
+                "AND column_name = 'f'"
+            ).scalar()
+        assert json.loads(text)["path"] == f"archive/{file_id}"
+        assert kind == "text"
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS alembic_schema CASCADE")
