@@ -186,6 +186,8 @@ def create_legacy(engine: Engine) -> list[dict[str, Any]]:
     rows = legacy_rows()
     with engine.begin() as conn:
         conn.exec_driver_sql(LEGACY_DDL)
+        # SQLite's batch mode recreates the table: its indexes must come back.
+        conn.exec_driver_sql("CREATE INDEX ix_alembic_legacy_label ON alembic_legacy (label)")
         conn.execute(legacy_table(sa.MetaData(), sa.Unicode(4000)).insert(), rows)
     return rows
 
@@ -202,6 +204,7 @@ def legacy_table(metadata: sa.MetaData, file_type: Any = None) -> sa.Table:
         sa.Column("attachment", file()),
         sa.Column("copied", file()),
         sa.Column("required", file(), nullable=False),
+        sa.Index("ix_alembic_legacy_label", "label"),
     )
 
 
@@ -242,6 +245,10 @@ def test_filedepot_columns_compare_unchanged_then_widen_keeping_data(
     assert columns["attachment"]["nullable"] is True
     assert columns["required"]["nullable"] is False
     assert "'{}'" in columns["required"]["default"]
+    indexes = sa.inspect(clean).get_indexes("alembic_legacy")
+    assert [(i["name"], i["column_names"]) for i in indexes] == [
+        ("ix_alembic_legacy_label", ["label"])
+    ]
     # The models and the database now agree even by Alembic's own comparison.
     project.run("check", hooks=False)
     # And a value longer than VARCHAR(4000) fits (PostgreSQL and MariaDB refused it).
