@@ -296,8 +296,9 @@ def _refuse_referenced_sqlite_table(bind: Connection, table: str, schema: str | 
             f"widen_file_columns: SQLite recreates {table!r} to change a column's type, and "
             f"with foreign keys on, dropping the old table deletes or refuses the rows of "
             f"{', '.join(referring)} that refer to it. Turn foreign keys off for the "
-            "migration: in env.py, run connection.exec_driver_sql('PRAGMA foreign_keys=OFF') "
-            "before context.begin_transaction() (inside a transaction SQLite ignores it)."
+            "migration: in env.py, before context.configure(), run "
+            "connection.exec_driver_sql('PRAGMA foreign_keys=OFF') then connection.commit() "
+            "(inside a transaction SQLite ignores the pragma)."
         )
 
 

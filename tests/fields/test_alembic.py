@@ -626,3 +626,63 @@ def test_a_table_in_another_schema(engine: Engine, two_depots: tuple[Path, Path]
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP SCHEMA IF EXISTS alembic_schema CASCADE")
+
+
+#: The online part of env.py as docs/alembic.rst has it for SQLite with foreign
+#: keys enforced: Alembic's own engine and connection, nothing committed for it.
+RECIPE_ENV_PY = """
+import sqlalchemy as sa
+from alembic import context
+
+engine = sa.create_engine(context.config.get_main_option("sqlalchemy.url"))
+
+
+@sa.event.listens_for(engine, "connect")
+def _enforce(dbapi_connection, record):
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+with engine.connect() as connection:
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+
+def test_the_documented_sqlite_recipe_widens_a_referenced_table(tmp_path: Path) -> None:
+    path = tmp_path / "recipe.sqlite"
+    engine = sqlite_engine(path)
+    create_referenced_legacy(engine)
+    engine.dispose()
+    config = Config(str(tmp_path / "alembic.ini"))
+    command.init(config, str(tmp_path / "migrations"))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    (tmp_path / "migrations" / "env.py").write_text(RECIPE_ENV_PY)
+    script = command.revision(config, message="widen", rev_id="widen")
+    assert script is not None and not isinstance(script, list)
+    text = (
+        Path(script.path)
+        .read_text()
+        .replace(
+            '    """Upgrade schema."""\n    pass',
+            "    from depot.fields.alembic import widen_file_columns\n\n"
+            '    widen_file_columns(op, "alembic_legacy", "attachment")',
+        )
+    )
+    assert "widen_file_columns(op" in text
+    Path(script.path).write_text(text)
+
+    command.upgrade(config, "head")
+
+    plain = sa.create_engine(f"sqlite:///{path}")
+    with plain.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "widen"
+        assert conn.exec_driver_sql("SELECT count(*) FROM alembic_child").scalar() == 2
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    columns = {c["name"]: c for c in sa.inspect(plain).get_columns("alembic_legacy")}
+    assert isinstance(columns["attachment"]["type"], sa.Text)
+    assert len(read_legacy(plain)) == 8
+    plain.dispose()
