@@ -228,6 +228,7 @@ def widen_file_columns(
         return []
     if dialect.name == "sqlite":
         _refuse_referenced_sqlite_table(bind, table, schema)
+        _refuse_leftover_batch_copy(bind, table, schema)
         with op.batch_alter_table(table, schema=schema) as batch:
             for name in narrow:
                 batch.alter_column(name, type_=sa.Text(), **_existing(found[name]))
@@ -279,6 +280,18 @@ def _text_type(dialect_name: str, column: dict[str, Any]) -> sa.types.TypeEngine
             collation=getattr(reflected, "collation", None),
         )
     return sa.Text()
+
+
+def _refuse_leftover_batch_copy(bind: Connection, table: str, schema: str | None) -> None:
+    # Alembic's name for its copy (alembic.operations.batch). SQLite's driver
+    # commits DDL on its own, so a batch that failed or was killed can leave it.
+    copy = f"_alembic_tmp_{table}"[:50]
+    if sa.inspect(bind).has_table(copy, schema=schema):
+        raise DepotError(
+            f"widen_file_columns: the table {copy!r}, the copy Alembic's batch mode makes of "
+            f"{table!r}, already exists: an earlier attempt stopped half-way. Check that "
+            f"{table!r} holds all its rows, then DROP TABLE {copy} and run the migration again."
+        )
 
 
 def _refuse_referenced_sqlite_table(bind: Connection, table: str, schema: str | None) -> None:

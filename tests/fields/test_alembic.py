@@ -686,3 +686,17 @@ def test_the_documented_sqlite_recipe_widens_a_referenced_table(tmp_path: Path) 
     assert isinstance(columns["attachment"]["type"], sa.Text)
     assert len(read_legacy(plain)) == 8
     plain.dispose()
+
+
+def test_sqlite_refuses_to_widen_over_a_half_done_batch_copy(tmp_path: Path) -> None:
+    """pysqlite commits DDL by itself: a batch that failed leaves Alembic's copy behind."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'leftover.sqlite'}")
+    create_legacy(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE _alembic_tmp_alembic_legacy (id INTEGER)")
+    with engine.begin() as conn, pytest.raises(DepotError, match="earlier attempt stopped"):
+        depot_alembic.widen_file_columns(operations(conn), "alembic_legacy", "attachment")
+    columns = {c["name"]: c for c in sa.inspect(engine).get_columns("alembic_legacy")}
+    assert not isinstance(columns["attachment"]["type"], sa.Text)
+    assert len(read_legacy(engine)) == 8
+    engine.dispose()
