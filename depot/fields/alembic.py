@@ -32,7 +32,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from depot._settings import missing_dependency_message
-from depot.exceptions import DepotError, InvalidFileIdError, StoredFileNotFoundError
+from depot.exceptions import (
+    DepotError,
+    InvalidFileIdError,
+    StoredFileNotFoundError,
+    ValidationError,
+)
 from depot.fields._tracking import paths_of
 from depot.fields.sqlalchemy import _FileColumn
 from depot.fields.upload import value_problem
@@ -506,8 +511,13 @@ class _Mover:
             report.missing.append(path)
             return f"{self.to}/{file_id}"
         with stored:
-            # replace(f, f) stores a file read elsewhere under its own id, streaming it.
-            self.target.replace(stored, stored)
+            try:
+                # replace(f, f) stores a file read elsewhere under its own id, streaming it.
+                self.target.replace(stored, stored)
+            except ValidationError as exc:
+                # The target depot's policy (max_size, allowed_types) refuses it.
+                exc.args = (f"{where}: moving {path} to depot {self.to!r}: {exc}", *exc.args[1:])
+                raise
         report.files += 1
         return f"{self.to}/{file_id}"
 
