@@ -371,14 +371,21 @@ def move_column_files(
     it is not a tool for copying whole depots.
 
     :param op: the migration's ``alembic.op``.
+    :param table: the table's name.
+    :param column: the file column (either field type) whose files move.
     :param to: the name of the depot to move the files into.
     :param source: move only the files of this depot; by default every
         depot's but ``to``'s.
     :param missing: ``"error"`` raises when a file is not in its depot;
         ``"rewrite"`` rewrites its path anyway and lists it in
         :attr:`MovedFiles.missing`.
+    :param schema: the table's schema, if not the default one.
+    :param batch_size: how many rows are read at a time.
+    :returns: what was moved, and what was left as it was.
     :raises DepotError: the table has no such column or no primary key, a
         depot is not configured, or a file is missing (``missing="error"``).
+    :raises ValidationError: the target depot's policy refuses a file; the
+        message names the row.
 
     .. versionadded:: 1.0
     """
