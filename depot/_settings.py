@@ -39,6 +39,7 @@ EXTRAS = {
     "depot.io.sql": "sql",
     "depot.fields.ming": "ming",
     "depot.fields.sqlalchemy": "sqlalchemy",
+    "depot.fields.alembic": "alembic",
     "depot.fields._images": "images",
     "depot.fields.specialized.image": "images",
     "depot.io._async": "asgi",

@@ -53,6 +53,7 @@ def test_all_extra_is_the_union_of_the_others() -> None:
         "sqlalchemy",
         "sql",
         "ming",
+        "alembic",
         "images",
         "asgi",
         "fastapi",
