@@ -26,7 +26,7 @@ def b64(text: str | bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-@pytest.fixture(params=["memory", "local", "gridfs"])
+@pytest.fixture(params=["memory", "local", "gridfs", "s3"])
 def depot(request: pytest.FixtureRequest) -> FileStorage:
     settings: dict[str, Any] = request.getfixturevalue(f"{request.param}_settings")
     return DepotManager.configure("default", settings)
