@@ -314,12 +314,14 @@ class S3Staging(Staging):
 
     def _make_parts(self, upload_id: str, record: dict[str, Any], chunk: _Listed) -> None:
         """Make the parts of the grid that ``chunk`` completes."""
-        listed = self._listed(upload_id)
+        grid, size = int(record["part_size"]), int(record["size"])
+        first, last = chunk.offset // grid, (chunk.end - 1) // grid
+        whole = first * grid == chunk.offset and min((last + 1) * grid, size) == chunk.end
+        # A chunk on the grid at both ends completes its parts alone: no listing.
+        listed = [chunk] if whole else self._listed(upload_id)
         if any(c.offset < chunk.end and chunk.offset < c.end and c != chunk for c in listed):
             return  # overlapping chunks: finalize() refuses the upload
-        grid = int(record["part_size"])
-        last = min(chunk.end, record["size"]) - 1
-        for number in range(chunk.offset // grid, last // grid + 1):
+        for number in range(first, last + 1):
             self.make_part(upload_id, record, number, listed)
 
     def make_part(
