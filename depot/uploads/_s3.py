@@ -98,6 +98,10 @@ class S3Staging(Staging):
     :param where: the bucket and endpoint, for error messages.
     """
 
+    #: Seconds after which the claim of a finalize that never ended is taken
+    #: over by the next finalize (see :meth:`claim`).
+    claim_timeout: float = 15 * 60
+
     def __init__(self, client: Any, bucket: str, base: str, where: str) -> None:
         self._client = client
         self._bucket = bucket
@@ -452,9 +456,33 @@ class S3Staging(Staging):
     def claim(self, upload_id: str, file_id: str) -> bool:
         if self.record(upload_id) is None:
             return False
-        return self._create(
-            self._key(upload_id, "claim"), file_id.encode(), f"finalizing upload {upload_id}"
-        )
+        key, action = self._key(upload_id, "claim"), f"finalizing upload {upload_id}"
+        mine = json.dumps({"file_id": file_id, "at": time.time()}).encode()
+        if self._create(key, mine, action):
+            return True
+        # Held. By a finalize whose process was killed, if held for long: taken
+        # over, or the upload could not be finalized until it expired. Taking
+        # over a slow one is harmless: both store under the same id (target()).
+        try:
+            with s3_errors(self._where, action, passthrough=_GONE):
+                found = self._client.get_object(Bucket=self._bucket, Key=key)
+                held = _claim(found["Body"].read())
+        except DepotError:
+            raise
+        except ClientError:
+            return False  # released just now: the caller says "try again"
+        if time.time() - held[1] <= self.claim_timeout:
+            return False
+        try:
+            with s3_errors(self._where, action, passthrough=(*_TAKEN, *_GONE)):
+                self._client.put_object(
+                    Bucket=self._bucket, Key=key, Body=mine, IfMatch=found["ETag"]
+                )
+        except DepotError:
+            raise
+        except ClientError:
+            return False  # another finalize took it over first, or it was released
+        return True
 
     def claimed(self, upload_id: str) -> str | None:
         action = f"finalizing upload {upload_id}"
@@ -463,7 +491,7 @@ class S3Staging(Staging):
             return None
         # The id the file is stored under, when a finalize got that far.
         target = self._get(self._key(upload_id, "target"), action)
-        return (target or found).decode("ascii", "replace")
+        return target.decode("ascii", "replace") if target else _claim(found)[0]
 
     def release(self, upload_id: str) -> None:
         self._delete([self._key(upload_id, "claim")], f"finalizing upload {upload_id}")
@@ -535,6 +563,15 @@ class S3Staging(Staging):
             touched = self.touched(upload_id)
             if touched is not None:
                 yield upload_id, touched
+
+
+def _claim(data: bytes) -> tuple[str, float]:
+    """The file id and time of a claim."""
+    try:
+        found = json.loads(data)
+        return str(found["file_id"]), float(found["at"])
+    except (ValueError, KeyError, TypeError):
+        return data.decode("ascii", "replace"), 0.0  # not depot's: as old as can be
 
 
 def _buffer() -> Any:

@@ -23,6 +23,7 @@ from depot.exceptions import (
     ChecksumMismatch,
     ContentTypeNotAllowed,
     InvalidChunk,
+    UploadNotFound,
 )
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
@@ -306,6 +307,42 @@ def test_a_finalize_that_died_after_the_copy_makes_no_second_file(
     assert "" not in keys(depot, s3_client, upload_id)  # the staged object went
 
 
+def _finalize_then_die(settings: dict[str, Any], upload_id: str) -> None:
+    from depot.io import _s3direct
+
+    def die(*args: Any) -> None:
+        os._exit(9)  # killed after CompleteMultipartUpload and the checks, before the copy
+
+    _s3direct._copy = die  # type: ignore[assignment]
+    DepotManager.from_config(settings).finalize(upload_id)
+
+
+def test_a_finalize_killed_before_the_copy_is_taken_over(
+    s3_settings: dict[str, Any], s3_client: Any, patched: pytest.MonkeyPatch
+) -> None:
+    """Its claim stays: held for long, the next finalize takes it over and checks again.
+
+    Before, the upload could not be finalized until it expired (a day).
+    """
+    depot = DepotManager.from_config(s3_settings)
+    data = b"d" * (P + 3)
+    upload_id = depot.reserve(len(data), sha256(data))
+    depot.write_chunk(upload_id, 0, data)
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_finalize_then_die, args=(s3_settings, upload_id)
+    )
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 9
+    assert multipart_uploads(depot, s3_client) == [] and depot.list() == []
+    with pytest.raises(UploadNotFound, match="being finalized"):
+        depot.finalize(upload_id)  # a claim held just now may be a finalize running
+    patched.setattr(S3Staging, "claim_timeout", 0)
+    file_id = depot.finalize(upload_id)
+    assert depot.list() == [file_id] and depot.get(file_id).read() == data
+    assert depot.finalize(upload_id) == file_id
+
+
 def test_a_64_mib_upload_holds_at_most_two_parts(depot: Any) -> None:
     size = 64 * (1 << 20) + 12345
     source = Generated(size)
@@ -415,3 +452,36 @@ def test_tuspy_uploads_to_an_s3_depot(depot: FileStorage) -> None:
     (file_id,) = done
     stored = depot.get(file_id)
     assert (stored.filename, stored.read() == data) == ("t.bin", True)
+
+
+def test_a_dead_server_is_a_backend_error_not_a_lost_upload(tmp_path: Any) -> None:
+    """S3 goes away between two chunks: each call says the storage is unavailable
+    (a tus 503, which clients retry), never that the upload is gone (a 404)."""
+    from tests.backends.s3 import MotoServer
+
+    with MotoServer(tmp_path) as server:
+        depot = DepotManager.from_config(
+            {
+                "depot.backend": "s3",
+                "depot.bucket": "dead-server",
+                "depot.endpoint_url": server.url,
+                "depot.access_key_id": "k",
+                "depot.secret_access_key": "s",
+                "depot.region_name": "us-east-1",
+                "depot.prefix": "media/",
+                "depot.max_attempts": 1,
+                "depot.connect_timeout": 1,
+            }
+        )
+        upload_id = depot.reserve(10, None)
+        depot.write_chunk(upload_id, 0, b"01234")
+        assert depot.list() == []  # the staging folder is no file, under a prefix too
+        server.stop()
+        for call in (
+            lambda: depot.write_chunk(upload_id, 5, b"56789"),
+            lambda: depot.status(upload_id),
+            lambda: depot.finalize(upload_id),
+            lambda: depot.expire_uploads(),
+        ):
+            with pytest.raises(BackendUnavailableError, match="Cannot reach"):
+                call()
