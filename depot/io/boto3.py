@@ -241,10 +241,14 @@ class S3Storage(BucketStorage[S3StoredFile]):
     denied, no such bucket), raise :class:`~depot.exceptions.BackendUnavailableError`
     (an ``OSError``) naming the bucket and the endpoint.
 
+    Chunked uploads (:mod:`depot.uploads.chunked`, and so tus) become parts of
+    one multipart upload, their state kept in the bucket under
+    ``<prefix>.depot-uploads/<upload id>/`` (``depot/uploads/_s3.py`` says how).
+
     .. versionchanged:: 1.0
        Credentials may come from boto3's usual places; uploads stream in parts;
-       files carry a checksum; ``presign_ttl``, ``connect_timeout``,
-       ``read_timeout`` and ``max_attempts`` added.
+       files carry a checksum; chunked uploads; ``presign_ttl``,
+       ``connect_timeout``, ``read_timeout`` and ``max_attempts`` added.
     """
 
     def __init__(

@@ -563,6 +563,11 @@ class S3Staging(Staging):
             touched = self.touched(upload_id)
             if touched is not None:
                 yield upload_id, touched
+                continue
+            # No touched object: start() writes it first and remove() deletes it
+            # last, so this is what a writer racing remove() put after it.
+            action = f"removing what is left of upload {upload_id}"
+            self._delete([k for k, _ in self._keys(self._key(upload_id, ""), action)], action)
 
 
 def _claim(data: bytes) -> tuple[str, float]:

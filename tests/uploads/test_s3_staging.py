@@ -238,6 +238,10 @@ def test_abort_and_expiry_remove_the_multipart_upload(depot: Any, s3_client: Any
     assert depot.expire_uploads() == []
     assert sorted(depot.expire_uploads(idle=-1)) == sorted([second, empty])
     assert multipart_uploads(depot, s3_client) == [] and keys(depot, s3_client) == []
+    # What a writer racing remove() put after it (no touched object) goes too.
+    stray = f"{depot._prefix}.depot-uploads/{first}/sum/late"
+    s3_client.put_object(Bucket=depot._bucket, Key=stray, Body=b"")
+    assert depot.expire_uploads(idle=-1) == [] and keys(depot, s3_client) == []
 
 
 def test_the_last_write_is_kept_in_the_bucket(s3_settings: dict[str, Any]) -> None:
