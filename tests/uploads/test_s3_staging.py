@@ -108,6 +108,48 @@ def test_finalize_makes_the_parts_a_dead_writer_left(depot: Any, s3_client: Any)
     assert depot.get(depot.finalize(upload_id)).read() == data
 
 
+def test_two_writers_completing_one_part_at_once(depot: Any, s3_client: Any) -> None:
+    """Both halves of a part are committed; both writers make the part at the same time.
+
+    They send the same bytes; the one that finds a piece gone (the other made
+    the part and deleted them) stops. The part is right either way.
+    """
+    from depot.exceptions import DepotError
+    from depot.uploads._s3 import _Listed
+
+    data = os.urandom(P + 10)
+    upload_id = depot.reserve(len(data), sha256(data))
+    staging = depot._staging()
+    real = S3Staging._make_parts
+    S3Staging._make_parts = lambda *args: None  # both commit before either makes parts
+    try:
+        depot.write_chunk(upload_id, 0, data[: P // 2])
+        depot.write_chunk(upload_id, P // 2, data[P // 2 :])
+    finally:
+        S3Staging._make_parts = real  # type: ignore[method-assign]
+    record = staging.record(upload_id)
+    listed: list[_Listed] = staging._listed(upload_id)
+    both = threading.Barrier(2, timeout=30)
+    outcomes: list[str] = []
+
+    def make(chunk: _Listed) -> None:
+        both.wait()
+        try:
+            staging._make_parts(upload_id, record, chunk)
+            outcomes.append("made")
+        except DepotError:
+            outcomes.append("found it made")
+
+    threads = [threading.Thread(target=make, args=(chunk,)) for chunk in listed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes) == 2 and "made" in outcomes
+    assert parts(depot, s3_client, upload_id) == [1, 2]
+    assert depot.get(depot.finalize(upload_id)).read() == data
+
+
 def test_concurrent_writers_of_one_upload(depot: Any) -> None:
     """Eight threads, chunks across part boundaries, each part made by whoever completes it."""
     size = P + 12345
