@@ -389,7 +389,7 @@ def test_a_finalize_killed_before_the_copy_is_taken_over(
     assert depot.finalize(upload_id) == file_id
 
 
-def test_a_64_mib_upload_holds_at_most_two_parts(depot: Any) -> None:
+def test_a_64_mib_upload_holds_less_than_a_part_in_memory(depot: Any) -> None:
     size = 64 * (1 << 20) + 12345
     source = Generated(size)
     block = 9 * (1 << 20) + 7  # chunks across the grid: whole parts and pieces
@@ -406,7 +406,8 @@ def test_a_64_mib_upload_holds_at_most_two_parts(depot: Any) -> None:
     finally:
         tracemalloc.stop()
     assert depot.get(file_id).checksum == "sha256:" + source.hash.hexdigest()
-    assert peak < 2 * P + (2 << 20), f"a 64 MiB upload peaked at {peak / 2**20:.1f} MiB"
+    # Under one part: a part waits for S3 in a temporary file (5 MiB measured).
+    assert peak < P, f"a 64 MiB upload peaked at {peak / 2**20:.1f} MiB"
 
 
 class _Limited:
