@@ -40,7 +40,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from depot.exceptions import DepotError
+from depot.exceptions import BackendUnavailableError, DepotError
 from depot.io._chunks import Digest, iter_chunks
 from depot.io._fileinfo import Source
 from depot.io._s3errors import client_error_code, s3_errors
@@ -392,18 +392,8 @@ class S3Staging(Staging):
             # S3 completes no multipart upload without parts: an empty file is put.
             self._create(key, b"", action)
             return
-        made: dict[int, str] = {}
-        try:
-            with s3_errors(self._where, action, passthrough=("NoSuchUpload", "404")):
-                paginator = self._client.get_paginator("list_parts")
-                for page in paginator.paginate(
-                    Bucket=self._bucket, Key=key, UploadId=record["multipart"]
-                ):
-                    for part in page.get("Parts", ()):
-                        made[int(part["PartNumber"])] = part["ETag"]
-        except DepotError:
-            raise
-        except ClientError:
+        made = self._parts_made(upload_id, record)
+        if made is None:
             return  # completed before (or aborted: the caller finds nothing)
         grid = int(record["part_size"])
         count = -(-int(record["size"]) // grid)
@@ -412,8 +402,14 @@ class S3Staging(Staging):
             if number + 1 in made:
                 continue
             listed = listed if listed is not None else self._listed(upload_id)
-            part = self.make_part(upload_id, record, number, listed)
+            try:
+                part = self.make_part(upload_id, record, number, listed)
+            except BackendUnavailableError:
+                part = None  # a piece gone: its writer may have made the part just now
             if part is None:
+                made = self._parts_made(upload_id, record) or {}
+                if number + 1 in made:
+                    continue
                 raise DepotError(
                     f"Part {number + 1} of upload {upload_id} is neither made nor in its "
                     f"chunks in the {self._where}: abort the upload and start again."
@@ -432,6 +428,22 @@ class S3Staging(Staging):
             raise
         except ClientError:
             return  # completed by another call meanwhile
+
+    def _parts_made(self, upload_id: str, record: dict[str, Any]) -> dict[int, str] | None:
+        """The ETag of each part made, by number; ``None`` if the multipart upload is over."""
+        made: dict[int, str] = {}
+        key, multipart = self.staged_key(upload_id), record["multipart"]
+        try:
+            with s3_errors(self._where, f"completing upload {upload_id}", ("NoSuchUpload", "404")):
+                paginator = self._client.get_paginator("list_parts")
+                for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=multipart):
+                    for part in page.get("Parts", ()):
+                        made[int(part["PartNumber"])] = part["ETag"]
+        except DepotError:
+            raise
+        except ClientError:
+            return None
+        return made
 
     def target(self, upload_id: str, file_id: str) -> str:
         """The file id the upload becomes: ``file_id``, unless an earlier finalize chose one.

@@ -150,6 +150,28 @@ def test_two_writers_completing_one_part_at_once(depot: Any, s3_client: Any) -> 
     assert depot.get(depot.finalize(upload_id)).read() == data
 
 
+def test_finalize_racing_the_writer_that_makes_a_part(
+    depot: Any, patched: pytest.MonkeyPatch
+) -> None:
+    """finalize() finds a part missing, and its writer makes it (and deletes its
+    pieces) just then: finalize sees the part made, rather than failing (a 503)."""
+    data = os.urandom(P + 10)
+    upload_id = depot.reserve(len(data), sha256(data))
+    patched.setattr(S3Staging, "_make_parts", lambda *args: None)
+    depot.write_chunk(upload_id, 0, data[:100])
+    depot.write_chunk(upload_id, 100, data[100:])
+    real = S3Staging.make_part
+
+    def made_just_before(self: Any, *args: Any) -> Any:
+        real(self, *args)  # the writer, a moment earlier
+        return real(self, *args)
+
+    patched.setattr(S3Staging, "make_part", made_just_before)
+    file_id = depot.finalize(upload_id)
+    patched.undo()
+    assert depot.get(file_id).read() == data
+
+
 def test_concurrent_writers_of_one_upload(depot: Any) -> None:
     """Eight threads, chunks across part boundaries, each part made by whoever completes it."""
     size = P + 12345
