@@ -172,8 +172,9 @@ def test_finalize_racing_the_writer_that_makes_a_part(
     assert depot.get(file_id).read() == data
 
 
-def test_concurrent_writers_of_one_upload(depot: Any) -> None:
-    """Eight threads, chunks across part boundaries, each part made by whoever completes it."""
+def test_concurrent_writers_of_one_upload(depot: Any, s3_settings: dict[str, Any]) -> None:
+    """Eight workers (threads, each with a storage of its own, as processes have), chunks
+    across part boundaries, each part made by whoever completes it."""
     size = P + 12345
     data = os.urandom(size)
     upload_id = depot.reserve(size, sha256(data))
@@ -182,9 +183,10 @@ def test_concurrent_writers_of_one_upload(depot: Any) -> None:
     errors: list[BaseException] = []
 
     def write(start: int, end: int) -> None:
+        worker = DepotManager.from_config(s3_settings)
         ready.wait()
         try:
-            depot.write_chunk(upload_id, start, data[start:end])
+            worker.write_chunk(upload_id, start, data[start:end])
         except BaseException as exc:  # noqa: BLE001 (shown by the assert below)
             errors.append(exc)
 
