@@ -4,6 +4,10 @@ The client sends the file to a staging key, ``<prefix>.depot-uploads/<file id>``
 which ``list()`` does not show and no file id reaches; ``complete_upload()``
 checks it there and copies it, server-side, to the file's key with depot's
 metadata, so a file exists only once it passed (see :mod:`depot.uploads.direct`).
+
+A chunked upload ends the same way: its multipart upload is completed at
+``<prefix>.depot-uploads/<upload id>`` (see :mod:`depot.uploads._s3`), then
+:func:`store_staged` checks it and makes it a file, as for a presigned upload.
 """
 
 from __future__ import annotations
@@ -11,11 +15,20 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
-from depot.exceptions import ChecksumMismatch, DepotError, UploadNotFound, ValidationError
+from depot.exceptions import (
+    ChecksumMismatch,
+    DepotError,
+    SizeMismatch,
+    UploadNotFound,
+    UploadTooLarge,
+    ValidationError,
+)
 from depot.io._chunks import BLOCK_SIZE, is_checksum
+from depot.io._fileinfo import resolve
 from depot.io._ids import new_file_id
 from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
@@ -23,6 +36,7 @@ from depot.uploads.direct import DirectUpload, check_arrived, make_token, read_t
 
 if TYPE_CHECKING:
     from depot.io.boto3 import S3Storage
+    from depot.uploads._s3 import S3Staging
 
 STAGING = ".depot-uploads/"
 #: The longest a presigned upload may last: S3 refuses SigV4 signatures over 7 days.
@@ -91,10 +105,63 @@ def complete(storage: S3Storage, token: str) -> str:
     key = staging_key(storage, file_id)
     if payload["b"] != storage._bucket or payload["k"] != key:
         raise UploadNotFound("This upload token is for another depot.")
+    expected = Expected(
+        filename=payload["n"],
+        content_type=payload["t"],
+        checksum=payload["c"],
+        limit=payload["m"],
+        checks=tuple(storage.policy),
+        missing="Nothing has arrived for this upload yet: send the file, then complete it.",
+        mismatch="The file that arrived has the checksum {found}, not the one the upload was "
+        "presigned with: upload it again.",
+        # The presigned request stays valid: the next try sends the file anew.
+        delete_refused=True,
+    )
+    return store_staged(storage, key, file_id, expected)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a staged object must be to become a stored file, and what to say if it is not.
+
+    :param checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` of its bytes, if known.
+    :param limit: its largest size, besides the ``checks``' own.
+    :param size: its exact size, if known.
+    :param checks: the depot's policy and any other validators.
+    :param missing: the message when nothing is staged.
+    :param mismatch: the message when the checksum differs; ``{found}`` is the one found.
+    :param delete_refused: delete the staged object when a check refuses it
+        (else it stays, to be checked again or removed by its owner).
+    """
+
+    filename: str | None
+    content_type: str
+    checksum: str | None
+    limit: int | None
+    checks: tuple[Any, ...]
+    missing: str
+    mismatch: str
+    delete_refused: bool
+    size: int | None = None
+
+
+def store_staged(storage: S3Storage, key: str, file_id: str, expected: Expected) -> str:
+    """Check the object staged at ``key``, then copy it to file ``file_id``'s key; return the id.
+
+    The one way a staged object (a presigned upload, a completed chunked
+    upload) becomes a stored file: the file does not exist under its id before
+    its bytes passed every check, and these are read again on each call, never
+    taken from an earlier one. A file already there is the answer (an earlier
+    call stored it, and only the staged object may be left to delete).
+    """
     client, bucket = storage._client, storage._bucket
     where = storage._where
     if storage._stat(file_id) is not None:
-        return file_id  # completed already (a client that lost the answer asks again)
+        # Stored already (a client that lost the answer asks again, or a call
+        # that died before deleting the staged object).
+        with s3_errors(where, f"deleting the staged upload {key}"):
+            client.delete_object(Bucket=bucket, Key=key)
+        return file_id
     try:
         with s3_errors(where, f"reading the upload {key}", passthrough=("404", "NoSuchKey")):
             body = client.get_object(Bucket=bucket, Key=key)
@@ -102,45 +169,23 @@ def complete(storage: S3Storage, token: str) -> str:
         raise
     except Exception:  # botocore's ClientError, 404: nothing arrived
         if storage._stat(file_id) is not None:
-            # Another complete_upload() of this token finished meanwhile (it
-            # deletes the staging key last): the file is there, it is the answer.
+            # Another call stored it meanwhile (it deletes the staged key last):
+            # the file is there, it is the answer.
             return file_id
-        raise UploadNotFound(
-            "Nothing has arrived for this upload yet: send the file, then complete it."
-        ) from None
+        raise UploadNotFound(expected.missing) from None
     size = int(body["ContentLength"])
-    # The presigned request stays valid until it expires: the client may send
+    # A presigned request stays valid until it expires: the client may send
     # other bytes to the staging key while these are checked. The copy is of
     # this version only (S3 refuses it otherwise), and is checked after.
     etag = body.get("ETag")
     try:
-        if payload["m"] is not None and size > payload["m"]:
-            # Refused by its size before a byte is read: a PUT's signature does
-            # not bound it, and reading gigabytes to refuse them is for nothing.
-            body["Body"].close()
-            check_arrived((), None, payload["t"], b"", size, payload["m"])
-        digest, head = hashlib.sha256(), b""
-        with s3_errors(where, f"reading the upload {key}"):
-            stream = body["Body"]
-            try:
-                while block := stream.read(BLOCK_SIZE):
-                    if len(head) < 8192:
-                        head += block[: 8192 - len(head)]
-                    digest.update(block)
-            finally:
-                stream.close()
-        checksum = f"sha256:{digest.hexdigest()}"
-        if payload["c"] is not None and payload["c"] != checksum:
-            raise ChecksumMismatch(
-                f"The file that arrived has the checksum {checksum}, not the one the upload "
-                "was presigned with: upload it again."
-            )
-        check_arrived(storage.policy, payload["n"], payload["t"], head, size, payload["m"])
+        checksum = _check(storage, key, body, size, expected)
     except ValidationError:
-        with s3_errors(where, f"deleting the refused upload {key}"):
-            client.delete_object(Bucket=bucket, Key=key)
+        if expected.delete_refused:
+            with s3_errors(where, f"deleting the refused upload {key}"):
+                client.delete_object(Bucket=bucket, Key=key)
         raise
-    args = storage._object_args(payload["n"] or DEFAULT_FILENAME, payload["t"])
+    args = storage._object_args(expected.filename or DEFAULT_FILENAME, expected.content_type)
     args["Metadata"][CHECKSUM] = checksum
     changed = UploadNotFound(
         "The upload changed while it was checked (it was sent again): complete it again."
@@ -165,6 +210,88 @@ def complete(storage: S3Storage, token: str) -> str:
     with s3_errors(where, f"deleting the staged upload {key}"):
         client.delete_object(Bucket=bucket, Key=key)
     return file_id
+
+
+def _check(storage: S3Storage, key: str, body: Any, size: int, expected: Expected) -> str:
+    """Read the staged object once and check it; return its sha256 checksum.
+
+    :raises depot.exceptions.ValidationError: a check refuses it.
+    """
+    from depot.validators import SNIFF_BYTES, too_large
+
+    limits = [c.max_size for c in expected.checks if getattr(c, "max_size", None) is not None]
+    if expected.limit is not None:
+        limits.append(expected.limit)
+    if limits and size > min(limits):
+        # Refused by its size before a byte is read: a PUT's signature does not
+        # bound it, and reading gigabytes to refuse them is for nothing.
+        body["Body"].close()
+        raise UploadTooLarge(str(too_large(min(limits))), min(limits))
+    if expected.size is not None and size != expected.size:
+        body["Body"].close()
+        raise SizeMismatch(
+            f"The upload assembled in the bucket has {size} bytes, not the {expected.size} "
+            "reserved: abort it and upload again."
+        )
+    digest, head = hashlib.sha256(), b""
+    # md5 only when the upload was reserved with one: a second hash costs time.
+    other = hashlib.md5() if (expected.checksum or "").startswith("md5:") else None
+    with s3_errors(storage._where, f"reading the upload {key}"):
+        stream = body["Body"]
+        try:
+            while block := stream.read(BLOCK_SIZE):
+                if len(head) < SNIFF_BYTES:
+                    head += block[: SNIFF_BYTES - len(head)]
+                digest.update(block)
+                if other is not None:
+                    other.update(block)
+        finally:
+            stream.close()
+    checksum = f"sha256:{digest.hexdigest()}"
+    found = checksum if other is None else f"md5:{other.hexdigest()}"
+    if expected.checksum is not None and expected.checksum != found:
+        raise ChecksumMismatch(expected.mismatch.format(found=found))
+    check_arrived(
+        expected.checks, expected.filename, expected.content_type, head, size, expected.limit
+    )
+    return checksum
+
+
+def store_reserved(
+    storage: S3Storage,
+    upload_id: str,
+    file_id: str,
+    staging: S3Staging,
+    record: dict[str, Any],
+    validators: list[Any],
+) -> str:
+    """Finalize a chunked upload: complete its multipart upload, then :func:`store_staged`.
+
+    The bytes are put together by S3 and read once, for the checks. The
+    file's id is the one the first finalize of the upload chose, whichever
+    call this is: a finalize that died midway leaves no second file.
+    """
+    target = staging.target(upload_id, file_id)
+    staging.complete(upload_id, record)
+    _, filename, ctype = resolve(b"", record.get("filename"), record.get("content_type"))
+    checksum = record.get("checksum")
+    algorithm = (checksum or ":").split(":")[0]
+    expected = Expected(
+        filename=filename,
+        content_type=ctype,
+        checksum=checksum,
+        limit=None,
+        checks=(*storage.policy, *validators),
+        size=int(record["size"]),
+        missing=f"The bytes of upload {upload_id} are not in the {storage._where}: it was "
+        "aborted or expired meanwhile. Reserve a new one.",
+        mismatch=f"The upload's bytes have the {algorithm} {{found}}, not the {checksum} it "
+        "was reserved with: a chunk was sent wrong. Abort it and upload again.",
+        # As on every backend, a refused upload stays until it is aborted or
+        # expires: another finalize (with other validators) may accept it.
+        delete_refused=False,
+    )
+    return store_staged(storage, staging.staged_key(upload_id), target, expected)
 
 
 def _copy(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depot import __version__
 from depot._settings import missing_dependency_message
@@ -47,6 +47,7 @@ from depot.io._objectmeta import file_info, new_object
 from depot.io._timeouts import CONNECT_TIMEOUT, READ_TIMEOUT, attempts, seconds
 from depot.io.interfaces import NewVersion
 from depot.uploads.direct import DirectUpload
+from depot.uploads.staging import Chunk, Staging
 
 try:
     import boto3
@@ -55,6 +56,7 @@ try:
 
     from depot.io._s3errors import client_error_code, describe, s3_errors
     from depot.io._s3upload import ObjectWriter
+    from depot.uploads._s3 import S3Staging
 except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, exc.name or "boto3")) from exc
 
@@ -71,6 +73,9 @@ __all__ = [
 #: A stream that cannot seek and is larger than this gets no checksum: adding
 #: it would take a server-side copy of the whole object.
 CHECKSUM_COPY_LIMIT = 512 * 1024 * 1024
+
+if TYPE_CHECKING:
+    from depot.validators import FileValidator
 
 _BACKEND = "S3Storage"
 
@@ -236,10 +241,14 @@ class S3Storage(BucketStorage[S3StoredFile]):
     denied, no such bucket), raise :class:`~depot.exceptions.BackendUnavailableError`
     (an ``OSError``) naming the bucket and the endpoint.
 
+    Chunked uploads (:mod:`depot.uploads.chunked`, and so tus) become parts of
+    one multipart upload, their state kept in the bucket under
+    ``<prefix>.depot-uploads/<upload id>/`` (``depot/uploads/_s3.py`` says how).
+
     .. versionchanged:: 1.0
        Credentials may come from boto3's usual places; uploads stream in parts;
-       files carry a checksum; ``presign_ttl``, ``connect_timeout``,
-       ``read_timeout`` and ``max_attempts`` added.
+       files carry a checksum; chunked uploads; ``presign_ttl``,
+       ``connect_timeout``, ``read_timeout`` and ``max_attempts`` added.
     """
 
     def __init__(
@@ -489,6 +498,27 @@ class S3Storage(BucketStorage[S3StoredFile]):
         .. versionadded:: 1.0
         """
         return _s3direct.complete(self, token)
+
+    def _staging(self) -> S3Staging:
+        # Chunks become parts of a multipart upload, their state objects in
+        # the bucket: every worker and host serving the depot sees them.
+        return S3Staging(
+            self._client, self._bucket, f"{self._prefix}{_s3direct.STAGING}", self._where
+        )
+
+    def _store_reserved(
+        self,
+        upload_id: str,
+        file_id: str,
+        staging: Staging,
+        chunks: list[Chunk],
+        record: dict[str, Any],
+        validators: list[FileValidator],
+    ) -> str:
+        # S3 puts the parts together (CompleteMultipartUpload); the object is
+        # then checked and copied as a presigned upload is.
+        assert isinstance(staging, S3Staging)
+        return _s3direct.store_reserved(self, upload_id, file_id, staging, record, validators)
 
     def _put(self, fileid: str, new: NewVersion, existing: S3StoredFile | None) -> None:
         args = self._object_args(new.filename, new.content_type)

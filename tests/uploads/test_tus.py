@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from depot.io.interfaces import FileStorage, StoredFile
+from depot.io.memory import MemoryFileStorage
 from depot.manager import DepotManager
+from depot.uploads.chunked import ChunkedUploadsMixin
 from depot.uploads.tus import TusASGIApp, TusServer, TusWSGIApp
 
 Send = Callable[..., httpx.Response]
@@ -26,7 +28,7 @@ def b64(text: str | bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-@pytest.fixture(params=["memory", "local", "gridfs"])
+@pytest.fixture(params=["memory", "local", "gridfs", "s3"])
 def depot(request: pytest.FixtureRequest) -> FileStorage:
     settings: dict[str, Any] = request.getfixturevalue(f"{request.param}_settings")
     return DepotManager.configure("default", settings)
@@ -351,11 +353,15 @@ def test_a_refused_upload_is_not_kept(
     assert send("HEAD", url, headers=TUS).status_code == 404
 
 
-def test_a_depot_without_uploads_or_no_depot_is_no_500(
-    make_client: Callable[..., Send], s3_settings: dict[str, Any]
-) -> None:
+class NoUploads(MemoryFileStorage):
+    """A backend that keeps no uploads: the mixin's own ``_staging``."""
+
+    _staging = ChunkedUploadsMixin._staging  # type: ignore[assignment]
+
+
+def test_a_depot_without_uploads_or_no_depot_is_no_500(make_client: Callable[..., Send]) -> None:
     send = make_client()  # "default" is not configured yet
     assert send("OPTIONS", "/files").status_code == 503
     assert send("POST", "/files", headers={**TUS, "Upload-Length": "1"}).status_code == 503
-    DepotManager.configure("default", s3_settings)
+    DepotManager.configure("default", {"depot.backend": f"{__name__}.NoUploads"})
     assert send("POST", "/files", headers={**TUS, "Upload-Length": "1"}).status_code == 501
