@@ -31,7 +31,15 @@ from depot.manager import DepotManager
 from depot.validators import MaxSize
 from tests.streams import OneWayStream
 
-STAGING_BACKENDS = ["memory", "local", "gridfs", "gcs"]
+STAGING_BACKENDS = [
+    "memory",
+    "local",
+    "gridfs",
+    "gcs",
+    "sql_sqlite",
+    "sql_postgresql",
+    "sql_mariadb",
+]
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
