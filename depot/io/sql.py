@@ -649,6 +649,17 @@ class SQLStorage(FileStorage):
             self.__dict__["_uploads"] = staging
         return staging
 
+    def _store_reserved(self, *args: Any, **kwargs: Any) -> str:
+        # Outside any joined() block: finish() marks the upload finished on the
+        # staging's connection, so its file must be committed too, or a request
+        # rolled back would leave an upload finished into no file.
+        outside = {s: c for s, c in (_JOINED.get() or {}).items() if s is not self}
+        token = _JOINED.set(outside)
+        try:
+            return super()._store_reserved(*args, **kwargs)
+        finally:
+            _JOINED.reset(token)
+
     # --- in the application's transaction ------------------------------------------
 
     @contextlib.contextmanager

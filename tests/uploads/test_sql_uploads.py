@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from depot.exceptions import BackendUnavailableError, InvalidChunk, UploadNotFound
 from depot.io.sql import SQLStorage, define_tables
@@ -227,6 +228,22 @@ def test_expiry_sweeps_the_rows_of_a_writer_killed_after_an_abort(storage: SQLSt
     assert storage.expire_uploads() == []  # nothing idle yet, but the orphans are gone
     assert rows(storage) == {"_uploads": 1, "_upchunks": 0, "_updata": 0}
     assert storage.status(upload_id).missing == [(0, 1)]
+
+
+def test_finalize_in_a_joined_block_commits_the_file(
+    engine: sa.Engine, storage: SQLStorage
+) -> None:
+    upload_id = storage.reserve(5, sha256(b"hello"))
+    storage.write_chunk(upload_id, 0, b"hello")
+    with orm.Session(engine) as session:
+        session.begin()
+        with storage.joined(session):
+            file_id = storage.finalize(upload_id)
+        session.rollback()  # the request failed after it
+    # Before, the file went with the rollback, and the upload said it was finished
+    # into it: its bytes were lost. Now the request, retried, gets the same file.
+    assert storage.get(file_id).read() == b"hello"
+    assert storage.finalize(upload_id) == file_id
 
 
 def test_a_chunk_larger_than_a_row_is_split_as_it_streams(storage: SQLStorage) -> None:
