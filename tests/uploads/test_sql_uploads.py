@@ -301,6 +301,51 @@ def test_a_chunk_arriving_while_its_upload_is_aborted(storage: SQLStorage) -> No
     assert rows(storage) == EMPTY
 
 
+def test_a_request_body_cut_off_midway_leaves_no_rows(storage: SQLStorage) -> None:
+    upload_id = storage.reserve(10 * ROW, None)
+
+    class CutOff:
+        """A client whose connection drops after a few rows' worth of bytes."""
+
+        sent = 0
+
+        def read(self, n: int = -1) -> bytes:
+            if self.sent >= 4 * ROW:
+                raise ConnectionResetError("the client went away")
+            self.sent += ROW
+            return b"c" * ROW
+
+    with pytest.raises(ConnectionResetError):
+        storage.write_chunk(upload_id, 0, CutOff())  # type: ignore[arg-type]
+    assert rows(storage) == {"_uploads": 1, "_upchunks": 0, "_updata": 0}
+    assert storage.status(upload_id).received == 0
+
+
+def test_an_abort_while_finalize_reads_the_chunks(
+    storage: SQLStorage, patched: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(5 * ROW)
+    upload_id = storage.reserve(len(data), sha256(data))
+    storage.write_chunk(upload_id, 0, data)
+    staging = storage._staging()
+    fetch = staging._fetch
+
+    def aborted_first(*args: Any) -> Any:
+        storage.abort(upload_id)  # another request, just before the rows are read
+        return fetch(*args)
+
+    patched.setattr(staging, "_fetch", aborted_first)
+    with pytest.raises(UploadNotFound, match="aborted or expired meanwhile"):
+        storage.finalize(upload_id)
+    assert storage.list() == []
+
+
+def test_an_unreachable_database_is_said_so() -> None:
+    storage = SQLStorage(url="postgresql+psycopg://depot@127.0.0.1:9/none?connect_timeout=2")
+    with pytest.raises(BackendUnavailableError, match="Check that the server is running"):
+        storage.reserve(1, None)
+
+
 def test_a_large_record_and_odd_metadata(storage: SQLStorage) -> None:
     metadata = {"$where": "1", "k'; DROP TABLE x; --": "\U0001f600" * 30_000}
     upload_id = storage.reserve(1, None, "text/plain", "a'b\".txt", metadata)
