@@ -55,7 +55,6 @@ from depot.exceptions import (
 from depot.io._chunks import BLOCK_SIZE, recut
 from depot.io.interfaces import FileStorage, NewVersion, StoredFile
 from depot.io.utils import _modified_now
-from depot.uploads._sql import SQLStaging, define_upload_tables
 
 try:
     import sqlalchemy as sa
@@ -63,6 +62,9 @@ try:
     from sqlalchemy.engine import Connection, Engine
 except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "SQLAlchemy")) from exc
+
+# After SQLAlchemy: without it, the message above names the extra to install.
+from depot.uploads._sql import SQLStaging, define_upload_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

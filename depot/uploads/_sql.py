@@ -18,6 +18,16 @@ process, and readers, who list ``_upchunks`` only, never see a chunk that is
 not whole. The bytes of a loser, or of a writer that died, belong to no chunk
 row and go with their upload.
 
+A finalize claims the upload by a conditional UPDATE (the rows it changed say
+who won), then :meth:`SQLStaging.finish` marks it finished and drops its chunks
+in one transaction: a process or connection that dies in it leaves the upload
+as it was. A claim whose file is stored outlives a failed finalize, so that
+the retry finishes with that file rather than store another.
+
+The tables are made at the first upload (the depot's own at its first
+operation), and :func:`depot.io.sql.define_tables` defines them for an
+application that manages its schema.
+
 The names add at most 11 characters to the files table's, as its index's
 name does: :func:`depot.io.sql.define_tables` refuses names that would make
 any of them longer than PostgreSQL takes.

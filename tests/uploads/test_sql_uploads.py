@@ -12,6 +12,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -583,3 +585,14 @@ def test_tus_on_a_sql_depot(sql_postgresql_settings: dict[str, Any]) -> None:
     assert (stored.read(), stored.filename) == (data, "a.bin")
     assert depot.list() == [stored.file_id]
     assert client.head(url, headers=tus).headers["upload-offset"] == str(len(data))
+
+
+def test_without_sqlalchemy_the_extra_is_named() -> None:
+    # Before, the staging's own import of SQLAlchemy came first, and failed bare.
+    code = (
+        "import sys; sys.modules['sqlalchemy'] = None\n"
+        "try:\n    import depot.io.sql\n"
+        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.startswith("ImportError depot.io.sql needs the 'SQLAlchemy' package")
