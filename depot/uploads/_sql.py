@@ -225,6 +225,13 @@ class SQLStaging(Staging):
             # InnoDB's default (REPEATABLE READ) can deadlock them.
             engine = engine.execution_options(isolation_level="READ COMMITTED")
         self._engine = engine
+        # Each read is one statement: on PostgreSQL no transaction around it
+        # (a BEGIN and a ROLLBACK fewer), as the depot reads its files.
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         self._sql = _Statements(tables, files)
         self._piece = piece_size
         self._per_batch = max(1, _BATCH_BYTES // piece_size)
@@ -266,7 +273,7 @@ class SQLStaging(Staging):
     def _one(self, statement: Any, **params: Any) -> Any:
         with self._errors():
             self._prepare()
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 return conn.execute(statement, params).first()
 
     def start(self, upload_id: str, record: dict[str, Any]) -> None:
@@ -376,7 +383,7 @@ class SQLStaging(Staging):
     def chunks(self, upload_id: str) -> list[Chunk]:
         with self._errors():
             self._prepare()
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 rows = conn.execute(self._sql.chunks, {"uid": upload_id}).all()
         return [_chunk(row) for row in rows]
 
@@ -394,7 +401,7 @@ class SQLStaging(Staging):
 
     def _fetch(self, upload_id: str, token: str, first: int) -> list[tuple[int, bytes]]:
         params = {"uid": upload_id, "token": token, "first": first, "stop": first + self._per_fetch}
-        with self._errors(), self._engine.connect() as conn:  # prepared by open_chunk()
+        with self._errors(), self._reads.connect() as conn:  # prepared by open_chunk()
             return [(n, data) for n, data in conn.execute(self._sql.pieces, params)]
 
     def claim(self, upload_id: str, file_id: str) -> bool:
@@ -437,7 +444,7 @@ class SQLStaging(Staging):
     def idle(self) -> Iterator[tuple[str, float]]:
         with self._begin() as conn:
             conn.execute(self._sql.orphans)
-        with self._errors(), self._engine.connect() as conn:
+        with self._errors(), self._reads.connect() as conn:
             found = conn.execute(self._sql.idle).all()
         for upload_id, touched in found:
             yield str(upload_id), float(touched)
