@@ -166,7 +166,7 @@ class _Statements:
         # A conditional UPDATE: the database says, by the rows it changed, who won.
         self.claim = (
             sa.update(uploads)
-            .where(upload_is, uploads.c.claimed.is_(None), uploads.c.file_id.is_(None))
+            .where(upload_is, uploads.c.claimed.is_(None))
             .values(claimed=sa.bindparam("fid"))
         )
         self.claimed = sa.select(uploads.c.claimed).where(upload_is)
@@ -177,7 +177,8 @@ class _Statements:
             sa.update(uploads).where(upload_is, ~stored.exists()).values(claimed=sa.null())
         )
         # The claim goes with it: a finalize that read the record before and
-        # claims after is told another one runs, not given the file as its own.
+        # claims after finds the file in the record, and gives it as another's
+        # (were the claim kept, it would take the file for one it must finish).
         self.finish = (
             sa.update(uploads)
             .where(upload_is)
