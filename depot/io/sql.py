@@ -12,6 +12,9 @@ Two tables, created when missing (or by the application: :func:`define_tables`):
     <prefix><table>_chunks   the bytes: version, n, data (chunk_size bytes, the
                              last chunk shorter)
 
+and three for chunked uploads, ``<prefix><table>_uploads``, ``_upchunks`` and
+``_updata``, created at the first upload (see :mod:`depot.uploads._sql`).
+
 Each write stores its chunks under a new *version* key, and only then makes or
 switches the file's row to it, in one transaction that also deletes the chunks
 of the version it replaces. Readers see the old version or the new one, whole.
@@ -59,6 +62,9 @@ try:
     from sqlalchemy.engine import Connection, Engine
 except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "SQLAlchemy")) from exc
+
+# After SQLAlchemy: without it, the message above names the extra to install.
+from depot.uploads._sql import SQLStaging, define_upload_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -139,7 +145,11 @@ def define_tables(metadata: sa.MetaData, table: str = DEFAULT_TABLE, prefix: str
         class Base(DeclarativeBase):
             pass
 
-        define_tables(Base.metadata)  # depot_files, depot_files_chunks
+        define_tables(Base.metadata)  # depot_files, depot_files_chunks, the uploads' three
+
+    The chunked uploads' tables (``_uploads``, ``_upchunks``, ``_updata`` added
+    to the files table's name) are defined on ``metadata`` too; the returned
+    tuple holds the two tables of files.
 
     :param metadata: the application's :class:`~sqlalchemy.schema.MetaData`.
     :param table: the name of the files table (``depot.table``); the chunks
@@ -185,6 +195,7 @@ def define_tables(metadata: sa.MetaData, table: str = DEFAULT_TABLE, prefix: str
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
+    define_upload_tables(metadata, files_name)
     return SQLTables(files, chunks)
 
 
@@ -623,6 +634,34 @@ class SQLStorage(FileStorage):
         if self._owns_engine:
             self._engine.dispose()
 
+    def _staging(self) -> SQLStaging:
+        # In the depot's database, so that every process and host shares the
+        # uploads; built once, as its statements cost more to build than to run.
+        staging: SQLStaging | None = self.__dict__.get("_uploads")
+        if staging is None:
+            files = self.tables.files
+            staging = SQLStaging(
+                self._engine,
+                define_upload_tables(files.metadata, files.name),
+                files,
+                self._chunk_size,
+                lambda: _database_errors(self._where),
+                self._ensure_tables,
+            )
+            self.__dict__["_uploads"] = staging
+        return staging
+
+    def _store_reserved(self, *args: Any, **kwargs: Any) -> str:
+        # Outside any joined() block: finish() marks the upload finished on the
+        # staging's connection, so its file must be committed too, or a request
+        # rolled back would leave an upload finished into no file.
+        outside = {s: c for s, c in (_JOINED.get() or {}).items() if s is not self}
+        token = _JOINED.set(outside)
+        try:
+            return super()._store_reserved(*args, **kwargs)
+        finally:
+            _JOINED.reset(token)
+
     # --- in the application's transaction ------------------------------------------
 
     @contextlib.contextmanager
@@ -709,7 +748,8 @@ class SQLStorage(FileStorage):
             for attempt in range(_CREATE_ATTEMPTS):
                 try:
                     with self._engine.begin() as conn:
-                        metadata.create_all(conn, checkfirst=True)
+                        # The uploads' tables wait for the first upload (SQLStaging).
+                        metadata.create_all(conn, tables=list(self.tables), checkfirst=True)
                     break
                 except sa.exc.DBAPIError:
                     # Another process created them between the check and the

@@ -21,3 +21,11 @@ def patched() -> Iterator[pytest.MonkeyPatch]:
     """A MonkeyPatch of the test's own: its undo() leaves the backend fixtures' patches be."""
     with pytest.MonkeyPatch.context() as patcher:
         yield patcher
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The chunked tests' runs on SQL count among the tests of their database.
+    for item in items:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("settings")
+        if isinstance(backend, str) and backend.startswith("sql_"):
+            item.user_properties.append(("database", backend.partition("_")[2]))

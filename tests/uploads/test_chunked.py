@@ -32,7 +32,16 @@ from depot.uploads.chunked import ChunkedUploadsMixin
 from depot.validators import MaxSize
 from tests.streams import OneWayStream
 
-STAGING_BACKENDS = ["memory", "local", "gridfs", "s3", "gcs"]
+STAGING_BACKENDS = [
+    "memory",
+    "local",
+    "gridfs",
+    "s3",
+    "gcs",
+    "sql_sqlite",
+    "sql_postgresql",
+    "sql_mariadb",
+]
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
