@@ -283,8 +283,10 @@ def ming_references(
             continue
         collection = ming_collection(session, cls)
         cursor = collection.find({}, {name: 1 for name in names}).sort("_id", 1)
+        if hasattr(cursor, "batch_size"):  # pymongo's; Ming's in-memory mim has none
+            cursor = cursor.batch_size(batch_size)
         batch = Batch()
-        for document in cursor.batch_size(batch_size):
+        for document in cursor:
             batch.rows += 1
             for name in names:
                 where = f"{collection.name}(_id={document.get('_id')!r}).{name}"

@@ -38,3 +38,35 @@ def local_fast(tmp_path: Any) -> dict[str, Any]:
         "depot.storage_path": str(tmp_path / "fast"),
         "depot.fsync": "false",
     }
+
+
+@pytest.fixture(scope="session")
+def _ops_schema(database: Any) -> Any:
+    from tests.ops.models import OpsBase
+
+    OpsBase.metadata.create_all(database.engine)
+    return database
+
+
+@pytest.fixture
+def db(_ops_schema: Any) -> Any:
+    """The engine of the database under test, its operations tables empty."""
+    import sqlalchemy as sa
+
+    from tests.ops.models import OpsBase
+
+    with _ops_schema.engine.begin() as conn:
+        for table in reversed(OpsBase.metadata.sorted_tables):
+            conn.execute(sa.delete(table))
+    return _ops_schema.engine
+
+
+def png(color: str = "red", size: tuple[int, int] = (40, 30)) -> bytes:
+    """A small PNG image."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
