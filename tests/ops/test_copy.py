@@ -56,17 +56,30 @@ def test_keeps_ids_names_types_times_and_checksums(frozen_old: None, tmp_path: P
     assert all(result.last_modified_kept for result in summary.copied)
 
 
-@pytest.mark.parametrize("target_backend", ["memory", "local", "s3"])
+@pytest.mark.parametrize("target_backend", ["memory", "local", "s3", "gcs", "gridfs", "sql_sqlite"])
 def test_last_modified_kept_on_each_backend(
     target_backend: str, frozen_old: None, request: pytest.FixtureRequest
 ) -> None:
-    source = MemoryFileStorage()
+    settings = request.getfixturevalue(f"{target_backend}_settings")
+    if target_backend == "gridfs":
+        # Ids are kept, and GridFS's are ObjectIds: it copies from GridFS only.
+        source = configured("source", {**settings, "depot.collection": "source"})
+    else:
+        source = MemoryFileStorage()
     file_id = source.create(b"dated", "dated.txt")
-    target = configured("target", request.getfixturevalue(f"{target_backend}_settings"))
+    target = configured("target", settings)
     summary = copy_depot(source, target)
     assert summary.ok, summary.failed
     with target.get(file_id) as copy:
         assert copy.last_modified == OLD_TIME
+
+
+def test_ids_the_target_cannot_take_fail_with_the_reason(gridfs_settings: dict[str, Any]) -> None:
+    source = MemoryFileStorage()
+    file_id = source.create(b"a uuid")
+    summary = copy_depot(source, configured("target", gridfs_settings))
+    assert [r.file_id for r in summary.failed] == [file_id]
+    assert "InvalidFileIdError" in summary.failed[0].reason
 
 
 def test_keeping_last_modified_is_per_thread_and_refuses_aware_times() -> None:
