@@ -220,3 +220,30 @@ def test_ming_documents_are_migrated_and_rewritten(
         ops_session.clear()
         datastore.conn.drop_database("depot_ops_migrate")
         ops_session.impl.bind = None
+
+
+def test_leaving_the_iteration_early_stops_the_work(
+    db: sa.Engine, depots: tuple[FileStorage, FileStorage]
+) -> None:
+    old, new = depots
+    populate(db)
+    plan = MigrationPlan("new", bind=db, models=MODELS, rewrite=True, jobs=1)
+    for event in plan:
+        if event.phase == "copy" and event.files_done == 1:
+            break
+    assert plan.summary is None  # it did not finish
+    assert 1 <= len(new.list()) < 9
+    assert all(value["depot_name"] == "old" for value in raw_rows(db)[:3])
+    # Run to its end, it finishes the rest.
+    plan = MigrationPlan("new", bind=db, models=MODELS, rewrite=True)
+    assert len(list(plan)) > 0 and plan.summary is not None and plan.summary.ok
+    assert len(new.list()) == 9
+
+
+def test_an_error_in_the_iterated_plan_is_raised_to_the_loop(
+    db: sa.Engine, depots: tuple[FileStorage, FileStorage]
+) -> None:
+    populate(db)
+    plan = MigrationPlan("new", bind=db, models=MODELS, sources=["unconfigured"], batch_size=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        list(plan)
