@@ -373,6 +373,11 @@ class LocalFileStorage(FileStorage):
         except FileNotFoundError:  # the first write: storage_path is made on demand
             os.makedirs(self.storage_path, exist_ok=True)
             os.mkdir(temp)
+        except FileExistsError:
+            # Left by a write of this same id that was killed: a restore
+            # (replace(f, f), as depot.ops.copy_depot does) run again after a crash.
+            _remove_abandoned(temp, fileid)
+            os.mkdir(temp)
         try:
             dir_fd = os.open(temp, _DIRECTORY)
             try:
@@ -954,6 +959,27 @@ def _clean_interrupted_replace_at(dir_fd: int) -> bool:
     finally:
         fcntl.flock(dir_fd, fcntl.LOCK_UN)
     return True
+
+
+def _remove_abandoned(temp: str, fileid: str) -> None:
+    """Remove the temporary directory of a killed write of ``fileid``, unless one is running."""
+    if os.path.islink(temp):
+        os.unlink(temp)  # never ours: depot makes only directories
+        return
+    dir_fd = _open_entry(temp, _DIRECTORY)
+    if dir_fd is not None:
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise FileExistsError(
+                        f"File {fileid} is being written by another process or thread "
+                        f"({temp}); write it once that write has finished."
+                    ) from None
+        finally:
+            os.close(dir_fd)
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _remove_leftover(entry: os.DirEntry[str]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
@@ -10,7 +13,14 @@ from depot.io._chunks import rewind
 from depot.io._fileinfo import FileIntent, SupportsRead, unwrap
 from depot.utils import utcnow_naive
 
-__all__ = ["INMEMORY_FILESIZE", "TIMESTAMP_FORMAT", "FileIntent", "file_from_content", "timestamp"]
+__all__ = [
+    "INMEMORY_FILESIZE",
+    "TIMESTAMP_FORMAT",
+    "FileIntent",
+    "file_from_content",
+    "keeping_last_modified",
+    "timestamp",
+]
 
 #: Bytes given to :func:`file_from_content` stay in memory up to this size.
 INMEMORY_FILESIZE = 1024 * 1024
@@ -31,9 +41,39 @@ def _modified_now() -> tuple[str, datetime]:
     module's globals at call time: ``mock.patch('depot.io.utils.timestamp')``,
     how filedepot's suites (and the applications that copied them) freeze
     time, then sets the time of every file stored meanwhile, on every backend.
+    Inside :func:`keeping_last_modified` it gives the time kept instead.
     """
-    text = timestamp()
+    kept = _kept_modified.get()
+    text = timestamp() if kept is None else kept.strftime(TIMESTAMP_FORMAT)
     return text, parse_timestamp(text)
+
+
+#: The ``last_modified`` that writes in this context record instead of now.
+_kept_modified: ContextVar[datetime | None] = ContextVar("depot_kept_modified", default=None)
+
+
+@contextmanager
+def keeping_last_modified(when: datetime) -> Iterator[None]:
+    """Make the files this thread stores meanwhile record ``when`` as ``last_modified``.
+
+    For copies between depots (:func:`depot.ops.copy_depot`), which keep each
+    file's time. ``when`` is a naive UTC datetime, recorded to the second. It
+    holds for the current thread (or asyncio task) only, and only for backends
+    that take the time from :mod:`depot.io.utils` while writing, as all of
+    depot's do; a backend whose server sets the time itself cannot keep it.
+
+    .. versionadded:: 1.0
+    """
+    if when.tzinfo is not None:
+        raise ValueError(
+            f"keeping_last_modified({when!r}): give a naive UTC datetime, as "
+            "StoredFile.last_modified is (when.astimezone(timezone.utc).replace(tzinfo=None))."
+        )
+    token = _kept_modified.set(when)
+    try:
+        yield
+    finally:
+        _kept_modified.reset(token)
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -1,0 +1,438 @@
+"""Copy the files of one depot to another, keeping their ids and metadata: :func:`copy_depot`.
+
+Each file keeps its id, name, content type, modification time and checksum,
+so rows that refer to ``'<depot>/<id>'`` keep working once the depot's name
+is configured with the new backend. Every copy is verified: the bytes are
+counted and hashed as they stream, and must match what the source recorded
+and what the target recorded. Running the copy again copies only what is
+missing from the target or differs there, so a copy stopped half-way (killed,
+a server gone) is finished by running it again.
+
+.. versionadded:: 1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from depot.exceptions import DepotError, StoredFileNotFoundError
+from depot.io._chunks import BLOCK_SIZE, Digest
+from depot.io.interfaces import FileStorage, StoredFile
+from depot.io.utils import keeping_last_modified
+from depot.ops._runner import ByteCounter, check_jobs, run_each, storage_of
+from depot.ops.progress import Progress, ProgressCallback
+
+__all__ = ["CopySummary", "FileResult", "copy_depot"]
+
+#: What :func:`copy_depot` compares to tell a file in the target is the same.
+Compare = Literal["metadata", "content"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What an operation did with one file, and why.
+
+    :param file_id: the file.
+    :param outcome: ``'copied'``, ``'skipped'`` or ``'failed'`` for a copy.
+    :param reason: why, in words: ``'missing in target'``, ``'already in
+        target (same size and checksum)'``, what failed and what to do.
+    :param size: its size in bytes, when known.
+    :param last_modified_kept: for a copied file, whether the target recorded
+        the source's ``last_modified`` (``False``: the target's backend sets
+        its own time; ``reason`` says so).
+
+    .. versionadded:: 1.0
+    """
+
+    file_id: str
+    outcome: str
+    reason: str
+    size: int | None = None
+    last_modified_kept: bool = True
+
+
+@dataclass
+class CopySummary:
+    """What :func:`copy_depot` did: the files copied, skipped and failed, with reasons.
+
+    .. versionadded:: 1.0
+    """
+
+    copied: list[FileResult] = field(default_factory=list)
+    skipped: list[FileResult] = field(default_factory=list)
+    failed: list[FileResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file is in the target, verified."""
+        return not self.failed
+
+    @property
+    def bytes_copied(self) -> int:
+        """The bytes written to the target."""
+        return sum(result.size or 0 for result in self.copied)
+
+    @property
+    def last_modified_not_kept(self) -> list[FileResult]:
+        """The copied files whose target recorded another time than the source's."""
+        return [result for result in self.copied if not result.last_modified_kept]
+
+    def add(self, result: FileResult) -> None:
+        getattr(self, result.outcome).append(result)
+
+    def merge(self, other: CopySummary) -> None:
+        """Add the results of ``other`` (another run, another depot) to these."""
+        self.copied += other.copied
+        self.skipped += other.skipped
+        self.failed += other.failed
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a depot records of a file, to compare two copies without reading them."""
+
+    filename: str | None
+    content_type: str | None
+    last_modified: datetime | None
+    size: int | None
+    checksum: str | None
+
+    @classmethod
+    def of(cls, stored: StoredFile) -> _Facts:
+        return cls(
+            stored.filename,
+            stored.content_type,
+            stored.last_modified,
+            stored.content_length,
+            stored.checksum,
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to do with one file: ``'copy'``, ``'check'`` (hash the source first), or done."""
+
+    action: Literal["copy", "check", "done"]
+    source: _Facts | None
+    result: FileResult | None = None
+    why: str = ""
+
+
+class _SourceCorrupt(DepotError, ValueError):
+    """The bytes read from the source are not what the source recorded."""
+
+
+class _VerifiedReader(StoredFile):
+    """A source file as the target reads it: counted, hashed, checked at its end.
+
+    Handed to ``target.replace(reader, reader)``, filedepot's way of storing a
+    file under its own id whether or not the target has it. The end of the
+    bytes raises if they disagree with the size or checksum the source
+    recorded: the target's write fails whole, so no corrupt copy is stored.
+    """
+
+    def __init__(self, source: StoredFile, counter: ByteCounter) -> None:
+        super().__init__(
+            source.file_id,
+            source.filename,
+            source.content_type,
+            source.last_modified,
+            source.content_length,
+            source.checksum,
+        )
+        self._source = source
+        self._counter = counter
+        self.digest = Digest()
+        self._closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n >= 0:
+            return self._read_block(n)
+        # A caller asking for everything gets it, read block by block, still counted.
+        blocks = []
+        while block := self._read_block(BLOCK_SIZE):
+            blocks.append(block)
+        return b"".join(blocks)
+
+    def _read_block(self, n: int) -> bytes:
+        data = self._source.read(n)
+        self.digest.update(data)
+        self._counter.add(len(data))
+        recorded = self._source.content_length
+        if recorded is not None and self.digest.length > recorded:
+            raise _SourceCorrupt(
+                f"File {self.file_id}: the source gives more than the {recorded} bytes it "
+                "records; its size or bytes are damaged. Restore it from a backup."
+            )
+        if not data and n:
+            self._check_end()
+        return data
+
+    def _check_end(self) -> None:
+        length, recorded = self.digest.length, self._source.content_length
+        if recorded is not None and length != recorded:
+            raise _SourceCorrupt(
+                f"File {self.file_id}: the source gives {length} bytes but records "
+                f"{recorded}; its bytes are damaged. Restore it from a backup."
+            )
+        checksum = self._source.checksum
+        if checksum is not None and checksum != self.digest.checksum:
+            raise _SourceCorrupt(
+                f"File {self.file_id}: the source's bytes hash to {self.digest.checksum} but "
+                f"it records {checksum}; they are damaged. Restore it from a backup."
+            )
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def hash_file(stored: StoredFile, counter: ByteCounter | None = None) -> tuple[int, str]:
+    """Read ``stored`` to its end; return its size and checksum (``'sha256:<hex>'``)."""
+    digest = Digest()
+    while True:
+        data = stored.read(BLOCK_SIZE)
+        if not data:
+            return digest.length, digest.checksum
+        digest.update(data)
+        if counter is not None:
+            counter.add(len(data))
+
+
+def _differences(source: _Facts, target: _Facts) -> list[str]:
+    names = ("size", "checksum", "filename", "content_type")
+    return [name for name in names if getattr(source, name) != getattr(target, name)]
+
+
+def _mismatch(file_id: str, what: str, expected: object, found: object) -> str:
+    return f"the target records {what} {found!r} for {file_id} after the copy, not {expected!r}"
+
+
+def copy_depot(
+    source: FileStorage | str,
+    target: FileStorage | str,
+    *,
+    jobs: int = 4,
+    progress: ProgressCallback | None = None,
+    ids: Iterable[str] | None = None,
+    compare: Compare = "metadata",
+) -> CopySummary:
+    """Copy every file of ``source`` (or those of ``ids``) to ``target``, under the same ids.
+
+    A file is copied when the target lacks it or has it with another size,
+    checksum, name or type; otherwise it is skipped. Each copy keeps the
+    file's id, name, type and ``last_modified``, and is verified: the bytes
+    read must match the size and checksum the source recorded (a damaged
+    source file fails, and nothing of it is stored), and the target must
+    record the same size and checksum afterwards (a target that records no
+    checksum is read back). A copy that fails verification is deleted from the
+    target. The target's policy (``max_size``, allowed types) applies: a file
+    it refuses fails with the reason.
+
+    Running it again after a failure or a kill copies only what is missing or
+    different: every backend stores a file whole or not at all.
+
+    :param source: the depot to copy from: a storage, or a configured name.
+    :param target: the depot to copy to.
+    :param jobs: files copied at once, each in a thread; at most ``2 * jobs``
+        files are in flight, and no file is ever held in memory whole (except
+        by a backend that keeps files in memory).
+    :param progress: called with a :class:`~depot.ops.progress.Progress` after
+        each file and while large files stream: phase ``'plan'`` (each file
+        looked up in both depots), then ``'copy'`` (``bytes_total`` is the size
+        of the files to copy). What it raises stops the copy and propagates.
+    :param ids: copy only these files (duplicates are copied once); by default
+        every file ``source.list()`` gives.
+    :param compare: ``'metadata'`` (the default) takes a file for the same
+        when both depots record the same size and checksum (and name and
+        type); ``'content'`` also reads the target's copy and hashes it, to
+        find copies damaged after they were written.
+    :returns: a :class:`CopySummary`; failures do not raise, they are listed
+        with their reason.
+    :raises ValueError: ``source`` and ``target`` are the same storage, or
+        ``jobs`` is not a positive int.
+
+    .. versionadded:: 1.0
+    """
+    src = storage_of(source, "source")
+    dst = storage_of(target, "target")
+    if src is dst:
+        raise ValueError("copy_depot: source and target are the same storage; give two depots.")
+    check_jobs(jobs)
+    if compare not in ("metadata", "content"):
+        raise ValueError(f"compare={compare!r}: choose 'metadata' or 'content'.")
+    wanted = list(dict.fromkeys(src.list() if ids is None else ids))
+    summary = CopySummary()
+    report = progress or (lambda event: None)
+    counter = ByteCounter()
+
+    # Phase 1: what each depot has. Sizes are known before any byte is copied,
+    # so the copy phase can report bytes done out of a total.
+    todo: list[tuple[str, _Plan]] = []
+    planned = 0
+
+    def plan(file_id: str) -> _Plan:
+        return _plan(src, dst, file_id, compare, counter)
+
+    def planned_one(file_id: str, result: _Plan) -> None:
+        nonlocal planned
+        planned += 1
+        if result.result is not None:
+            summary.add(result.result)
+        else:
+            todo.append((file_id, result))
+        outcome = result.result.outcome if result.result is not None else "pending"
+        report(Progress("plan", planned, len(wanted), counter.value, None, file_id, outcome))
+
+    def plan_tick() -> None:
+        report(Progress("plan", planned, len(wanted), counter.value))
+
+    run_each(wanted, plan, jobs, planned_one, plan_tick)
+
+    # Phase 2: copy what is missing or different.
+    counter = ByteCounter()
+    total_bytes = sum(p.source.size or 0 for _, p in todo if p.source is not None)
+    copied = 0
+
+    def copy(item: tuple[str, _Plan]) -> FileResult:
+        return _copy_one(src, dst, item[0], item[1], counter)
+
+    def copied_one(item: tuple[str, _Plan], result: FileResult) -> None:
+        nonlocal copied
+        copied += 1
+        summary.add(result)
+        report(
+            Progress("copy", copied, len(todo), counter.value, total_bytes, item[0], result.outcome)
+        )
+
+    def copy_tick() -> None:
+        report(Progress("copy", copied, len(todo), counter.value, total_bytes))
+
+    report(Progress("copy", 0, len(todo), 0, total_bytes))
+    run_each(todo, copy, jobs, copied_one, copy_tick)
+    return summary
+
+
+def _plan(
+    src: FileStorage, dst: FileStorage, file_id: str, compare: Compare, counter: ByteCounter
+) -> _Plan:
+    try:
+        with src.get(file_id) as stored:
+            facts = _Facts.of(stored)
+    except StoredFileNotFoundError:
+        return _failed(file_id, "not in the source depot; nothing to copy")
+    except Exception as exc:  # noqa: BLE001 - one file's fault must not stop the others
+        return _failed(file_id, f"cannot be read from the source ({_describe(exc)})")
+    try:
+        with dst.get(file_id) as existing:
+            there = _Facts.of(existing)
+            same_so_far = not _differences(facts, there)
+            if same_so_far and facts.checksum is None:
+                # The source recorded no checksum (a file written by filedepot): only
+                # its bytes tell, hashed in the copy phase against the target's.
+                recorded = there.checksum
+                if recorded is None or compare == "content":
+                    recorded = hash_file(existing, counter)[1]
+                return _Plan("check", facts, why=recorded)
+            if same_so_far and compare == "content":
+                size, checksum = hash_file(existing, counter)
+                there = replace(there, size=size, checksum=checksum)
+    except StoredFileNotFoundError:
+        return _Plan("copy", facts, why="missing in target")
+    except Exception as exc:  # noqa: BLE001 - a damaged target copy is copied over
+        return _Plan("copy", facts, why=f"unreadable in target ({_describe(exc)})")
+    differs = _differences(facts, there)
+    if differs:
+        return _Plan("copy", facts, why=f"differs in target ({', '.join(differs)})")
+    reason = "already in target (same size, checksum, name and type)"
+    if facts.last_modified != there.last_modified:
+        reason += (
+            f"; its last_modified differs (source {facts.last_modified}, target "
+            f"{there.last_modified}), left as it is"
+        )
+    return _Plan("done", facts, FileResult(file_id, "skipped", reason, facts.size))
+
+
+def _copy_one(
+    src: FileStorage, dst: FileStorage, file_id: str, plan: _Plan, counter: ByteCounter
+) -> FileResult:
+    assert plan.source is not None
+    size = plan.source.size
+    try:
+        if plan.action == "check":
+            with src.get(file_id) as stored:
+                found = hash_file(stored, counter)
+            if found == (plan.source.size, plan.why):
+                return FileResult(
+                    file_id, "skipped", "already in target (same bytes, name and type)", size
+                )
+            why = "differs in target (checksum)"
+        else:
+            why = plan.why
+        return _copy_verified(src, dst, file_id, why, counter)
+    except _SourceCorrupt as exc:
+        return FileResult(file_id, "failed", str(exc), size)
+    except Exception as exc:  # noqa: BLE001 - one file's fault must not stop the others
+        return FileResult(file_id, "failed", f"copy failed: {_describe(exc)}", size)
+
+
+def _copy_verified(
+    src: FileStorage, dst: FileStorage, file_id: str, why: str, counter: ByteCounter
+) -> FileResult:
+    with src.get(file_id) as stored:
+        reader = _VerifiedReader(stored, counter)
+        when = stored.last_modified
+        try:
+            with keeping_last_modified(when) if when is not None else nullcontext():
+                dst.replace(reader, reader)
+        except Exception as exc:
+            # The reader's own complaint is clearer than whatever the backend wrapped it in.
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, _SourceCorrupt):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                raise cause from None
+            raise
+        reader._check_end()  # a backend that stopped reading at the recorded size
+    length, checksum = reader.digest.length, reader.digest.checksum
+    with dst.get(file_id) as copy:
+        problem = None
+        if copy.content_length != length:
+            problem = _mismatch(file_id, "size", length, copy.content_length)
+        elif copy.checksum is None:
+            if hash_file(copy) != (length, checksum):
+                problem = f"the bytes read back from the target for {file_id} differ"
+        elif copy.checksum != checksum:
+            problem = _mismatch(file_id, "checksum", checksum, copy.checksum)
+        copy_facts = _Facts.of(copy)
+    if problem is not None:
+        dst.delete(file_id)
+        return FileResult(
+            file_id,
+            "failed",
+            f"{problem}; the copy was deleted from the target. Check the target "
+            "backend, then run the copy again.",
+            length,
+        )
+    kept = copy_facts.last_modified == when
+    if not kept:
+        why += (
+            f"; last_modified not kept: the target records {copy_facts.last_modified}, "
+            f"the source {when} (the target's backend sets its own time)"
+        )
+    return FileResult(file_id, "copied", why, length, kept)
+
+
+def _failed(file_id: str, reason: str) -> _Plan:
+    return _Plan("done", None, FileResult(file_id, "failed", reason))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

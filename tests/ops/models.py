@@ -1,0 +1,44 @@
+"""The mapped classes the operations tests use, on a MetaData of their own."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from depot.fields.specialized.image import UploadedImageWithThumb
+from depot.fields.sqlalchemy import UploadedFileField, UploadedFilesField
+from depot.fields.upload import UploadedFile
+
+
+class OpsBase(DeclarativeBase):
+    pass
+
+
+class Photo(OpsBase):
+    """One image with its thumbnail (two files per row)."""
+
+    __tablename__ = "depot_ops_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image: Mapped[UploadedImageWithThumb | None] = mapped_column(
+        UploadedFileField(upload_type=UploadedImageWithThumb)
+    )
+
+
+class Folder(OpsBase):
+    """A list of files per row, and a second file column; a key of two columns."""
+
+    __tablename__ = "depot_ops_folders"
+
+    owner: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    files: Mapped[list[UploadedFile] | None] = mapped_column(UploadedFilesField())
+    cover: Mapped[UploadedFile | None] = mapped_column(UploadedFileField())
+
+
+class Plain(OpsBase):
+    """No file column: passed over."""
+
+    __tablename__ = "depot_ops_plain"
+
+    id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,0 +1,149 @@
+"""collect_garbage: rows referencing a subset of files, leftovers, the grace period, memory."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from depot.io.utils import FileIntent
+from depot.manager import DepotManager
+from depot.ops import Batch, Reference, collect_garbage, sqlalchemy_references
+from tests.databases import sqlite_engine
+from tests.ops.conftest import OLD, png
+from tests.ops.models import Folder, OpsBase, Photo
+
+MODELS = [Photo, Folder]
+
+
+def old_files() -> Any:
+    return mock.patch("depot.io.utils.timestamp", return_value=OLD)
+
+
+def test_lists_then_deletes_only_old_unreferenced_files(
+    db: sa.Engine, local_fast: dict[str, Any]
+) -> None:
+    media = DepotManager.configure("media", local_fast)
+    with old_files():
+        with orm.Session(db) as session:
+            session.add(Photo(id=1, image=png()))
+            session.add(
+                Folder(owner="x", number=1, files=[FileIntent(b"a", "a.txt", "text/plain")])
+            )
+            session.commit()
+        leftovers = {media.create(b"left %d" % n) for n in range(3)}
+    recent = media.create(b"an upload in flight")
+    referenced = set(media.list()) - leftovers - {recent}
+    assert len(referenced) == 3  # the photo, its thumbnail, the folder's file
+
+    listed = collect_garbage("media", sqlalchemy_references(db, MODELS, batch_size=1))
+    assert {r.file_id for r in listed.garbage} == leftovers
+    assert {r.outcome for r in listed.garbage} == {"unreferenced"}
+    assert [r.file_id for r in listed.recent] == [recent]
+    assert (listed.files, listed.rows, listed.references) == (7, 2, 3)
+    assert len(media.list()) == 7  # listing deletes nothing
+
+    deleted = collect_garbage("media", sqlalchemy_references(db, MODELS), delete=True)
+    assert {r.file_id for r in deleted.deleted} == leftovers and not deleted.failed
+    assert set(media.list()) == referenced | {recent}
+    # With no grace at all, the recent upload goes too; referenced files never do.
+    later = datetime.utcnow() + timedelta(seconds=5)  # noqa: DTZ003 - naive UTC, as stored
+    last = collect_garbage(
+        "media", sqlalchemy_references(db, MODELS), delete=True, grace=timedelta(0), now=later
+    )
+    assert [r.file_id for r in last.deleted] == [recent]
+    assert set(media.list()) == referenced
+
+
+def test_an_unreadable_value_stops_the_deletion(db: sa.Engine) -> None:
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        leftover = media.create(b"left")
+    with db.begin() as conn:
+        conn.execute(
+            sa.insert(Photo.__table__).values(id=5, image=sa.type_coerce("{not json", sa.Text()))
+        )
+    summary = collect_garbage("media", sqlalchemy_references(db, MODELS), delete=True)
+    assert summary.refused is not None and "depot_ops_photos(id=5).image" in summary.refused
+    assert "ignore_unreadable=True" in summary.refused
+    assert media.exists(leftover)
+    forced = collect_garbage(
+        "media", sqlalchemy_references(db, MODELS), delete=True, ignore_unreadable=True
+    )
+    assert [r.file_id for r in forced.deleted] == [leftover]
+
+
+def test_references_through_an_alias_count() -> None:
+    media = DepotManager.configure("media-v2", {"depot.backend": "memory"})
+    DepotManager.alias("media", "media-v2")
+    with old_files():
+        kept, gone = media.create(b"kept"), media.create(b"gone")
+    refs = [Batch([Reference("media", kept, "somewhere")], rows=1)]
+    summary = collect_garbage("media-v2", refs, delete=True)
+    assert [r.file_id for r in summary.deleted] == [gone]
+    assert media.exists(kept)
+
+
+def test_refuses_what_cannot_work() -> None:
+    storage = DepotManager.configure("media", {"depot.backend": "memory"})
+    with pytest.raises(TypeError, match="configured name"):
+        collect_garbage(storage, [])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="grace="):
+        collect_garbage("media", [], grace=timedelta(seconds=-1))
+
+
+ROWS = 50_000
+
+
+def test_memory_stays_bounded_for_50000_rows(tmp_path: Path) -> None:
+    engine = sqlite_engine(tmp_path / "many.sqlite")
+    OpsBase.metadata.create_all(engine)
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        kept = [media.create(b"kept %d" % n) for n in range(10)]
+        leftovers = {media.create(b"left %d" % n) for n in range(10)}
+
+    def value(n: int) -> str:
+        file_id = kept[n] if n < len(kept) else str(uuid.UUID(int=n, version=4))
+        path = f"media/{file_id}"
+        return json.dumps(
+            {
+                "depot_name": "media",
+                "files": [path],
+                "file_id": file_id,
+                "path": path,
+                "filename": f"photo-{n}.png",
+                "content_type": "image/png",
+                "uploaded_at": OLD,
+                "_public_url": None,
+            }
+        )
+
+    # The values go in with Core, as raw text (the ORM would store content).
+    insert = sa.insert(Photo.__table__).values(image=sa.bindparam("text", type_=sa.Text()))
+    with engine.begin() as conn:
+        conn.execute(insert, [{"id": n, "text": value(n)} for n in range(ROWS)])
+    all_text = sum(len(value(n)) for n in range(0, ROWS, 100)) * 100
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        summary = collect_garbage("media", sqlalchemy_references(engine, [Photo]), delete=True)
+        took = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        engine.dispose()
+    print(f"{ROWS} rows in {took:.2f} s under tracemalloc, peak {peak / 1e6:.1f} MB")
+    assert summary.rows == ROWS and summary.references == ROWS
+    assert {r.file_id for r in summary.deleted} == leftovers
+    # One batch of rows at a time: a small part of what the table's text alone weighs.
+    assert peak < all_text / 5, f"peak {peak} bytes; the rows' JSON is {all_text} bytes"
