@@ -14,6 +14,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if "[s3-asgi]" not in item.nodeid]
+    # The chunked tests' runs on SQL count among the tests of their database.
+    for item in items:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("settings")
+        if isinstance(backend, str) and backend.startswith("sql_"):
+            item.user_properties.append(("database", backend.partition("_")[2]))
 
 
 @pytest.fixture
@@ -21,11 +26,3 @@ def patched() -> Iterator[pytest.MonkeyPatch]:
     """A MonkeyPatch of the test's own: its undo() leaves the backend fixtures' patches be."""
     with pytest.MonkeyPatch.context() as patcher:
         yield patcher
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The chunked tests' runs on SQL count among the tests of their database.
-    for item in items:
-        backend = getattr(getattr(item, "callspec", None), "params", {}).get("settings")
-        if isinstance(backend, str) and backend.startswith("sql_"):
-            item.user_properties.append(("database", backend.partition("_")[2]))
