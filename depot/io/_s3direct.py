@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
 from depot.exceptions import (
     ChecksumMismatch,
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 STAGING = ".depot-uploads/"
 #: The longest a presigned upload may last: S3 refuses SigV4 signatures over 7 days.
 MAX_EXPIRES_IN = 7 * 24 * 3600
+#: The largest object S3 copies in one CopyObject request (5 GiB); larger ones go in parts.
+MAX_COPY_OBJECT = 5 * 2**30
 
 
 def presign(
@@ -167,7 +171,7 @@ def store_staged(storage: S3Storage, key: str, file_id: str, expected: Expected)
             body = client.get_object(Bucket=bucket, Key=key)
     except DepotError:
         raise
-    except Exception:  # botocore's ClientError, 404: nothing arrived
+    except ClientError:  # 404: nothing arrived
         if storage._stat(file_id) is not None:
             # Another call stored it meanwhile (it deletes the staged key last):
             # the file is there, it is the answer.
@@ -196,10 +200,10 @@ def store_staged(storage: S3Storage, key: str, file_id: str, expected: Expected)
             f"storing the upload {key} as file {file_id}",
             passthrough=("412", "PreconditionFailed"),
         ):
-            copied = _copy(storage, key, file_id, etag, args)
+            copied = _copy(storage, key, file_id, etag, args, size)
     except DepotError:
         raise
-    except Exception:  # botocore's ClientError, 412: not the version checked
+    except ClientError:  # 412: not the version checked
         raise changed from None
     if _changed(etag, copied.get("ETag"), size, int(copied["ContentLength"])):
         # Not the bytes checked (a server that ignores CopySourceIfMatch): the
@@ -295,20 +299,22 @@ def store_reserved(
 
 
 def _copy(
-    storage: S3Storage, key: str, file_id: str, etag: str | None, args: dict[str, Any]
+    storage: S3Storage, key: str, file_id: str, etag: str | None, args: dict[str, Any], size: int
 ) -> Any:
     """Copy the staged object, if it is still version ``etag``, to the file's key; head it."""
     client, bucket = storage._client, storage._bucket
-    # Server-side: the bytes do not come through here again (boto3 copies in
-    # parts above 5 GB, which CopyObject refuses). S3 refuses the copy (412) if
-    # the object is no longer the one read and checked.
+    # Server-side: the bytes do not come through here again. S3 refuses the
+    # copy (412) if the object is no longer the one read and checked.
     pinned = {"CopySourceIfMatch": etag} if etag else {}
-    client.copy(
-        {"Bucket": bucket, "Key": key},
-        bucket,
-        storage._key(file_id),
-        ExtraArgs={**args, **pinned, "MetadataDirective": "REPLACE"},
-    )
+    source = {"Bucket": bucket, "Key": key}
+    extra = {**args, **pinned, "MetadataDirective": "REPLACE"}
+    if size <= MAX_COPY_OBJECT:
+        # One request, which keeps the ETag (so _changed compares it): boto3's
+        # managed copy goes in parts from 8 MiB, several times slower for the
+        # same bytes (256 MiB on moto: 6.8 s against 1.1 s).
+        client.copy_object(CopySource=source, Bucket=bucket, Key=storage._key(file_id), **extra)
+    else:
+        client.copy(source, bucket, storage._key(file_id), ExtraArgs=extra)
     return client.head_object(Bucket=bucket, Key=storage._key(file_id))
 
 

@@ -190,13 +190,13 @@ def test_bytes_sent_again_while_the_check_runs_are_never_stored(
     requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
     page = b"<!DOCTYPE html><script>alert(1)</script>"
     client = depot._client  # type: ignore[attr-defined]
-    real_copy = client.copy
+    real_copy = client.copy_object  # one request below 5 GiB
 
     def copy_after_a_resend(*args: Any, **kwargs: Any) -> Any:
         requests.put(upload.url, data=page, headers=upload.headers, timeout=30)
         return real_copy(*args, **kwargs)
 
-    patched.setattr(client, "copy", copy_after_a_resend)
+    patched.setattr(client, "copy_object", copy_after_a_resend)
     with pytest.raises(UploadNotFound, match="changed while it was checked"):
         depot.complete_upload(upload.token)
     patched.undo()
@@ -317,3 +317,28 @@ def test_an_upload_over_its_size_is_refused_unread(
     assert read == []  # before, all of it was read, then refused
     bucket = depot._bucket  # type: ignore[attr-defined]
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_an_object_over_copy_objects_limit_is_copied_in_parts(
+    depot: FileStorage, patched: pytest.MonkeyPatch
+) -> None:
+    """Above 5 GiB S3 refuses CopyObject: boto3's copy in parts takes over (the limit
+    lowered here, as 5 GiB has no place in a test)."""
+    from depot.io import _s3direct
+
+    patched.setattr(_s3direct, "MAX_COPY_OBJECT", len(PNG) - 1)
+    client = depot._client  # type: ignore[attr-defined]
+    managed = []
+    real_copy = client.copy
+
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        managed.append(args[2])
+        return real_copy(*args, **kwargs)
+
+    patched.setattr(client, "copy", copy)
+    upload = depot.presign_upload("a.png", method="PUT")
+    requests.put(upload.url, data=PNG, headers=upload.headers, timeout=30)
+    file_id = depot.complete_upload(upload.token)
+    assert managed == [depot._key(file_id)]  # type: ignore[attr-defined]
+    stored = depot.get(file_id)
+    assert (stored.read(), stored.content_type) == (PNG, "image/png")
