@@ -210,14 +210,16 @@ def run_paced(impls: tuple[Impl, Impl], specs: tuple[dict[str, Any], ...]) -> li
     One child each made the figures swing with whatever else the machine did in
     its second (0.67x to 1.06x between runs of the same code): blocks of
     ``PACE`` creates, taken in turn and the first taker alternating, meet the
-    same disk and neighbours. Only one child works at any moment.
+    same disk and neighbours. Only one child works at any moment, and each block
+    starts after ``os.sync()``: a durable create must not pay for flushing the
+    other side's unflushed block.
     """
-    os.sync()
     procs = [start_child(impl, spec) for impl, spec in zip(impls, specs, strict=True)]
     rates: list[list[float]] = [[], []]
     files = specs[0]["files"]
     for block, first in enumerate(range(0, files, PACE)):
         for side in (0, 1) if block % 2 == 0 else (1, 0):
+            os.sync()
             stdin, stdout = procs[side].stdin, procs[side].stdout
             assert stdin is not None and stdout is not None
             stdin.write(f"{min(PACE, files - first)}\n")
