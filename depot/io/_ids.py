@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -19,7 +20,13 @@ def new_file_id() -> str:
     uuid4, not filedepot's uuid1: a uuid1 holds the host's MAC address and the
     creation time, which a public URL would give away.
     """
-    return str(uuid.uuid4())
+    # What uuid.uuid4() makes (the same random bits, version and variant), in
+    # its text form, without building a UUID: a third of the cost, on every create.
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def check_file_id(file_id: object, backend: str) -> str:

@@ -54,6 +54,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME
@@ -400,17 +401,12 @@ class LocalFileStorage(FileStorage):
         # "committed" to readers, so it must never exist before file.new does.
         _write_file(_DATA + suffix, dir_fd, new.chunks(), self.fsync)
         digest = new.digest
-        metadata = {
-            "filename": new.filename,
-            "content_type": new.content_type,
-            "content_length": digest.length,
-            "last_modified": _modified_now()[0],
-        }
         # The checksum is not flushed on its own: were it lost in a power cut
         # the file would read back with checksum None, like filedepot's files,
         # and it costs a whole fsync per write.
-        _write_file(_CHECKSUM + suffix, dir_fd, [digest.checksum.encode()], False)
-        _write_file(_METADATA + suffix, dir_fd, [json.dumps(metadata).encode()], self.fsync)
+        _write_file(_CHECKSUM + suffix, dir_fd, (digest.checksum.encode(),), False)
+        metadata = _metadata_json(new.filename, new.content_type, digest.length, _modified_now()[0])
+        _write_file(_METADATA + suffix, dir_fd, (metadata,), self.fsync)
 
     def _sync(self, dir_fd: int) -> None:
         if self.fsync and os.name == "posix":
@@ -424,6 +420,21 @@ class LocalFileStorage(FileStorage):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _metadata_json(filename: str, content_type: str, length: int, modified: str) -> bytes:
+    """metadata.json's bytes: what ``json.dumps()`` makes of the four keys, in that order.
+
+    Written out here, at a tenth of the cost of ``json.dumps()`` of a dict,
+    which was a tenth of a small create's Python time; each string is escaped
+    as ``json.dumps()`` does (ASCII only), so the text is the same, byte for byte.
+    """
+    return (
+        f'{{"filename": {_json_string(filename)}, '
+        f'"content_type": {_json_string(content_type)}, '
+        f'"content_length": {length:d}, '
+        f'"last_modified": {_json_string(modified)}}}'
+    ).encode("ascii")
 
 
 def _join(folder: str, name: str) -> str:

@@ -31,7 +31,9 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 def timestamp() -> str:
     """Return the current UTC time in the metadata format, e.g. ``2024-05-01 12:00:00``."""
-    return utcnow_naive().strftime(TIMESTAMP_FORMAT)
+    # isoformat() writes TIMESTAMP_FORMAT for the years 1000-9999, several times
+    # faster than strftime(): this runs on every create.
+    return utcnow_naive().isoformat(" ", "seconds")
 
 
 def _modified_now() -> tuple[str, datetime]:

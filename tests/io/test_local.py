@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import tracemalloc
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,42 @@ def test_layout_and_metadata_are_filedepots(local: LocalFileStorage) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", metadata["last_modified"])
     assert raw == json.dumps(metadata)  # json.dumps defaults, as filedepot writes
     assert (folder / "checksum").read_text() == sha256(b"hello")
+
+
+# Names and types that json.dumps escapes: metadata.json is written without it
+# (for speed) and must stay byte for byte what it writes, as filedepot reads it.
+@pytest.mark.parametrize(
+    "filename",
+    [
+        'quote" back\\slash \\u0041.txt',
+        "tab\tnew\nline\r\x00\x1f\x7f.bin",
+        "\u2028\u2029 \U0001f600 \u00e9\u4e2d.txt",
+        "lone \udc80 surrogate.txt",
+        "x" * 300 + ".tar.gz",
+        "</script>&<'>",
+    ],
+)
+def test_metadata_is_what_json_dumps_writes(local: LocalFileStorage, filename: str) -> None:
+    file_id = local.create(b"data", filename=filename, content_type='text/plain; a="\\"x"')
+    raw = (Path(local.storage_path) / file_id / "metadata.json").read_bytes()
+    stored = local.get(file_id)
+    expected = {
+        "filename": stored.filename,
+        "content_type": stored.content_type,
+        "content_length": 4,
+        "last_modified": stored.last_modified.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    assert raw == json.dumps(expected).encode()
+    assert stored.content_type == 'text/plain; a="\\"x"'
+    assert raw.isascii()
+
+
+def test_create_gives_canonical_uuid4_ids(local: LocalFileStorage) -> None:
+    ids = {local.create(b"") for _ in range(50)}
+    assert len(ids) == 50
+    for file_id in ids:
+        parsed = uuid.UUID(file_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, file_id)
 
 
 def test_storage_path_is_created_on_first_write(tmp_path: Path) -> None:

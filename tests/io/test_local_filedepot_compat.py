@@ -92,6 +92,9 @@ def test_filedepot_reads_what_depot_wrote(filedepot_python: str, tmp_path: Path)
             "application/x-z",
         ),
     }
+    # Names that need escaping in metadata.json, which depot writes without json.dumps.
+    for odd in ('q"uo\\te\ttab\x01.txt', "\u2028 \U0001f600 \u4e2d.txt"):
+        written[storage.create(b"odd", filename=odd)] = (b"odd", odd, "text/plain")
     replaced = next(iter(written))
     storage.replace(replaced, b"replaced", filename="r.txt")
     written[replaced] = (b"replaced", "r.txt", "text/plain")
