@@ -456,8 +456,12 @@ def test_the_script_is_served_for_good_and_nothing_else_under_assets(app: Any) -
     assert 'id="resumable" class="notice"' in app.get("/").text
 
 
-def test_on_s3_the_page_says_resumable_uploads_are_off(
-    data_dir: Path, s3_endpoint: dict[str, str], s3_client: Any, monkeypatch: pytest.MonkeyPatch
+def test_on_s3_the_tus_endpoint_stores_in_the_bucket(
+    tarball: bytes,
+    data_dir: Path,
+    s3_endpoint: dict[str, str],
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from filebox.settings import from_env
     from flask_app import create_app
@@ -473,13 +477,12 @@ def test_on_s3_the_page_says_resumable_uploads_are_off(
     try:
         app = TestApp(create_app(from_env(env)))
         page = app.get("/")
-        notice = page.html.select_one("#resumable").text
-        assert notice == (
-            "Resumable uploads are off, files are sent in one request: "
-            "the s3 depot keeps no chunked uploads yet."
-        )
-        assert "data-tus-endpoint" not in page.text and "tus.min.js" not in page.text
-        # No tus endpoint: the path is Flask's, which has nothing there.
-        assert app.post("/uploads", headers=TUS, expect_errors=True).status_int == 404
+        assert page.html.select_one("#resumable").text.startswith("Files are sent in pieces")
+        assert "data-tus-endpoint" in page.text and "tus.min.js" in page.text
+        tus_upload(app, "notes.txt", b"kept in the bucket\n")
+        page = app.get("/")
+        link = page.html.select_one("#files a.open")
+        assert link.text == "notes.txt"
+        assert app.get(link["href"]).body == b"kept in the bucket\n"
     finally:
         remove_bucket(s3_client, "filebox-tus")
