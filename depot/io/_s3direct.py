@@ -13,14 +13,12 @@ A chunked upload ends the same way: its multipart upload is completed at
 from __future__ import annotations
 
 import hashlib
-import mimetypes
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from depot._headers import DEFAULT_CONTENT_TYPE, DEFAULT_FILENAME, safe_content_type
+from depot._headers import DEFAULT_FILENAME
 from depot.exceptions import (
     ChecksumMismatch,
     DepotError,
@@ -29,20 +27,23 @@ from depot.exceptions import (
     UploadTooLarge,
     ValidationError,
 )
-from depot.io._chunks import BLOCK_SIZE, is_checksum
+from depot.io._chunks import BLOCK_SIZE
 from depot.io._fileinfo import resolve
-from depot.io._ids import new_file_id
 from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
-from depot.uploads.direct import DirectUpload, check_arrived, make_token, read_token
+from depot.uploads.direct import (
+    STAGING,
+    DirectUpload,
+    check_arrived,
+    make_token,
+    plan_upload,
+    read_token,
+)
 
 if TYPE_CHECKING:
     from depot.io.boto3 import S3Storage
     from depot.uploads._s3 import S3Staging
 
-STAGING = ".depot-uploads/"
-#: The longest a presigned upload may last: S3 refuses SigV4 signatures over 7 days.
-MAX_EXPIRES_IN = 7 * 24 * 3600
 #: The largest object S3 copies in one CopyObject request (5 GiB); larger ones go in parts.
 MAX_COPY_OBJECT = 5 * 2**30
 
@@ -59,20 +60,14 @@ def presign(
     """A presigned POST or PUT of one new file, and its token."""
     if method not in ("POST", "PUT"):
         raise ValueError(f"method is 'POST' (a form) or 'PUT' (a body), not {method!r}.")
-    if not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRES_IN:
-        raise ValueError(f"expires_in is 1 to {MAX_EXPIRES_IN} seconds, not {expires_in!r}.")
-    if checksum is not None and not is_checksum(checksum):
-        raise ValueError(f"checksum is 'sha256:' and 64 hex digits, not {checksum!r}.")
-    ctype = content_type or (mimetypes.guess_type(filename, strict=False)[0] if filename else None)
-    ctype = (safe_content_type(ctype) if ctype else None) or DEFAULT_CONTENT_TYPE
-    limits = [c.max_size for c in storage.policy if c.max_size is not None]
-    if max_size is not None:
-        limits.append(max_size)
-    limit = min(limits) if limits else None
-    storage._check_reservation(0, filename, ctype)  # the declared type and name
-    file_id = new_file_id()
+    planned = plan_upload(storage, filename, content_type, max_size, checksum, expires_in)
+    file_id, ctype, limit, expires_at = (
+        planned.file_id,
+        planned.content_type,
+        planned.limit,
+        planned.expires_at,
+    )
     key = staging_key(storage, file_id)
-    expires_at = int(time.time()) + expires_in
     client, bucket = storage._client, storage._bucket
     fields: dict[str, str] = {}
     headers: dict[str, str] = {}

@@ -64,6 +64,7 @@ except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "SQLAlchemy")) from exc
 
 # After SQLAlchemy: without it, the message above names the extra to install.
+from depot.io._sqlschema import create_missing_tables
 from depot.uploads._sql import SQLStaging, define_upload_tables
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ __all__ = [
 _BACKEND = "SQLStorage"
 #: The files table's name unless ``table`` says otherwise; the chunks table adds ``_chunks``.
 DEFAULT_TABLE = "depot_files"
-#: How many times the tables are checked and created before giving up.
-_CREATE_ATTEMPTS = 4
 #: The bytes of one chunk row. 256 KiB is the size depot reads and writes in
 #: (:data:`~depot.io._chunks.BLOCK_SIZE`): a read of a block is one row, and
 #: benchmarks/backends.py measured larger chunks no faster on SQLite or PostgreSQL.
@@ -744,20 +743,8 @@ class SQLStorage(FileStorage):
         with self._tables_lock:
             if self._tables_ready:
                 return
-            metadata = self.tables.files.metadata
-            for attempt in range(_CREATE_ATTEMPTS):
-                try:
-                    with self._engine.begin() as conn:
-                        # The uploads' tables wait for the first upload (SQLStaging).
-                        metadata.create_all(conn, tables=list(self.tables), checkfirst=True)
-                    break
-                except sa.exc.DBAPIError:
-                    # Another process created them between the check and the
-                    # CREATE, or held the lock: check again. If that is not what
-                    # happened, the last attempt raises the real error.
-                    if attempt == _CREATE_ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
+            # The uploads' tables wait for the first upload (SQLStaging).
+            create_missing_tables(self._engine, list(self.tables))
             self._tables_ready = True
 
     # --- reading ---------------------------------------------------------------------

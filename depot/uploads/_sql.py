@@ -51,6 +51,7 @@ from sqlalchemy.engine import Connection, Engine
 from depot.exceptions import UploadNotFound
 from depot.io._chunks import Digest, iter_chunks, recut
 from depot.io._fileinfo import Source
+from depot.io._sqlschema import create_missing_tables
 from depot.uploads.staging import Chunk, Staging
 
 __all__ = ["SQLStaging", "UploadTables", "define_upload_tables"]
@@ -62,8 +63,6 @@ _BATCH_BYTES = 2 * 1024 * 1024
 #: Bytes of rows fetched by one SELECT when a chunk is read.
 _FETCH_BYTES = 2 * 1024 * 1024
 _TOKEN_LENGTH = 32
-#: How many times the tables are checked and created before giving up.
-_CREATE_ATTEMPTS = 4
 
 
 class UploadTables(NamedTuple):
@@ -252,16 +251,7 @@ class SQLStaging(Staging):
         with self._tables_lock:
             if self._tables_ready:
                 return
-            metadata = self._tables.uploads.metadata
-            for attempt in range(_CREATE_ATTEMPTS):
-                try:
-                    with self._engine.begin() as conn:
-                        metadata.create_all(conn, tables=list(self._tables), checkfirst=True)
-                    break
-                except sa.exc.DBAPIError:
-                    if attempt == _CREATE_ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
+            create_missing_tables(self._engine, list(self._tables))
             self._tables_ready = True
 
     @contextlib.contextmanager
