@@ -8,9 +8,13 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 
-__all__ = ["create_missing_tables"]
+__all__ = ["BYTES", "create_missing_tables"]
+
+#: The type of a column of chunk bytes: MariaDB's BLOB holds 64 KiB, LONGBLOB 4 GiB.
+BYTES = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 #: How many times the tables are checked and created before giving up.
 _CREATE_ATTEMPTS = 4

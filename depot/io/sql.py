@@ -58,13 +58,12 @@ from depot.io.utils import _modified_now
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy.dialects import mysql
     from sqlalchemy.engine import Connection, Engine
 except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "SQLAlchemy")) from exc
 
 # After SQLAlchemy: without it, the message above names the extra to install.
-from depot.io._sqlschema import create_missing_tables
+from depot.io._sqlschema import BYTES, create_missing_tables
 from depot.uploads._sql import SQLStaging, define_upload_tables
 
 if TYPE_CHECKING:
@@ -185,12 +184,7 @@ def define_tables(metadata: sa.MetaData, table: str = DEFAULT_TABLE, prefix: str
         metadata,
         sa.Column("version", sa.String(_VERSION_LENGTH), primary_key=True),
         sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
-        # MariaDB's BLOB holds 64 KiB; LONGBLOB 4 GiB.
-        sa.Column(
-            "data",
-            sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("data", BYTES, nullable=False),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )

@@ -51,7 +51,7 @@ from sqlalchemy.engine import Connection, Engine
 from depot.exceptions import UploadNotFound
 from depot.io._chunks import Digest, iter_chunks, recut
 from depot.io._fileinfo import Source
-from depot.io._sqlschema import create_missing_tables
+from depot.io._sqlschema import BYTES, create_missing_tables
 from depot.uploads.staging import Chunk, Staging
 
 __all__ = ["SQLStaging", "UploadTables", "define_upload_tables"]
@@ -113,11 +113,7 @@ def define_upload_tables(metadata: sa.MetaData, files_name: str) -> UploadTables
         sa.Column("upload_id", sa.String(36), primary_key=True),
         sa.Column("token", sa.String(_TOKEN_LENGTH), primary_key=True),
         sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column(
-            "data",
-            sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("data", BYTES, nullable=False),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
