@@ -89,6 +89,9 @@ UPLOADS_DIRECTORY = ".depot-uploads"
 #: What list() cannot tell from a write in progress (an empty temporary
 #: directory; anything, without flock) it removes once it is this old.
 _STALE_AFTER = 3600.0
+#: An empty, unlocked temporary directory younger than this may be a write
+#: that has made it and not locked it yet: a write of the same id waits.
+_JUST_MADE = 2.0
 #: get() starts again each time a replace commits while it opens the file; each
 #: try lasts microseconds, so this many in a row means something is wrong.
 _OPEN_ATTEMPTS = 1000
@@ -973,21 +976,36 @@ def _clean_interrupted_replace_at(dir_fd: int) -> bool:
 
 
 def _remove_abandoned(temp: str, fileid: str) -> None:
-    """Remove the temporary directory of a killed write of ``fileid``, unless one is running."""
+    """Remove the temporary directory of a killed write of ``fileid``, unless one is running.
+
+    As in :func:`_remove_leftover`: a running write holds the directory's lock
+    from before it writes a byte, so an unlocked directory with files in it was
+    left by a killed one. An empty one may be a write that has just made it
+    and not locked it yet (microseconds, between mkdir and flock): it goes
+    once it is :data:`_JUST_MADE` seconds old, and until then this write is
+    refused. Without flock, only what is stale goes.
+    """
     if os.path.islink(temp):
         os.unlink(temp)  # never ours: depot makes only directories
         return
+    running = FileExistsError(
+        f"File {fileid} is being written by another process or thread ({temp}); write "
+        "it once that write has finished."
+    )
     dir_fd = _open_entry(temp, _DIRECTORY)
     if dir_fd is not None:
         try:
+            age = time.time() - os.fstat(dir_fd).st_mtime
+            stale = age > _STALE_AFTER
             if fcntl is not None:
                 try:
                     fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise FileExistsError(
-                        f"File {fileid} is being written by another process or thread "
-                        f"({temp}); write it once that write has finished."
-                    ) from None
+                    raise running from None
+                if age < _JUST_MADE and not os.listdir(dir_fd):
+                    raise running
+            elif not stale:
+                raise running
         finally:
             os.close(dir_fd)
     shutil.rmtree(temp, ignore_errors=True)

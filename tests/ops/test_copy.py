@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from datetime import datetime
 from pathlib import Path
@@ -204,6 +205,9 @@ def test_killed_with_sigkill_then_resumed(local_fast: dict[str, Any], tmp_path: 
     target = LocalFileStorage(target_dir, fsync=False)
     first = set(target.list())
     assert 40 <= len(first) < 120
+    # A write killed between its mkdir and its first file leaves an empty
+    # directory, taken for a write about to start for 2 s.
+    time.sleep(2.1)
     resumed = copy_depot(source, target, jobs=4)
     assert resumed.ok
     assert {r.file_id for r in resumed.copied} | {r.file_id for r in resumed.skipped} == set(ids)
@@ -213,7 +217,7 @@ def test_killed_with_sigkill_then_resumed(local_fast: dict[str, Any], tmp_path: 
     assert checked.ok == 120 and not checked.problems
 
 
-@pytest.mark.parametrize("left", ["empty", "half written", "a link"])
+@pytest.mark.parametrize("left", ["empty, 3 s old", "half written", "a link"])
 def test_a_local_restore_after_a_killed_write_of_the_same_id(tmp_path: Path, left: str) -> None:
     # What a write killed before its rename leaves: the copy run again after a
     # SIGKILL restores that same id, which used to fail with FileExistsError.
@@ -229,10 +233,28 @@ def test_a_local_restore_after_a_killed_write_of_the_same_id(tmp_path: Path, lef
         temp.mkdir()
         if left == "half written":
             (temp / "file").write_bytes(b"rest")
+        else:
+            old = time.time() - 3
+            os.utime(temp, (old, old))
     summary = copy_depot(source, target)
     assert summary.ok, summary.failed
     assert target.get(file_id).read() == b"restored"
     assert not temp.exists() and (tmp_path / "elsewhere").exists() is (left == "a link")
+
+
+def test_a_local_restore_leaves_a_fresh_empty_directory_of_the_id_be(tmp_path: Path) -> None:
+    """A write of the same id between its mkdir and its lock looks like that: removed,
+    the other write failed on a vanished directory, then removed this one's (a race
+    found in review)."""
+    source = MemoryFileStorage()
+    file_id = source.create(b"restored", "r.txt")
+    target = LocalFileStorage(tmp_path / "target", fsync=False)
+    target.create(b"first")
+    temp = tmp_path / "target" / f".depot-tmp-{file_id}"
+    temp.mkdir()
+    summary = copy_depot(source, target)
+    assert "is being written by another process" in summary.failed[0].reason
+    assert temp.is_dir()
 
 
 def test_a_local_restore_refuses_while_another_write_of_the_id_runs(tmp_path: Path) -> None:
