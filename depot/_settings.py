@@ -46,6 +46,7 @@ EXTRAS = {
     "depot.http.asgi": "asgi",
     "depot.asgi": "asgi",
     "depot.testing": "test",
+    "depot.cli": "cli",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -55,6 +55,7 @@ def test_all_extra_is_the_union_of_the_others() -> None:
         "ming",
         "alembic",
         "images",
+        "cli",
         "asgi",
         "fastapi",
         "web",

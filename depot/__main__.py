@@ -1,0 +1,7 @@
+"""``python -m depot``: the ``depot`` command."""
+
+import sys
+
+from depot.cli import main
+
+sys.exit(main())

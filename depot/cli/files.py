@@ -1,0 +1,235 @@
+"""``depot ls``, ``info``, ``put``, ``get`` and ``rm``: one file at a time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from depot.cli import exits
+from depot.cli.group import State, cli, with_output
+from depot.exceptions import StoredFileNotFoundError
+from depot.io.interfaces import StoredFile
+from depot.manager import DepotManager
+
+__all__ = ["get_command", "info_command", "ls_command", "put_command", "rm_command"]
+
+
+def _facts(name: str, stored: StoredFile) -> dict[str, Any]:
+    return {
+        "path": f"{name}/{stored.file_id}",
+        "file_id": stored.file_id,
+        "filename": stored.filename,
+        "content_type": stored.content_type,
+        "content_length": stored.content_length,
+        "last_modified": stored.last_modified,
+        "checksum": stored.checksum,
+        "public_url": stored.public_url,
+    }
+
+
+@cli.command("ls")
+@click.argument("depot", required=False)
+@click.option("--long", "-l", "long_", is_flag=True, help="Size, date, type and name too.")
+@with_output
+def ls_command(state: State, depot: str | None, long_: bool) -> int:
+    """List the files of DEPOT, or with no DEPOT the configured depots.
+
+    \b
+    Examples:
+      depot ls                 the depots, their backends, the default
+      depot ls media -l        each file of media with its size, date, type, name
+    """
+    if depot is None:
+        state.depots()
+        default = DepotManager.get_default()
+        rows = [
+            {
+                "name": n,
+                "backend": f"{type(s).__module__}.{type(s).__name__}",
+                "default": n == default,
+            }
+            for n, s in DepotManager._depots.items()
+        ]
+        if state.output.json:
+            state.output.data(rows)
+        else:
+            state.output.table(
+                ["depot", "backend", "default"],
+                [(r["name"], r["backend"], "yes" if r["default"] else "") for r in rows],
+            )
+        return exits.OK
+    name, storage = state.storage(depot)
+    ids = sorted(storage.list())
+    if not long_:
+        if state.output.json:
+            state.output.data(ids)
+        else:
+            for file_id in ids:
+                state.output.line(file_id)
+        return exits.OK
+    listed = []
+    for file_id in ids:
+        try:
+            with storage.get(file_id) as stored:
+                listed.append(_facts(name, stored))
+        except StoredFileNotFoundError:
+            continue  # deleted since it was listed
+    if state.output.json:
+        state.output.data(listed)
+    else:
+        state.output.table(
+            ["id", "size", "modified", "type", "name"],
+            [
+                (
+                    f["file_id"],
+                    f["content_length"],
+                    f["last_modified"] and f["last_modified"].strftime("%Y-%m-%d %H:%M:%S"),
+                    f["content_type"],
+                    f["filename"],
+                )
+                for f in listed
+            ],
+        )
+    return exits.OK
+
+
+@cli.command("info")
+@click.argument("path")
+@with_output
+def info_command(state: State, path: str) -> int:
+    """Show what DEPOT/ID records: name, type, size, date, checksum, URL.
+
+    \b
+    Example:
+      depot info media/6f1c33e0-4b45-11ef-9d8e-0242ac120002
+    """
+    name, storage, file_id = state.file(path)
+    with storage.get(file_id) as stored:
+        facts = _facts(name, stored)
+    if state.output.json:
+        state.output.data(facts)
+    else:
+        state.output.table(["field", "value"], [(k, v) for k, v in facts.items()])
+    return exits.OK
+
+
+# -- put, get, rm -----------------------------------------------------------
+
+
+@cli.command("put")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--depot", "-d", "depot", metavar="NAME", help="The depot (default: the default).")
+@click.option("--name", metavar="NAME", help="The stored file name (default: FILE's).")
+@click.option("--type", "content_type", metavar="TYPE", help="The content type (default: guessed).")
+@with_output
+def put_command(
+    state: State,
+    files: tuple[str, ...],
+    depot: str | None,
+    name: str | None,
+    content_type: str | None,
+) -> int:
+    """Store each FILE ('-' reads standard input) and print its DEPOT/ID path.
+
+    \b
+    Examples:
+      depot put -d media report.pdf photo.jpg
+      pg_dump app | depot put -d backups --name app.sql -
+    """
+    depot_name, storage = state.storage(depot)
+    if name is not None and len(files) > 1:
+        raise click.UsageError("--name names one file; give one FILE with it.")
+    stored = []
+    for path in files:
+        filename = name if name is not None else (None if path == "-" else Path(path).name)
+        if path == "-":
+            file_id = storage.create(sys.stdin.buffer, filename, content_type)
+        else:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed below, as create() returns
+            except OSError as exc:
+                raise click.BadParameter(
+                    f"cannot read {path!r}: {exc.strerror}", param_hint="FILE"
+                ) from None
+            with handle:
+                file_id = storage.create(handle, filename, content_type)
+        stored.append({"file": path, "path": f"{depot_name}/{file_id}", "file_id": file_id})
+        if not state.output.json:
+            state.output.line(f"{depot_name}/{file_id}")
+    if state.output.json:
+        state.output.data(stored)
+    return exits.OK
+
+
+@cli.command("get")
+@click.argument("path")
+@click.option("--output", "-o", metavar="FILE", help="Write to FILE ('-': standard output).")
+@click.pass_context
+def get_command(ctx: click.Context, path: str, output: str | None) -> int:
+    """Write the bytes of DEPOT/ID to standard output, or to FILE.
+
+    \b
+    Examples:
+      depot get media/6f1c33e0-4b45-11ef-9d8e-0242ac120002 -o photo.jpg
+      depot get backups/2c9d... | psql app
+    """
+    state = ctx.find_object(State)
+    assert state is not None
+    _, storage, file_id = state.file(path)
+    with storage.get(file_id) as stored:
+        if output in (None, "-"):
+            if output is None and sys.stdout.isatty():
+                raise click.UsageError(
+                    "standard output is a terminal; give -o FILE, -o - or redirect it."
+                )
+            _copy_out(stored, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return exits.OK
+        target = Path(output)
+        partial = target.with_name(f".{target.name}.depot-partial")
+        try:
+            with open(partial, "wb") as handle:
+                _copy_out(stored, handle)
+            os.replace(partial, target)  # never a half-written FILE under its name
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    return exits.OK
+
+
+def _copy_out(stored: StoredFile, handle: BinaryIO) -> None:
+    shutil.copyfileobj(stored, handle, 1024 * 1024)
+
+
+@cli.command("rm")
+@click.argument("paths", nargs=-1, required=True, metavar="DEPOT/ID...")
+@click.option("--missing-ok", is_flag=True, help="A file that is not there is no error.")
+@with_output
+def rm_command(state: State, paths: tuple[str, ...], missing_ok: bool) -> int:
+    """Delete files. Rows that refer to them will point at nothing: run
+    'depot gc' to find the files nothing refers to instead.
+
+    \b
+    Example:
+      depot rm media/6f1c33e0-4b45-11ef-9d8e-0242ac120002
+    """
+    results = []
+    status = exits.OK
+    for path in paths:
+        _, storage, file_id = state.file(path)
+        if not storage.exists(file_id):
+            results.append({"path": path, "outcome": "missing"})
+            if not missing_ok:
+                state.output.error(f"{path}: no such file")
+                status = exits.NOT_FOUND
+            continue
+        storage.delete(file_id)
+        results.append({"path": path, "outcome": "deleted"})
+    if state.output.json:
+        state.output.data(results)
+    return status
