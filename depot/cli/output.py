@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -17,7 +18,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["Output"]
+__all__ = ["Output", "shown"]
+
+
+#: C0 and C1 control characters and DEL: a stored name holding ESC could
+#: otherwise move the cursor or recolour the user's terminal when listed.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_C1 = re.compile("[\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters as ``\\xNN``, no markup."""
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text))
 
 
 def _plain(value: Any) -> Any:
@@ -50,28 +62,32 @@ class Output:
 
     def data(self, value: Any) -> None:
         """Write ``value`` as one JSON document (dataclasses, datetimes included)."""
-        sys.stdout.write(json.dumps(_plain(value), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(_plain(value), indent=2, ensure_ascii=False)
+        # json escapes C0 controls but writes C1 ones (U+009B is a terminal's CSI) as
+        # they are; they only occur inside strings, where \\u escapes are valid JSON.
+        text = _C1.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
     def line(self, text: str = "") -> None:
         """Write a line of result for people (never markup: ids and names are shown as is)."""
-        self.out.print(escape(text))
+        self.out.print(shown(text))
 
     def note(self, text: str) -> None:
         """Tell the user something on standard error, unless ``--quiet``."""
         if not self.quiet:
-            self.err.print(escape(text))
+            self.err.print(shown(text))
 
     def warn(self, text: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {escape(text)}")
+        self.err.print(f"[yellow]warning:[/] {shown(text)}")
 
     def error(self, text: str) -> None:
-        self.err.print(f"[bold red]error:[/] {escape(text)}")
+        self.err.print(f"[bold red]error:[/] {shown(text)}")
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         table = Table(*headers, box=None, pad_edge=False, header_style="bold")
         for row in rows:
-            table.add_row(*(escape("" if cell is None else str(cell)) for cell in row))
+            table.add_row(*(shown("" if cell is None else str(cell)) for cell in row))
         if self.out.is_terminal:
             self.out.print(table)
             return

@@ -48,10 +48,11 @@ class _Amount(ProgressColumn):
 
 
 class _Rate(ProgressColumn):
-    """Bytes a second while bytes move, else files a second."""
+    """Bytes a second while bytes move, else files a second, up to the phase's last event
+    (a finished phase keeps its rate instead of seeing it decay)."""
 
     def render(self, task: Task) -> Text:
-        elapsed = max(time.monotonic() - task.fields["started"], 1e-6)
+        elapsed = max(task.fields["updated"] - task.fields["started"], 1e-6)
         if task.fields["bytes_done"]:
             return Text(f"{decimal(int(task.fields['bytes_done'] / elapsed))}/s")
         return Text(f"{task.fields['files_done'] / elapsed:.0f} files/s")
@@ -104,12 +105,13 @@ class Bars:
             "files_total": event.files_total,
             "bytes_done": event.bytes_done,
             "bytes_total": event.bytes_total,
+            "updated": time.monotonic(),
         }
         task = self._tasks.get(event.phase)
         if task is None:
             label = PHASES.get(event.phase, event.phase.capitalize())
             task = self._bars.add_task(
-                label, total=total, completed=done, started=time.monotonic(), **fields
+                label, total=total, completed=done, started=fields["updated"], **fields
             )
             self._tasks[event.phase] = task
         else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from depot.manager import DepotManager
 from tests.cli.conftest import Run
 
 COMMANDS = ["ls", "info", "put", "get", "rm", "copy", "migrate", "gc", "verify", "serve"]
@@ -207,3 +208,23 @@ def test_traceback_flag_shows_where_an_error_came_from(depot: Run) -> None:
     assert "Traceback" not in plain.stderr
     shown = depot("--traceback", "--app", "broken:setup", "ls")
     assert "Traceback" in shown.stderr and "broken.py" in shown.stderr
+
+
+def test_control_characters_of_a_stored_name_never_reach_the_terminal_raw(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A name with ESC (or the C1 CSI) could recolour or clear the terminal of whoever lists it."""
+    local_ini(media=str(tmp_path / "media"))
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    name = "a\x1b[2J\x9b31m\x07.txt"
+    path = f"media/{media.create(b'x', name, 'text/plain')}"
+    for args in (["ls", "media", "-l"], ["info", path]):
+        shown = depot.raw(*args).stdout.decode()
+        assert "a\\x1b[2J\\x9b31m\\x07.txt" in shown
+        assert not any(c in shown for c in "\x1b\x9b\x07")
+    for args in (["ls", "media", "-l", "--json"], ["info", path, "--json"]):
+        raw = depot.raw(*args).stdout.decode()
+        assert not any(c in raw for c in "\x1b\x9b\x07")
+        assert name in raw.replace("\\u001b", "\x1b").replace("\\u009b", "\x9b").replace(
+            "\\u0007", "\x07"
+        )
