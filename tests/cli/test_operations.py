@@ -231,3 +231,44 @@ def test_a_progress_bar_is_drawn_under_a_terminal_and_not_in_a_pipe(
     assert out.strip() == "copied 0 (0 bytes), skipped 20, failed 0"  # results stay plain
     quiet = depot("-q", "copy", "media", "backup")
     assert quiet.stderr == ""
+
+
+def test_a_copy_killed_half_way_is_finished_by_running_it_again(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
+) -> None:
+    local_ini(media=str(tmp_path / "media"), backup=str(tmp_path / "backup"))
+    source = DepotManager.configure(
+        "media", {"depot.storage_path": str(tmp_path / "media"), "depot.fsync": "false"}
+    )
+    ids = {source.create(os.urandom(64 * 1024), f"{n}.bin") for n in range(400)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
+    proc = subprocess.Popen(
+        [str(SCRIPT), "copy", "media", "backup", "-j", "2"],
+        cwd=depot.cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = tmp_path / "backup"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if target.exists() and len(os.listdir(target)) >= 100:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.returncode == -9, "the copy ended before it could be killed half-way"
+
+    resumed = json.loads(depot("copy", "media", "backup", "--json").stdout)
+    assert resumed["ok"] and resumed["failed"] == []
+    assert resumed["skipped"] >= 100 and resumed["copied"] + resumed["skipped"] == 400
+    assert (
+        set(
+            DepotManager.configure(
+                "backup", {"depot.storage_path": str(tmp_path / "backup")}
+            ).list()
+        )
+        == ids
+    )
+    checked = depot("verify", "backup", "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"] == 400
