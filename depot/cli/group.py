@@ -118,27 +118,25 @@ class _Group(click.Group):
             ctx.exit(_report(ctx.ensure_object(State), exc))
 
 
+#: The exit status of each kind of error the library raises, most specific first;
+#: their messages already say what to do. ImportError: a missing extra, named.
+_STATUSES: tuple[tuple[type[Exception], int], ...] = (
+    (ConfigurationError, exits.CONFIGURATION),
+    (ImportError, exits.CONFIGURATION),
+    (StoredFileNotFoundError, exits.NOT_FOUND),
+    (InvalidFileIdError, exits.USAGE),
+    (BackendUnavailableError, exits.UNAVAILABLE),
+    (ValidationError, exits.FAILED),
+)
+
+
 def _report(state: State, exc: Exception) -> int:
     if state.traceback:
         state.output.err.print(traceback.format_exc(), markup=False, highlight=False)
-    if isinstance(exc, ConfigurationError):
-        state.output.error(str(exc))
-        return exits.CONFIGURATION
-    if isinstance(exc, ImportError):  # a missing extra: the message names it
-        state.output.error(str(exc))
-        return exits.CONFIGURATION
-    if isinstance(exc, StoredFileNotFoundError):
-        state.output.error(str(exc))
-        return exits.NOT_FOUND
-    if isinstance(exc, InvalidFileIdError):
-        state.output.error(str(exc))
-        return exits.USAGE
-    if isinstance(exc, BackendUnavailableError):
-        state.output.error(str(exc))
-        return exits.UNAVAILABLE
-    if isinstance(exc, ValidationError):
-        state.output.error(str(exc))
-        return exits.FAILED
+    for kind, status in _STATUSES:
+        if isinstance(exc, kind):
+            state.output.error(str(exc))
+            return status
     hint = "" if state.traceback else " (run with --traceback to see where)"
     state.output.error(f"{type(exc).__name__}: {exc}{hint}")
     return exits.FAILED

@@ -50,6 +50,11 @@ _ming_models = click.option(
 )
 
 
+def _reference_options(command: Any) -> Any:
+    """``--db``, ``--models``, ``--ming-session``, ``--ming-models``: where the rows are."""
+    return _db(_models(_ming_session(_ming_models(command))))
+
+
 @dataclass
 class _References:
     """The databases and models whose values refer to files."""
@@ -168,10 +173,7 @@ def copy_command(
 
 @cli.command("migrate")
 @click.argument("target")
-@_db
-@_models
-@_ming_session
-@_ming_models
+@_reference_options
 @click.option(
     "--source",
     "sources",
@@ -258,10 +260,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
 
 @cli.command("gc")
 @click.argument("depot")
-@_db
-@_models
-@_ming_session
-@_ming_models
+@_reference_options
 @click.option("--delete", is_flag=True, help="Delete the garbage (default: list it).")
 @click.option(
     "--grace",
@@ -345,10 +344,7 @@ def gc_command(
 
 @cli.command("verify")
 @click.argument("depot", required=False)
-@_db
-@_models
-@_ming_session
-@_ming_models
+@_reference_options
 @_jobs
 @with_output
 def verify_command(
