@@ -123,7 +123,8 @@ def _read_ini(path: Path, config: Config) -> None:
     parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
     try:
-        with path.open(encoding="utf-8") as handle:
+        # utf-8-sig: an editor's byte order mark must not hide the first section.
+        with path.open(encoding="utf-8-sig") as handle:
             parser.read_file(handle)
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: not a valid INI file ({exc}).") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socketserver
 from collections.abc import Iterable
 from typing import Any
@@ -35,8 +36,20 @@ def _not_found(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return [body]
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def serve(host: str, port: int, mountpoint: str, output: Output) -> None:
     """Serve until interrupted; print the address first (the port chosen, for ``--port 0``)."""
+    if not _loopback(host):
+        output.warn(
+            f"serving on {host}: other machines can fetch every file of these depots; "
+            "this server is for development, use --host 127.0.0.1 unless you mean it."
+        )
     app = DepotManager.make_middleware(_not_found, mountpoint=mountpoint)
 
     def logged(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

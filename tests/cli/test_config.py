@@ -128,3 +128,9 @@ def test_the_file_is_given_then_named_by_the_environment_then_found_here(
         find_config_file(tmp_path / "missing.ini")
     with pytest.raises(ConfigurationError, match="not a file"):
         find_config_file(tmp_path)
+
+
+def test_an_ini_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "depot.ini"
+    path.write_bytes(b"\xef\xbb\xbf[depot:a]\ndepot.backend = memory\n")
+    assert load_config(path, environ={}).depots == {"a": {"depot.backend": "memory"}}

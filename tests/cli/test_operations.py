@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -275,3 +276,36 @@ def test_a_copy_killed_half_way_is_finished_by_running_it_again(
     assert set(backup.list()) == ids
     checked = depot("verify", "backup", "--json")
     assert checked.returncode == 0 and json.loads(checked.stdout)["ok"] == 400
+
+
+def test_ctrl_c_stops_a_copy_with_status_130_and_the_next_run_finishes_it(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
+) -> None:
+    local_ini(media=str(tmp_path / "media"), backup=str(tmp_path / "backup"))
+    source = DepotManager.configure(
+        "media", {"depot.storage_path": str(tmp_path / "media"), "depot.fsync": "false"}
+    )
+    ids = {source.create(os.urandom(64 * 1024), f"{n}.bin") for n in range(400)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
+    proc = subprocess.Popen(
+        [str(SCRIPT), "copy", "media", "backup", "-j", "2"],
+        cwd=depot.cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    target = tmp_path / "backup"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if target.exists() and len(os.listdir(target)) >= 20:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip() == "error: interrupted" and out == ""
+    finished = json.loads(depot("copy", "media", "backup", "--json").stdout)
+    assert finished["ok"] and finished["copied"] + finished["skipped"] == 400
+    backup = DepotManager.configure("backup", {"depot.storage_path": str(target)})
+    assert set(backup.list()) == ids

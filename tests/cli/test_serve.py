@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 
 from depot.manager import DepotManager
@@ -54,3 +55,22 @@ def test_serve_answers_with_the_middlewares_rules_and_stops_on_ctrl_c(
     assert proc.returncode == 0, err
     assert f"GET /depot/media/{file_id} 206 Partial Content" in err
     assert "stopped" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("example.com", False),
+    ],
+)
+def test_serving_beyond_this_machine_is_warned_about(host: str, loopback: bool) -> None:
+    from depot.cli.serve import _loopback
+
+    assert _loopback(host) is loopback
