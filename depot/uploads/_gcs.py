@@ -75,10 +75,6 @@ _READ_SIZE = 1024 * 1024
 class GCSStaging(Staging):
     """The uploads of a :class:`~depot.io.gcs.GCSStorage`, as objects of its bucket."""
 
-    #: Seconds after which the claim of a finalize that never ended is taken
-    #: over by the next finalize (see :meth:`claim`).
-    claim_timeout: float = 15 * 60
-
     def __init__(self, storage: GCSStorage) -> None:
         self._storage = storage
         self._bucket = storage.bucket

@@ -148,7 +148,22 @@ class GridFSStaging(Staging):
         with self._errors():
             done = self._uploads.update_one(
                 {"_id": upload_id, "claimed": False},
-                {"$set": {"claimed": True, "claimed_file": file_id}},
+                {"$set": {"claimed": True, "claimed_file": file_id, "claimed_at": time.time()}},
+            )
+        return bool(done.modified_count)
+
+    def take_over(self, upload_id: str, file_id: str) -> bool:
+        now = time.time()
+        with self._errors():
+            # One conditional update: of two takers, the second finds claimed_at new.
+            done = self._uploads.update_one(
+                {
+                    "_id": upload_id,
+                    "claimed": True,
+                    "claimed_file": file_id,
+                    "claimed_at": {"$lt": now - self.claim_timeout},
+                },
+                {"$set": {"claimed_at": now}},
             )
         return bool(done.modified_count)
 

@@ -6,6 +6,7 @@ Layout, under ``<storage_path>/.depot-uploads`` (``list()`` of the depot skips i
     <upload id>/<offset, 20 digits>      a chunk, made whole by a hard link
     <upload id>/<offset>.sha256          its checksum, written after it
     <upload id>/finalizing/file_id       present while a finalize runs: the id it stores
+    <upload id>/.takeover                locked by a finalize taking over a dead one's claim
 
 Each chunk is written to a temporary name, flushed, then linked to its
 offset's name: ``link()`` fails if that name exists, so of two writers of one
@@ -29,6 +30,11 @@ from depot.io._chunks import Digest, iter_chunks
 from depot.io._fileinfo import Source
 from depot.uploads.staging import Chunk, Staging
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: claims are never taken over (they expire with the upload)
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["LocalStaging"]
 
 _RECORD = "record.json"
@@ -36,6 +42,7 @@ _CLAIM = "finalizing"
 _CLAIM_ID = "file_id"
 _SUM = ".sha256"
 _TEMP = ".tmp-"
+_TAKEOVER = ".takeover"
 _OFFSET_DIGITS = 20
 
 
@@ -162,6 +169,32 @@ class LocalStaging(Staging):
                 return f.read().decode("ascii", "replace")
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def take_over(self, upload_id: str, file_id: str) -> bool:
+        if fcntl is None:
+            return False
+        folder = self._dir(upload_id)
+        claim = os.path.join(folder, _CLAIM)
+        try:
+            lock = os.open(os.path.join(folder, _TAKEOVER), os.O_RDWR | os.O_CREAT, 0o600)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # the upload is gone
+        try:
+            # Takers one at a time: each looks at the claim and moves it away
+            # under the lock, so none can move away the claim another just made.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                made = os.lstat(claim).st_mtime  # when its file id was written in it
+            except FileNotFoundError:
+                return False  # released meanwhile: the caller says "try again"
+            if time.time() - made <= self.claim_timeout or self.claimed(upload_id) != file_id:
+                return False
+            stale = os.path.join(folder, f"{_TEMP}{uuid.uuid4().hex}")
+            os.rename(claim, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+            return self.claim(upload_id, file_id)
+        finally:
+            os.close(lock)
 
     def release(self, upload_id: str) -> None:
         shutil.rmtree(os.path.join(self._dir(upload_id), _CLAIM), ignore_errors=True)

@@ -100,10 +100,6 @@ class S3Staging(Staging):
     :param where: the bucket and endpoint, for error messages.
     """
 
-    #: Seconds after which the claim of a finalize that never ended is taken
-    #: over by the next finalize (see :meth:`claim`).
-    claim_timeout: float = 15 * 60
-
     def __init__(self, client: Any, bucket: str, base: str, where: str) -> None:
         self._client = client
         self._bucket = bucket

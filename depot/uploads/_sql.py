@@ -159,10 +159,21 @@ class _Statements:
             .order_by(data.c.n)
         )
         # A conditional UPDATE: the database says, by the rows it changed, who won.
+        # The claim is activity: touched says when it was made, which tells a
+        # claim held by a finalize that died (see take_over).
         self.claim = (
             sa.update(uploads)
             .where(upload_is, uploads.c.claimed.is_(None))
-            .values(claimed=sa.bindparam("fid"))
+            .values(claimed=sa.bindparam("fid"), touched=sa.bindparam("now"))
+        )
+        self.take_over = (
+            sa.update(uploads)
+            .where(
+                upload_is,
+                uploads.c.claimed == sa.bindparam("fid"),
+                uploads.c.touched < sa.bindparam("stale"),
+            )
+            .values(touched=sa.bindparam("now"))
         )
         self.claimed = sa.select(uploads.c.claimed).where(upload_is)
         # A claim whose file exists stays: that finalize stored the file and then
@@ -393,7 +404,16 @@ class SQLStaging(Staging):
 
     def claim(self, upload_id: str, file_id: str) -> bool:
         with self._begin() as conn:
-            done = conn.execute(self._sql.claim, {"uid": upload_id, "fid": file_id})
+            done = conn.execute(
+                self._sql.claim, {"uid": upload_id, "fid": file_id, "now": time.time()}
+            )
+        return done.rowcount == 1
+
+    def take_over(self, upload_id: str, file_id: str) -> bool:
+        now = time.time()
+        params = {"uid": upload_id, "fid": file_id, "now": now, "stale": now - self.claim_timeout}
+        with self._begin() as conn:
+            done = conn.execute(self._sql.take_over, params)
         return done.rowcount == 1
 
     def claimed(self, upload_id: str) -> str | None:

@@ -290,10 +290,15 @@ class ChunkedUploadsMixin:
             if earlier is not None and self.exists(earlier):  # type: ignore[attr-defined]
                 staging.finish(upload_id, earlier)
                 return earlier, True
-            raise UploadNotFound(
-                f"Upload {upload_id} is being finalized by another request; ask its status "
-                "in a moment."
-            )
+            if earlier is None or not staging.take_over(upload_id, earlier):
+                raise UploadNotFound(
+                    f"Upload {upload_id} is being finalized by another request; ask its "
+                    "status in a moment."
+                )
+            # Its finalize died before storing the file (or, past the timeout,
+            # is very slow): this one goes on under the same id, so the two can
+            # never make two files of one upload.
+            planned = earlier
         try:
             now = staging.record(upload_id)
             if now is not None and now.get("file_id"):

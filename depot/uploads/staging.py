@@ -49,6 +49,11 @@ class Staging(ABC):
     upload; each says what it guarantees then.
     """
 
+    #: Seconds after which the claim of a finalize that never ended (its
+    #: process was killed) may be taken over by the next finalize; until then,
+    #: a finalize might still be storing the file (a large one takes minutes).
+    claim_timeout: float = 15 * 60
+
     @abstractmethod
     def start(self, upload_id: str, record: dict[str, Any]) -> None:
         """Keep a new upload's record (a JSON-able dict)."""
@@ -91,6 +96,17 @@ class Staging(ABC):
     def claimed(self, upload_id: str) -> str | None:
         """The file id of the claim held on the upload, or ``None`` if none is."""
 
+    def take_over(self, upload_id: str, file_id: str) -> bool:
+        """Take the claim of ``file_id`` held on the upload for over :attr:`claim_timeout`.
+
+        Only one caller takes a claim over, and only a claim still of
+        ``file_id``; the taker finalizes under that id, so that a finalize that
+        was slow rather than dead stores the same file, never a second one.
+        ``False`` when the claim is younger, gone, or another caller took it.
+        Stagings whose :meth:`claim` takes old claims over itself keep this default.
+        """
+        return False
+
     @abstractmethod
     def release(self, upload_id: str) -> None:
         """Undo :meth:`claim`: a finalize that failed leaves the upload as it was."""
@@ -126,6 +142,7 @@ class _MemoryUpload:
     record: dict[str, Any]
     chunks: dict[int, tuple[Chunk, bytes]] = field(default_factory=dict)
     claimed: str | None = None
+    claimed_at: float = 0.0
     touched: float = field(default_factory=time.time)
 
 
@@ -181,7 +198,17 @@ class MemoryStaging(Staging):
             upload = self._uploads.get(upload_id)
             if upload is None or upload.claimed:
                 return False
-            upload.claimed = file_id
+            upload.claimed, upload.claimed_at = file_id, time.time()
+            return True
+
+    def take_over(self, upload_id: str, file_id: str) -> bool:
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload.claimed != file_id:
+                return False
+            if time.time() - upload.claimed_at <= self.claim_timeout:
+                return False
+            upload.claimed_at = time.time()
             return True
 
     def claimed(self, upload_id: str) -> str | None:

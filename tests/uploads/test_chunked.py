@@ -388,3 +388,49 @@ def test_an_empty_chunk_takes_no_offset(depot: FileStorage) -> None:
     assert depot.write_chunk(upload_id, 0, OneWayStream(b"")).missing == [(0, 3)]
     depot.write_chunk(upload_id, 0, b"abc")
     assert depot.get(depot.finalize(upload_id)).read() == b"abc"
+
+
+def test_the_claim_of_a_finalize_that_died_is_taken_over_after_the_timeout(
+    depot: FileStorage, patched: pytest.MonkeyPatch
+) -> None:
+    """A finalize killed before storing the file held its claim until the upload expired,
+    and expiry then removed the acknowledged bytes."""
+    from depot.uploads.staging import Staging
+
+    data = b"hello, world"
+    upload_id = depot.reserve(len(data), sha256(data), filename="h.txt")
+    depot.write_chunk(upload_id, 0, data)
+    staging = depot._staging()  # type: ignore[attr-defined]
+    dead = depot._new_file_id()  # type: ignore[attr-defined]
+    assert staging.claim(upload_id, dead)  # what the killed finalize left
+    with pytest.raises(UploadNotFound, match="being finalized by another request"):
+        depot.finalize(upload_id)  # it might still be storing: left alone
+
+    patched.setattr(Staging, "claim_timeout", -1.0)  # now it counts as long dead
+    file_id = depot.finalize(upload_id)
+    assert depot.get(file_id).read() == data
+    if type(staging).take_over is not Staging.take_over:
+        assert file_id == dead  # the id the dead one would have stored under
+    assert depot.finalize(upload_id) == file_id
+    assert depot.list() == [file_id]
+
+
+@pytest.mark.parametrize("settings", ["memory", "local", "gridfs", "sql_sqlite"], indirect=True)
+def test_one_taker_of_a_dead_claim_wins_and_only_a_claim_of_its_id(
+    depot: FileStorage, patched: pytest.MonkeyPatch
+) -> None:
+    from depot.uploads.staging import Staging
+
+    upload_id = depot.reserve(1, sha256(b"x"))
+    staging = depot._staging()  # type: ignore[attr-defined]
+    dead, other = depot._new_file_id(), depot._new_file_id()  # type: ignore[attr-defined]
+    assert staging.claim(upload_id, dead)
+    patched.setattr(Staging, "claim_timeout", 0.2)
+    assert not staging.take_over(upload_id, dead)  # young
+    time.sleep(0.3)
+    assert not staging.take_over(upload_id, other)  # not the claim it saw
+    assert staging.take_over(upload_id, dead)
+    assert not staging.take_over(upload_id, dead)  # taken just now: young again
+    assert staging.claimed(upload_id) == dead
+    staging.remove(upload_id)
+    assert not staging.take_over(upload_id, dead)  # gone
