@@ -12,7 +12,7 @@ import click
 
 from depot.cli import exits
 from depot.cli.group import State, cli, with_output
-from depot.exceptions import StoredFileNotFoundError
+from depot.exceptions import DepotError, StoredFileNotFoundError
 from depot.io.interfaces import StoredFile
 from depot.manager import DepotManager
 
@@ -72,13 +72,16 @@ def ls_command(state: State, depot: str | None, long_: bool) -> int:
             for file_id in ids:
                 state.output.line(file_id)
         return exits.OK
-    listed = []
+    listed, status = [], exits.OK
     for file_id in ids:
         try:
             with storage.get(file_id) as stored:
                 listed.append(_facts(name, stored))
         except StoredFileNotFoundError:
             continue  # deleted since it was listed
+        except DepotError as exc:  # one damaged file must not hide the others
+            state.output.warn(f"{name}/{file_id}: cannot be read: {exc}")
+            status = exits.FAILED
     if state.output.json:
         state.output.data(listed)
     else:
@@ -95,7 +98,7 @@ def ls_command(state: State, depot: str | None, long_: bool) -> int:
                 for f in listed
             ],
         )
-    return exits.OK
+    return status
 
 
 @cli.command("info")
