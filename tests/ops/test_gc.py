@@ -147,3 +147,113 @@ def test_memory_stays_bounded_for_50000_rows(tmp_path: Path) -> None:
     assert {r.file_id for r in summary.deleted} == leftovers
     # One batch of rows at a time: a small part of what the table's text alone weighs.
     assert peak < all_text / 5, f"peak {peak} bytes; the rows' JSON is {all_text} bytes"
+
+
+FILE_COLUMNS = ("image", "files", "cover")
+
+
+def insert_raw(engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Rows whose file columns hold the JSON of the given values, as a Core UPDATE leaves them."""
+    statement = sa.insert(table).values(
+        {
+            k: sa.bindparam(k, type_=sa.Text()) if k in FILE_COLUMNS else sa.bindparam(k)
+            for k in rows[0]
+        }
+    )
+    texts = [{k: json.dumps(v) if k in FILE_COLUMNS else v for k, v in r.items()} for r in rows]
+    with engine.begin() as conn:
+        conn.execute(statement, texts)
+
+
+def test_a_value_of_the_wrong_shape_stops_the_deletion(db: sa.Engine) -> None:
+    # JSON, but not a file value: the field reads each as an UnreadableValue, so
+    # the files they mean are unknown and must not be taken for garbage.
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        named = [media.create(b"named %d" % n) for n in range(4)]
+    insert_raw(
+        db,
+        Photo.__table__,
+        [
+            {"id": 1, "image": {"depot_name": "media", "files": f"media/{named[0]}"}},
+            {"id": 2, "image": f"media/{named[1]}"},
+            {"id": 3, "image": {"path": f"media/{named[2]}", "files": [{"p": 1}]}},
+        ],
+    )
+    insert_raw(db, Folder.__table__, [{"owner": "x", "number": 1, "files": [f"media/{named[3]}"]}])
+    summary = collect_garbage("media", sqlalchemy_references(db, MODELS), delete=True)
+    assert summary.refused is not None and "nothing was deleted" in summary.refused
+    assert sorted(u.where for u in summary.unreadable) == [
+        "depot_ops_folders(owner='x', number=1).files",
+        "depot_ops_photos(id=1).image",
+        "depot_ops_photos(id=2).image",
+        "depot_ops_photos(id=3).image",
+    ]
+    assert "'files' must be a list" in summary.unreadable[0].problem
+    assert all(media.exists(file_id) for file_id in named)
+
+
+def test_every_file_a_value_names_is_referenced(db: sa.Engine) -> None:
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        image, thumb, renamed, unlisted, leftover = (media.create(b"%d" % n) for n in range(5))
+    insert_raw(
+        db,
+        Photo.__table__,
+        [
+            # Written before values listed their files: the thumbnail is only thumb_path.
+            {
+                "id": 1,
+                "image": {
+                    "depot_name": "media",
+                    "file_id": image,
+                    "path": f"media/{image}",
+                    "thumb_id": thumb,
+                    "thumb_path": f"media/{thumb}",
+                },
+            },
+            # A depot renamed and depot_name edited: the field opens depot_name/file_id.
+            {
+                "id": 2,
+                "image": {
+                    "depot_name": "media",
+                    "file_id": renamed,
+                    "path": f"gone/{renamed}",
+                    "files": [f"gone/{renamed}"],
+                },
+            },
+            # A 'files' that misses a path the value names; a '<name>_path' that is no depot path.
+            {
+                "id": 3,
+                "image": {
+                    "depot_name": "media",
+                    "files": [],
+                    "small_path": f"media/{unlisted}",
+                    "local_path": "/tmp/x.png",
+                },
+            },
+        ],
+    )
+    summary = collect_garbage("media", sqlalchemy_references(db, MODELS), delete=True)
+    assert summary.refused is None and not summary.unreadable
+    assert [r.file_id for r in summary.deleted] == [leftover]
+    assert set(media.list()) == {image, thumb, renamed, unlisted}
+
+
+@pytest.mark.parametrize("backend", ["local", "sql", "memory"])
+def test_unfinished_chunked_uploads_are_never_collected(backend: str, tmp_path: Path) -> None:
+    settings: dict[str, Any] = {"depot.backend": backend}
+    if backend == "local":
+        settings["depot.storage_path"] = str(tmp_path / "media")
+    elif backend == "sql":
+        settings["depot.url"] = f"sqlite:///{tmp_path / 'files.sqlite'}"
+    media = DepotManager.configure("media", settings)
+    data = b"x" * 1000
+    upload = media.reserve(len(data), None, "text/plain", "a.txt")
+    media.write_chunk(upload, 0, data[:500])
+    later = datetime.utcnow() + timedelta(days=30)  # noqa: DTZ003 - naive UTC, as stored
+    summary = collect_garbage("media", [], delete=True, grace=timedelta(0), now=later)
+    assert summary.files == 0 and not summary.garbage
+    media.write_chunk(upload, 500, data[500:])
+    with media.get(media.finalize(upload)) as stored:
+        assert stored.read() == data
