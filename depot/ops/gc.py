@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from depot.exceptions import StoredFileNotFoundError
 from depot.manager import DepotManager
@@ -112,6 +112,11 @@ def collect_garbage(
     check_jobs(jobs)
     if grace < timedelta(0):
         raise ValueError(f"grace={grace!r}: give a duration of zero or more.")
+    if now is not None and now.tzinfo is not None:
+        raise ValueError(
+            f"collect_garbage(now={now!r}): give a naive UTC datetime, as "
+            "StoredFile.last_modified is (now.astimezone(timezone.utc).replace(tzinfo=None))."
+        )
     report = progress or (lambda event: None)
     home = DepotManager.resolve_alias(depot)
     names: dict[str, bool] = {}
@@ -149,6 +154,8 @@ def collect_garbage(
             return FileResult(file_id, "failed", f"cannot be read ({type(exc).__name__}: {exc})")
         if modified is None:
             return FileResult(file_id, "recent", "its age is unknown: kept", size)
+        if modified.tzinfo is not None:  # a third-party backend's; depot's are naive UTC
+            modified = modified.astimezone(timezone.utc).replace(tzinfo=None)
         if modified > cutoff:
             return FileResult(file_id, "recent", f"modified {modified}, within the grace", size)
         return FileResult(file_id, "unreferenced", f"no reference; modified {modified}", size)

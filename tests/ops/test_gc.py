@@ -6,7 +6,7 @@ import json
 import time
 import tracemalloc
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -238,6 +238,23 @@ def test_every_file_a_value_names_is_referenced(db: sa.Engine) -> None:
     assert summary.refused is None and not summary.unreadable
     assert [r.file_id for r in summary.deleted] == [leftover]
     assert set(media.list()) == {image, thumb, renamed, unlisted}
+
+
+def test_times_with_a_zone_and_in_the_future() -> None:
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        zoned, future, old = (media.create(b"%d" % n) for n in range(3))
+    # A third-party backend may give its times with a zone; a clock may be ahead.
+    media.files[zoned]["metadata"]["last_modified"] = datetime(
+        2020, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))
+    )
+    media.files[future]["metadata"]["last_modified"] = datetime(2999, 1, 1)
+    with pytest.raises(ValueError, match="naive UTC"):
+        collect_garbage("media", [], now=datetime.now(timezone.utc))
+    summary = collect_garbage("media", [], delete=True)
+    assert sorted(r.file_id for r in summary.deleted) == sorted([zoned, old])
+    assert [r.file_id for r in summary.recent] == [future]
+    assert media.list() == [future]
 
 
 @pytest.mark.parametrize("backend", ["local", "sql", "memory"])
