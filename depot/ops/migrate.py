@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from depot.fields._tracking import paths_of
+from depot.fields.upload import value_problem
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
 from depot.ops._runner import check_jobs, storage_of
@@ -35,6 +35,7 @@ from depot.ops.references import (
     Unreadable,
     _connection,
     _raw_rows,
+    _value_paths,
     ming_collection,
     ming_file_properties,
     ming_references,
@@ -57,7 +58,8 @@ class MigrationSummary:
     rows: int = 0
     #: Rows and documents whose values now name the target depot.
     rewritten: int = 0
-    #: Rows left naming their old depot, with why (a file of theirs failed to copy).
+    #: Rows left naming their old depot, with why (a file of theirs failed to
+    #: copy, or the value is not one the field reads).
     left: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
 
@@ -86,9 +88,10 @@ class MigrationPlan:
         values name, except ``target``.
     :param rewrite: after the copy, make the values name ``target``
         (``depot_name``, ``files``, ``path`` and each ``<name>_path``, and the
-        public URLs, from the target). A value is rewritten only if every
-        file it names was copied and verified; the others are listed in
-        :attr:`MigrationSummary.left`. Rows are rewritten with Core
+        public URLs, from the target; a stored ``<name>_url`` follows its
+        path). A value is rewritten only if every file it names was copied
+        and verified; the others, and values the field would not read, are
+        listed in :attr:`MigrationSummary.left`. Rows are rewritten with Core
         statements, not through the ORM: objects already loaded in a Session
         are stale afterwards (``session.expire_all()``), and no file is
         deleted. Ming documents are updated one by one, outside any
@@ -304,28 +307,24 @@ class MigrationPlan:
     ) -> Any:
         """``value`` naming the target, or ``None`` if it names no moving file (or cannot)."""
         moving = []
-        for path in paths_of(value) + _named_paths(value):
-            name, _, file_id = path.partition("/")
-            if self._moves(name):
-                if not copied(name, file_id):
-                    summary.left.append((where, f"{path} is not in {self.target!r}: not copied"))
-                    return None
-                moving.append(path)
+        for item in value if isinstance(value, list) else [value]:
+            problem = value_problem(item)
+            if problem is not None:
+                # Which files it means is unknown, so none can be said to be in the target.
+                summary.left.append((where, f"not a file value: {problem}"))
+                return None
+            for path in _value_paths(item):
+                name, _, file_id = path.partition("/")
+                if self._moves(name):
+                    if not copied(name, file_id):
+                        summary.left.append(
+                            (where, f"{path} is not in {self.target!r}: not copied")
+                        )
+                        return None
+                    moving.append(path)
         if not moving:
             return None
         return _renamed(value, self._moves, self.target, target)
-
-
-def _named_paths(value: Any) -> list[str]:
-    """The ``path`` and ``<name>_path`` values, which ``files`` lists for values depot wrote."""
-    items = value if isinstance(value, list) else [value]
-    return [
-        path
-        for item in items
-        if isinstance(item, dict)
-        for key, path in item.items()
-        if (key == "path" or key.endswith("_path")) and isinstance(path, str) and "/" in path
-    ]
 
 
 def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: FileStorage) -> Any:
@@ -349,6 +348,16 @@ def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: Fi
     for key in list(new):
         if key == "path" or key.endswith("_path"):
             new[key] = moved(new[key])
+    # A filter's stored middleware URL ('/depot/<depot>/<id>') follows its path.
+    for key in list(new):
+        prefix = key[: -len("_url")]
+        if not key.endswith("_url") or not prefix or key.startswith("_"):
+            continue
+        before, after, url = value.get(f"{prefix}_path"), new.get(f"{prefix}_path"), new[key]
+        if not (isinstance(before, str) and isinstance(after, str) and isinstance(url, str)):
+            continue
+        if before != after and url.endswith("/" + before):
+            new[key] = url[: -len(before)] + after
     # Public URLs are the backend's own: the new backend's, or none.
     for key in list(new):
         if key == "_public_url":
