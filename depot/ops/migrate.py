@@ -136,8 +136,14 @@ class MigrationPlan:
         self.ming_session = ming_session
         self.ming_classes = list(ming_classes)
         self.sources = None if sources is None else set(sources)
-        if self.sources is not None and target in self.sources:
-            raise ValueError(f"MigrationPlan: {target!r} is both a source and the target.")
+        home = DepotManager.resolve_alias(target)
+        for name in self.sources or ():
+            if DepotManager.resolve_alias(name) == home:
+                same = "" if name == target else f" ({name!r} is an alias of it)"
+                raise ValueError(
+                    f"MigrationPlan: {target!r} is both a source and the target{same}; "
+                    "leave it out of sources."
+                )
         self.rewrite = rewrite
         self.jobs = check_jobs(jobs)
         self.batch_size = batch_size

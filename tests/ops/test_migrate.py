@@ -189,6 +189,9 @@ def test_refuses_what_cannot_work(depots: tuple[FileStorage, FileStorage]) -> No
         MigrationPlan("new", models=[Photo])
     with pytest.raises(ValueError, match="both a source and the target"):
         MigrationPlan("new", sources=["new"])
+    DepotManager.alias("media", "new")
+    with pytest.raises(ValueError, match="'media' is an alias of it"):
+        MigrationPlan("new", sources=["media"])
 
 
 def test_ming_documents_are_migrated_and_rewritten(
