@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from depot.fields._tracking import follow_moved_paths
 from depot.fields.upload import value_problem
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
@@ -354,16 +355,7 @@ def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: Fi
     for key in list(new):
         if key == "path" or key.endswith("_path"):
             new[key] = moved(new[key])
-    # A filter's stored middleware URL ('/depot/<depot>/<id>') follows its path.
-    for key in list(new):
-        prefix = key[: -len("_url")]
-        if not key.endswith("_url") or not prefix or key.startswith("_"):
-            continue
-        before, after, url = value.get(f"{prefix}_path"), new.get(f"{prefix}_path"), new[key]
-        if not (isinstance(before, str) and isinstance(after, str) and isinstance(url, str)):
-            continue
-        if before != after and url.endswith("/" + before):
-            new[key] = url[: -len(before)] + after
+    follow_moved_paths(value, new)
     # Public URLs are the backend's own: the new backend's, or none.
     for key in list(new):
         if key == "_public_url":
