@@ -274,3 +274,35 @@ def test_unfinished_chunked_uploads_are_never_collected(backend: str, tmp_path: 
     media.write_chunk(upload, 500, data[500:])
     with media.get(media.finalize(upload)) as stored:
         assert stored.read() == data
+
+
+def test_a_ming_document_of_the_wrong_shape_stops_the_deletion() -> None:
+    pytest.importorskip("ming")
+    from ming import create_datastore
+
+    from depot.ops import ming_references
+    from tests.ops.ming_models import Note, ops_session
+
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        meant, thumb, leftover = (media.create(b"%d" % n) for n in range(3))
+    datastore = create_datastore("mim:///depot_ops_gc")
+    ops_session.impl.bind = datastore
+    try:
+        collection = ops_session.db["depot_ops_notes"]
+        collection.insert_one({"title": "edited", "file": f"media/{meant}"})
+        old_value = {"depot_name": "media", "file_id": meant, "path": f"media/{meant}"}
+        collection.insert_one(
+            {"title": "old", "file": {**old_value, "thumb_path": f"media/{thumb}"}}
+        )
+        summary = collect_garbage("media", ming_references(ops_session, [Note]), delete=True)
+        assert summary.refused is not None and not summary.deleted
+        (problem,) = summary.unreadable
+        assert "it is a JSON string, not an object" in problem.problem
+        collection.delete_many({"title": "edited"})
+        summary = collect_garbage("media", ming_references(ops_session, [Note]), delete=True)
+        assert [r.file_id for r in summary.deleted] == [leftover]
+        assert set(media.list()) == {meant, thumb}
+    finally:
+        datastore.conn.drop_database("depot_ops_gc")
+        ops_session.impl.bind = None
