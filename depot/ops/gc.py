@@ -110,8 +110,13 @@ def collect_garbage(
         )
     storage = storage_of(depot, "the")
     check_jobs(jobs)
-    if grace < timedelta(0):
-        raise ValueError(f"grace={grace!r}: give a duration of zero or more.")
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        raise ValueError(
+            f"grace={grace!r}: give a duration of zero or more, a timedelta "
+            "(timedelta(hours=6))."
+        )
+    if now is not None and not isinstance(now, datetime):
+        raise TypeError(f"collect_garbage(now={now!r}): give a naive UTC datetime, or None.")
     if now is not None and now.tzinfo is not None:
         raise ValueError(
             f"collect_garbage(now={now!r}): give a naive UTC datetime, as "

@@ -99,6 +99,10 @@ def test_refuses_what_cannot_work() -> None:
         collect_garbage(storage, [])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="grace="):
         collect_garbage("media", [], grace=timedelta(seconds=-1))
+    with pytest.raises(ValueError, match=r"grace=3600: .* a timedelta"):
+        collect_garbage("media", [], grace=3600)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="naive UTC datetime"):
+        collect_garbage("media", [], now="2020-01-01")  # type: ignore[arg-type]
 
 
 ROWS = 50_000
@@ -306,3 +310,16 @@ def test_a_ming_document_of_the_wrong_shape_stops_the_deletion() -> None:
     finally:
         datastore.conn.drop_database("depot_ops_gc")
         ops_session.impl.bind = None
+
+
+def test_a_listed_name_that_is_no_file_id_is_never_deleted() -> None:
+    # A third-party backend's list() may give what its get() refuses.
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        leftover = media.create(b"left")
+    media.files["not-an-id"] = dict(media.files[leftover])
+    summary = collect_garbage("media", [], delete=True)
+    assert [r.file_id for r in summary.deleted] == [leftover]
+    assert [(r.file_id, r.outcome) for r in summary.failed] == [("not-an-id", "failed")]
+    assert "InvalidFileIdError" in summary.failed[0].reason
+    assert "not-an-id" in media.files
