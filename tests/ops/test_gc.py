@@ -323,3 +323,28 @@ def test_a_listed_name_that_is_no_file_id_is_never_deleted() -> None:
     assert [(r.file_id, r.outcome) for r in summary.failed] == [("not-an-id", "failed")]
     assert "InvalidFileIdError" in summary.failed[0].reason
     assert "not-an-id" in media.files
+
+
+def test_a_reference_under_a_name_not_configured_keeps_its_file() -> None:
+    # The application aliases 'media' to 'media-v2'; the job collecting garbage
+    # forgot that alias. The rows' 'media/<id>' must not make every file garbage.
+    media = DepotManager.configure("media-v2", {"depot.backend": "memory"})
+    DepotManager.configure("elsewhere", {"depot.backend": "memory"})
+    with old_files():
+        kept, moved, gone = (media.create(b"%d" % n) for n in range(3))
+    refs = [
+        Batch(
+            [
+                Reference("media", kept, "docs(id=1).file"),
+                Reference("media", str(uuid.uuid4()), "docs(id=2).file"),  # not ours: no file
+                Reference("elsewhere", moved, "docs(id=3).file"),  # configured: told apart
+            ],
+            rows=3,
+        )
+    ]
+    summary = collect_garbage("media-v2", refs, delete=True)
+    assert sorted(r.file_id for r in summary.deleted) == sorted([moved, gone])
+    assert [(r.path, r.where) for r in summary.unconfigured] == [
+        (f"media/{kept}", "docs(id=1).file")
+    ]
+    assert media.exists(kept)
