@@ -255,17 +255,26 @@ class MigrationPlan:
                     mapper = sa.inspect(model)
                     pk = list(mapper.primary_key)
                     for key, texts, where in rows:
-                        changes: dict[Any, Any] = {}
+                        # By table: a subclass of a joined-table inheritance has
+                        # file columns in two, each updated by its own key columns.
+                        changes: dict[Any, dict[Any, Any]] = {}
                         for column, text in texts.items():
                             spot = f"{where}.{column}"
                             new = self._rewritten_text(text, spot, copied, target, summary)
                             if new is not None:
-                                changes[mapper.columns[column]] = sa.type_coerce(new, sa.Text())
-                        if changes:
-                            condition = sa.and_(*(c == v for c, v in zip(pk, key, strict=True)))
-                            conn.execute(
-                                sa.update(mapper.local_table).where(condition).values(changes)
+                                col = mapper.columns[column]
+                                changes.setdefault(col.table, {})[col] = sa.type_coerce(
+                                    new, sa.Text()
+                                )
+                        for table, values in changes.items():
+                            condition = sa.and_(
+                                *(
+                                    _key_column(mapper, c, table) == v
+                                    for c, v in zip(pk, key, strict=True)
+                                )
                             )
+                            conn.execute(sa.update(table).where(condition).values(values))
+                        if changes:
                             summary.rewritten += 1
                     report(Progress("rewrite", summary.rewritten, None))
         for cls in self.ming_classes:
@@ -369,6 +378,18 @@ def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: Fi
             with target.get(path.partition("/")[2]) as stored:
                 new[key] = stored.public_url
     return new
+
+
+def _key_column(mapper: Any, column: Any, table: Any) -> Any:
+    """The column of ``table`` that holds the mapper's primary key ``column``."""
+    if column.table is table:
+        return column
+    for candidate in mapper.get_property_by_column(column).columns:
+        if candidate.table is table:
+            return candidate
+    raise ValueError(  # pragma: no cover - a mapper's tables all carry its key
+        f"{mapper.class_.__name__}: table {table.name} holds no column of its key {column.key}."
+    )
 
 
 def _unconfigured(file_id: str, name: str) -> FileResult:

@@ -247,7 +247,16 @@ def _raw_rows(
             present = sa.or_(*(mapper.columns[k].isnot(None) for k in keys))
             last: tuple[Any, ...] | None = None
             while True:
-                query = sa.select(*pk, *texts).where(present).order_by(*pk).limit(batch_size)
+                # From the mapper's tables joined: a subclass of a joined-table
+                # inheritance has its columns in two tables, and selecting from
+                # both unjoined would pair every row of one with every row of the other.
+                query = (
+                    sa.select(*pk, *texts)
+                    .select_from(mapper.persist_selectable)
+                    .where(present)
+                    .order_by(*pk)
+                    .limit(batch_size)
+                )
                 if last is not None:
                     if len(pk) == 1:
                         query = query.where(pk[0] > last[0])

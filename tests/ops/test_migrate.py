@@ -320,3 +320,37 @@ def test_stored_middleware_urls_name_the_target(
     # The URL the thumbnail filter stored served the old depot.
     assert after["thumb_128x128_url"] == f"/depot/new/{thumb}"
     assert after["elsewhere_url"] == "https://cdn.example.com/x.png"  # not the middleware's
+
+
+def test_a_model_of_joined_table_inheritance(
+    db: sa.Engine, depots: tuple[FileStorage, FileStorage]
+) -> None:
+    from depot.ops import sqlalchemy_references
+    from tests.ops.models import Document, Report
+
+    old, new = depots
+    with orm.Session(db) as session:
+        session.add_all(
+            Report(
+                id=n,
+                file=FileIntent(b"file %d" % n, "f.txt", "text/plain"),
+                appendix=FileIntent(b"appendix %d" % n, "a.txt", "text/plain"),
+            )
+            for n in (1, 2, 3)
+        )
+        session.add(Document(id=4, file=FileIntent(b"file 4", "f.txt", "text/plain")))
+        session.commit()
+    # Each row once: its two tables joined, not every row of one with every row of the other.
+    batches = list(sqlalchemy_references(db, [Report]))
+    assert sum(b.rows for b in batches) == 3
+    assert sum(len(b.references) for b in batches) == 6
+    summary = migrate("new", bind=db, models=[Report, Document], rewrite=True)
+    assert summary.ok and summary.rewritten == 3 + 1  # the reports, then document 4
+    with orm.Session(db) as session:
+        reports = session.scalars(sa.select(Report).order_by(Report.id)).all()
+        # Each row keeps its own files (a rewrite over both tables once set every row's).
+        assert [r.appendix.file.read() for r in reports] == [b"appendix %d" % n for n in (1, 2, 3)]
+        assert [r.file.file.read() for r in reports] == [b"file %d" % n for n in (1, 2, 3)]
+        assert {r.appendix["depot_name"] for r in reports} == {"new"}
+        document = session.get(Document, 4)
+        assert document is not None and document.file["depot_name"] == "new"
