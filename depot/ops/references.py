@@ -161,10 +161,16 @@ def file_columns(model: Any) -> list[str]:
     .. versionadded:: 1.0
     """
     import sqlalchemy as sa
+    from sqlalchemy import orm
 
     from depot.fields.sqlalchemy import UploadedFileField, UploadedFilesField
 
-    mapper = sa.inspect(model)
+    mapper = sa.inspect(model, raiseerr=False)
+    if not isinstance(mapper, orm.Mapper):
+        raise TypeError(
+            f"{model!r} is not a mapped class: give the SQLAlchemy models (classes "
+            "mapped with declarative_base() or registry()) whose file columns to read."
+        )
     return [
         prop.key
         for prop in mapper.column_attrs

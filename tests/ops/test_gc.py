@@ -101,6 +101,8 @@ def test_refuses_what_cannot_work() -> None:
         collect_garbage("media", [], grace=timedelta(seconds=-1))
     with pytest.raises(ValueError, match=r"grace=3600: .* a timedelta"):
         collect_garbage("media", [], grace=3600)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'Photo' is not a mapped class"):
+        collect_garbage("media", sqlalchemy_references(sa.create_engine("sqlite://"), ["Photo"]))
     with pytest.raises(TypeError, match="naive UTC datetime"):
         collect_garbage("media", [], now="2020-01-01")  # type: ignore[arg-type]
 
