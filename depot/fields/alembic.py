@@ -501,7 +501,10 @@ class _Mover:
         wanted = []
         for path in dict.fromkeys(paths):
             depot_name, slash, _ = path.partition("/")
-            if slash and depot_name != self.to and self.source in (None, depot_name):
+            # A key that names no depot ('/home/ann/a.png', a filter's own) moves nothing.
+            if not (slash and depot_name):
+                continue
+            if depot_name != self.to and self.source in (None, depot_name):
                 wanted.append(path)
         return wanted
 
