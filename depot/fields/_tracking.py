@@ -33,6 +33,25 @@ def paths_of(value: Any) -> list[str]:
     return [path for path in files if isinstance(path, str)]
 
 
+def follow_moved_paths(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Make each stored ``<name>_url`` of ``after`` follow its ``<name>_path`` from ``before``.
+
+    A filter stores the middleware's URL of the file it added
+    (``'/depot/<depot>/<id>'``, as ``WithThumbnailFilter`` does): once a move
+    makes the path name another depot, that URL would still serve the old one.
+    A URL that does not end in the old path (a CDN's) is left as it is.
+    """
+    for key, url in list(after.items()):
+        prefix = key[: -len("_url")]
+        if not key.endswith("_url") or not prefix or key.startswith("_"):
+            continue
+        old, new = before.get(f"{prefix}_path"), after.get(f"{prefix}_path")
+        if not (isinstance(old, str) and isinstance(new, str) and isinstance(url, str)):
+            continue
+        if old != new and url.endswith("/" + old):
+            after[key] = url[: -len(old)] + new
+
+
 def delete_files(paths: Iterable[str], why: str, logger: logging.Logger = log) -> None:
     """Delete each of ``paths``; a failure is logged with the path, never raised.
 

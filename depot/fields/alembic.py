@@ -38,7 +38,7 @@ from depot.exceptions import (
     StoredFileNotFoundError,
     ValidationError,
 )
-from depot.fields._tracking import paths_of
+from depot.fields._tracking import follow_moved_paths, paths_of
 from depot.fields.sqlalchemy import _FileColumn
 from depot.fields.upload import value_problem
 from depot.io.interfaces import FileStorage
@@ -355,10 +355,11 @@ def move_column_files(
 
     Each file (and each file a filter added, a thumbnail) is streamed into
     ``to`` under the same id, and the row's value is rewritten to name ``to``
-    (its ``depot_name``, ``files``, ``path``, every ``<name>_path`` and the
-    public URLs). Rows are read ``batch_size`` at a time, in the order of
-    their primary key. The depots must be configured where the migration runs
-    (``DepotManager.configure()`` in ``env.py``).
+    (its ``depot_name``, ``files``, ``path``, every ``<name>_path``, the
+    public URLs, and each ``<name>_url`` a filter stored). Rows are read
+    ``batch_size`` at a time, in the order of their primary key. The depots
+    must be configured where the migration runs (``DepotManager.configure()``
+    in ``env.py``).
 
     The files stay in their old depot: deleting them before the migration
     commits would leave the rows of a rolled-back migration without files.
@@ -500,7 +501,10 @@ class _Mover:
         wanted = []
         for path in dict.fromkeys(paths):
             depot_name, slash, _ = path.partition("/")
-            if slash and depot_name != self.to and self.source in (None, depot_name):
+            # A key that names no depot ('/home/ann/a.png', a filter's own) moves nothing.
+            if not (slash and depot_name):
+                continue
+            if depot_name != self.to and self.source in (None, depot_name):
                 wanted.append(path)
         return wanted
 
@@ -529,6 +533,7 @@ class _Mover:
         return f"{self.to}/{file_id}"
 
     def _rewrite_value(self, item: dict[str, Any], moved: dict[str, str]) -> None:
+        before = dict(item)
         if isinstance(item.get("files"), list):
             item["files"] = [moved.get(path, path) for path in item["files"]]
         for key, path in list(item.items()):
@@ -538,6 +543,7 @@ class _Mover:
             url_key = "_public_url" if key == "path" else f"_{key[: -len('_path')]}_public_url"
             if url_key in item:
                 item[url_key] = self._public_url(moved[path])
+        follow_moved_paths(before, item)
         # The value opens '<depot_name>/<file_id>': it names the new depot once
         # none of its files is left in the old one.
         old = f"{item.get('depot_name')}/"

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from depot.exceptions import StoredFileNotFoundError
 from depot.manager import DepotManager
 from depot.ops._runner import check_jobs, run_each, storage_of
 from depot.ops.copy import FileResult
 from depot.ops.progress import Progress, ProgressCallback
-from depot.ops.references import Batch, Unreadable
+from depot.ops.references import Batch, Reference, Unreadable
 from depot.utils import utcnow_naive
 
 __all__ = ["GRACE", "GarbageSummary", "collect_garbage"]
@@ -44,6 +44,10 @@ class GarbageSummary:
     references: int = 0
     #: Values whose files could not be told; while there are any, nothing is deleted.
     unreadable: list[Unreadable] = field(default_factory=list)
+    #: References naming a depot that is not configured here, to a file this depot
+    #: holds (ids are unique: most likely this depot under a name, an alias, this
+    #: process lacks). Their files are kept.
+    unconfigured: list[Reference] = field(default_factory=list)
     #: Why nothing was deleted although ``delete=True``, or ``None``.
     refused: str | None = None
 
@@ -86,7 +90,10 @@ def collect_garbage(
         summary = collect_garbage('media', refs2, delete=True)
 
     :param depot: the configured name of the depot; references name depots so
-        (an alias of it counts as it).
+        (an alias of it counts as it). A reference naming a depot that is not
+        configured here keeps the file of this depot with its id, if there is
+        one, and is listed in ``unconfigured``: configure the aliases the
+        application has where this runs.
     :param references: :class:`~depot.ops.references.Batch` objects, as
         :func:`~depot.ops.references.sqlalchemy_references` and
         :func:`~depot.ops.references.ming_references` yield.
@@ -110,16 +117,29 @@ def collect_garbage(
         )
     storage = storage_of(depot, "the")
     check_jobs(jobs)
-    if grace < timedelta(0):
-        raise ValueError(f"grace={grace!r}: give a duration of zero or more.")
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        raise ValueError(
+            f"grace={grace!r}: give a duration of zero or more, a timedelta (timedelta(hours=6))."
+        )
+    if now is not None and not isinstance(now, datetime):
+        raise TypeError(f"collect_garbage(now={now!r}): give a naive UTC datetime, or None.")
+    if now is not None and now.tzinfo is not None:
+        raise ValueError(
+            f"collect_garbage(now={now!r}): give a naive UTC datetime, as "
+            "StoredFile.last_modified is (now.astimezone(timezone.utc).replace(tzinfo=None))."
+        )
     report = progress or (lambda event: None)
     home = DepotManager.resolve_alias(depot)
-    names: dict[str, bool] = {}
+
+    resolved: dict[str, str | None] = {}
 
     def ours(name: str) -> bool:
-        if name not in names:
-            names[name] = DepotManager.resolve_alias(name) == home
-        return names[name]
+        if name not in resolved:
+            resolved[name] = DepotManager.resolve_alias(name)
+        return resolved[name] == home
+
+    def configured(name: str) -> bool:
+        return ours(name) or resolved[name] is not None
 
     summary = GarbageSummary()
     candidates = set(storage.list())
@@ -131,6 +151,9 @@ def collect_garbage(
             if ours(ref.depot_name):
                 summary.references += 1
                 candidates.discard(ref.file_id)
+            elif ref.file_id in candidates and not configured(ref.depot_name):
+                candidates.discard(ref.file_id)
+                summary.unconfigured.append(ref)
         report(Progress("scan", summary.rows, None))
 
     cutoff = (now or utcnow_naive()) - grace
@@ -149,6 +172,8 @@ def collect_garbage(
             return FileResult(file_id, "failed", f"cannot be read ({type(exc).__name__}: {exc})")
         if modified is None:
             return FileResult(file_id, "recent", "its age is unknown: kept", size)
+        if modified.tzinfo is not None:  # a third-party backend's; depot's are naive UTC
+            modified = modified.astimezone(timezone.utc).replace(tzinfo=None)
         if modified > cutoff:
             return FileResult(file_id, "recent", f"modified {modified}, within the grace", size)
         return FileResult(file_id, "unreferenced", f"no reference; modified {modified}", size)

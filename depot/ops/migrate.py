@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from depot.fields._tracking import paths_of
+from depot.fields._tracking import follow_moved_paths
+from depot.fields.upload import value_problem
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
 from depot.ops._runner import check_jobs, storage_of
@@ -35,6 +36,7 @@ from depot.ops.references import (
     Unreadable,
     _connection,
     _raw_rows,
+    _value_paths,
     ming_collection,
     ming_file_properties,
     ming_references,
@@ -57,7 +59,8 @@ class MigrationSummary:
     rows: int = 0
     #: Rows and documents whose values now name the target depot.
     rewritten: int = 0
-    #: Rows left naming their old depot, with why (a file of theirs failed to copy).
+    #: Rows left naming their old depot, with why (a file of theirs failed to
+    #: copy, or the value is not one the field reads).
     left: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
 
@@ -86,9 +89,10 @@ class MigrationPlan:
         values name, except ``target``.
     :param rewrite: after the copy, make the values name ``target``
         (``depot_name``, ``files``, ``path`` and each ``<name>_path``, and the
-        public URLs, from the target). A value is rewritten only if every
-        file it names was copied and verified; the others are listed in
-        :attr:`MigrationSummary.left`. Rows are rewritten with Core
+        public URLs, from the target; a stored ``<name>_url`` follows its
+        path). A value is rewritten only if every file it names was copied
+        and verified; the others, and values the field would not read, are
+        listed in :attr:`MigrationSummary.left`. Rows are rewritten with Core
         statements, not through the ORM: objects already loaded in a Session
         are stale afterwards (``session.expire_all()``), and no file is
         deleted. Ming documents are updated one by one, outside any
@@ -133,8 +137,14 @@ class MigrationPlan:
         self.ming_session = ming_session
         self.ming_classes = list(ming_classes)
         self.sources = None if sources is None else set(sources)
-        if self.sources is not None and target in self.sources:
-            raise ValueError(f"MigrationPlan: {target!r} is both a source and the target.")
+        home = DepotManager.resolve_alias(target)
+        for name in self.sources or ():
+            if DepotManager.resolve_alias(name) == home:
+                same = "" if name == target else f" ({name!r} is an alias of it)"
+                raise ValueError(
+                    f"MigrationPlan: {target!r} is both a source and the target{same}; "
+                    "leave it out of sources."
+                )
         self.rewrite = rewrite
         self.jobs = check_jobs(jobs)
         self.batch_size = batch_size
@@ -245,17 +255,26 @@ class MigrationPlan:
                     mapper = sa.inspect(model)
                     pk = list(mapper.primary_key)
                     for key, texts, where in rows:
-                        changes: dict[Any, Any] = {}
+                        # By table: a subclass of a joined-table inheritance has
+                        # file columns in two, each updated by its own key columns.
+                        changes: dict[Any, dict[Any, Any]] = {}
                         for column, text in texts.items():
                             spot = f"{where}.{column}"
                             new = self._rewritten_text(text, spot, copied, target, summary)
                             if new is not None:
-                                changes[mapper.columns[column]] = sa.type_coerce(new, sa.Text())
-                        if changes:
-                            condition = sa.and_(*(c == v for c, v in zip(pk, key, strict=True)))
-                            conn.execute(
-                                sa.update(mapper.local_table).where(condition).values(changes)
+                                col = mapper.columns[column]
+                                changes.setdefault(col.table, {})[col] = sa.type_coerce(
+                                    new, sa.Text()
+                                )
+                        for table, values in changes.items():
+                            condition = sa.and_(
+                                *(
+                                    _key_column(mapper, c, table) == v
+                                    for c, v in zip(pk, key, strict=True)
+                                )
                             )
+                            conn.execute(sa.update(table).where(condition).values(values))
+                        if changes:
                             summary.rewritten += 1
                     report(Progress("rewrite", summary.rewritten, None))
         for cls in self.ming_classes:
@@ -304,28 +323,24 @@ class MigrationPlan:
     ) -> Any:
         """``value`` naming the target, or ``None`` if it names no moving file (or cannot)."""
         moving = []
-        for path in paths_of(value) + _named_paths(value):
-            name, _, file_id = path.partition("/")
-            if self._moves(name):
-                if not copied(name, file_id):
-                    summary.left.append((where, f"{path} is not in {self.target!r}: not copied"))
-                    return None
-                moving.append(path)
+        for item in value if isinstance(value, list) else [value]:
+            problem = value_problem(item)
+            if problem is not None:
+                # Which files it means is unknown, so none can be said to be in the target.
+                summary.left.append((where, f"not a file value: {problem}"))
+                return None
+            for path in _value_paths(item):
+                name, _, file_id = path.partition("/")
+                if self._moves(name):
+                    if not copied(name, file_id):
+                        summary.left.append(
+                            (where, f"{path} is not in {self.target!r}: not copied")
+                        )
+                        return None
+                    moving.append(path)
         if not moving:
             return None
         return _renamed(value, self._moves, self.target, target)
-
-
-def _named_paths(value: Any) -> list[str]:
-    """The ``path`` and ``<name>_path`` values, which ``files`` lists for values depot wrote."""
-    items = value if isinstance(value, list) else [value]
-    return [
-        path
-        for item in items
-        if isinstance(item, dict)
-        for key, path in item.items()
-        if (key == "path" or key.endswith("_path")) and isinstance(path, str) and "/" in path
-    ]
 
 
 def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: FileStorage) -> Any:
@@ -349,6 +364,7 @@ def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: Fi
     for key in list(new):
         if key == "path" or key.endswith("_path"):
             new[key] = moved(new[key])
+    follow_moved_paths(value, new)
     # Public URLs are the backend's own: the new backend's, or none.
     for key in list(new):
         if key == "_public_url":
@@ -362,6 +378,18 @@ def _renamed(value: Any, moves: Callable[[str], bool], new_name: str, target: Fi
             with target.get(path.partition("/")[2]) as stored:
                 new[key] = stored.public_url
     return new
+
+
+def _key_column(mapper: Any, column: Any, table: Any) -> Any:
+    """The column of ``table`` that holds the mapper's primary key ``column``."""
+    if column.table is table:
+        return column
+    for candidate in mapper.get_property_by_column(column).columns:
+        if candidate.table is table:
+            return candidate
+    raise ValueError(  # pragma: no cover - a mapper's tables all carry its key
+        f"{mapper.class_.__name__}: table {table.name} holds no column of its key {column.key}."
+    )
 
 
 def _unconfigured(file_id: str, name: str) -> FileResult:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from depot.fields._tracking import paths_of
+from depot.fields.upload import value_problem
 
 __all__ = [
     "Batch",
@@ -68,7 +69,7 @@ class Reference:
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A value whose files cannot be told: not JSON, or a path without a depot.
+    """A value whose files cannot be told: not JSON, not a file value, or a path without a depot.
 
     :param where: the table (or collection), column and key of the row.
     :param problem: what is wrong with it.
@@ -94,13 +95,54 @@ class Batch:
 
 
 def parse_paths(value: Any, where: str, batch: Batch) -> None:
-    """Add the references of one decoded column value (a dict, a list of them) to ``batch``."""
-    for path in paths_of(value):
-        depot_name, slash, file_id = path.partition("/")
-        if not slash or not depot_name or not file_id:
-            batch.unreadable.append(Unreadable(where, f"{path!r} is not a '<depot>/<id>' path"))
-        else:
-            batch.references.append(Reference(depot_name, file_id, where))
+    """Add the references of one decoded column value (a dict, a list of them) to ``batch``.
+
+    A value the fields would not read (see :func:`~depot.fields.upload.value_problem`)
+    is :class:`Unreadable`: the files it means are unknown.
+    """
+    if value is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    for index, item in enumerate(items):
+        problem = value_problem(item)
+        if problem is not None:
+            if isinstance(value, list):
+                problem = f"item {index + 1} of {len(items)}: {problem}"
+            batch.unreadable.append(Unreadable(where, f"not a file value: {problem}"))
+            continue
+        for path in _value_paths(item):
+            depot_name, slash, file_id = path.partition("/")
+            if not slash or not depot_name or not file_id:
+                batch.unreadable.append(Unreadable(where, f"{path!r} is not a '<depot>/<id>' path"))
+            else:
+                batch.references.append(Reference(depot_name, file_id, where))
+
+
+def _value_paths(item: dict[str, Any]) -> list[str]:
+    """Every ``'<depot>/<id>'`` path one file value may stand for, each once.
+
+    More than :func:`depot.fields._tracking.paths_of` (what a value owns, which
+    the fields delete with it): here a file one key names and another does not
+    must count as referenced, so ``files``, ``path``, ``depot_name`` with
+    ``file_id`` (what :attr:`UploadedFile.file <depot.fields.upload.UploadedFile.file>`
+    opens, even when ``path`` names a depot renamed since) and every
+    ``<name>_path`` (thumbnails of values written before ``files`` existed).
+    ``files`` and ``path`` must be paths; a ``<name>_path`` that is none (a
+    filter's own key) is passed over.
+    """
+    paths = list(paths_of(item))
+    path = item.get("path")
+    if isinstance(path, str) and path:
+        paths.append(path)
+    depot_name, file_id = item.get("depot_name"), item.get("file_id")
+    if isinstance(depot_name, str) and depot_name and isinstance(file_id, str) and file_id:
+        paths.append(f"{depot_name}/{file_id}")
+    for key, extra in item.items():
+        if key.endswith("_path") and isinstance(extra, str):
+            name, slash, extra_id = extra.partition("/")
+            if slash and name and extra_id:
+                paths.append(extra)
+    return list(dict.fromkeys(paths))
 
 
 def _decoded(text: Any, where: str, batch: Batch) -> Any:
@@ -119,10 +161,16 @@ def file_columns(model: Any) -> list[str]:
     .. versionadded:: 1.0
     """
     import sqlalchemy as sa
+    from sqlalchemy import orm
 
     from depot.fields.sqlalchemy import UploadedFileField, UploadedFilesField
 
-    mapper = sa.inspect(model)
+    mapper = sa.inspect(model, raiseerr=False)
+    if not isinstance(mapper, orm.Mapper):
+        raise TypeError(
+            f"{model!r} is not a mapped class: give the SQLAlchemy models (classes "
+            "mapped with declarative_base() or registry()) whose file columns to read."
+        )
     return [
         prop.key
         for prop in mapper.column_attrs
@@ -205,7 +253,16 @@ def _raw_rows(
             present = sa.or_(*(mapper.columns[k].isnot(None) for k in keys))
             last: tuple[Any, ...] | None = None
             while True:
-                query = sa.select(*pk, *texts).where(present).order_by(*pk).limit(batch_size)
+                # From the mapper's tables joined: a subclass of a joined-table
+                # inheritance has its columns in two tables, and selecting from
+                # both unjoined would pair every row of one with every row of the other.
+                query = (
+                    sa.select(*pk, *texts)
+                    .select_from(mapper.persist_selectable)
+                    .where(present)
+                    .order_by(*pk)
+                    .limit(batch_size)
+                )
                 if last is not None:
                     if len(pk) == 1:
                         query = query.where(pk[0] > last[0])

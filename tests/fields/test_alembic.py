@@ -521,6 +521,74 @@ def test_move_column_files_moves_lists_of_files(
     assert [archive.get(i).read() for i in ids] == [b"one", b"two"]
 
 
+def test_move_column_files_makes_stored_middleware_urls_follow_their_paths(
+    clean: Engine, two_depots: tuple[Path, Path]
+) -> None:
+    metadata = sa.MetaData()
+    table = documents(metadata)
+    metadata.create_all(clean)
+    media = DepotManager.get("media")
+    assert media is not None
+    image, thumb = media.create(b"image", "a.png"), media.create(b"thumb", "t.png")
+    # As WithThumbnailFilter stores it when a middleware is configured.
+    value = {
+        "depot_name": "media",
+        "file_id": image,
+        "path": f"media/{image}",
+        "files": [f"media/{image}", f"media/{thumb}"],
+        "thumb_64x64_id": thumb,
+        "thumb_64x64_path": f"media/{thumb}",
+        "thumb_64x64_url": f"/depot/media/{thumb}",
+    }
+    with clean.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO alembic_documents (id, attachment) VALUES (1, :value)"),
+            {"value": json.dumps(value)},
+        )
+        report = depot_alembic.move_column_files(
+            operations(conn), "alembic_documents", "attachment", "archive"
+        )
+    assert (report.rows, report.files) == (1, 2)
+    with clean.connect() as conn:
+        text = conn.execute(sa.select(table.c.attachment.cast(sa.UnicodeText))).scalar()
+    stored = json.loads(text)
+    assert stored["thumb_64x64_path"] == f"archive/{thumb}"
+    assert stored["thumb_64x64_url"] == f"/depot/archive/{thumb}"
+
+
+def test_move_column_files_passes_over_a_key_that_names_no_depot(
+    clean: Engine, two_depots: tuple[Path, Path]
+) -> None:
+    metadata = sa.MetaData()
+    table = documents(metadata)
+    metadata.create_all(clean)
+    media = DepotManager.get("media")
+    assert media is not None
+    image = media.create(b"image", "a.png")
+    # A filter's own '<name>_path' holding a local path, not '<depot>/<id>'.
+    value = {
+        "depot_name": "media",
+        "file_id": image,
+        "path": f"media/{image}",
+        "files": [f"media/{image}"],
+        "source_path": "/home/ann/a.png",
+    }
+    with clean.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO alembic_documents (id, attachment) VALUES (1, :value)"),
+            {"value": json.dumps(value)},
+        )
+        report = depot_alembic.move_column_files(
+            operations(conn), "alembic_documents", "attachment", "archive"
+        )
+    assert (report.rows, report.files) == (1, 1)
+    with clean.connect() as conn:
+        text = conn.execute(sa.select(table.c.attachment.cast(sa.UnicodeText))).scalar()
+    stored = json.loads(text)
+    assert stored["path"] == f"archive/{image}"
+    assert stored["source_path"] == "/home/ann/a.png"
+
+
 def test_move_column_files_refuses_bad_arguments(clean: Engine, two_depots: Any) -> None:
     create_legacy(clean)
     with clean.begin() as conn:

@@ -42,3 +42,24 @@ class Plain(OpsBase):
     __tablename__ = "depot_ops_plain"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Document(OpsBase):
+    """The base of a joined-table inheritance: its file column is in its own table."""
+
+    __tablename__ = "depot_ops_documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    file: Mapped[UploadedFile | None] = mapped_column(UploadedFileField())
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "document"}
+
+
+class Report(Document):
+    """A subclass with a file column of its own, in a second table."""
+
+    __tablename__ = "depot_ops_reports"
+
+    id: Mapped[int] = mapped_column(sa.ForeignKey("depot_ops_documents.id"), primary_key=True)
+    appendix: Mapped[UploadedFile | None] = mapped_column(UploadedFileField())
+    __mapper_args__ = {"polymorphic_identity": "report"}

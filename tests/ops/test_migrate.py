@@ -189,6 +189,9 @@ def test_refuses_what_cannot_work(depots: tuple[FileStorage, FileStorage]) -> No
         MigrationPlan("new", models=[Photo])
     with pytest.raises(ValueError, match="both a source and the target"):
         MigrationPlan("new", sources=["new"])
+    DepotManager.alias("media", "new")
+    with pytest.raises(ValueError, match="'media' is an alias of it"):
+        MigrationPlan("new", sources=["media"])
 
 
 def test_ming_documents_are_migrated_and_rewritten(
@@ -247,3 +250,107 @@ def test_an_error_in_the_iterated_plan_is_raised_to_the_loop(
     plan = MigrationPlan("new", bind=db, models=MODELS, sources=["unconfigured"], batch_size=0)
     with pytest.raises(ValueError, match="batch_size=0"):
         list(plan)
+
+
+def insert_photos(engine: sa.Engine, values: dict[int, Any]) -> None:
+    """Photos whose column holds the JSON of ``values``, as a Core UPDATE or a backup leaves."""
+    statement = sa.insert(Photo.__table__).values(
+        id=sa.bindparam("id"), image=sa.bindparam("text", type_=sa.Text())
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, [{"id": k, "text": json.dumps(v)} for k, v in values.items()])
+
+
+def value_of(name: str, file_id: str, **more: Any) -> dict[str, Any]:
+    path = f"{name}/{file_id}"
+    return {"depot_name": name, "file_id": file_id, "path": path, "files": [path], **more}
+
+
+def test_a_value_the_field_cannot_read_is_left_as_it_was(
+    db: sa.Engine, depots: tuple[FileStorage, FileStorage]
+) -> None:
+    old, new = depots
+    kept, other = old.create(b"kept"), old.create(b"other")
+    # 'files' is no list: the field reads the value as unreadable, so which
+    # files it means is unknown and it cannot be said to be in the target.
+    broken = {**value_of("old", kept), "files": f"old/{other}"}
+    insert_photos(db, {1: value_of("old", kept), 2: broken})
+    summary = migrate("new", bind=db, models=[Photo], rewrite=True)
+    assert summary.rewritten == 1 and not new.exists(other)
+    assert [where for where, _ in summary.left] == ["depot_ops_photos(id=2).image"]
+    assert [u.where for u in summary.unreadable] == ["depot_ops_photos(id=2).image"]
+    assert raw_rows(db)[1] == broken
+
+
+def test_the_file_the_field_opens_must_be_in_the_target(
+    db: sa.Engine, local_fast: dict[str, Any]
+) -> None:
+    old = DepotManager.configure("old", {"depot.backend": "memory"})
+    DepotManager.configure("new", {**local_fast, "depot.max_size": "10"})
+    small, large = old.create(b"small"), old.create(b"too large for new")
+    # The field opens depot_name/file_id; path names another file (edited by hand).
+    odd = {**value_of("old", small), "file_id": large}
+    insert_photos(db, {1: odd})
+    summary = migrate("new", bind=db, models=[Photo], rewrite=True)
+    assert [r.file_id for r in summary.copy.failed] == [large]
+    assert summary.rewritten == 0 and len(summary.left) == 1
+    assert raw_rows(db)[0] == odd
+
+
+def test_stored_middleware_urls_name_the_target(
+    db: sa.Engine, depots: tuple[FileStorage, FileStorage]
+) -> None:
+    old, new = depots
+    image, thumb = old.create(b"image"), old.create(b"thumb")
+    value = value_of(
+        "old",
+        image,
+        thumb_128x128_id=thumb,
+        thumb_128x128_path=f"old/{thumb}",
+        thumb_128x128_url=f"/depot/old/{thumb}",
+        elsewhere_path=f"old/{thumb}",
+        elsewhere_url="https://cdn.example.com/x.png",
+    )
+    value["files"].append(f"old/{thumb}")
+    insert_photos(db, {1: value})
+    summary = migrate("new", bind=db, models=[Photo], rewrite=True)
+    assert summary.ok and summary.rewritten == 1
+    (after,) = raw_rows(db)[:1]
+    assert after["thumb_128x128_path"] == f"new/{thumb}"
+    # The URL the thumbnail filter stored served the old depot.
+    assert after["thumb_128x128_url"] == f"/depot/new/{thumb}"
+    assert after["elsewhere_url"] == "https://cdn.example.com/x.png"  # not the middleware's
+
+
+def test_a_model_of_joined_table_inheritance(
+    db: sa.Engine, depots: tuple[FileStorage, FileStorage]
+) -> None:
+    from depot.ops import sqlalchemy_references
+    from tests.ops.models import Document, Report
+
+    old, new = depots
+    with orm.Session(db) as session:
+        session.add_all(
+            Report(
+                id=n,
+                file=FileIntent(b"file %d" % n, "f.txt", "text/plain"),
+                appendix=FileIntent(b"appendix %d" % n, "a.txt", "text/plain"),
+            )
+            for n in (1, 2, 3)
+        )
+        session.add(Document(id=4, file=FileIntent(b"file 4", "f.txt", "text/plain")))
+        session.commit()
+    # Each row once: its two tables joined, not every row of one with every row of the other.
+    batches = list(sqlalchemy_references(db, [Report]))
+    assert sum(b.rows for b in batches) == 3
+    assert sum(len(b.references) for b in batches) == 6
+    summary = migrate("new", bind=db, models=[Report, Document], rewrite=True)
+    assert summary.ok and summary.rewritten == 3 + 1  # the reports, then document 4
+    with orm.Session(db) as session:
+        reports = session.scalars(sa.select(Report).order_by(Report.id)).all()
+        # Each row keeps its own files (a rewrite over both tables once set every row's).
+        assert [r.appendix.file.read() for r in reports] == [b"appendix %d" % n for n in (1, 2, 3)]
+        assert [r.file.file.read() for r in reports] == [b"file %d" % n for n in (1, 2, 3)]
+        assert {r.appendix["depot_name"] for r in reports} == {"new"}
+        document = session.get(Document, 4)
+        assert document is not None and document.file["depot_name"] == "new"
