@@ -324,6 +324,7 @@ def gc_command(
         "garbage": _results(summary.garbage),
         "recent": len(summary.recent),
         "unreadable": [{"where": u.where, "problem": u.problem} for u in summary.unreadable],
+        "unconfigured": [{"path": r.path, "where": r.where} for r in summary.unconfigured],
         "refused": summary.refused,
     }
     if state.output.json:
@@ -335,10 +336,17 @@ def gc_command(
             f"{summary.files} files, {summary.rows} rows, {summary.references} references: "
             f"{len(summary.garbage)} garbage, {len(summary.recent)} unreferenced but recent"
         )
-        for unreadable in summary.unreadable:
-            state.output.warn(f"unreadable {unreadable.where}: {unreadable.problem}")
-        if summary.refused:
-            state.output.error(summary.refused)
+    # Warnings go to standard error in both modes: a script reading the JSON
+    # still has them in its log.
+    for unreadable in summary.unreadable:
+        state.output.warn(f"unreadable {unreadable.where}: {unreadable.problem}")
+    for ref in summary.unconfigured:
+        state.output.warn(
+            f"{ref.path} ({ref.where}) names a depot not configured here; its file "
+            "of this depot is kept: configure the same depots and aliases as the app"
+        )
+    if summary.refused:
+        state.output.error(summary.refused)
     return exits.FAILED if summary.refused or summary.failed else exits.OK
 
 

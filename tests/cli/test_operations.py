@@ -309,3 +309,28 @@ def test_ctrl_c_stops_a_copy_with_status_130_and_the_next_run_finishes_it(
     assert finished["ok"] and finished["copied"] + finished["skipped"] == 400
     backup = DepotManager.configure("backup", {"depot.storage_path": str(target)})
     assert set(backup.list()) == ids
+
+
+def test_gc_keeps_and_names_a_file_referenced_under_a_depot_name_not_configured(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path, app_db: tuple[str, sa.Engine]
+) -> None:
+    """The app aliases 'gallery' to 'media'; the config the command reads lacks the alias."""
+    url, engine = app_db
+    local_ini(media=str(tmp_path / "media"))
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    with mock.patch("depot.io.utils.timestamp", return_value=OLD):
+        kept = media.create(b"a cover", "cover.txt")
+    value = {"depot_name": "gallery", "file_id": kept, "path": f"gallery/{kept}",
+             "files": [f"gallery/{kept}"], "filename": "cover.txt"}  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO depot_ops_folders (owner, number, cover) VALUES ('x', 1, :v)"),
+            {"v": json.dumps(value)},
+        )
+    done = depot("gc", "media", "--db", url, "-m", "tests.ops.models", "--delete", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["garbage"] == []
+    assert [u["path"] for u in report["unconfigured"]] == [f"gallery/{kept}"]
+    assert "names a depot not configured here" in done.stderr
+    assert media.exists(kept)
