@@ -1,7 +1,8 @@
 """The exit statuses of the ``depot`` command, which scripts can rely on.
 
-``verify`` adds :data:`MISSING`, :data:`CORRUPT` and :data:`UNREADABLE` together
-(as bits): 24 means files are missing *and* corrupt.
+``verify`` adds :data:`FAILED` (files that could not be read), :data:`MISSING`,
+:data:`CORRUPT` and :data:`UNREADABLE` together (as bits): 24 means files are
+missing *and* corrupt.
 """
 
 from __future__ import annotations

@@ -152,7 +152,8 @@ depot.ini in this directory, plus DEPOT_<NAME>__<SETTING> variables:
 \b
 Exit statuses: 0 done, 1 some files failed, 2 bad command line,
 3 bad configuration, 4 file not found, 5 backend unreachable,
-verify: 8 missing + 16 corrupt + 32 unreadable; 130 interrupted.
+verify: 1 not checked + 8 missing + 16 corrupt + 32 unreadable;
+130 interrupted.
 """
 
 

@@ -391,21 +391,25 @@ def verify_command(
         "unchecked": _results(summary.unchecked),
         "missing": _results(summary.missing),
         "corrupt": _results(summary.corrupt),
+        "failed": _results(summary.failed),
         "unreadable": [{"where": u.where, "problem": u.problem} for u in summary.unreadable],
     }
     if state.output.json:
         state.output.data(report)
     else:
-        for kind in ("missing", "corrupt", "unchecked"):
+        for kind in ("missing", "corrupt", "failed", "unchecked"):
             for result in report[kind]:
                 state.output.line(f"{kind:<9}  {result['file_id']}  {result['reason']}")
         for unreadable in report["unreadable"]:
             state.output.line(f"unreadable  {unreadable['where']}: {unreadable['problem']}")
         state.output.line(
             f"ok {summary.ok}, unchecked {len(summary.unchecked)}, missing "
-            f"{len(summary.missing)}, corrupt {len(summary.corrupt)}"
+            f"{len(summary.missing)}, corrupt {len(summary.corrupt)}, "
+            f"not checked {len(summary.failed)}"
         )
     status = exits.OK
+    if summary.failed:
+        status |= exits.FAILED  # could not be read: nothing is known of them
     if summary.missing:
         status |= exits.MISSING
     if summary.corrupt:

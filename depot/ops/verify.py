@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from depot.exceptions import StoredFileNotFoundError
+from depot.exceptions import CorruptMetadataError, InvalidFileIdError, StoredFileNotFoundError
 from depot.io.interfaces import FileStorage
 from depot.manager import DepotManager
 from depot.ops._runner import ByteCounter, check_jobs, run_each, storage_of
@@ -38,6 +38,9 @@ class VerifySummary:
     unchecked: list[FileResult] = field(default_factory=list)
     missing: list[FileResult] = field(default_factory=list)
     corrupt: list[FileResult] = field(default_factory=list)
+    #: Files that could not be checked (a backend down, a read that failed):
+    #: nothing is known of them, so they are not called corrupt.
+    failed: list[FileResult] = field(default_factory=list)
     #: Values whose files could not be told.
     unreadable: list[Unreadable] = field(default_factory=list)
 
@@ -54,8 +57,15 @@ def _check(storage: FileStorage, file_id: str, label: str, counter: ByteCounter)
             size, checksum = hash_file(stored, counter)
     except StoredFileNotFoundError:
         return FileResult(label, "missing", "not in its depot")
+    except InvalidFileIdError as exc:
+        return FileResult(label, "missing", f"names no file its depot can hold ({exc})")
+    except CorruptMetadataError as exc:
+        return FileResult(label, "corrupt", f"its metadata is damaged ({exc})")
     except Exception as exc:  # noqa: BLE001 - one file's fault must not stop the others
-        return FileResult(label, "corrupt", f"cannot be read ({type(exc).__name__}: {exc})")
+        # A backend down, a connection lost: the file may be fine. Called
+        # corrupt, it could be deleted by someone acting on the list.
+        reason = f"could not be checked ({type(exc).__name__}: {exc}); run verify again"
+        return FileResult(label, "failed", reason)
     if recorded_size is not None and size != recorded_size:
         return FileResult(label, "corrupt", f"holds {size} bytes, records {recorded_size}", size)
     if recorded is None:

@@ -63,3 +63,40 @@ def test_an_unconfigured_depot_and_filedepot_files() -> None:
     summary = verify_references(refs)
     assert [r.reason for r in summary.unchecked] == ["records no checksum; its size matches (here)"]
     assert summary.missing[0].reason == "its depot is not configured (there)"
+
+
+def test_a_read_that_fails_is_no_corruption_and_an_invalid_id_is_missing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Reported as corrupt, a file on a backend that was down for a moment could be
+    deleted by someone acting on the list (found in review)."""
+    from depot.exceptions import BackendUnavailableError
+    from depot.io.local import LocalFileStorage
+
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path)})
+    fine, flaky, damaged = (media.create(b"%d" % n, "f.txt") for n in range(3))
+    (tmp_path / damaged / "metadata.json").write_text('{"filename": 3}')
+    real_get = LocalFileStorage.get
+
+    def get(self: Any, file_id: Any) -> Any:
+        if file_id == flaky:
+            raise BackendUnavailableError("the disk went away for a moment")
+        return real_get(self, file_id)
+
+    monkeypatch.setattr(LocalFileStorage, "get", get)
+    refs = [
+        Batch(
+            [Reference("media", i, f"row {n}") for n, i in enumerate([fine, flaky, damaged])]
+            + [Reference("media", "../../etc/passwd", "row 3")],
+            rows=4,
+        )
+    ]
+    summary = verify_references(refs)
+    assert summary.ok == 1
+    assert [(r.file_id, r.outcome) for r in summary.failed] == [(f"media/{flaky}", "failed")]
+    assert "could not be checked" in summary.failed[0].reason
+    assert "run verify again" in summary.failed[0].reason
+    assert [r.file_id for r in summary.corrupt] == [f"media/{damaged}"]
+    assert "its metadata is damaged" in summary.corrupt[0].reason
+    assert [r.file_id for r in summary.missing] == ["media/../../etc/passwd"]
+    assert "names no file its depot can hold" in summary.missing[0].reason
