@@ -1,0 +1,158 @@
+"""The SQL backend's hot statements, compiled once and run on the driver's cursor.
+
+``get()``, a first ``read()`` and a small ``create()`` are one short statement each;
+run through SQLAlchemy's ``Connection.execute()``, its Python costs more than the
+statement (benchmarks/README.md, issue 15): on SQLite 30 us against 10 us for the
+same SELECT through sqlite3, on PostgreSQL as much as a round trip on the same host,
+most of it the checkout of a :class:`~sqlalchemy.engine.Connection` and, for an
+``AUTOCOMMIT`` engine, setting and resetting the isolation level on each.
+:class:`DriverStatement` runs the statement SQLAlchemy would send, with the same
+parameters and the columns' own processors, on a DBAPI connection borrowed from the
+engine's pool for that statement only (nothing is held between statements: the
+pool, its events, ``pre_ping`` and ``recycle`` apply as before).
+
+.. versionadded:: 1.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import namedtuple
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.compiler import SQLCompiler
+
+__all__ = ["DriverStatement", "listened"]
+
+#: Rows of a SELECT, as namedtuples named by the selected columns' keys.
+Rows = list[Any]
+
+
+class DriverStatement:
+    """One statement compiled for an engine's dialect, run on its DBAPI cursor.
+
+    :param autocommit: run it with the driver's autocommit on (PostgreSQL): a
+        single statement is then atomic on its own, without the round trips of
+        BEGIN and COMMIT (or of the ROLLBACK the pool sends when it takes the
+        connection back). The connection goes back to the pool as it came.
+    """
+
+    def __init__(self, statement: sa.ClauseElement, engine: Engine, autocommit: bool) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)  # a statement's, not DDL's
+        self.sql = compiled.string
+        self.engine = engine
+        self.dialect = dialect
+        self.autocommit = autocommit
+        self.error = dialect.loaded_dbapi.Error
+        #: The parameters' names in their order, for the positional paramstyles.
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        binds = [(compiled.bind_names[b], b) for b in compiled.binds.values()]
+        #: The values written in the statement (``n=0``), not given at each run.
+        self.fixed = {name: b.effective_value for name, b in binds if not b.required}
+        processors = [(n, b.type.dialect_impl(dialect).bind_processor(dialect)) for n, b in binds]
+        #: What SQLAlchemy makes of a value before the driver gets it (SQLite's
+        #: DATETIME as text, bytes wrapped as the driver's Binary).
+        self.binds = [(name, p) for name, p in processors if p is not None]
+        # What this runner does not do (escaped names, IN lists, literal rendering):
+        # such a statement runs through SQLAlchemy.
+        self.usable = not compiled.escaped_bind_names and not any(
+            b.expanding or b.literal_execute for _, b in binds
+        )
+        self.row: Any = None
+        self.results: list[tuple[int, Any]] = []
+        if isinstance(statement, sa.Select):
+            columns = list(statement.selected_columns)
+            self.row = namedtuple("_Row", [c.key for c in columns])  # type: ignore[misc]
+            types = [c.type.dialect_impl(dialect) for c in columns]
+            results = [t.result_processor(dialect, None) for t in types]
+            self.results = [(i, p) for i, p in enumerate(results) if p is not None]
+
+    def arguments(self, params: dict[str, Any]) -> Any:
+        """The parameters as the driver takes them: processed, in order if positional."""
+        if self.fixed or self.binds:
+            params = {**self.fixed, **params}
+            for name, process in self.binds:
+                params[name] = process(params[name])
+        return params if self.order is None else tuple(params[k] for k in self.order)
+
+    def run(self, params: dict[str, Any]) -> Rows:
+        """Run it on a connection of the pool; the rows of a SELECT, else an empty list.
+
+        A DBAPI error is raised as SQLAlchemy raises it (a dead connection
+        invalidated, so that the pool lets it go), for the caller to translate.
+        """
+        args = self.arguments(params)
+        fairy = self.engine.raw_connection()
+        dbapi_conn: Any = fairy.dbapi_connection
+        cursor = None
+        switched = False
+        try:
+            if self.autocommit:
+                dbapi_conn.autocommit = True
+                switched = True
+            cursor = dbapi_conn.cursor()
+            cursor.execute(self.sql, args)
+            rows = cursor.fetchall() if self.row is not None else []
+        except self.error as exc:
+            # As Connection.execute() does: a connection found dead leaves the pool.
+            gone = self.dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if gone:
+                switched = False
+                fairy.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                self.sql,
+                args,
+                exc,
+                self.error,
+                connection_invalidated=gone,
+                dialect=self.dialect,
+            ) from exc
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+            if switched:
+                # The pool's next user gets the connection as the pool gave it;
+                # one that cannot be switched back is not given to anyone.
+                try:
+                    dbapi_conn.autocommit = False
+                except self.error as exc:
+                    fairy.invalidate(exc)
+            fairy.close()
+        return self.rows(rows)
+
+    def rows(self, fetched: list[Any]) -> Rows:
+        """The driver's rows as namedtuples, through the columns' result processors."""
+        if self.row is None:
+            return []
+        make, processors = self.row._make, self.results
+        if not processors:
+            return [make(r) for r in fetched]
+        out = []
+        for r in fetched:
+            values = list(r)
+            for i, process in processors:
+                values[i] = process(values[i])
+            out.append(make(values))
+        return out
+
+
+def listened(engine: Engine) -> bool:
+    """Whether something watches the engine's statements: the DBAPI cursor would hide them.
+
+    ``echo``, SQLAlchemy's logging, ``before_cursor_execute`` or
+    ``after_cursor_execute`` listeners: they see every statement as before.
+    """
+    dispatch = engine.dispatch
+    return bool(
+        dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or engine.logger.isEnabledFor(logging.INFO)
+    )
