@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import weakref
 from collections import namedtuple
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["DriverStatement", "listened"]
+__all__ = ["Connections", "DriverStatement", "listened"]
 
 #: Rows of a SELECT, as namedtuples named by the selected columns' keys.
 Rows = list[Any]
@@ -34,18 +37,21 @@ Rows = list[Any]
 class DriverStatement:
     """One statement compiled for an engine's dialect, run on its DBAPI cursor.
 
+    :param connections: where it borrows a connection for each run.
     :param autocommit: run it with the driver's autocommit on (PostgreSQL): a
         single statement is then atomic on its own, without the round trips of
         BEGIN and COMMIT (or of the ROLLBACK the pool sends when it takes the
         connection back). The connection goes back to the pool as it came.
     """
 
-    def __init__(self, statement: sa.ClauseElement, engine: Engine, autocommit: bool) -> None:
-        dialect = engine.dialect
+    def __init__(
+        self, statement: sa.ClauseElement, connections: Connections, autocommit: bool
+    ) -> None:
+        dialect = connections.engine.dialect
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)  # a statement's, not DDL's
         self.sql = compiled.string
-        self.engine = engine
+        self.connections = connections
         self.dialect = dialect
         self.autocommit = autocommit
         self.error = dialect.loaded_dbapi.Error
@@ -89,10 +95,11 @@ class DriverStatement:
         invalidated, so that the pool lets it go), for the caller to translate.
         """
         args = self.arguments(params)
-        fairy = self.engine.raw_connection()
+        fairy = self.connections.take()
         dbapi_conn: Any = fairy.dbapi_connection
         cursor = None
         switched = False
+        kept = False
         try:
             if self.autocommit:
                 dbapi_conn.autocommit = True
@@ -100,6 +107,7 @@ class DriverStatement:
             cursor = dbapi_conn.cursor()
             cursor.execute(self.sql, args)
             rows = cursor.fetchall() if self.row is not None else []
+            kept = True
         except self.error as exc:
             # As Connection.execute() does: a connection found dead leaves the pool.
             gone = self.dialect.is_disconnect(exc, dbapi_conn, cursor)
@@ -116,16 +124,20 @@ class DriverStatement:
             ) from exc
         finally:
             if cursor is not None:
-                with contextlib.suppress(Exception):
+                # Not contextlib.suppress(): an object more per statement, on the hot path.
+                try:  # noqa: SIM105
                     cursor.close()
+                except Exception:  # a cursor of a dead connection
+                    pass
             if switched:
                 # The pool's next user gets the connection as the pool gave it;
                 # one that cannot be switched back is not given to anyone.
                 try:
                     dbapi_conn.autocommit = False
                 except self.error as exc:
+                    kept = False
                     fairy.invalidate(exc)
-            fairy.close()
+            self.connections.give(fairy, kept)
         return self.rows(rows)
 
     def rows(self, fetched: list[Any]) -> Rows:
@@ -142,6 +154,100 @@ class DriverStatement:
                 values[i] = process(values[i])
             out.append(make(values))
         return out
+
+
+class Connections:
+    """The DBAPI connections driver statements borrow from an engine's pool, one per run.
+
+    Each goes back to the pool after its statement, but for SQLite's QueuePool
+    (a file database) of 8 connections or more: there a checkout and return cost
+    as much as the statement,
+    and an idle sqlite3 connection holds nothing (no lock, no session a server
+    would count, nothing to go stale), so up to :data:`KEEP` stay out of the pool
+    between statements, for the next statement of any thread (one at a time
+    each). They go back to the pool at :meth:`close`, when the owner is garbage
+    collected, and after a failed statement; a forked child never uses its
+    parent's.
+    """
+
+    #: How many idle connections SQLite's storage keeps at most.
+    KEEP = 2
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        pool = engine.pool
+        keep = False
+        if engine.dialect.name == "sqlite" and type(pool) is sa.pool.QueuePool:
+            # Never a pool's last connections: the application's and the storage's
+            # own writes would wait for them (SQLite's default: 5, and 10 more).
+            overflow = getattr(pool, "_max_overflow", 0)
+            keep = overflow < 0 or pool.size() + overflow >= 4 * self.KEEP
+        self._keep = self.KEEP if keep else 0
+        self._idle = _Idle()
+        if self._keep:
+            weakref.finalize(self, _close_idle, self._idle)
+
+    def take(self) -> PoolProxiedConnection:
+        """A connection of the pool, for one statement; give it back with :meth:`give`."""
+        idle = self._idle
+        if idle:
+            if idle.pid != _PROCESS[0]:
+                self._idle = _Idle()  # the parent's: left to it, never closed here
+                _ABANDONED.append(idle)
+            else:
+                try:
+                    return idle.pop()
+                except IndexError:  # another thread took the last one
+                    pass
+        return self.engine.raw_connection()
+
+    def give(self, fairy: PoolProxiedConnection, clean: bool) -> None:
+        """Take back a connection: kept for the next statement, or returned to the pool.
+
+        :param clean: its statement succeeded (a failed one's goes back to the pool,
+            which rolls it back or lets it go).
+        """
+        idle = self._idle
+        if (
+            clean
+            and len(idle) < self._keep
+            and not getattr(fairy.dbapi_connection, "in_transaction", True)
+            and idle.pid == _PROCESS[0]
+        ):
+            idle.append(fairy)
+        else:
+            fairy.close()
+
+    def close(self) -> None:
+        """Return the kept connections to the pool."""
+        _close_idle(self._idle)
+
+
+class _Idle(list[PoolProxiedConnection]):
+    """Connections kept idle, and the process that took them from the pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pid = _PROCESS[0]
+
+
+#: Idle lists a forked child found in its parent's storages: kept from garbage
+#: collection, whose return of their connections would touch the parent's.
+_ABANDONED: list[_Idle] = []
+
+
+#: This process's id, kept up to date in a forked child (os.getpid() is a system call).
+_PROCESS = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
+
+
+def _close_idle(idle: _Idle) -> None:
+    if idle.pid != _PROCESS[0]:
+        return
+    while idle:
+        with contextlib.suppress(IndexError):
+            idle.pop().close()
 
 
 def listened(engine: Engine) -> bool:

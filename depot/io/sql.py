@@ -29,8 +29,10 @@ every write goes through the application's connection, in its transaction.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import os
+import queue
 import re
 import secrets
 import stat
@@ -61,7 +63,7 @@ except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "SQLAlchemy")) from exc
 
 # After SQLAlchemy: without it, the message above names the extra to install.
-from depot.io._sqldriver import DriverStatement, listened
+from depot.io._sqldriver import Connections, DriverStatement, listened
 from depot.io._sqlschema import BYTES, create_missing_tables
 from depot.uploads._sql import SQLStaging, define_upload_tables
 
@@ -535,6 +537,7 @@ class SQLStorage(FileStorage):
             else self._engine
         )
         self._driver: dict[str, DriverStatement] = {}
+        self._connections = Connections(self._engine)
         shown = self._engine.url.render_as_string(hide_password=True)
         self._where = f"table {self.tables.files.name!r} of {shown}"
         self._tables_ready = False
@@ -553,9 +556,11 @@ class SQLStorage(FileStorage):
     def close(self) -> None:
         """Close the pooled connections of an engine the storage made from ``url``.
 
-        An engine it was given is the application's: it is left alone. Either
-        way the storage stays usable; its next operation connects again.
+        An engine it was given is the application's: it is left alone (the
+        connections the storage kept between statements go back to its pool).
+        Either way the storage stays usable; its next operation connects again.
         """
+        self._connections.close()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -731,7 +736,7 @@ class SQLStorage(FileStorage):
             statement = self._driver.get(name)
             if statement is None:
                 statement = self._driver[name] = DriverStatement(
-                    getattr(self._sql, name), self._engine, autocommit=self._is_postgresql
+                    getattr(self._sql, name), self._connections, autocommit=self._is_postgresql
                 )
             if statement.usable:
                 try:
@@ -795,15 +800,21 @@ class SQLStorage(FileStorage):
         # may then span several batches (a commit costs a flush to disk, as much time
         # as writing 2 MiB on SQLite). A stream (a request body, a pipe) can stall, and
         # no lock may be held meanwhile: each batch is committed on its own.
-        per_commit = _COMMIT_BATCHES if _reads_without_waiting(new.source) else 1
+        at_hand = _reads_without_waiting(new.source)
+        per_commit = _COMMIT_BATCHES if at_hand else 1
         written = 0
+        pending: Iterator[_ChunkRows] = chain([first], batches)
+        # Read and hashed by a thread while the batch before is written: the driver,
+        # the read and SHA-256 each let go of the GIL, and on SQLite the checksum
+        # cost a fifth of a big write's time.
+        ahead = _ReadAhead(pending) if at_hand else contextlib.nullcontext(pending)
         try:
-            pending = chain([first], batches)
-            while opening := next(pending, None):
-                with self._writing() as conn:
-                    for batch in chain([opening], islice(pending, per_commit - 1)):
-                        conn.execute(self._sql.insert_chunks, batch)
-                        written += len(batch)
+            with ahead as pending:
+                while opening := next(pending, None):
+                    with self._writing() as conn:
+                        for batch in chain([opening], islice(pending, per_commit - 1)):
+                            conn.execute(self._sql.insert_chunks, batch)
+                            written += len(batch)
             with self._writing() as conn:
                 self._check_written(conn, version, written)
                 self._point(conn, fileid, version, new, existing, restoring)
@@ -909,6 +920,65 @@ class SQLStorage(FileStorage):
         statement = sa.delete(chunks).where(chunks.c.version < cutoff, ~owned.exists())
         with self._writing() as conn:
             return conn.execute(statement).rowcount
+
+
+class _ReadAhead:
+    """The items of an iterator, the next one made by a thread while the caller uses this one.
+
+    For a source that never stalls (bytes, a file on disk): the thread runs only
+    while the caller writes, and stops when the caller leaves the block, however it
+    leaves; an exception raised making an item (a policy refusing the bytes) is
+    raised to the caller in its place. At most two items are held beyond the
+    caller's.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._make,), name="depot-sql-read-ahead", daemon=True
+        )
+
+    def __enter__(self) -> Iterator[Any]:
+        self._thread.start()
+        return self._take()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # unblock a put() waiting for room
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _make(self) -> None:
+        try:
+            for item in self._items:
+                if self._stop.is_set():
+                    return
+                self._put((item, None))
+        except BaseException as exc:  # given to the caller, who raises it
+            self._put((self._END, exc))
+            return
+        self._put((self._END, None))
+
+    def _put(self, entry: tuple[Any, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(entry, timeout=0.05)
+                return
+
+    def _take(self) -> Iterator[Any]:
+        while True:
+            item, exc = self._queue.get()
+            if exc is not None:
+                raise exc
+            if item is self._END:
+                return
+            yield item
 
 
 def _reads_without_waiting(source: object) -> bool:
