@@ -8,8 +8,8 @@ most of it the checkout of a :class:`~sqlalchemy.engine.Connection` and, for an
 ``AUTOCOMMIT`` engine, setting and resetting the isolation level on each.
 :class:`DriverStatement` runs the statement SQLAlchemy would send, with the same
 parameters and the columns' own processors, on a DBAPI connection borrowed from the
-engine's pool for that statement only (nothing is held between statements: the
-pool, its events, ``pre_ping`` and ``recycle`` apply as before).
+engine's pool for that statement (so the pool, its events, ``pre_ping`` and
+``recycle`` apply as before), or on SQLite one of the few :class:`Connections` keeps.
 
 .. versionadded:: 1.0
 """
