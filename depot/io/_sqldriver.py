@@ -215,8 +215,14 @@ class Connections:
             and idle.pid == _PROCESS[0]
         ):
             idle.append(fairy)
-        else:
-            fairy.close()
+            if len(idle) <= self._keep:
+                return
+            # Two threads gave one back at once: no more than KEEP stay.
+            try:
+                fairy = idle.pop()
+            except IndexError:
+                return
+        fairy.close()
 
     def close(self) -> None:
         """Return the kept connections to the pool."""
