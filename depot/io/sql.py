@@ -29,15 +29,15 @@ every write goes through the application's connection, in its transaction.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
-import logging
 import os
+import queue
 import re
 import secrets
 import stat
 import threading
 import time
-from collections import namedtuple
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import timedelta
@@ -63,6 +63,7 @@ except ModuleNotFoundError as exc:
     raise ImportError(missing_dependency_message(__name__, "SQLAlchemy")) from exc
 
 # After SQLAlchemy: without it, the message above names the extra to install.
+from depot.io._sqldriver import Connections, DriverStatement, listened
 from depot.io._sqlschema import BYTES, create_missing_tables
 from depot.uploads._sql import SQLStaging, define_upload_tables
 
@@ -257,73 +258,6 @@ class _Statements:
         # FOR UPDATE reads the newest row, not a snapshot older than the lock
         # (MariaDB's REPEATABLE READ); SQLite has no FOR UPDATE, nor needs it.
         self.lock = sa.select(files.c.version).where(file_is).with_for_update()
-
-
-class _Query:
-    """One of the reads every get() and read() runs, compiled once for the engine's dialect.
-
-    It runs on the DBAPI cursor of a connection checked out as usual: SQLAlchemy's
-    execution costs more than the statement itself on SQLite, and as much as a round
-    trip to PostgreSQL on the same host (benchmarks/README.md, issue 15). The rows come
-    out through the columns' own result processors (SQLite's DateTime parses text),
-    so they hold what ``conn.execute()`` would give.
-    """
-
-    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self.dialect = dialect
-        #: The parameters' names in their order, for the positional paramstyles.
-        self.order: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None
-        )
-        # A parameter the driver cannot take as it is: this query is run by SQLAlchemy.
-        self.usable = not any(
-            bind.type.dialect_impl(dialect).bind_processor(dialect) is not None
-            or bind.expanding
-            or bind.literal_execute
-            for bind in compiled.binds.values()
-        )
-        columns = list(statement.selected_columns)
-        self.row: Any = namedtuple("_Row", [c.key for c in columns])  # type: ignore[misc]
-        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
-        self.processors = [(i, p) for i, p in enumerate(processors) if p is not None]
-
-    def run(self, conn: Connection, params: dict[str, Any]) -> _Rows:
-        """The rows of the query on ``conn``; a DBAPI error is raised as SQLAlchemy's."""
-        args: Any = params if self.order is None else tuple(params[k] for k in self.order)
-        dbapi_conn = conn.connection.dbapi_connection
-        assert dbapi_conn is not None
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute(self.sql, args)
-            rows = cursor.fetchall()
-        except self.dialect.loaded_dbapi.Error as exc:
-            # As conn.execute() does: a connection found dead leaves the pool.
-            gone = self.dialect.is_disconnect(exc, dbapi_conn, cursor)
-            if gone:
-                conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                self.sql,
-                args,
-                exc,
-                self.dialect.loaded_dbapi.Error,
-                connection_invalidated=gone,
-                dialect=self.dialect,
-            ) from exc
-        finally:
-            with contextlib.suppress(Exception):
-                cursor.close()
-        make, processors = self.row._make, self.processors
-        if not processors:
-            return [make(r) for r in rows]
-        out = []
-        for r in rows:
-            values = list(r)
-            for i, process in processors:
-                values[i] = process(values[i])
-            out.append(make(values))
-        return out
 
 
 #: The connections of the :meth:`SQLStorage.joined` blocks being run, by storage,
@@ -602,7 +536,8 @@ class SQLStorage(FileStorage):
             if self._is_postgresql
             else self._engine
         )
-        self._queries: dict[str, _Query] = {}
+        self._driver: dict[str, DriverStatement] = {}
+        self._connections = Connections(self._engine)
         shown = self._engine.url.render_as_string(hide_password=True)
         self._where = f"table {self.tables.files.name!r} of {shown}"
         self._tables_ready = False
@@ -621,9 +556,11 @@ class SQLStorage(FileStorage):
     def close(self) -> None:
         """Close the pooled connections of an engine the storage made from ``url``.
 
-        An engine it was given is the application's: it is left alone. Either
-        way the storage stays usable; its next operation connects again.
+        An engine it was given is the application's: it is left alone (the
+        connections the storage kept between statements go back to its pool).
+        Either way the storage stays usable; its next operation connects again.
         """
+        self._connections.close()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -782,27 +719,36 @@ class SQLStorage(FileStorage):
         return rows[0], [(r.n, r.data) for r in rows if r.n is not None]
 
     def _select(self, name: str, params: dict[str, Any]) -> _Rows:
-        """The rows of one of the reads of get() and read() (``_Statements.<name>``).
+        """The rows of one of the reads of get() and read() (``_Statements.<name>``)."""
+        return self._run(name, params, self._read_engine)
+
+    def _run(self, name: str, params: dict[str, Any], engine: Engine) -> _Rows:
+        """Run ``_Statements.<name>`` in one statement of its own; the rows of a SELECT.
 
         Outside :meth:`joined`, and unless something listens to the engine's
         statements (``echo``, SQLAlchemy's logging, a ``before_cursor_execute``
-        or ``after_cursor_execute`` listener: they see these reads as before),
-        it runs on the DBAPI cursor (see :class:`_Query`).
+        or ``after_cursor_execute`` listener: they see these statements as
+        before), it runs on the DBAPI cursor (see :mod:`depot.io._sqldriver`).
+        On PostgreSQL it commits itself (``engine`` is in autocommit).
         """
-        statement = getattr(self._sql, name)
         joined = self._joined()
+        if joined is None and self._tables_ready and not listened(engine):
+            statement = self._driver.get(name)
+            if statement is None:
+                statement = self._driver[name] = DriverStatement(
+                    getattr(self._sql, name), self._connections, autocommit=self._is_postgresql
+                )
+            if statement.usable:
+                try:
+                    return statement.run(params)
+                except sa.exc.SQLAlchemyError as exc:
+                    raise _database_error(exc, self._where) from exc
         with _database_errors(self._where):
             self._ensure_tables()
             if joined is not None:
-                return list(joined.execute(statement, params))
-            engine = self._read_engine
-            query = self._queries.get(name)
-            if query is None:
-                query = self._queries[name] = _Query(statement, engine.dialect)
+                return _rows_of(joined.execute(getattr(self._sql, name), params))
             with engine.connect() as conn:
-                if query.usable and not _listened(engine):
-                    return query.run(conn, params)
-                return list(conn.execute(statement, params))
+                return _rows_of(conn.execute(getattr(self._sql, name), params))
 
     # --- writing ---------------------------------------------------------------------
 
@@ -838,10 +784,10 @@ class SQLStorage(FileStorage):
             # A new file of one chunk at most: its row and chunk in one statement, in
             # one round trip (four with BEGIN, two INSERTs and COMMIT).
             values = self._row_values(fileid, version, new)
-            statement = self._sql.insert_file if not first else self._sql.insert_file_and_chunk
-            with self._reading() as conn:  # in autocommit: the statement commits itself
-                chunk = {"chunk_version": version, "chunk": first[0]["data"]} if first else {}
-                conn.execute(statement, {**values, **chunk})
+            if first:
+                values.update(chunk_version=version, chunk=first[0]["data"])
+            name = "insert_file_and_chunk" if first else "insert_file"
+            self._run(name, values, self._read_engine)
             return
         if len(first) < self._per_batch:
             # The whole file in one batch: chunks and row in one transaction.
@@ -854,15 +800,21 @@ class SQLStorage(FileStorage):
         # may then span several batches (a commit costs a flush to disk, as much time
         # as writing 2 MiB on SQLite). A stream (a request body, a pipe) can stall, and
         # no lock may be held meanwhile: each batch is committed on its own.
-        per_commit = _COMMIT_BATCHES if _reads_without_waiting(new.source) else 1
+        at_hand = _reads_without_waiting(new.source)
+        per_commit = _COMMIT_BATCHES if at_hand else 1
         written = 0
+        pending: Iterator[_ChunkRows] = chain([first], batches)
+        # Read and hashed by a thread while the batch before is written: the driver,
+        # the read and SHA-256 each let go of the GIL, and on SQLite the checksum
+        # cost a fifth of a big write's time.
+        ahead = _ReadAhead(pending) if at_hand else contextlib.nullcontext(pending)
         try:
-            pending = chain([first], batches)
-            while opening := next(pending, None):
-                with self._writing() as conn:
-                    for batch in chain([opening], islice(pending, per_commit - 1)):
-                        conn.execute(self._sql.insert_chunks, batch)
-                        written += len(batch)
+            with ahead as pending:
+                while opening := next(pending, None):
+                    with self._writing() as conn:
+                        for batch in chain([opening], islice(pending, per_commit - 1)):
+                            conn.execute(self._sql.insert_chunks, batch)
+                            written += len(batch)
             with self._writing() as conn:
                 self._check_written(conn, version, written)
                 self._point(conn, fileid, version, new, existing, restoring)
@@ -968,6 +920,65 @@ class SQLStorage(FileStorage):
         statement = sa.delete(chunks).where(chunks.c.version < cutoff, ~owned.exists())
         with self._writing() as conn:
             return conn.execute(statement).rowcount
+
+
+class _ReadAhead:
+    """The items of an iterator, the next one made by a thread while the caller uses this one.
+
+    For a source that never stalls (bytes, a file on disk): the thread runs only
+    while the caller writes, and stops when the caller leaves the block, however it
+    leaves; an exception raised making an item (a policy refusing the bytes) is
+    raised to the caller in its place. At most two items are held beyond the
+    caller's.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._make,), name="depot-sql-read-ahead", daemon=True
+        )
+
+    def __enter__(self) -> Iterator[Any]:
+        self._thread.start()
+        return self._take()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # unblock a put() waiting for room
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _make(self) -> None:
+        try:
+            for item in self._items:
+                if self._stop.is_set():
+                    return
+                self._put((item, None))
+        except BaseException as exc:  # given to the caller, who raises it
+            self._put((self._END, exc))
+            return
+        self._put((self._END, None))
+
+    def _put(self, entry: tuple[Any, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(entry, timeout=0.05)
+                return
+
+    def _take(self) -> Iterator[Any]:
+        while True:
+            item, exc = self._queue.get()
+            if exc is not None:
+                raise exc
+            if item is self._END:
+                return
+            yield item
 
 
 def _reads_without_waiting(source: object) -> bool:
@@ -1079,16 +1090,6 @@ def _connection_of(connection: object) -> Connection:
     )
 
 
-def _listened(engine: Engine) -> bool:
-    """Whether something watches the engine's statements: the DBAPI cursor would hide them."""
-    dispatch = engine.dispatch
-    return bool(
-        dispatch.before_cursor_execute
-        or dispatch.after_cursor_execute
-        or engine.logger.isEnabledFor(logging.INFO)
-    )
-
-
 @contextlib.contextmanager
 def _corrupt_rows(fileid: str, where: str) -> Iterator[None]:
     """A file row whose values the column types cannot read (SQLite keeps any value)."""
@@ -1108,17 +1109,26 @@ def _database_errors(where: str) -> Iterator[None]:
         yield
     except DepotError:
         raise
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-        raise BackendUnavailableError(
+    except sa.exc.SQLAlchemyError as exc:
+        raise _database_error(exc, where) from exc
+
+
+def _database_error(exc: sa.exc.SQLAlchemyError, where: str) -> BackendUnavailableError:
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+        return BackendUnavailableError(
             f"Cannot use the database for {where}: {_first_line(exc)}. Check that the "
             "server is running and reachable, and that depot.url (or the engine) names it."
-        ) from exc
-    except sa.exc.SQLAlchemyError as exc:
-        raise BackendUnavailableError(
-            f"The database refused an operation on {where}: {_first_line(exc)}. Check "
-            "that the tables are depot's (see depot.io.sql.define_tables) and that the "
-            "database user may read and write them."
-        ) from exc
+        )
+    return BackendUnavailableError(
+        f"The database refused an operation on {where}: {_first_line(exc)}. Check "
+        "that the tables are depot's (see depot.io.sql.define_tables) and that the "
+        "database user may read and write them."
+    )
+
+
+def _rows_of(result: sa.CursorResult[Any]) -> _Rows:
+    """The rows of a SELECT run by SQLAlchemy; none for another statement."""
+    return list(result) if result.returns_rows else []
 
 
 def _first_line(exc: BaseException) -> str:

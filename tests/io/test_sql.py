@@ -8,6 +8,7 @@ the contract and middleware suites run on the three as well (tests/backends/sql.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import signal
@@ -32,7 +33,7 @@ from depot.exceptions import (
     InvalidFileIdError,
     StoredFileNotFoundError,
 )
-from depot.io.sql import SQLStorage, define_tables
+from depot.io.sql import SQLStorage, _ReadAhead, define_tables
 from depot.manager import DepotManager
 from depot.middleware import FileServeApp
 from tests.backends.sql import drop_tables
@@ -265,6 +266,122 @@ def test_a_file_on_disk_is_committed_in_fewer_transactions_than_a_stream(
     for file_id in (streamed, on_disk):
         assert sha256(storage.get(file_id).read()) == sha256(data)
     assert chunk_rows(storage) == 2 * 5 * 1024
+
+
+def _read_ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "depot-sql-read-ahead"]
+
+
+def test_a_write_failing_mid_file_stops_its_read_ahead(storage: SQLStorage, tmp_path: Path) -> None:
+    # A file on disk is read and hashed by a thread while the batch before is
+    # written: a failed INSERT stops that thread and leaves no chunk behind.
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(5 * MiB))
+    kept = storage.create(b"kept")
+    inserts = []
+
+    def fail_third(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+            if len(inserts) == 3:
+                raise sa.exc.OperationalError(statement, None, Exception("the disk is full"))
+
+    sa.event.listen(storage.engine, "before_cursor_execute", fail_third)
+    try:
+        with pytest.raises(BackendUnavailableError, match="the disk is full"), path.open("rb") as f:
+            storage.create(f)
+    finally:
+        sa.event.remove(storage.engine, "before_cursor_execute", fail_third)
+    assert len(inserts) == 3
+    assert _read_ahead_threads() == []
+    assert storage.list() == [kept]
+    assert chunk_rows(storage) == 1
+
+
+def test_the_read_ahead_gives_items_in_order_and_errors_in_place() -> None:
+    made: list[int] = []
+
+    def items(fail_at: int | None) -> Iterator[int]:
+        for n in range(1000):
+            if n == fail_at:
+                raise ValueError(f"refused at {n}")
+            made.append(n)
+            yield n
+
+    with _ReadAhead(items(None)) as got:
+        assert list(got) == list(range(1000))
+    with pytest.raises(ValueError, match="refused at 5"), _ReadAhead(items(5)) as got:
+        assert next(got) == 0
+        for _ in got:
+            pass
+    made.clear()
+    with _ReadAhead(items(None)) as got:
+        assert next(got) == 0  # the caller leaves early: the thread stops soon after
+    assert _read_ahead_threads() == []
+    assert len(made) <= 3  # the caller's item, one waiting, one being made
+
+
+def test_driver_statements_give_connections_back_as_they_came(
+    database: TestDatabase, prefix: str
+) -> None:
+    # On PostgreSQL the reads and a small create run in the driver's autocommit;
+    # the pool's next user gets a connection in a transaction, as the pool gives it.
+    url = database.engine.url.render_as_string(hide_password=False)
+    own = sa.create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        storage = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+        file_id = storage.create(b"x" * 1000)
+        assert storage.get(file_id).read() == b"x" * 1000
+        storage.create(b"y")
+        with own.connect() as conn:  # the pool's one connection, the driver's too
+            conn.execute(sa.insert(storage.tables.chunks), {"version": "v", "n": 0, "data": b"z"})
+            conn.rollback()  # a transaction: nothing was committed by itself
+        assert chunk_rows(storage) == 2
+    finally:
+        own.dispose()
+
+
+def test_reads_keep_connections_out_of_the_pool_only_on_sqlite(
+    database: TestDatabase, prefix: str
+) -> None:
+    # On SQLite a few connections stay out of the pool between reads (a checkout
+    # costs as much as the read); a server's sessions go back after each statement.
+    url = database.engine.url.render_as_string(hide_password=False)
+    own = sa.create_engine(url)
+    try:
+        storage = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+        file_id = storage.create(b"x" * 3000)
+        errors: list[BaseException] = []
+
+        def read_many() -> None:
+            try:
+                for _ in range(30):
+                    assert storage.get(file_id).read() == b"x" * 3000
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read_many) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        kept = own.pool.checkedout()  # type: ignore[attr-defined]
+        assert (1 <= kept <= 2) if own.dialect.name == "sqlite" else kept == 0
+        storage.close()
+        assert own.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert storage.get(file_id).read() == b"x" * 3000  # usable after close()
+        storage.close()
+
+        def read_and_forget() -> None:
+            forgotten = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+            assert forgotten.get(file_id).read() == b"x" * 3000
+
+        read_and_forget()
+        gc.collect()  # returned to the pool, not left to SQLAlchemy's warning
+        assert own.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        own.dispose()
 
 
 def test_a_new_small_file_is_one_statement_on_postgresql(storage: SQLStorage) -> None:
