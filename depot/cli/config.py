@@ -70,6 +70,13 @@ class Config:
                 DepotManager.configure(name, settings)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"depot {name!r} ({self.where()}): {exc}") from exc
+            except (TypeError, ValueError) as exc:
+                # A TOML number or list where the backend takes a string (a path, a URL).
+                raise ConfigurationError(
+                    f"depot {name!r} ({self.where()}): a setting has a value the backend "
+                    f"cannot take ({type(exc).__name__}: {exc}); check each value's type, "
+                    'as depot.storage_path = "/srv/media" (quoted) in TOML.'
+                ) from exc
         if self.default is not None:
             if self.default not in self.depots:
                 raise ConfigurationError(

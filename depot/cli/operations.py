@@ -16,6 +16,7 @@ from depot.cli.group import State, cli, with_output
 from depot.cli.loading import import_object, ming_classes, sqlalchemy_models
 from depot.cli.output import Output
 from depot.cli.progress import Bars
+from depot.exceptions import BackendUnavailableError
 
 __all__ = ["copy_command", "gc_command", "migrate_command", "verify_command"]
 _jobs = click.option(
@@ -90,6 +91,18 @@ def _references(
             refs.bind = sa.create_engine(db)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise click.BadParameter(str(exc), param_hint="--db") from None
+        # Connect now: a server that is down or a database that cannot be opened is
+        # "unreachable" (status 5), not an error in the middle of the work.
+        try:
+            with refs.bind.connect():
+                pass
+        except sa.exc.DBAPIError as exc:
+            where = refs.bind.url.render_as_string(hide_password=True)
+            problem = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise BackendUnavailableError(
+                f"cannot connect to the database {where}: {problem}; check --db and "
+                "that the server is running."
+            ) from exc
     elif db is not None:
         raise click.UsageError("--db given without --models: name the models it holds.")
     if ming:
@@ -158,8 +171,12 @@ def copy_command(
     """
     from depot.ops import copy_depot
 
-    _, src = state.storage(source)
+    source_name, src = state.storage(source)
     _, dst = state.storage(target)
+    if src is dst:
+        raise click.UsageError(
+            f"{source} and {target} are the same depot ({source_name}); give two depots."
+        )
     ids = None if ids_file is None else [line.strip() for line in ids_file if line.strip()]
     with Bars(state.output.interactive, state.output.err) as bars:
         summary = copy_depot(src, dst, jobs=jobs, progress=bars, ids=ids, compare=compare)  # type: ignore[arg-type]
@@ -255,7 +272,10 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
         raise click.BadParameter(
             f"{value!r}: give a number with s, m, h, d or w (as 1d, 12h, 30m; seconds if none)."
         )
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is longer than can be counted.") from None
 
 
 @cli.command("gc")
