@@ -9,6 +9,8 @@ becomes a one-line message and an exit status (:mod:`depot.cli.exits`).
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from depot import __version__
 from depot.cli import exits
 from depot.cli.config import CONFIG_ENV, SEARCHED, find_config_file, load_config
 from depot.cli.loading import run_app
-from depot.cli.output import Output
+from depot.cli.output import Output, StdoutClosed
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
@@ -110,6 +112,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except StdoutClosed:
+            ctx.exit(_stdout_closed())
         except KeyboardInterrupt:
             ctx.ensure_object(State).output.error("interrupted")
             ctx.exit(exits.INTERRUPTED)
@@ -128,6 +132,18 @@ _STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (BackendUnavailableError, exits.UNAVAILABLE),
     (ValidationError, exits.FAILED),
 )
+
+
+def _stdout_closed() -> int:
+    # What is still buffered would fail again as Python exits, with a message about it:
+    # standard output goes to /dev/null for the rest of the run.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        pass
+    return exits.BROKEN_PIPE
 
 
 def _report(state: State, exc: Exception) -> int:
@@ -152,7 +168,8 @@ depot.ini in this directory, plus DEPOT_<NAME>__<SETTING> variables:
 \b
 Exit statuses: 0 done, 1 some files failed, 2 bad command line,
 3 bad configuration, 4 file not found, 5 backend unreachable,
-verify: 8 missing + 16 corrupt + 32 unreadable; 130 interrupted.
+verify: 8 missing + 16 corrupt + 32 unreadable; 130 interrupted,
+141 standard output closed (| head).
 """
 
 
@@ -198,4 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     except click.Abort:
         Output().error("interrupted")
         return exits.INTERRUPTED
+    except (StdoutClosed, BrokenPipeError):  # --help or --version into a closed pipe
+        return _stdout_closed()
     return status if isinstance(status, int) else exits.OK

@@ -18,18 +18,39 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["Output", "shown"]
+__all__ = ["Output", "StdoutClosed", "shown"]
 
 
 #: C0 and C1 control characters and DEL: a stored name holding ESC could
 #: otherwise move the cursor or recolour the user's terminal when listed.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_C1 = re.compile("[\x7f-\x9f]")
+#: What Python makes of a byte that is not UTF-8 in argv, the environment or a file
+#: name; written back, it is that raw byte again (\x9b is the C1 CSI).
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_JSON_RAW = re.compile("[\x7f-\x9f\ud800-\udfff]")
+
+
+class StdoutClosed(Exception):
+    """Standard output was closed before the results were written (``| head -1``)."""
 
 
 def shown(text: str) -> str:
-    """``text`` safe to print on a terminal: control characters as ``\\xNN``, no markup."""
+    """``text`` safe to print on a terminal: control characters and bytes that were not
+    UTF-8 as ``\\xNN``, no markup."""
+    text = _SURROGATE.sub(lambda m: f"\\x{ord(m[0]) - 0xDC00:02x}", text)
     return escape(_CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text))
+
+
+class _Console(Console):
+    """A console that shows text as written (no ``:emoji:`` codes) and reports a closed
+    standard output instead of exiting."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(highlight=False, soft_wrap=True, emoji=False, **kwargs)
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to write where nobody reads
+        raise StdoutClosed
 
 
 def _plain(value: Any) -> Any:
@@ -52,8 +73,8 @@ class Output:
         self.quiet = quiet
         # Off a terminal, rich would wrap at 80 columns; a pipe wants whole lines.
         wide = None if sys.stdout.isatty() else 100_000
-        self.out = Console(highlight=False, soft_wrap=True, width=wide)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out: Console = _Console(width=wide)
+        self.err: Console = _Console(stderr=True)
 
     @property
     def interactive(self) -> bool:
@@ -63,11 +84,11 @@ class Output:
     def data(self, value: Any) -> None:
         """Write ``value`` as one JSON document (dataclasses, datetimes included)."""
         text = json.dumps(_plain(value), indent=2, ensure_ascii=False)
-        # json escapes C0 controls but writes C1 ones (U+009B is a terminal's CSI) as
-        # they are; they only occur inside strings, where \\u escapes are valid JSON.
-        text = _C1.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        # json escapes C0 controls but writes C1 ones (U+009B is a terminal's CSI) and
+        # lone surrogates (bytes that were not UTF-8) as they are; they only occur inside
+        # strings, where \\u escapes are valid JSON and read back as the same string.
+        text = _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+        write(text + "\n")
 
     def line(self, text: str = "") -> None:
         """Write a line of result for people (never markup: ids and names are shown as is)."""
@@ -95,4 +116,13 @@ class Output:
         # should not get trailing blanks.
         with self.out.capture() as captured:
             self.out.print(table)
-        sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def write(text: str) -> None:
+    """Write ``text`` to standard output now; :class:`StdoutClosed` if nobody reads it."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None

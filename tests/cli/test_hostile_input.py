@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from depot.cli import main
+from depot.cli.output import Output, shown
 from depot.manager import DepotManager
 
 ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -48,6 +49,27 @@ def _store(tmp_path: Path, content: bytes = b"stored", name: str = "a.txt") -> s
 
 
 # -- what is printed ----------------------------------------------------------
+
+
+def test_emoji_codes_in_names_and_messages_are_shown_as_written(run: Run, tmp_path: Path) -> None:
+    """rich turns ':warning:' into a symbol: a stored name must be listed as it is."""
+    _store(tmp_path, name=":warning:.txt")
+    status, out, _ = run("ls", "media", "-l")
+    assert status == 0 and ":warning:.txt" in out
+    status, _, err = run("ls", ":sa:")
+    assert status == 3 and "no depot named ':sa:'" in err
+
+
+def test_bytes_that_are_not_utf8_are_shown_escaped_and_json_stays_utf8(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A name from argv or the environment holding a byte that is not UTF-8 (a lone
+    surrogate in Python): written raw, it is invalid UTF-8, or \\x9b, the C1 CSI."""
+    assert shown("a\udcff\udc9bb") == "a\\xff\\x9bb"
+    Output(json_output=True).data({"file": "a\udcff\udc9b.txt"})
+    out = capsys.readouterr().out
+    out.encode("utf-8")  # no surrogate left to write as a raw byte
+    assert json.loads(out) == {"file": "a\udcff\udc9b.txt"}
 
 
 # -- configuration ----------------------------------------------------------------
@@ -87,7 +109,66 @@ def test_an_app_that_exits_is_a_configuration_error_not_a_silent_success(
 # -- get -o -------------------------------------------------------------------------
 
 
+def test_get_does_not_follow_a_symlink_planted_at_a_temporary_name(
+    run: Run, tmp_path: Path
+) -> None:
+    file_id = _store(tmp_path, b"downloaded")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (tmp_path / ".out.bin.depot-partial").symlink_to(victim)
+    status, _, err = run("get", f"media/{file_id}", "-o", "out.bin")
+    assert status == 0, err
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / "out.bin").read_bytes() == b"downloaded"
+    assert not (tmp_path / "out.bin").is_symlink()
+
+
+def test_get_writes_a_file_with_the_permissions_open_would_give(run: Run, tmp_path: Path) -> None:
+    file_id = _store(tmp_path)
+    umask = os.umask(0o022)
+    try:
+        assert run("get", f"media/{file_id}", "-o", "out.txt")[0] == 0
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_get_onto_a_directory_says_so(run: Run, tmp_path: Path) -> None:
+    file_id = _store(tmp_path)
+    (tmp_path / "somedir").mkdir()
+    status, _, err = run("get", f"media/{file_id}", "-o", "somedir")
+    assert status == 1
+    assert "cannot write 'somedir'" in err and "--traceback" not in err
+    assert list((tmp_path / "somedir").iterdir()) == []
+
+
+def test_get_never_writes_into_a_depots_own_storage(run: Run, tmp_path: Path) -> None:
+    first = _store(tmp_path, b"first")
+    second = _store(tmp_path, b"second")
+    stored = tmp_path / "media" / second / "file"
+    status, _, err = run("get", f"media/{first}", "-o", str(stored))
+    assert status == 2, err
+    assert "storage of depot 'media'" in err
+    assert stored.read_bytes() == b"second"
+    assert run("verify", "media")[0] == 0
+
+
 # -- put, rm: nothing half done ----------------------------------------------------------
+
+
+def test_put_checks_every_file_before_storing_any(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("good")
+    status, out, err = run("put", "-d", "media", "good.txt", "missing.txt", "--json")
+    assert status == 2 and "cannot read 'missing.txt'" in err
+    assert out == ""
+    assert run("ls", "media")[1] == ""  # good.txt is not stored with its id unreported
+
+
+def test_rm_checks_every_path_before_deleting_any(run: Run, tmp_path: Path) -> None:
+    file_id = _store(tmp_path)
+    status, _, err = run("rm", f"media/{file_id}", f"mediaa/{ID}")
+    assert status == 3 and "no depot named 'mediaa'" in err
+    assert run("ls", "media")[1].split() == [file_id]
 
 
 # -- gc, verify: the rows --------------------------------------------------------------
@@ -137,7 +218,46 @@ def test_serve_on_a_port_in_use_says_what_to_do(run: Run) -> None:
 # -- a closed standard output ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("args", [["ls", "media"], ["ls", "media", "--json"], ["get", "FILE"]])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, args: list[str]) -> None:
+    """``depot ls media | head -1``: once head has gone, no BrokenPipeError message."""
+    import subprocess
+
+    from tests.cli.conftest import REPO, SCRIPT
+
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    for _ in range(3):
+        file_id = media.create(b"x" * 100_000, "big.bin")
+    (tmp_path / "depot.ini").write_text(
+        f"[depot:media]\ndepot.storage_path = {tmp_path / 'media'}\n"
+    )
+    args = [f"media/{file_id}" if a == "FILE" else a for a in args]
+    read, write = os.pipe()
+    os.close(read)  # head has read its line and gone
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
+    environ["PYTHONPATH"] = str(REPO)
+    try:
+        done = subprocess.run(
+            [str(SCRIPT), *args], cwd=tmp_path, env=environ, stdout=write, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == b""
+    assert done.returncode == 141
+
+
 # -- the rest of the commands -----------------------------------------------------------
+
+
+def test_ls_long_lists_the_other_files_when_one_has_corrupt_metadata(
+    run: Run, tmp_path: Path
+) -> None:
+    good, bad = _store(tmp_path, name="good.txt"), _store(tmp_path, name="bad.txt")
+    (tmp_path / "media" / bad / "metadata.json").write_text("{not json")
+    status, out, err = run("ls", "media", "-l", "--json")
+    assert status == 1
+    assert [f["file_id"] for f in json.loads(out)] == [good]
+    assert f"media/{bad}" in err and "Restore the file" in err and "--traceback" not in err
 
 
 def test_copy_of_a_depot_onto_itself_is_a_usage_error(run: Run) -> None:
