@@ -9,6 +9,8 @@ becomes a one-line message and an exit status (:mod:`depot.cli.exits`).
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import sys
 import traceback
@@ -203,8 +205,34 @@ def cli(
     ctx.obj = State(config=config, apps=apps, quiet=quiet, traceback=traceback)
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output when the command was started with it closed (``>&-``): holding
+    /dev/null's descriptor, so no file opened later takes descriptor 1, and refusing
+    writes as a closed pipe does."""
+
+    def __init__(self) -> None:
+        self._fd = os.open(os.devnull, os.O_WRONLY)
+        self.buffer = self
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise BrokenPipeError(errno.EBADF, "standard output is closed")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``depot`` command; return its exit status (the console script exits with it)."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+    if sys.stderr is None:  # messages are lost; the status still tells
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     try:
         status = cli.main(args=argv, prog_name="depot", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -269,3 +269,37 @@ def test_a_grace_too_long_to_count_is_a_usage_error(run: Run, tmp_path: Path) ->
     args = ["gc", "media", "--db", f"sqlite:///{tmp_path}/app.db", "-m", "tests.ops.models"]
     status, _, err = run(*args, "--grace", "99999999999999d")
     assert status == 2 and "--grace" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["ls", "media"], 141),
+        (["ls", "media", "--json"], 141),
+        (["rm", "--missing-ok", f"media/{ID}"], 0),
+    ],
+)
+def test_a_closed_standard_output_is_a_closed_pipe_not_a_traceback(
+    tmp_path: Path, args: list[str], status: int
+) -> None:
+    """``depot ls media >&-``: Python has no sys.stdout at all. A command that has nothing
+    to write still works."""
+    import subprocess
+
+    from tests.cli.conftest import REPO, SCRIPT
+
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    media.create(b"x", "x.txt")
+    (tmp_path / "depot.ini").write_text(
+        f"[depot:media]\ndepot.storage_path = {tmp_path / 'media'}\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
+    environ["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=environ,
+        stderr=subprocess.PIPE,
+    )
+    assert done.stderr == b""
+    assert done.returncode == status
