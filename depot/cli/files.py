@@ -158,7 +158,7 @@ def put_command(
     # files whose ids the error would keep from being printed.
     for path in files:
         if path != "-":
-            _open(path).close()
+            _check_readable(path)
     stored = []
     try:
         for path in files:
@@ -178,10 +178,22 @@ def put_command(
     return exits.OK
 
 
-def _open(path: str) -> BinaryIO:
+def _check_readable(path: str) -> None:
+    # Not by opening it: a named pipe opened and closed would lose its writer.
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        os.stat(path)
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path!r}: {exc.strerror}", param_hint="FILE"
+        ) from None
+
+
+def _open(path: str) -> BinaryIO:
+    try:
         return open(path, "rb")
     except OSError as exc:
         raise click.BadParameter(

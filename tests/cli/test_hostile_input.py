@@ -303,3 +303,29 @@ def test_a_closed_standard_output_is_a_closed_pipe_not_a_traceback(
     )
     assert done.stderr == b""
     assert done.returncode == status
+
+
+def test_put_of_a_named_pipe_reads_it_once(tmp_path: Path) -> None:
+    """Checking FILE by opening it would take a FIFO's writer and leave the real read
+    waiting for a second one."""
+    import subprocess
+
+    from tests.cli.conftest import REPO, SCRIPT
+
+    (tmp_path / "depot.ini").write_text(
+        f"[depot:media]\ndepot.storage_path = {tmp_path / 'media'}\n"
+    )
+    os.mkfifo(tmp_path / "dump.sql")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
+    environ["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        ["sh", "-c", '(printf "select 1;" > dump.sql &) && exec "$0" put dump.sql', str(SCRIPT)],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        timeout=10,
+    )
+    assert done.returncode == 0, done.stderr
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    with media.get(done.stdout.decode().strip().split("/")[1]) as stored:
+        assert stored.read() == b"select 1;"
