@@ -11,12 +11,13 @@ from typing import Any
 
 import click
 
+from depot._settings import missing_dependency_message
 from depot.cli import exits
 from depot.cli.group import State, cli, with_output
 from depot.cli.loading import import_object, ming_classes, sqlalchemy_models
 from depot.cli.output import Output
 from depot.cli.progress import Bars
-from depot.exceptions import BackendUnavailableError
+from depot.exceptions import BackendUnavailableError, ConfigurationError
 
 __all__ = ["copy_command", "gc_command", "migrate_command", "verify_command"]
 _jobs = click.option(
@@ -108,9 +109,33 @@ def _references(
     if ming:
         if ming_session is None:
             raise click.UsageError("--ming-models needs --ming-session MODULE:NAME.")
-        refs.ming_session = import_object(ming_session, "--ming-session")[1]
+        refs.ming_session = _bound_ming_session(ming_session)
         refs.ming_classes = ming_classes(list(ming))
     return refs
+
+
+def _bound_ming_session(spec: str) -> Any:
+    try:
+        from ming.odm import ODMSession, ThreadLocalODMSession
+    except ImportError as exc:
+        raise ImportError(missing_dependency_message("depot.fields.ming", "ming")) from exc
+
+    if ":" not in spec:
+        raise click.BadParameter(
+            f"{spec!r}: write MODULE:NAME, the session's module and name.",
+            param_hint="--ming-session",
+        )
+    session = import_object(spec, "--ming-session")[1]
+    if not isinstance(session, (ODMSession, ThreadLocalODMSession)):
+        raise ConfigurationError(
+            f"--ming-session {spec}: a {type(session).__name__}, not a Ming ODMSession."
+        )
+    if getattr(getattr(session, "impl", None), "bind", None) is None:
+        raise ConfigurationError(
+            f"--ming-session {spec}: the session is not bound to a datastore yet; give "
+            "--app MODULE:FUNCTION, the setup of your application that binds it."
+        )
+    return session
 
 
 def _results(items: list[Any]) -> list[dict[str, Any]]:
@@ -177,7 +202,12 @@ def copy_command(
         raise click.UsageError(
             f"{source} and {target} are the same depot ({source_name}); give two depots."
         )
-    ids = None if ids_file is None else [line.strip() for line in ids_file if line.strip()]
+    try:
+        ids = None if ids_file is None else [line.strip() for line in ids_file if line.strip()]
+    except UnicodeDecodeError:
+        raise click.BadParameter(
+            f"{ids_file.name!r} is not text: give a file of ids, one a line.", param_hint="--ids"
+        ) from None
     with Bars(state.output.interactive, state.output.err) as bars:
         summary = copy_depot(src, dst, jobs=jobs, progress=bars, ids=ids, compare=compare)  # type: ignore[arg-type]
     report = _copy_report(summary)

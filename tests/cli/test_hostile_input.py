@@ -329,3 +329,34 @@ def test_put_of_a_named_pipe_reads_it_once(tmp_path: Path) -> None:
     media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
     with media.get(done.stdout.decode().strip().split("/")[1]) as stored:
         assert stored.read() == b"select 1;"
+
+
+def test_ids_that_are_not_text_are_a_usage_error(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "ids.bin").write_bytes(b"\xf7\xff\x00\x9b")
+    (tmp_path / "depot.ini").write_text(
+        f"[depot:media]\ndepot.storage_path = {tmp_path / 'media'}\n"
+        f"[depot:other]\ndepot.storage_path = {tmp_path / 'other'}\n"
+    )
+    status, _, err = run("copy", "media", "other", "--ids", "ids.bin")
+    assert status == 2 and "--ids" in err and "--traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("session", "status", "message"),
+    [
+        ("unbound_ming", 2, "write MODULE:NAME"),
+        ("os:path", 3, "not a Ming ODMSession"),
+        ("unbound_ming:session", 3, "not bound to a datastore"),
+    ],
+)
+def test_a_ming_session_that_is_not_one_is_explained(
+    run: Run, tmp_path: Path, session: str, status: int, message: str
+) -> None:
+    pytest.importorskip("ming")
+    (tmp_path / "unbound_ming.py").write_text(
+        "from ming.odm import ODMSession\nsession = ODMSession(bind=None)\n"
+    )
+    args = ["--ming-session", session, "--ming-models", "tests.ops.ming_models"]
+    got, _, err = run("gc", "media", *args)
+    assert got == status, err
+    assert message in err and "--traceback" not in err
