@@ -78,8 +78,14 @@ class Output:
 
     @property
     def interactive(self) -> bool:
-        """Whether progress bars may be drawn: standard error is a terminal, not ``--quiet``."""
-        return not self.quiet and self.err.is_terminal
+        """Whether progress bars may be drawn: standard error is a terminal (not a dumb
+        one), not ``--quiet``. rich alone would say yes to FORCE_COLOR, which CI sets for
+        colours in its logs, where redrawn bars would pile up."""
+        try:
+            terminal = self.err.file.isatty()
+        except (AttributeError, ValueError):  # no file, or a closed one
+            terminal = False
+        return not self.quiet and terminal and self.err.is_interactive
 
     def data(self, value: Any) -> None:
         """Write ``value`` as one JSON document (dataclasses, datetimes included)."""

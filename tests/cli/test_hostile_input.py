@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -360,3 +361,13 @@ def test_a_ming_session_that_is_not_one_is_explained(
     got, _, err = run("gc", "media", *args)
     assert got == status, err
     assert message in err and "--traceback" not in err
+
+
+@pytest.mark.parametrize("variable", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_no_progress_bars_off_a_terminal_even_when_colour_is_forced(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """CI sets FORCE_COLOR for colours: bars redrawn a line at a time would fill its log."""
+    monkeypatch.setenv(variable, "1")
+    assert not sys.stderr.isatty()
+    assert Output().interactive is False
