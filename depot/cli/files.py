@@ -236,9 +236,10 @@ def get_command(ctx: click.Context, path: str, output: str | None) -> int:
 def _target(output: str) -> Path:
     """The FILE of ``-o``, refused if it would overwrite a file of a local depot."""
     target = Path(output)
-    if target.is_dir():
+    # 'newdir/' names a directory even when there is none: Path() would drop the slash.
+    if target.is_dir() or output.endswith(("/", os.sep)):
         raise click.ClickException(
-            f"cannot write {output!r}: it is a directory; give the path of a file."
+            f"cannot write {output!r}: it names a directory; give the path of a file."
         )
     resolved = target.resolve()
     for name, storage in DepotManager._depots.items():
@@ -256,8 +257,10 @@ def _write_file(stored: StoredFile, target: Path, output: str) -> None:
     # A name of its own (O_EXCL, never a planted symlink, never another get's), renamed
     # over FILE when complete: FILE is never half written.
     try:
+        # FILE's name cut short (in bytes): the temporary name must fit in NAME_MAX too.
+        short = os.fsdecode(os.fsencode(target.name)[:200])
         fd, partial = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".depot-partial", dir=target.parent
+            prefix=f".{short}.", suffix=".depot-partial", dir=target.parent
         )
     except OSError as exc:
         raise click.ClickException(f"cannot write {output!r}: {exc.strerror}.") from None

@@ -371,3 +371,21 @@ def test_no_progress_bars_off_a_terminal_even_when_colour_is_forced(
     monkeypatch.setenv(variable, "1")
     assert not sys.stderr.isatty()
     assert Output().interactive is False
+
+
+def test_get_onto_a_name_near_the_length_limit(run: Run, tmp_path: Path) -> None:
+    """The temporary name beside FILE is longer than FILE: it must still be a valid name."""
+    file_id = _store(tmp_path, b"long")
+    name = "é" * 127  # 254 bytes
+    status, _, err = run("get", f"media/{file_id}", "-o", name)
+    assert status == 0, err
+    assert (tmp_path / name).read_bytes() == b"long"
+
+
+def test_get_onto_a_path_ending_in_a_slash_is_not_a_file_named_like_the_directory(
+    run: Run, tmp_path: Path
+) -> None:
+    file_id = _store(tmp_path)
+    status, _, err = run("get", f"media/{file_id}", "-o", "newdir/")
+    assert status == 1 and "cannot write 'newdir/'" in err
+    assert not (tmp_path / "newdir").exists()
