@@ -56,6 +56,11 @@ def import_object(spec: str, option: str) -> tuple[ModuleType, Any]:
     module_name, _, attribute = spec.partition(":")
     if not module_name:
         raise ConfigurationError(f"{option} {spec!r}: write module or module:name.")
+    if module_name.startswith(".") or "/" in module_name or module_name.endswith(".py"):
+        raise ConfigurationError(
+            f"{option} {spec}: give a module name, as you would import it (myapp.settings), "
+            "not a file path; run the command from the directory the module is imported from."
+        )
     module = _module(module_name, option)
     if not attribute:
         return module, None

@@ -389,3 +389,10 @@ def test_get_onto_a_path_ending_in_a_slash_is_not_a_file_named_like_the_director
     status, _, err = run("get", f"media/{file_id}", "-o", "newdir/")
     assert status == 1 and "cannot write 'newdir/'" in err
     assert not (tmp_path / "newdir").exists()
+
+
+@pytest.mark.parametrize("spec", ["../myapp", ".myapp", "myapp.py", "src/myapp:setup"])
+def test_an_app_given_as_a_path_is_told_to_give_a_module_name(run: Run, spec: str) -> None:
+    status, _, err = run("--app", spec, "ls")
+    assert status == 3, err
+    assert "a module name" in err and "--traceback" not in err
