@@ -142,6 +142,10 @@ def _read_ini(path: Path, config: Config) -> None:
         elif section.startswith("depot:"):
             name = section[len("depot:") :].strip()
             where = f"{path} [{section}]"
+            if name in config.depots:
+                raise ConfigurationError(
+                    f"{where}: depot {name!r} is configured twice; keep one section for it."
+                )
             config.depots[_name(name, where)] = _settings(dict(parser[section]), where)
 
 

@@ -152,3 +152,15 @@ def test_a_key_in_odd_case_is_told_its_lower_case_spelling(tmp_path: Path) -> No
     path.write_text("[depot:a]\nDepot.Backend = memory\n")
     with pytest.raises(ConfigurationError, match="write depot.backend,"):
         load_config(path, environ={})
+
+
+def test_two_ini_sections_naming_one_depot_are_refused(tmp_path: Path) -> None:
+    """'[depot:media]' and '[depot: media]' are two sections to configparser, one depot
+    here: the second must not silently replace the first."""
+    path = tmp_path / "depot.ini"
+    path.write_text(
+        "[depot:media]\ndepot.backend = local\ndepot.storage_path = /srv/media\n"
+        "[depot: media]\ndepot.backend = memory\n"
+    )
+    with pytest.raises(ConfigurationError, match="media.*twice"):
+        load_config(path, environ={})
