@@ -25,7 +25,7 @@ from depot import __version__
 from depot.cli import exits
 from depot.cli.config import CONFIG_ENV, SEARCHED, find_config_file, load_config
 from depot.cli.loading import run_app
-from depot.cli.output import Output, StdoutClosed
+from depot.cli.output import Output, StdoutClosed, shown_lines
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
@@ -150,7 +150,7 @@ def _stdout_closed() -> int:
 
 def _report(state: State, exc: Exception) -> int:
     if state.traceback:
-        state.output.err.print(traceback.format_exc(), markup=False, highlight=False)
+        state.output.err.print(shown_lines(traceback.format_exc()), markup=False)
     for kind, status in _STATUSES:
         if isinstance(exc, kind):
             state.output.error(str(exc))

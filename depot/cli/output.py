@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["Output", "StdoutClosed", "shown"]
+__all__ = ["Output", "StdoutClosed", "shown", "shown_lines"]
 
 
 #: C0 and C1 control characters and DEL: a stored name holding ESC could
@@ -37,8 +37,21 @@ class StdoutClosed(Exception):
 def shown(text: str) -> str:
     """``text`` safe to print on a terminal: control characters and bytes that were not
     UTF-8 as ``\\xNN``, no markup."""
-    text = _SURROGATE.sub(lambda m: f"\\x{ord(m[0]) - 0xDC00:02x}", text)
+    text = _SURROGATE.sub(_byte, text)
     return escape(_CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text))
+
+
+def shown_lines(text: str) -> str:
+    """:func:`shown` for text of several lines (a traceback): newlines kept, as is
+    printed with ``markup=False``."""
+    return "\n".join(
+        _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", _SURROGATE.sub(_byte, line))
+        for line in text.split("\n")
+    )
+
+
+def _byte(match: re.Match[str]) -> str:
+    return f"\\x{ord(match[0]) - 0xDC00:02x}"
 
 
 class _Console(Console):

@@ -396,3 +396,14 @@ def test_an_app_given_as_a_path_is_told_to_give_a_module_name(run: Run, spec: st
     status, _, err = run("--app", spec, "ls")
     assert status == 3, err
     assert "a module name" in err and "--traceback" not in err
+
+
+def test_a_traceback_shown_on_request_sends_no_control_sequence(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "clearing_app.py").write_text(
+        "def setup():\n    raise RuntimeError('name \\x1b[2J\\x9b31m')\n"
+    )
+    status, _, err = run("--traceback", "--app", "clearing_app:setup", "ls")
+    assert status == 1
+    assert "Traceback" in err and "clearing_app.py" in err
+    assert "\x1b" not in err and "\x9b" not in err
+    assert "name \\x1b[2J\\x9b31m" in err
