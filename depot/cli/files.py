@@ -241,7 +241,8 @@ def _target(output: str) -> Path:
         raise click.ClickException(
             f"cannot write {output!r}: it names a directory; give the path of a file."
         )
-    resolved = target.resolve()
+    # FILE itself is replaced, never followed (a symlink at FILE is replaced by the file).
+    resolved = target.parent.resolve() / target.name
     for name, storage in DepotManager._depots.items():
         root = getattr(storage, "storage_path", None)
         if isinstance(root, (str, os.PathLike)) and resolved.is_relative_to(Path(root).resolve()):

@@ -407,3 +407,16 @@ def test_a_traceback_shown_on_request_sends_no_control_sequence(run: Run, tmp_pa
     assert "Traceback" in err and "clearing_app.py" in err
     assert "\x1b" not in err and "\x9b" not in err
     assert "name \\x1b[2J\\x9b31m" in err
+
+
+def test_get_onto_a_symlink_replaces_the_link_not_the_stored_file_it_points_to(
+    run: Run, tmp_path: Path
+) -> None:
+    first = _store(tmp_path, b"first")
+    second = _store(tmp_path, b"second")
+    (tmp_path / "link").symlink_to(tmp_path / "media" / second / "file")
+    status, _, err = run("get", f"media/{first}", "-o", "link")
+    assert status == 0, err
+    assert not (tmp_path / "link").is_symlink()
+    assert (tmp_path / "link").read_bytes() == b"first"
+    assert (tmp_path / "media" / second / "file").read_bytes() == b"second"
