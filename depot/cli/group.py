@@ -156,6 +156,15 @@ def _report(state: State, exc: Exception) -> int:
             state.output.error(str(exc))
             return status
     hint = "" if state.traceback else " (run with --traceback to see where)"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        # SQLAlchemy's message runs on with the statement and its parameters.
+        answer = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        state.output.error(
+            f"the database answered: {answer}; check that --db is your application's "
+            f"database and that its tables exist{hint}"
+        )
+        return exits.FAILED
     state.output.error(f"{type(exc).__name__}: {exc}{hint}")
     return exits.FAILED
 

@@ -256,6 +256,10 @@ def migrate_command(
     from depot.ops import MigrationPlan
 
     state.depots()
+    target_name, _ = state.storage(target)
+    for source in sources:
+        if state.storage(source)[0] == target_name:
+            raise click.UsageError(f"{source!r} is both a source and the target; leave it out.")
     refs = _references(db, models, ming_session, ming_models)
     if not refs:
         raise click.UsageError("give --models (with --db) or --ming-models: the rows to migrate.")

@@ -420,3 +420,25 @@ def test_get_onto_a_symlink_replaces_the_link_not_the_stored_file_it_points_to(
     assert not (tmp_path / "link").is_symlink()
     assert (tmp_path / "link").read_bytes() == b"first"
     assert (tmp_path / "media" / second / "file").read_bytes() == b"second"
+
+
+def test_migrate_checks_its_sources(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "depot.ini").write_text(
+        f"[depot:media]\ndepot.storage_path = {tmp_path / 'media'}\n"
+        f"[depot:other]\ndepot.storage_path = {tmp_path / 'other'}\n"
+    )
+    args = ["migrate", "other", "--db", f"sqlite:///{tmp_path}/app.db", "-m", "tests.ops.models"]
+    status, _, err = run(*args, "--source", "nope")
+    assert status == 3 and "no depot named 'nope'" in err
+    status, _, err = run(*args, "--source", "other")
+    assert status == 2 and "both a source and the target" in err
+
+
+def test_a_database_without_the_models_tables_is_said_in_one_short_line(
+    run: Run, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/empty.db"
+    status, _, err = run("verify", "--db", url, "-m", "tests.ops.models")
+    assert status == 1
+    assert "no such table" in err and "check that --db" in err
+    assert "[SQL:" not in err and "--traceback" in err
