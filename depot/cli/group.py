@@ -9,6 +9,7 @@ becomes a one-line message and an exit status (:mod:`depot.cli.exits`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -101,7 +102,12 @@ def with_output(command: F) -> F:
         state = click.get_current_context().find_object(State)
         assert state is not None
         state.output = Output(json_output, state.quiet)
-        return command(state, *args, **kwargs)
+        if not json_output:
+            return command(state, *args, **kwargs)
+        # The JSON document is all standard output holds: whatever else prints while
+        # the command works (a backend, a model's hook) goes to standard error.
+        with contextlib.redirect_stdout(sys.stderr):
+            return command(state, *args, **kwargs)
 
     return _json_option(run)  # type: ignore[return-value]
 

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -84,6 +84,9 @@ class Output:
     def __init__(self, json_output: bool = False, quiet: bool = False) -> None:
         self.json = json_output
         self.quiet = quiet
+        # Standard output as it is now: with --json, the command runs with sys.stdout
+        # pointing at standard error, and the document is written here.
+        self.stdout = sys.stdout
         # Off a terminal, rich would wrap at 80 columns; a pipe wants whole lines.
         wide = None if sys.stdout.isatty() else 100_000
         self.out: Console = _Console(width=wide)
@@ -107,7 +110,7 @@ class Output:
         # lone surrogates (bytes that were not UTF-8) as they are; they only occur inside
         # strings, where \\u escapes are valid JSON and read back as the same string.
         text = _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
-        write(text + "\n")
+        write(text + "\n", self.stdout)
 
     def line(self, text: str = "") -> None:
         """Write a line of result for people (never markup: ids and names are shown as is)."""
@@ -138,10 +141,11 @@ class Output:
         write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
-def write(text: str) -> None:
+def write(text: str, stream: TextIO | None = None) -> None:
     """Write ``text`` to standard output now; :class:`StdoutClosed` if nobody reads it."""
+    stream = stream or sys.stdout
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        stream.write(text)
+        stream.flush()
     except BrokenPipeError:
         raise StdoutClosed from None

@@ -442,3 +442,17 @@ def test_a_database_without_the_models_tables_is_said_in_one_short_line(
     assert status == 1
     assert "no such table" in err and "check that --db" in err
     assert "[SQL:" not in err and "--traceback" in err
+
+
+def test_a_backend_that_prints_while_working_leaves_json_alone(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "chatty_backend.py").write_text(
+        "from depot.io.memory import MemoryFileStorage\n"
+        "class Chatty(MemoryFileStorage):\n"
+        "    def list(self):\n"
+        "        print('listing...')\n"
+        "        return super().list()\n"
+    )
+    (tmp_path / "depot.ini").write_text("[depot:chat]\ndepot.backend = chatty_backend.Chatty\n")
+    status, out, err = run("ls", "chat", "--json")
+    assert status == 0, err
+    assert json.loads(out) == [] and "listing..." in err
