@@ -1,6 +1,7 @@
 """The ``depot`` command (click and rich): the only part of depot that prints.
 
-``depot --help`` lists the commands; docs/cli.rst shows each with its output.
+``depot --help`` lists the commands; docs/operating.rst ("The depot command") shows
+each with its output.
 
 .. versionadded:: 1.0
 """

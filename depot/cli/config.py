@@ -19,7 +19,8 @@ with ``default = NAME``; otherwise the first depot is the default::
 Environment variables ``DEPOT_<NAME>__<SETTING>`` (two underscores) add a
 setting to a depot, or override the file's: ``DEPOT_MEDIA__STORAGE_PATH=/srv``
 is ``depot.storage_path`` of the depot ``media`` (names and settings are read
-in lower case). ``DEPOT_DEFAULT`` names the default depot.
+in lower case; the name is the file's depot of that name in any case).
+``DEPOT_DEFAULT`` names the default depot.
 
 Nothing here prints: mistakes raise :class:`~depot.exceptions.ConfigurationError`
 saying where they are and what to write instead.
@@ -70,6 +71,13 @@ class Config:
                 DepotManager.configure(name, settings)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"depot {name!r} ({self.where()}): {exc}") from exc
+            except (TypeError, ValueError) as exc:
+                # A TOML number or list where the backend takes a string (a path, a URL).
+                raise ConfigurationError(
+                    f"depot {name!r} ({self.where()}): a setting has a value the backend "
+                    f"cannot take ({type(exc).__name__}: {exc}); check each value's type, "
+                    'as depot.storage_path = "/srv/media" (quoted) in TOML.'
+                ) from exc
         if self.default is not None:
             if self.default not in self.depots:
                 raise ConfigurationError(
@@ -134,6 +142,10 @@ def _read_ini(path: Path, config: Config) -> None:
         elif section.startswith("depot:"):
             name = section[len("depot:") :].strip()
             where = f"{path} [{section}]"
+            if name in config.depots:
+                raise ConfigurationError(
+                    f"{where}: depot {name!r} is configured twice; keep one section for it."
+                )
             config.depots[_name(name, where)] = _settings(dict(parser[section]), where)
 
 
@@ -201,8 +213,10 @@ def _name(name: str, where: str) -> str:
 def _settings(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key in values:
         if not key.startswith("depot."):
+            # 'Depot.Backend': the same key in lower case; 'backend': the prefix missing.
+            spelling = key.lower() if key.lower().startswith("depot.") else f"depot.{key}"
             raise ConfigurationError(
-                f"{where}: key {key!r} does not start with 'depot.'; write depot.{key}, "
+                f"{where}: key {key!r} does not start with 'depot.'; write {spelling}, "
                 "the name DepotManager.configure() reads."
             )
     return dict(values)
@@ -223,7 +237,10 @@ def _read_environ(environ: Mapping[str, str], config: Config) -> None:
                 f"environment variable {variable}: write DEPOT_<NAME>__<SETTING>, "
                 "as DEPOT_MEDIA__STORAGE_PATH=/srv/media."
             )
-        depot = config.depots.setdefault(_name(name.lower(), variable), {})
+        name = _name(name.lower(), variable)
+        # A variable's name is upper case: it overrides the file's depot of any case.
+        name = next((known for known in config.depots if known.lower() == name), name)
+        depot = config.depots.setdefault(name, {})
         depot[f"depot.{setting.lower()}"] = value
         used = True
     if used:

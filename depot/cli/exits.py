@@ -8,6 +8,7 @@ missing *and* corrupt.
 from __future__ import annotations
 
 __all__ = [
+    "BROKEN_PIPE",
     "CONFIGURATION",
     "CORRUPT",
     "FAILED",
@@ -40,3 +41,6 @@ CORRUPT = 16
 UNREADABLE = 32
 #: Stopped by Ctrl-C (SIGINT), as shells report it.
 INTERRUPTED = 130
+#: Standard output was closed before the results were written (``depot ls media | head
+#: -1``): stopped quietly, with the status of a command killed by SIGPIPE.
+BROKEN_PIPE = 141

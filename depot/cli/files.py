@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -12,6 +14,7 @@ import click
 
 from depot.cli import exits
 from depot.cli.group import State, cli, with_output
+from depot.cli.output import StdoutClosed
 from depot.exceptions import DepotError, StoredFileNotFoundError
 from depot.io.interfaces import StoredFile
 from depot.manager import DepotManager
@@ -147,26 +150,53 @@ def put_command(
     depot_name, storage = state.storage(depot)
     if name is not None and len(files) > 1:
         raise click.UsageError("--name names one file; give one FILE with it.")
-    stored = []
+    if files.count("-") > 1:
+        raise click.UsageError("'-' (standard input) can be given once.")
+    # Every FILE is checked first: a mistake in the last one stores nothing, rather than
+    # files whose ids the error would keep from being printed.
     for path in files:
-        filename = name if name is not None else (None if path == "-" else Path(path).name)
-        if path == "-":
-            file_id = storage.create(sys.stdin.buffer, filename, content_type)
-        else:
-            try:
-                handle = open(path, "rb")  # noqa: SIM115 - closed below, as create() returns
-            except OSError as exc:
-                raise click.BadParameter(
-                    f"cannot read {path!r}: {exc.strerror}", param_hint="FILE"
-                ) from None
-            with handle:
-                file_id = storage.create(handle, filename, content_type)
-        stored.append({"file": path, "path": f"{depot_name}/{file_id}", "file_id": file_id})
-        if not state.output.json:
-            state.output.line(f"{depot_name}/{file_id}")
-    if state.output.json:
-        state.output.data(stored)
+        if path != "-":
+            _check_readable(path)
+    stored = []
+    try:
+        for path in files:
+            filename = name if name is not None else (None if path == "-" else Path(path).name)
+            if path == "-":
+                file_id = storage.create(sys.stdin.buffer, filename, content_type)
+            else:
+                with _open(path) as handle:
+                    file_id = storage.create(handle, filename, content_type)
+            stored.append({"file": path, "path": f"{depot_name}/{file_id}", "file_id": file_id})
+            if not state.output.json:
+                state.output.line(f"{depot_name}/{file_id}")
+    finally:
+        # Those stored before a failure are reported all the same, so none is left unknown.
+        if state.output.json and stored:
+            state.output.data(stored)
     return exits.OK
+
+
+def _check_readable(path: str) -> None:
+    # Not by opening it: a named pipe opened and closed would lose its writer.
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        os.stat(path)
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path!r}: {exc.strerror}", param_hint="FILE"
+        ) from None
+
+
+def _open(path: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path!r}: {exc.strerror}", param_hint="FILE"
+        ) from None
 
 
 @cli.command("get")
@@ -184,25 +214,69 @@ def get_command(ctx: click.Context, path: str, output: str | None) -> int:
     state = ctx.find_object(State)
     assert state is not None
     _, storage, file_id = state.file(path)
+    target = None if output in (None, "-") else _target(output)
     with storage.get(file_id) as stored:
-        if output in (None, "-"):
+        if target is None:
             if output is None and sys.stdout.isatty():
                 raise click.UsageError(
                     "standard output is a terminal; give -o FILE, -o - or redirect it."
                 )
-            _copy_out(stored, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            try:
+                _copy_out(stored, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                raise StdoutClosed from None
             return exits.OK
-        target = Path(output)
-        partial = target.with_name(f".{target.name}.depot-partial")
-        try:
-            with open(partial, "wb") as handle:
-                _copy_out(stored, handle)
-            os.replace(partial, target)  # never a half-written FILE under its name
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        _write_file(stored, target, output)  # type: ignore[arg-type]
     return exits.OK
+
+
+def _target(output: str) -> Path:
+    """The FILE of ``-o``, refused if it would overwrite a file of a local depot."""
+    target = Path(output)
+    # 'newdir/' names a directory even when there is none: Path() would drop the slash.
+    if target.is_dir() or output.endswith(("/", os.sep)):
+        raise click.ClickException(
+            f"cannot write {output!r}: it names a directory; give the path of a file."
+        )
+    # FILE itself is replaced, never followed (a symlink at FILE is replaced by the file).
+    resolved = target.parent.resolve() / target.name
+    for name, storage in DepotManager._depots.items():
+        root = getattr(storage, "storage_path", None)
+        if isinstance(root, (str, os.PathLike)) and resolved.is_relative_to(Path(root).resolve()):
+            raise click.BadParameter(
+                f"{output!r} is inside the storage of depot {name!r}; writing there would "
+                "change a stored file behind the depot's back. Give a path outside it.",
+                param_hint="-o",
+            )
+    return target
+
+
+def _write_file(stored: StoredFile, target: Path, output: str) -> None:
+    # A name of its own (O_EXCL, never a planted symlink, never another get's), renamed
+    # over FILE when complete: FILE is never half written.
+    try:
+        # FILE's name cut short (in bytes): the temporary name must fit in NAME_MAX too.
+        short = os.fsdecode(os.fsencode(target.name)[:200])
+        fd, partial = tempfile.mkstemp(
+            prefix=f".{short}.", suffix=".depot-partial", dir=target.parent
+        )
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output!r}: {exc.strerror}.") from None
+    try:
+        # mkstemp makes the file private (0600); FILE gets the mode open() would give it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with open(fd, "wb") as handle:
+            _copy_out(stored, handle)
+        try:
+            os.replace(partial, target)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output!r}: {exc.strerror}.") from None
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def _copy_out(stored: StoredFile, handle: BinaryIO) -> None:
@@ -223,8 +297,9 @@ def rm_command(state: State, paths: tuple[str, ...], missing_ok: bool) -> int:
     """
     results = []
     status = exits.OK
-    for path in paths:
-        _, storage, file_id = state.file(path)
+    # Every path is checked first: a typo in the last one deletes nothing.
+    files = [(path, *state.file(path)[1:]) for path in paths]
+    for path, storage, file_id in files:
         if not storage.exists(file_id):
             results.append({"path": path, "outcome": "missing"})
             if not missing_ok:

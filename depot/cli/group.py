@@ -9,6 +9,11 @@ becomes a one-line message and an exit status (:mod:`depot.cli.exits`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from depot import __version__
 from depot.cli import exits
 from depot.cli.config import CONFIG_ENV, SEARCHED, find_config_file, load_config
 from depot.cli.loading import run_app
-from depot.cli.output import Output
+from depot.cli.output import Output, StdoutClosed, shown_lines
 from depot.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
@@ -97,7 +102,12 @@ def with_output(command: F) -> F:
         state = click.get_current_context().find_object(State)
         assert state is not None
         state.output = Output(json_output, state.quiet)
-        return command(state, *args, **kwargs)
+        if not json_output:
+            return command(state, *args, **kwargs)
+        # The JSON document is all standard output holds: whatever else prints while
+        # the command works (a backend, a model's hook) goes to standard error.
+        with contextlib.redirect_stdout(sys.stderr):
+            return command(state, *args, **kwargs)
 
     return _json_option(run)  # type: ignore[return-value]
 
@@ -110,6 +120,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except StdoutClosed:
+            ctx.exit(_stdout_closed())
         except KeyboardInterrupt:
             ctx.ensure_object(State).output.error("interrupted")
             ctx.exit(exits.INTERRUPTED)
@@ -130,14 +142,35 @@ _STATUSES: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
+def _stdout_closed() -> int:
+    # What is still buffered would fail again as Python exits, with a message about it:
+    # standard output goes to /dev/null for the rest of the run.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        pass
+    return exits.BROKEN_PIPE
+
+
 def _report(state: State, exc: Exception) -> int:
     if state.traceback:
-        state.output.err.print(traceback.format_exc(), markup=False, highlight=False)
+        state.output.err.print(shown_lines(traceback.format_exc()), markup=False)
     for kind, status in _STATUSES:
         if isinstance(exc, kind):
             state.output.error(str(exc))
             return status
     hint = "" if state.traceback else " (run with --traceback to see where)"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        # SQLAlchemy's message runs on with the statement and its parameters.
+        answer = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        state.output.error(
+            f"the database answered: {answer}; check that --db is your application's "
+            f"database and that its tables exist{hint}"
+        )
+        return exits.FAILED
     state.output.error(f"{type(exc).__name__}: {exc}{hint}")
     return exits.FAILED
 
@@ -153,7 +186,7 @@ depot.ini in this directory, plus DEPOT_<NAME>__<SETTING> variables:
 Exit statuses: 0 done, 1 some files failed, 2 bad command line,
 3 bad configuration, 4 file not found, 5 backend unreachable,
 verify: 1 not checked + 8 missing + 16 corrupt + 32 unreadable;
-130 interrupted.
+130 interrupted, 141 standard output closed (| head).
 """
 
 
@@ -187,8 +220,34 @@ def cli(
     ctx.obj = State(config=config, apps=apps, quiet=quiet, traceback=traceback)
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output when the command was started with it closed (``>&-``): holding
+    /dev/null's descriptor, so no file opened later takes descriptor 1, and refusing
+    writes as a closed pipe does."""
+
+    def __init__(self) -> None:
+        self._fd = os.open(os.devnull, os.O_WRONLY)
+        self.buffer = self
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise BrokenPipeError(errno.EBADF, "standard output is closed")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``depot`` command; return its exit status (the console script exits with it)."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+    if sys.stderr is None:  # messages are lost; the status still tells
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     try:
         status = cli.main(args=argv, prog_name="depot", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -199,4 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     except click.Abort:
         Output().error("interrupted")
         return exits.INTERRUPTED
+    except (StdoutClosed, BrokenPipeError):  # --help or --version into a closed pipe
+        return _stdout_closed()
     return status if isinstance(status, int) else exits.OK

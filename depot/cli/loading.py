@@ -7,9 +7,11 @@ as ``python -m`` would.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,12 +21,27 @@ from depot.exceptions import ConfigurationError
 __all__ = ["import_object", "ming_classes", "run_app", "sqlalchemy_models"]
 
 
+@contextlib.contextmanager
+def _application(option: str, spec: str) -> Iterator[None]:
+    """Run the application's code with its prints on standard error, where they cannot
+    break ``--json`` or the bytes of ``get``; its exit is a mistake to explain, not ours."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except SystemExit as exc:
+        raise ConfigurationError(
+            f"{option} {spec}: importing it exited (status {exc.code!r}); put the code that "
+            "runs it as a program under if __name__ == '__main__':."
+        ) from None
+
+
 def _module(name: str, option: str) -> ModuleType:
     here = str(Path.cwd())
     if here not in sys.path:
         sys.path.insert(0, here)
     try:
-        return importlib.import_module(name)
+        with _application(option, name):
+            return importlib.import_module(name)
     except ImportError as exc:
         if getattr(exc, "name", None) and name.startswith(str(exc.name)):
             raise ConfigurationError(
@@ -39,6 +56,11 @@ def import_object(spec: str, option: str) -> tuple[ModuleType, Any]:
     module_name, _, attribute = spec.partition(":")
     if not module_name:
         raise ConfigurationError(f"{option} {spec!r}: write module or module:name.")
+    if module_name.startswith(".") or "/" in module_name or module_name.endswith(".py"):
+        raise ConfigurationError(
+            f"{option} {spec}: give a module name, as you would import it (myapp.settings), "
+            "not a file path; run the command from the directory the module is imported from."
+        )
     module = _module(module_name, option)
     if not attribute:
         return module, None
@@ -60,7 +82,9 @@ def run_app(spec: str) -> None:
     if target is not None:
         if not callable(target):
             raise ConfigurationError(f"--app {spec}: {spec.partition(':')[2]!r} is not callable.")
-        target()
+        call: Callable[[], Any] = target
+        with _application("--app", spec):
+            call()
 
 
 def sqlalchemy_models(specs: list[str]) -> list[Any]:
@@ -74,8 +98,14 @@ def sqlalchemy_models(specs: list[str]) -> list[Any]:
     for spec in specs:
         module, target = import_object(spec, "--models")
         if target is not None:
-            if sa.inspect(target, raiseerr=False) is None:
+            if not isinstance(sa.inspect(target, raiseerr=False), sa.orm.Mapper):
                 raise ConfigurationError(f"--models {spec}: not a mapped SQLAlchemy class.")
+            if not file_columns(target):
+                # Its rows refer to no file: gc would take every file for garbage.
+                raise ConfigurationError(
+                    f"--models {spec}: {target.__name__} has no file column, so it refers "
+                    "to no file; name the models whose columns hold files."
+                )
             found.append(target)
             continue
         mapped = [
@@ -100,6 +130,7 @@ def ming_classes(specs: list[str]) -> list[Any]:
 
     found: list[Any] = []
     for spec in specs:
+        before = len(found)
         module, target = import_object(spec, "--ming-models")
         candidates = (
             [target]
@@ -121,7 +152,7 @@ def ming_classes(specs: list[str]) -> list[Any]:
                 continue
             if properties:
                 found.append(cls)
-        if not found:
+        if len(found) == before:  # each spec names classes that refer to files
             raise ConfigurationError(
                 f"--ming-models {spec}: no Ming mapped class with a file property found."
             )

@@ -11,11 +11,13 @@ from typing import Any
 
 import click
 
+from depot._settings import missing_dependency_message
 from depot.cli import exits
 from depot.cli.group import State, cli, with_output
 from depot.cli.loading import import_object, ming_classes, sqlalchemy_models
 from depot.cli.output import Output
 from depot.cli.progress import Bars
+from depot.exceptions import BackendUnavailableError, ConfigurationError
 
 __all__ = ["copy_command", "gc_command", "migrate_command", "verify_command"]
 _jobs = click.option(
@@ -90,14 +92,50 @@ def _references(
             refs.bind = sa.create_engine(db)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise click.BadParameter(str(exc), param_hint="--db") from None
+        # Connect now: a server that is down or a database that cannot be opened is
+        # "unreachable" (status 5), not an error in the middle of the work.
+        try:
+            with refs.bind.connect():
+                pass
+        except sa.exc.DBAPIError as exc:
+            where = refs.bind.url.render_as_string(hide_password=True)
+            problem = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise BackendUnavailableError(
+                f"cannot connect to the database {where}: {problem}; check --db and "
+                "that the server is running."
+            ) from exc
     elif db is not None:
         raise click.UsageError("--db given without --models: name the models it holds.")
     if ming:
         if ming_session is None:
             raise click.UsageError("--ming-models needs --ming-session MODULE:NAME.")
-        refs.ming_session = import_object(ming_session, "--ming-session")[1]
+        refs.ming_session = _bound_ming_session(ming_session)
         refs.ming_classes = ming_classes(list(ming))
     return refs
+
+
+def _bound_ming_session(spec: str) -> Any:
+    try:
+        from ming.odm import ODMSession, ThreadLocalODMSession
+    except ImportError as exc:
+        raise ImportError(missing_dependency_message("depot.fields.ming", "ming")) from exc
+
+    if ":" not in spec:
+        raise click.BadParameter(
+            f"{spec!r}: write MODULE:NAME, the session's module and name.",
+            param_hint="--ming-session",
+        )
+    session = import_object(spec, "--ming-session")[1]
+    if not isinstance(session, (ODMSession, ThreadLocalODMSession)):
+        raise ConfigurationError(
+            f"--ming-session {spec}: a {type(session).__name__}, not a Ming ODMSession."
+        )
+    if getattr(getattr(session, "impl", None), "bind", None) is None:
+        raise ConfigurationError(
+            f"--ming-session {spec}: the session is not bound to a datastore yet; give "
+            "--app MODULE:FUNCTION, the setup of your application that binds it."
+        )
+    return session
 
 
 def _results(items: list[Any]) -> list[dict[str, Any]]:
@@ -158,9 +196,18 @@ def copy_command(
     """
     from depot.ops import copy_depot
 
-    _, src = state.storage(source)
+    source_name, src = state.storage(source)
     _, dst = state.storage(target)
-    ids = None if ids_file is None else [line.strip() for line in ids_file if line.strip()]
+    if src is dst:
+        raise click.UsageError(
+            f"{source} and {target} are the same depot ({source_name}); give two depots."
+        )
+    try:
+        ids = None if ids_file is None else [line.strip() for line in ids_file if line.strip()]
+    except UnicodeDecodeError:
+        raise click.BadParameter(
+            f"{ids_file.name!r} is not text: give a file of ids, one a line.", param_hint="--ids"
+        ) from None
     with Bars(state.output.interactive, state.output.err) as bars:
         summary = copy_depot(src, dst, jobs=jobs, progress=bars, ids=ids, compare=compare)  # type: ignore[arg-type]
     report = _copy_report(summary)
@@ -209,6 +256,10 @@ def migrate_command(
     from depot.ops import MigrationPlan
 
     state.depots()
+    target_name, _ = state.storage(target)
+    for source in sources:
+        if state.storage(source)[0] == target_name:
+            raise click.UsageError(f"{source!r} is both a source and the target; leave it out.")
     refs = _references(db, models, ming_session, ming_models)
     if not refs:
         raise click.UsageError("give --models (with --db) or --ming-models: the rows to migrate.")
@@ -255,7 +306,10 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
         raise click.BadParameter(
             f"{value!r}: give a number with s, m, h, d or w (as 1d, 12h, 30m; seconds if none)."
         )
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is longer than can be counted.") from None
 
 
 @cli.command("gc")

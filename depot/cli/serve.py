@@ -50,7 +50,10 @@ def serve(host: str, port: int, mountpoint: str, output: Output) -> None:
             f"serving on {host}: other machines can fetch every file of these depots; "
             "this server is for development, use --host 127.0.0.1 unless you mean it."
         )
-    app = DepotManager.make_middleware(_not_found, mountpoint=mountpoint)
+    try:
+        app = DepotManager.make_middleware(_not_found, mountpoint=mountpoint)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mountpoint") from None
 
     def logged(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         def start(status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -59,9 +62,16 @@ def serve(host: str, port: int, mountpoint: str, output: Output) -> None:
 
         return app(environ, start)
 
-    with make_server(
-        host, port, logged, server_class=_ThreadingServer, handler_class=_QuietHandler
-    ) as server:
+    try:
+        server = make_server(
+            host, port, logged, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+    except OSError as exc:  # the port taken, an address not of this machine, a bad name
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; give another --port "
+            "(0: any free one) or a --host of this machine."
+        ) from None
+    with server:
         where = f"http://{host}:{server.server_port}{mountpoint.rstrip('/')}"
         # Flushed at once: a script (or test) waits for this line to know the port.
         output.line(f"Serving {', '.join(DepotManager._depots)} at {where}/<depot>/<id>")

@@ -134,3 +134,33 @@ def test_an_ini_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     path = tmp_path / "depot.ini"
     path.write_bytes(b"\xef\xbb\xbf[depot:a]\ndepot.backend = memory\n")
     assert load_config(path, environ={}).depots == {"a": {"depot.backend": "memory"}}
+
+
+def test_a_variable_overrides_the_depot_of_the_file_whatever_the_case_of_its_name(
+    tmp_path: Path,
+) -> None:
+    """DEPOT_MEDIA__... names are upper case: they must not make a second depot 'media'
+    beside the file's 'Media', and leave 'Media' as it was."""
+    path = tmp_path / "depot.ini"
+    path.write_text("[depot:Media]\ndepot.backend = local\ndepot.storage_path = /old\n")
+    config = load_config(path, environ={"DEPOT_MEDIA__STORAGE_PATH": "/new"})
+    assert config.depots == {"Media": {"depot.backend": "local", "depot.storage_path": "/new"}}
+
+
+def test_a_key_in_odd_case_is_told_its_lower_case_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "depot.ini"
+    path.write_text("[depot:a]\nDepot.Backend = memory\n")
+    with pytest.raises(ConfigurationError, match="write depot.backend,"):
+        load_config(path, environ={})
+
+
+def test_two_ini_sections_naming_one_depot_are_refused(tmp_path: Path) -> None:
+    """'[depot:media]' and '[depot: media]' are two sections to configparser, one depot
+    here: the second must not silently replace the first."""
+    path = tmp_path / "depot.ini"
+    path.write_text(
+        "[depot:media]\ndepot.backend = local\ndepot.storage_path = /srv/media\n"
+        "[depot: media]\ndepot.backend = memory\n"
+    )
+    with pytest.raises(ConfigurationError, match="media.*twice"):
+        load_config(path, environ={})

@@ -228,17 +228,3 @@ def test_control_characters_of_a_stored_name_never_reach_the_terminal_raw(
         assert name in raw.replace("\\u001b", "\x1b").replace("\\u009b", "\x9b").replace(
             "\\u0007", "\x07"
         )
-
-
-def test_ls_long_lists_the_readable_files_and_names_a_damaged_one(
-    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
-) -> None:
-    local_ini(media=str(tmp_path / "media"))
-    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
-    good = media.create(b"fine", "good.txt")
-    bad = media.create(b"fine too", "bad.txt")
-    (tmp_path / "media" / bad / "metadata.json").write_text('{"filename": 3}')
-    done = depot("ls", "media", "-l", "--json")
-    assert done.returncode == 1
-    assert [f["file_id"] for f in json.loads(done.stdout)] == [good]
-    assert f"media/{bad}: cannot be read" in done.stderr and "Traceback" not in done.stderr
