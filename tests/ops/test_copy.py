@@ -440,3 +440,21 @@ def test_memory_stays_flat_for_many_files() -> None:
     assert ok and len(target.files) == 20_000
     # The ids listed from the source (a list of 20,000 references) are most of it.
     assert peak - current < 512 * 1024, f"{peak - current} bytes above the target's files"
+
+
+def test_a_large_file_into_s3_keeps_its_checksum_and_is_skipped_next_time(
+    local_fast: dict[str, Any], s3_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that cannot seek and is larger than CHECKSUM_COPY_LIMIT (512 MiB;
+    here lowered to 6 MiB) used to be stored without its checksum: the copy then
+    read it back whole to verify it, and copied it again on every run."""
+    import depot.io.boto3
+
+    monkeypatch.setattr(depot.io.boto3, "CHECKSUM_COPY_LIMIT", 6 * 1024 * 1024)
+    local = configured("local", local_fast)
+    big = local.create(os.urandom(7 * 1024 * 1024), "big.bin")
+    s3 = configured("s3", s3_settings)
+    assert copy_depot(local, s3).copied == 1
+    assert facts(s3, big) == facts(local, big)
+    again = copy_depot(local, s3)
+    assert (again.copied, again.skipped) == (0, 1)
