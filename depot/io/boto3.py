@@ -252,6 +252,11 @@ class S3Storage(BucketStorage[S3StoredFile]):
        ``connect_timeout``, ``read_timeout`` and ``max_attempts`` added.
     """
 
+    # Every restore records its checksum, the one of the bytes sent: under 5
+    # MiB computed before the PutObject, above it the file's recorded one,
+    # checked once sent (depot/io/_s3upload.py); the time is timestamp()'s.
+    records_what_it_reads = True
+
     def __init__(
         self,
         access_key_id: str | None = None,

@@ -245,10 +245,13 @@ def copy_depot(
     file's id, name, type and ``last_modified``, and is verified: the bytes
     read must match the size and checksum the source recorded (a damaged
     source file fails, and nothing of it is stored), and the target must
-    record the same size and checksum afterwards (a target that records no
-    checksum is read back). A copy that fails verification is deleted from the
-    target. The target's policy (``max_size``, allowed types) applies: a file
-    it refuses fails with the reason.
+    record the same size and checksum: a target whose
+    :attr:`~depot.io.interfaces.FileStorage.records_what_it_reads` is true
+    (depot's memory, local and S3 backends) records those of the bytes it
+    read, others are read back (their metadata, and their bytes if they record
+    no checksum). A copy that fails verification is deleted from the target.
+    The target's policy (``max_size``, allowed types) applies: a file it
+    refuses fails with the reason.
 
     Running it again after a failure or a kill copies only what is missing or
     different: every backend stores a file whole or not at all.
@@ -441,6 +444,10 @@ def _copy_verified(
         raise
     reader._check_end()  # a backend that stopped reading at the recorded size
     length, checksum = reader.digest.length, reader.digest.checksum
+    if dst.records_what_it_reads:
+        # The target recorded the bytes just checked, and the time kept: reading
+        # its copy back would cost a request per file (a HEAD on S3) and tell nothing.
+        return FileResult(file_id, "copied", why, length)
     with dst.get(file_id) as copy:
         problem = None
         if copy.content_length != length:

@@ -458,3 +458,54 @@ def test_a_large_file_into_s3_keeps_its_checksum_and_is_skipped_next_time(
     assert facts(s3, big) == facts(local, big)
     again = copy_depot(local, s3)
     assert (again.copied, again.skipped) == (0, 1)
+
+
+class OwnTimeStorage(MemoryFileStorage):
+    """A third-party backend: it sets its own time, and says nothing of its writes."""
+
+    records_what_it_reads = False
+
+    def _write(self, fileid: str, new: Any) -> None:
+        super()._write(fileid, new)
+        self.files[fileid]["metadata"]["last_modified"] = datetime(2030, 1, 1)
+
+
+class LyingStorage(OwnTimeStorage):
+    """A backend that records another checksum than the bytes'."""
+
+    def _write(self, fileid: str, new: Any) -> None:
+        super()._write(fileid, new)
+        self.files[fileid]["metadata"]["checksum"] = "sha256:" + "0" * 64
+
+
+def test_a_target_that_does_not_vouch_for_its_writes_is_read_back(frozen_old: None) -> None:
+    source = MemoryFileStorage()
+    ids = fill(source, 3)
+    summary = copy_depot(source, OwnTimeStorage())
+    assert summary.ok and summary.copied == 3
+    assert {r.file_id for r in summary.last_modified_not_kept} == set(ids)
+    assert "the target records 2030-01-01 00:00:00" in summary.last_modified_not_kept[0].reason
+    lying = LyingStorage()
+    summary = copy_depot(source, lying)
+    assert summary.copied == 0 and {r.file_id for r in summary.failed} == set(ids)
+    assert "the copy was deleted from the target" in summary.failed[0].reason
+    assert lying.list() == []
+
+
+def test_s3_requests_per_small_file(
+    local_fast: dict[str, Any], s3_settings: dict[str, Any]
+) -> None:
+    """A HEAD (is it there already?) and a PUT carrying the checksum: nothing read back."""
+    local = configured("local", local_fast)
+    fill(local, 20, 100)
+    s3 = configured("s3", s3_settings)
+    requests: list[str] = []
+    s3._client.meta.events.register(  # type: ignore[attr-defined]
+        "before-call.s3", lambda model, **kwargs: requests.append(model.name)
+    )
+    assert copy_depot(local, s3, jobs=4).copied == 20
+    assert sorted(set(requests)) == ["HeadObject", "PutObject"]
+    assert requests.count("HeadObject") == requests.count("PutObject") == 20
+    requests.clear()
+    assert copy_depot(local, s3, jobs=4).skipped == 20
+    assert requests == ["HeadObject"] * 20
