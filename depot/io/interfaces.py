@@ -492,6 +492,17 @@ class FileStorage(AsyncStorageMixin, ChunkedUploadsMixin, ABC):
     def list(self) -> list[str]:
         """Return the ids of the stored files."""
 
+    def iter_ids(self) -> Iterator[str]:
+        """Yield the ids of the stored files, as :meth:`list` gives them.
+
+        A backend that lists in pages (S3, GCS) yields each page's ids as it
+        comes, so a caller can stop early and never holds them all. By
+        default, the ids of :meth:`list`.
+
+        .. versionadded:: 1.0
+        """
+        return iter(self.list())
+
     def close(self) -> None:
         """Release the connections and threads the storage holds; by default nothing.
 

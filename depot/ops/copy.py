@@ -254,7 +254,12 @@ def copy_depot(
     refuses fails with the reason.
 
     Running it again after a failure or a kill copies only what is missing or
-    different: every backend stores a file whole or not at all.
+    different: every backend stores a file whole or not at all. The target's
+    ids are listed first (:meth:`~depot.io.interfaces.FileStorage.iter_ids`,
+    up to :data:`LISTED_PER_FILE` times the files to copy plus
+    :data:`LISTED_BEYOND`; a larger target is not listed), so a file it lacks
+    is copied without being looked up there; a file written to the target
+    meanwhile is copied over.
 
     :param source: the depot to copy from: a storage, or a configured name.
     :param target: the depot to copy to.
@@ -304,9 +309,10 @@ def copy_depot(
     # same thread, so no list of what is to be done is ever made.
     read_bytes, planned_bytes = ByteCounter(), ByteCounter()
     done = 0
+    present = _listed(dst, files_total)
 
     def work(file_id: str) -> FileResult:
-        return _copy_file(src, dst, file_id, compare, read_bytes, planned_bytes)
+        return _copy_file(src, dst, file_id, compare, present, read_bytes, planned_bytes)
 
     def finished(file_id: str, result: FileResult) -> None:
         nonlocal done
@@ -332,6 +338,30 @@ def copy_depot(
     return summary
 
 
+#: A copy lists the target's ids first, to copy the files it lacks without
+#: looking each up (a HEAD on S3), unless the target holds more than this many
+#: files beyond :data:`LISTED_PER_FILE` times the files to copy: a few files
+#: copied into a large depot are looked up one by one instead.
+LISTED_BEYOND = 10_000
+LISTED_PER_FILE = 4
+
+
+def _listed(dst: FileStorage, files_total: int | None) -> set[str] | None:
+    """The ids the target has, or ``None``: look each file up."""
+    if files_total is None:
+        return None
+    most = LISTED_PER_FILE * files_total + LISTED_BEYOND
+    present: set[str] = set()
+    try:
+        for file_id in dst.iter_ids():
+            if len(present) >= most:
+                return None
+            present.add(file_id)
+    except Exception:  # noqa: BLE001 - only a shortcut: each file is then looked up, and fails
+        return None
+    return present
+
+
 def _distinct(ids: Iterable[str]) -> Iterator[str]:
     """``ids`` without repeats, in their order."""
     # The ids seen are kept: the caller holds them all anyway, in most cases.
@@ -347,10 +377,14 @@ def _copy_file(
     dst: FileStorage,
     file_id: str,
     compare: Compare,
+    present: set[str] | None,
     read: ByteCounter,
     planned: ByteCounter,
 ) -> FileResult:
-    """Look ``file_id`` up in both depots and copy it if the target lacks it or differs."""
+    """Look ``file_id`` up in both depots and copy it if the target lacks it or differs.
+
+    ``present``: the ids the target had when the copy started, if listed.
+    """
     try:
         stored = src.get(file_id)
     except StoredFileNotFoundError:
@@ -359,7 +393,10 @@ def _copy_file(
         return FileResult(file_id, "failed", f"cannot be read from the source ({_describe(exc)})")
     with stored:
         facts = _Facts.of(stored)
-        plan = _plan(dst, file_id, facts, compare, read, planned)
+        if present is not None and file_id not in present:
+            plan = _Plan("copy", facts, why="missing in target")
+        else:
+            plan = _plan(dst, file_id, facts, compare, read, planned)
         if plan.result is not None:
             return plan.result
         try:

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -495,7 +495,8 @@ def test_a_target_that_does_not_vouch_for_its_writes_is_read_back(frozen_old: No
 def test_s3_requests_per_small_file(
     local_fast: dict[str, Any], s3_settings: dict[str, Any]
 ) -> None:
-    """A HEAD (is it there already?) and a PUT carrying the checksum: nothing read back."""
+    """A listing of the bucket, then a PUT carrying the checksum per file missing
+    there; a HEAD for each file the bucket has. Nothing is read back."""
     local = configured("local", local_fast)
     fill(local, 20, 100)
     s3 = configured("s3", s3_settings)
@@ -504,8 +505,37 @@ def test_s3_requests_per_small_file(
         "before-call.s3", lambda model, **kwargs: requests.append(model.name)
     )
     assert copy_depot(local, s3, jobs=4).copied == 20
-    assert sorted(set(requests)) == ["HeadObject", "PutObject"]
-    assert requests.count("HeadObject") == requests.count("PutObject") == 20
+    assert requests == ["ListObjectsV2"] + ["PutObject"] * 20
     requests.clear()
     assert copy_depot(local, s3, jobs=4).skipped == 20
-    assert requests == ["HeadObject"] * 20
+    assert requests == ["ListObjectsV2"] + ["HeadObject"] * 20
+
+
+def test_a_few_files_into_a_large_target_are_looked_up_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import depot.ops.copy
+
+    monkeypatch.setattr(depot.ops.copy, "LISTED_BEYOND", 10)
+    source, target = MemoryFileStorage(), MemoryFileStorage()
+    ids = fill(source, 2)
+    fill(target, 30)
+    listed: list[str] = []
+    looked_up: list[str] = []
+    real_iter, real_get = target.iter_ids, target.get
+
+    def iter_ids() -> Iterator[str]:
+        for file_id in real_iter():
+            listed.append(file_id)
+            yield file_id
+
+    def get(file_or_id: Any) -> Any:
+        looked_up.append(target.fileid(file_or_id))
+        return real_get(file_or_id)
+
+    monkeypatch.setattr(target, "iter_ids", iter_ids)
+    monkeypatch.setattr(target, "get", get)
+    summary = copy_depot(source, target)
+    assert summary.copied == 2
+    assert len(listed) == 4 * 2 + 10 + 1  # stopped past the bound
+    assert sorted(looked_up) == sorted(ids)
