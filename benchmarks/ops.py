@@ -1,16 +1,25 @@
-"""copy_depot from local into S3 (moto) with 1 and 8 jobs, and collect_garbage's rate.
+"""copy_depot from local into S3 (moto) with 1 and 8 jobs, against raw boto3; collect_garbage.
 
 Run from the repository root with the project's interpreter::
 
     python benchmarks/ops.py [--files 10000] [--size 1024] [--big-mib 1024] [--rows 200000]
+                             [--jobs 1 8] [--rounds 1]
 
-The small files and the big file are copied in separate runs, each into a new
-bucket, so each row of the table measures one kind of work: files/s for the
-small files, MB/s for the big one. Peak RSS is this process's (psutil, sampled
-every 10 ms) during that copy; moto's own memory is not counted (it keeps every
-object in memory). The garbage collection row times ``collect_garbage`` (listing
-mode) over a SQLite table of ``--rows`` rows, each referencing a file, against
-a memory depot of 1,000 files.
+One moto server (a single Python process) takes every upload. Each copy runs
+in a fresh child process, into a new bucket, so each row measures one kind of
+work (files/s for the small files, MB/s for the big one) and its peak RSS
+(``ru_maxrss``) is that copy's alone. Beside each depot row, the same child
+does the work with boto3 alone, in the same run, alternating: for the small
+files a ``put_object`` of each file's bytes (read from the local depot's data
+files) with the same number of threads sharing one client, for the big file
+an ``upload_file`` with boto3's default transfer settings (threads, 8 MiB
+parts). moto is the ceiling on this machine: depot/raw is what depot controls.
+``start RSS`` is the child's once boto3 and a client are loaded, before any
+work: the floor. ``req/file`` counts the S3 requests the child made per file.
+
+The garbage collection row times ``collect_garbage`` (listing mode) over a
+SQLite table of ``--rows`` rows, each referencing a file, against a memory
+depot of 1,000 files, in this process.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import argparse
 import contextlib
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,10 +42,6 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from depot.io.local import LocalFileStorage  # noqa: E402
-from depot.manager import DepotManager  # noqa: E402
-from depot.ops import collect_garbage, copy_depot, sqlalchemy_references  # noqa: E402
-from tests.backends.s3 import MotoServer, client_for, remove_bucket  # noqa: E402
 
 
 class Peak(threading.Thread):
@@ -57,36 +64,116 @@ class Peak(threading.Thread):
         return self.peak / 2**20
 
 
-def s3_depot(endpoint: dict[str, str], bucket: str) -> Any:
-    return DepotManager.configure(
-        bucket,
-        {
-            "depot.backend": "s3",
-            "depot.bucket": bucket,
-            "depot.policy": "private",
-            **{f"depot.{key}": value for key, value in endpoint.items()},
-        },
-    )
+def _rss() -> float:
+    return psutil.Process().memory_info().rss / 2**20
 
 
-def timed_copy(source: Any, endpoint: dict[str, str], ids: list[str], jobs: int) -> Any:
+def _max_rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child(args: argparse.Namespace) -> None:
+    """One copy, in this fresh process; prints its figures as JSON."""
+    endpoint = json.loads(args.endpoint)
+    jobs = args.jobs[0]
     bucket = f"depot-bench-{uuid.uuid4().hex[:12]}"
-    target = s3_depot(endpoint, bucket)
-    peak = Peak()
-    peak.start()
-    start = time.perf_counter()
-    summary = copy_depot(source, target, jobs=jobs, ids=ids)
-    took = time.perf_counter() - start
-    rss = peak.stop()
-    if not summary.ok:
-        raise SystemExit(f"copy failed: {summary.failed[:3]}")
-    remove_bucket(client_for(endpoint), bucket)
-    return took, summary.bytes_copied, rss
+    requests = 0
+
+    def count(**kwargs: Any) -> None:
+        nonlocal requests
+        requests += 1
+
+    if args.child == "depot":
+        from depot.io.local import LocalFileStorage
+        from depot.manager import DepotManager
+        from depot.ops import copy_depot
+
+        source = LocalFileStorage(args.source, fsync=False)
+        target = DepotManager.configure(
+            bucket,
+            {
+                "depot.backend": "s3",
+                "depot.bucket": bucket,
+                "depot.policy": "private",
+                **{f"depot.{key}": value for key, value in endpoint.items()},
+            },
+        )
+        client = target._client  # type: ignore[attr-defined]
+        client.meta.events.register("before-call.s3", count)
+        start_rss = _rss()
+        began = time.perf_counter()
+        summary = copy_depot(source, target, jobs=jobs)
+        took = time.perf_counter() - began
+        if not summary.ok:
+            raise SystemExit(f"copy failed: {summary.failed[:3]}")
+        # A list before the summary counted files (commit 19c3b8e): for before/after runs.
+        copied = summary.copied
+        files, size = copied if isinstance(copied, int) else len(copied), summary.bytes_copied
+    else:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.session.Session(
+            aws_access_key_id=endpoint["access_key_id"],
+            aws_secret_access_key=endpoint["secret_access_key"],
+            region_name=endpoint["region_name"],
+        ).client(
+            "s3",
+            endpoint_url=endpoint["endpoint_url"],
+            config=Config(max_pool_connections=max(10, jobs)),
+        )
+        client.create_bucket(Bucket=bucket)
+        client.meta.events.register("before-call.s3", count)
+        start_rss = _rss()
+        paths = [entry.path for entry in os.scandir(args.source) if entry.is_dir()]
+        began = time.perf_counter()
+        if len(paths) == 1:
+            client.upload_file(os.path.join(paths[0], "file"), bucket, "big")
+            size = os.path.getsize(os.path.join(paths[0], "file"))
+        else:
+            # Each thread takes the next path: no queue of 10,000 tasks in memory.
+            lock, each, sizes = threading.Lock(), iter(paths), []
+
+            def put() -> None:
+                while True:
+                    with lock:
+                        path = next(each, None)
+                    if path is None:
+                        return
+                    with open(os.path.join(path, "file"), "rb") as f:
+                        data = f.read()
+                    client.put_object(
+                        Bucket=bucket,
+                        Key=os.path.basename(path),
+                        Body=data,
+                        Metadata={"x-depot-filename": "small.bin"},
+                    )
+                    sizes.append(len(data))
+
+            threads = [threading.Thread(target=put) for _ in range(jobs)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            size = sum(sizes)
+        took = time.perf_counter() - began
+        files = len(paths)
+    figures = {"took": took, "files": files, "bytes": size, "requests": requests}
+    print(json.dumps({**figures, "start_rss": start_rss, "peak_rss": _max_rss()}))
+
+
+def run_child(kind: str, source: Path, endpoint: dict[str, str], jobs: int) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--source", str(source)]
+    command += ["--endpoint", json.dumps(endpoint), "--jobs", str(jobs)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def gc_rate(rows: int, tmp: Path) -> tuple[float, float]:
     import sqlalchemy as sa
 
+    from depot.manager import DepotManager
+    from depot.ops import collect_garbage, sqlalchemy_references
     from tests.databases import sqlite_engine
     from tests.ops.models import OpsBase, Photo
 
@@ -125,7 +212,17 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--child", choices=["depot", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    from depot.io.local import LocalFileStorage
+    from tests.backends.s3 import MotoServer
+
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="depot-ops-")))
         moto = stack.enter_context(MotoServer(tmp))
@@ -135,28 +232,54 @@ def main() -> None:
             "secret_access_key": "bench",
             "region_name": "us-east-1",
         }
-        source = LocalFileStorage(tmp / "source", fsync=False)
-        small = [source.create(os.urandom(args.size), "small.bin") for _ in range(args.files)]
+        small = LocalFileStorage(tmp / "small", fsync=False)
+        for _ in range(args.files):
+            small.create(os.urandom(args.size), "small.bin")
         big_path = tmp / "big.bin"
         with big_path.open("wb") as f:
             for _ in range(args.big_mib):
                 f.write(os.urandom(1 << 20))
+        big = LocalFileStorage(tmp / "big", fsync=False)
         with big_path.open("rb") as f:
-            big = source.create(f, "big.bin")
+            big.create(f, "big.bin")
         big_path.unlink()
-        print(f"{'copy local -> S3 (moto)':<34} {'jobs':>4} {'rate':>14} {'peak RSS':>10}")
+        header = (
+            f"{'copy local -> S3 (moto)':<26} {'jobs':>4} {'round':>5}  {'what':<6} "
+            f"{'rate':>14} {'depot/raw':>9} {'req/file':>8} {'start RSS':>9} {'peak RSS':>9}"
+        )
+        print(header)
+        print("-" * len(header), flush=True)
         for jobs in args.jobs:
-            took, _, rss = timed_copy(source, endpoint, small, jobs)
-            rate = f"{args.files / took:,.0f} files/s"
-            print(f"{f'{args.files:,} files of {args.size} B':<34} {jobs:>4} {rate:>14} "
-                  f"{rss:>7.0f} MiB", flush=True)  # fmt: skip
-            took, size, rss = timed_copy(source, endpoint, [big], jobs)
-            rate = f"{size / 1e6 / took:,.0f} MB/s"
-            print(f"{f'1 file of {args.big_mib} MiB':<34} {jobs:>4} {rate:>14} "
-                  f"{rss:>7.0f} MiB", flush=True)  # fmt: skip
+            for label, source, unit in (
+                (f"{args.files:,} files of {args.size} B", tmp / "small", "files"),
+                (f"1 file of {args.big_mib} MiB", tmp / "big", "MB"),
+            ):
+                for round_ in range(1, args.rounds + 1):
+                    order = ("raw", "depot") if round_ % 2 else ("depot", "raw")
+                    rates = {}
+                    for kind in order:
+                        got = run_child(kind, source, endpoint, jobs)
+                        if unit == "files":
+                            rates[kind] = got["files"] / got["took"]
+                            rate = f"{rates[kind]:,.0f} files/s"
+                        else:
+                            rates[kind] = got["bytes"] / 1e6 / got["took"]
+                            rate = f"{rates[kind]:,.0f} MB/s"
+                        ratio = f"{rates['depot'] / rates['raw']:.2f}x" if len(rates) == 2 else ""
+                        per_file = got["requests"] / max(1, got["files"])
+                        print(
+                            f"{label:<26} {jobs:>4} {round_:>5}  {kind:<6} {rate:>14} {ratio:>9} "
+                            f"{per_file:>8.1f} {got['start_rss']:>5.0f} MiB "
+                            f"{got['peak_rss']:>5.0f} MiB",
+                            flush=True,
+                        )
+                        # moto keeps every object in memory: drop them between rows.
+                        moto.stop()
+                        moto.start()
         rows_per_s, rss = gc_rate(args.rows, tmp)
-        print(f"{f'gc over {args.rows:,} SQLite rows':<34} {'':>4} "
-              f"{f'{rows_per_s:,.0f} rows/s':>14} {rss:>7.0f} MiB")  # fmt: skip
+        rate = f"{rows_per_s:,.0f} rows/s"
+        label = f"gc over {args.rows:,} SQLite rows"
+        print(f"{label:<26} {'':>4} {'':>5}  {'depot':<6} {rate:>14} {'':>28} {rss:>5.0f} MiB")
 
 
 if __name__ == "__main__":

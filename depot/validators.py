@@ -27,6 +27,7 @@ is installed.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import mimetypes
 import os
@@ -517,7 +518,23 @@ def _tw2_validator() -> type | None:
     return TW2FileIntentValidator
 
 
-_tw2 = _tw2_validator()
-if _tw2 is not None:
-    TW2FileIntentValidator = _tw2
-    __all__ += ["TW2FileIntentValidator"]
+def _has_tw2() -> bool:
+    try:
+        return importlib.util.find_spec("tw2.core") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+if _has_tw2():
+    __all__ += ["TW2FileIntentValidator"]  # noqa: F822 - made by __getattr__ on first use
+
+
+def __getattr__(name: str) -> Any:
+    # ToscaWidgets is imported on first use, not with the module: tw2.core loads
+    # pkg_resources, about 8 MiB in every process that configures a depot.
+    if name == "TW2FileIntentValidator":
+        validator = _tw2_validator()
+        if validator is not None:
+            globals()[name] = validator
+            return validator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

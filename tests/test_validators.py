@@ -339,3 +339,16 @@ def test_tw2_validator_keeps_the_upload_as_a_file_intent() -> None:
         validator.to_python(FieldStorage("a.exe"))
     with pytest.raises(tw2.core.ValidationError):
         validator.to_python(FieldStorage(""))
+
+
+def test_importing_the_validators_leaves_toscawidgets_unloaded() -> None:
+    """tw2.core loads pkg_resources, about 8 MiB: only a use of its validator pays it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, depot.validators as v; assert 'tw2.core' not in sys.modules; "
+        "assert 'TW2FileIntentValidator' in v.__all__; "
+        "assert v.TW2FileIntentValidator.__name__ == 'TW2FileIntentValidator'"
+    )
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True)

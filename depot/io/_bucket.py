@@ -342,13 +342,15 @@ class BucketStorage(FileStorage, Generic[File]):
 
     def list(self) -> list[str]:
         """Return the ids of the files under ``prefix``; other objects are skipped."""
-        ids = []
+        return list(self.iter_ids())
+
+    def iter_ids(self) -> Iterator[str]:
+        """Yield the ids of the files under ``prefix``, a page of the listing at a time."""
         for name in self._names():
             try:
-                ids.append(check_file_id(name[len(self._prefix) :], type(self).__name__))
+                yield check_file_id(name[len(self._prefix) :], type(self).__name__)
             except ValueError:
                 continue
-        return ids
 
     def _key(self, fileid: str) -> str:
         return self._prefix + fileid

@@ -15,7 +15,10 @@ the bytes that make up the checksum have gone by. So:
 * a larger stream that cannot seek (a request body) is uploaded in parts as it
   is read, then a server-side copy adds the checksum to the metadata. The copy
   costs time on the server, so above a limit it is skipped and the file has
-  ``checksum = None``, like files written by filedepot.
+  ``checksum = None``, like files written by filedepot. A stored file of
+  another depot being restored (``replace(f, f)``, what a copy between depots
+  does) records its checksum already: that goes in the metadata from the start,
+  and if the bytes sent hash otherwise, theirs is recorded by the copy above.
 
 Uploads in parts go through boto3's transfer manager, which aborts them if
 they fail, so S3 never shows part of a file. They carry ``x-depot-upload``, a
@@ -42,10 +45,19 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from depot.exceptions import BackendUnavailableError, DepotError, StoredFileNotFoundError
-from depot.io._chunks import BLOCK_SIZE, BytesReader, Digest, PartReader, read_part, rewind
+from depot.io._chunks import (
+    BLOCK_SIZE,
+    BytesReader,
+    Digest,
+    PartReader,
+    is_checksum,
+    read_part,
+    rewind,
+)
 from depot.io._fileinfo import Source
 from depot.io._objectmeta import CHECKSUM
 from depot.io._s3errors import s3_errors
+from depot.io.interfaces import StoredFile
 
 log = logging.getLogger("depot.io.boto3")
 
@@ -162,7 +174,17 @@ class ObjectWriter:
                 return
             reader = PartReader(source, digest, head)
             del head  # the reader's until it is sent as the first part
+            recorded = _recorded_checksum(source)
+            if recorded is not None:
+                # A file restored from another depot (replace(f, f), what a copy
+                # does) records its checksum: it goes in from the start, and is
+                # checked once the bytes have gone by.
+                metadata[CHECKSUM] = recorded
             self._send(reader, key, args)
+            if recorded is not None:
+                if digest.checksum != recorded:
+                    self._fix_checksum(fileid, key, args, digest)
+                return
         if digest.length <= copy_limit:
             try:
                 self._record_checksum(fileid, key, args, digest)
@@ -323,6 +345,14 @@ class _HashingFile:
     def close(self) -> None:
         # The transfer manager closes what it sent; the file is the caller's.
         pass
+
+
+def _recorded_checksum(source: object) -> str | None:
+    """The checksum a stored file being restored records for its bytes, if any."""
+    if not isinstance(source, StoredFile):
+        return None
+    checksum = source.checksum
+    return checksum if isinstance(checksum, str) and is_checksum(checksum) else None
 
 
 def _can_seek(source: object) -> bool:

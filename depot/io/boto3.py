@@ -20,7 +20,8 @@ included (it is aborted), leaves the old file or none, never part of one.
 S3 takes metadata when an upload starts, before the checksum is known: content
 under 5 MiB, bytes, and streams that can seek get it in their metadata from
 the start; a larger stream that cannot seek gets it by a server-side copy once
-uploaded, up to :data:`CHECKSUM_COPY_LIMIT` (``depot/io/_s3upload.py`` says why
+uploaded, up to :data:`CHECKSUM_COPY_LIMIT`, unless it is a stored file of
+another depot that records its checksum (``depot/io/_s3upload.py`` says why
 and how). Larger content goes in parts of 5 MiB, one in memory at a time.
 """
 
@@ -250,6 +251,11 @@ class S3Storage(BucketStorage[S3StoredFile]):
        files carry a checksum; chunked uploads; ``presign_ttl``,
        ``connect_timeout``, ``read_timeout`` and ``max_attempts`` added.
     """
+
+    # Every restore records its checksum, the one of the bytes sent: under 5
+    # MiB computed before the PutObject, above it the file's recorded one,
+    # checked once sent (depot/io/_s3upload.py); the time is timestamp()'s.
+    records_what_it_reads = True
 
     def __init__(
         self,

@@ -366,6 +366,18 @@ class FileStorage(AsyncStorageMixin, ChunkedUploadsMixin, ABC):
     #: .. versionadded:: 1.0
     policy: tuple[FileValidator, ...] = ()
 
+    #: Whether a restore (``replace(f, f)`` of a stored file of another depot)
+    #: that returns has recorded the size and checksum of exactly the bytes it
+    #: read from ``f`` (or failed whole), the name and type of ``f``, and the
+    #: ``last_modified`` that :func:`depot.io.utils.timestamp` gives (so
+    #: :func:`~depot.io.utils.keeping_last_modified` sets it).
+    #: :func:`depot.ops.copy_depot` takes such a storage's copy as verified
+    #: once the bytes read match the source; it reads back the copies in other
+    #: storages. depot's memory, local and S3 backends say so.
+    #:
+    #: .. versionadded:: 1.0
+    records_what_it_reads: bool = False
+
     def create(
         self,
         content: FileContent,
@@ -479,6 +491,17 @@ class FileStorage(AsyncStorageMixin, ChunkedUploadsMixin, ABC):
     @abstractmethod
     def list(self) -> list[str]:
         """Return the ids of the stored files."""
+
+    def iter_ids(self) -> Iterator[str]:
+        """Yield the ids of the stored files, as :meth:`list` gives them.
+
+        A backend that lists in pages (S3, GCS) yields each page's ids as it
+        comes, so a caller can stop early and never holds them all. By
+        default, the ids of :meth:`list`.
+
+        .. versionadded:: 1.0
+        """
+        return iter(self.list())
 
     def close(self) -> None:
         """Release the connections and threads the storage holds; by default nothing.

@@ -275,6 +275,8 @@ class LocalFileStorage(FileStorage):
        parsed while the file's status shows it unchanged.
     """
 
+    records_what_it_reads = True  # the digest of the bytes written, the time of timestamp()
+
     def __init__(self, storage_path: str | os.PathLike[str], fsync: bool | str = True) -> None:
         self.storage_path = os.fspath(storage_path)
         self.fsync = as_bool(fsync, "fsync")

@@ -85,6 +85,8 @@ def _metadata(file_id: str, file_data: dict[str, Any]) -> dict[str, Any]:
 class MemoryFileStorage(FileStorage):
     """Keeps files in memory, in :attr:`files`; they are gone when the process ends."""
 
+    records_what_it_reads = True  # the digest of the bytes written, the time of timestamp()
+
     def __init__(self, **ignored_settings: Any) -> None:
         #: ``{file_id: {'data': bytes, 'metadata': {...}}}``, as in filedepot.
         self.files: dict[str, dict[str, Any]] = {}

@@ -1,8 +1,9 @@
 """Operating depots: copy and migrate files, collect garbage, verify checksums.
 
 Long operations report through a ``progress`` callable
-(:mod:`depot.ops.progress`) and return a summary listing each file's outcome
-and reason; they never print. The ``depot`` command draws them.
+(:mod:`depot.ops.progress`), with each file's outcome, and return a summary
+that lists the files needing attention with the reason and counts the others;
+they never print. The ``depot`` command draws them.
 
 .. versionadded:: 1.0
 """

@@ -13,7 +13,7 @@ a server gone) is finished by running it again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -57,38 +57,52 @@ class FileResult:
 
 @dataclass
 class CopySummary:
-    """What :func:`copy_depot` did: the files copied, skipped and failed, with reasons.
+    """What :func:`copy_depot` did: how many files it copied and skipped, which failed and why.
+
+    Files that went well are counted; the ones that need attention are listed
+    with their reason, so the summary of a copy of millions of files stays
+    small. A caller that wants each file's outcome gets it from the
+    ``progress`` events (``file_id`` and ``outcome``).
 
     .. versionadded:: 1.0
     """
 
-    copied: list[FileResult] = field(default_factory=list)
-    skipped: list[FileResult] = field(default_factory=list)
+    #: Files copied to the target and verified.
+    copied: int = 0
+    #: Files already in the target, the same (size, checksum, name and type).
+    skipped: int = 0
+    #: Files not copied, or not verified, each with what went wrong and what to do.
     failed: list[FileResult] = field(default_factory=list)
+    #: The bytes written to the target.
+    bytes_copied: int = 0
+    #: Copied files whose target recorded another time than the source's (its
+    #: backend sets its own), with the two times in the reason; counted in ``copied``.
+    last_modified_not_kept: list[FileResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Whether every file is in the target, verified."""
         return not self.failed
 
-    @property
-    def bytes_copied(self) -> int:
-        """The bytes written to the target."""
-        return sum(result.size or 0 for result in self.copied)
-
-    @property
-    def last_modified_not_kept(self) -> list[FileResult]:
-        """The copied files whose target recorded another time than the source's."""
-        return [result for result in self.copied if not result.last_modified_kept]
-
     def add(self, result: FileResult) -> None:
-        getattr(self, result.outcome).append(result)
+        """Count or list one file's result."""
+        if result.outcome == "copied":
+            self.copied += 1
+            self.bytes_copied += result.size or 0
+            if not result.last_modified_kept:
+                self.last_modified_not_kept.append(result)
+        elif result.outcome == "skipped":
+            self.skipped += 1
+        else:
+            self.failed.append(result)
 
     def merge(self, other: CopySummary) -> None:
         """Add the results of ``other`` (another run, another depot) to these."""
         self.copied += other.copied
         self.skipped += other.skipped
         self.failed += other.failed
+        self.bytes_copied += other.bytes_copied
+        self.last_modified_not_kept += other.last_modified_not_kept
 
 
 @dataclass(frozen=True)
@@ -231,31 +245,44 @@ def copy_depot(
     file's id, name, type and ``last_modified``, and is verified: the bytes
     read must match the size and checksum the source recorded (a damaged
     source file fails, and nothing of it is stored), and the target must
-    record the same size and checksum afterwards (a target that records no
-    checksum is read back). A copy that fails verification is deleted from the
-    target. The target's policy (``max_size``, allowed types) applies: a file
-    it refuses fails with the reason.
+    record the same size and checksum: a target whose
+    :attr:`~depot.io.interfaces.FileStorage.records_what_it_reads` is true
+    (depot's memory, local and S3 backends) records those of the bytes it
+    read, others are read back (their metadata, and their bytes if they record
+    no checksum). A copy that fails verification is deleted from the target.
+    The target's policy (``max_size``, allowed types) applies: a file it
+    refuses fails with the reason.
 
     Running it again after a failure or a kill copies only what is missing or
-    different: every backend stores a file whole or not at all.
+    different: every backend stores a file whole or not at all. The target's
+    ids are listed first (:meth:`~depot.io.interfaces.FileStorage.iter_ids`,
+    up to :data:`LISTED_PER_FILE` times the files to copy plus
+    :data:`LISTED_BEYOND`; a larger target is not listed), so a file it lacks
+    is copied without being looked up there; a file written to the target
+    meanwhile is copied over.
 
     :param source: the depot to copy from: a storage, or a configured name.
     :param target: the depot to copy to.
-    :param jobs: files copied at once, each in a thread; at most ``2 * jobs``
-        files are in flight, and no file is ever held in memory whole (except
-        by a backend that keeps files in memory).
-    :param progress: called with a :class:`~depot.ops.progress.Progress` after
-        each file and while large files stream: phase ``'plan'`` (each file
-        looked up in both depots), then ``'copy'`` (``bytes_total`` is the size
-        of the files to copy). What it raises stops the copy and propagates.
-    :param ids: copy only these files (duplicates are copied once); by default
-        every file ``source.list()`` gives.
+    :param jobs: files handled at once, each in a thread that looks the file
+        up in both depots and copies it if needed; at most ``2 * jobs`` files
+        are in flight, nothing is gathered per file but failures, and no file
+        is ever held in memory whole (except by a backend that keeps files in
+        memory).
+    :param progress: called with a :class:`~depot.ops.progress.Progress` of
+        phase ``'copy'`` after each file (with its ``file_id`` and
+        ``outcome``) and while large files stream. ``files_total`` is the
+        number of files to look at (``None`` for ``ids`` given as an
+        iterator); ``bytes_total`` is a running total, the size of the files
+        found so far to need reading, and ``bytes_done`` the bytes read of
+        them. What it raises stops the copy and propagates.
+    :param ids: copy only these files (duplicates are copied once), consumed
+        as the copy goes; by default every file ``source.list()`` gives.
     :param compare: ``'metadata'`` (the default) takes a file for the same
         when both depots record the same size and checksum (and name and
         type); ``'content'`` also reads the target's copy and hashes it, to
         find copies damaged after they were written.
     :returns: a :class:`CopySummary`; failures do not raise, they are listed
-        with their reason.
+        with their reason; the other files are counted.
     :raises ValueError: ``source`` and ``target`` are the same storage, or
         ``jobs`` is not a positive int.
 
@@ -268,81 +295,156 @@ def copy_depot(
     check_jobs(jobs)
     if compare not in ("metadata", "content"):
         raise ValueError(f"compare={compare!r}: choose 'metadata' or 'content'.")
-    wanted = list(dict.fromkeys(src.list() if ids is None else ids))
+    wanted: Iterable[str]
+    if ids is None:
+        wanted = src.list()  # a storage's ids are distinct
+        files_total: int | None = len(wanted)
+    else:
+        wanted = _distinct(ids)
+        files_total = len(set(ids)) if isinstance(ids, (list, tuple, set, frozenset)) else None
     summary = CopySummary()
     report = progress or (lambda event: None)
-    counter = ByteCounter()
+    # The bytes read from the sources of copies, and the size of the files found
+    # to need a copy so far: each file is looked up, then copied at once by the
+    # same thread, so no list of what is to be done is ever made.
+    read_bytes, planned_bytes = ByteCounter(), ByteCounter()
+    done = 0
+    present = _listed(dst, files_total)
 
-    # Phase 1: what each depot has. Sizes are known before any byte is copied,
-    # so the copy phase can report bytes done out of a total.
-    todo: list[tuple[str, _Plan]] = []
-    planned = 0
+    def work(file_id: str) -> FileResult:
+        return _copy_file(src, dst, file_id, compare, present, read_bytes, planned_bytes)
 
-    def plan(file_id: str) -> _Plan:
-        return _plan(src, dst, file_id, compare, counter)
-
-    def planned_one(file_id: str, result: _Plan) -> None:
-        nonlocal planned
-        planned += 1
-        if result.result is not None:
-            summary.add(result.result)
-        else:
-            todo.append((file_id, result))
-        outcome = result.result.outcome if result.result is not None else "pending"
-        report(Progress("plan", planned, len(wanted), counter.value, None, file_id, outcome))
-
-    def plan_tick() -> None:
-        report(Progress("plan", planned, len(wanted), counter.value))
-
-    run_each(wanted, plan, jobs, planned_one, plan_tick)
-
-    # Phase 2: copy what is missing or different.
-    counter = ByteCounter()
-    total_bytes = sum(p.source.size or 0 for _, p in todo if p.source is not None)
-    copied = 0
-
-    def copy(item: tuple[str, _Plan]) -> FileResult:
-        return _copy_one(src, dst, item[0], item[1], counter)
-
-    def copied_one(item: tuple[str, _Plan], result: FileResult) -> None:
-        nonlocal copied
-        copied += 1
+    def finished(file_id: str, result: FileResult) -> None:
+        nonlocal done
+        done += 1
         summary.add(result)
         report(
-            Progress("copy", copied, len(todo), counter.value, total_bytes, item[0], result.outcome)
+            Progress(
+                "copy",
+                done,
+                files_total,
+                read_bytes.value,
+                planned_bytes.value,
+                file_id,
+                result.outcome,
+            )
         )
 
-    def copy_tick() -> None:
-        report(Progress("copy", copied, len(todo), counter.value, total_bytes))
+    def tick() -> None:
+        report(Progress("copy", done, files_total, read_bytes.value, planned_bytes.value))
 
-    report(Progress("copy", 0, len(todo), 0, total_bytes))
-    run_each(todo, copy, jobs, copied_one, copy_tick)
+    report(Progress("copy", 0, files_total, 0, 0))
+    run_each(wanted, work, jobs, finished, tick)
     return summary
 
 
-def _plan(
-    src: FileStorage, dst: FileStorage, file_id: str, compare: Compare, counter: ByteCounter
-) -> _Plan:
+#: A copy lists the target's ids first, to copy the files it lacks without
+#: looking each up (a HEAD on S3), unless the target holds more than this many
+#: files beyond :data:`LISTED_PER_FILE` times the files to copy: a few files
+#: copied into a large depot are looked up one by one instead.
+LISTED_BEYOND = 10_000
+LISTED_PER_FILE = 4
+
+
+def _listed(dst: FileStorage, files_total: int | None) -> set[str] | None:
+    """The ids the target has, or ``None``: look each file up."""
+    if files_total is None:
+        return None
+    most = LISTED_PER_FILE * files_total + LISTED_BEYOND
+    present: set[str] = set()
     try:
-        with src.get(file_id) as stored:
-            facts = _Facts.of(stored)
+        for file_id in dst.iter_ids():
+            if len(present) >= most:
+                return None
+            present.add(file_id)
+    except Exception:  # noqa: BLE001 - only a shortcut: each file is then looked up, and fails
+        return None
+    return present
+
+
+def _distinct(ids: Iterable[str]) -> Iterator[str]:
+    """``ids`` without repeats, in their order."""
+    # The ids seen are kept: the caller holds them all anyway, in most cases.
+    seen: set[str] = set()
+    for file_id in ids:
+        if file_id not in seen:
+            seen.add(file_id)
+            yield file_id
+
+
+def _copy_file(
+    src: FileStorage,
+    dst: FileStorage,
+    file_id: str,
+    compare: Compare,
+    present: set[str] | None,
+    read: ByteCounter,
+    planned: ByteCounter,
+) -> FileResult:
+    """Look ``file_id`` up in both depots and copy it if the target lacks it or differs.
+
+    ``present``: the ids the target had when the copy started, if listed.
+    """
+    try:
+        stored = src.get(file_id)
     except StoredFileNotFoundError:
-        return _failed(file_id, "not in the source depot; nothing to copy")
+        return FileResult(file_id, "failed", "not in the source depot; nothing to copy")
     except Exception as exc:  # noqa: BLE001 - one file's fault must not stop the others
-        return _failed(file_id, f"cannot be read from the source ({_describe(exc)})")
+        return FileResult(file_id, "failed", f"cannot be read from the source ({_describe(exc)})")
+    with stored:
+        facts = _Facts.of(stored)
+        if present is not None and file_id not in present:
+            plan = _Plan("copy", facts, why="missing in target")
+        else:
+            plan = _plan(dst, file_id, facts, compare, read, planned)
+        if plan.result is not None:
+            return plan.result
+        try:
+            if plan.action == "check":
+                planned.add(facts.size or 0)
+                found = hash_file(stored, read)
+                if found == (facts.size, plan.why):
+                    return FileResult(
+                        file_id,
+                        "skipped",
+                        "already in target (same bytes, name and type)",
+                        facts.size,
+                    )
+                planned.add(facts.size or 0)
+                with src.get(file_id) as again:  # read to its end: from the start again
+                    return _copy_verified(again, dst, file_id, "differs in target (checksum)", read)
+            planned.add(facts.size or 0)
+            return _copy_verified(stored, dst, file_id, plan.why, read)
+        except _SourceCorrupt as exc:
+            return FileResult(file_id, "failed", str(exc), facts.size)
+        except Exception as exc:  # noqa: BLE001 - one file's fault must not stop the others
+            return FileResult(file_id, "failed", f"copy failed: {_describe(exc)}", facts.size)
+
+
+def _plan(
+    dst: FileStorage,
+    file_id: str,
+    facts: _Facts,
+    compare: Compare,
+    read: ByteCounter,
+    planned: ByteCounter,
+) -> _Plan:
+    """What to do with a file the source records as ``facts``, given what the target has."""
     try:
         with dst.get(file_id) as existing:
             there = _Facts.of(existing)
             same_so_far = not _differences(facts, there)
             if same_so_far and facts.checksum is None:
                 # The source recorded no checksum (a file written by filedepot): only
-                # its bytes tell, hashed in the copy phase against the target's.
+                # its bytes tell, hashed next against the target's.
                 recorded = there.checksum
                 if recorded is None or compare == "content":
-                    recorded = hash_file(existing, counter)[1]
+                    planned.add(there.size or 0)
+                    recorded = hash_file(existing, read)[1]
                 return _Plan("check", facts, why=recorded)
             if same_so_far and compare == "content":
-                size, checksum = hash_file(existing, counter)
+                planned.add(there.size or 0)
+                size, checksum = hash_file(existing, read)
                 there = replace(there, size=size, checksum=checksum)
     except StoredFileNotFoundError:
         return _Plan("copy", facts, why="missing in target")
@@ -360,48 +462,29 @@ def _plan(
     return _Plan("done", facts, FileResult(file_id, "skipped", reason, facts.size))
 
 
-def _copy_one(
-    src: FileStorage, dst: FileStorage, file_id: str, plan: _Plan, counter: ByteCounter
-) -> FileResult:
-    assert plan.source is not None
-    size = plan.source.size
-    try:
-        if plan.action == "check":
-            with src.get(file_id) as stored:
-                found = hash_file(stored, counter)
-            if found == (plan.source.size, plan.why):
-                return FileResult(
-                    file_id, "skipped", "already in target (same bytes, name and type)", size
-                )
-            why = "differs in target (checksum)"
-        else:
-            why = plan.why
-        return _copy_verified(src, dst, file_id, why, counter)
-    except _SourceCorrupt as exc:
-        return FileResult(file_id, "failed", str(exc), size)
-    except Exception as exc:  # noqa: BLE001 - one file's fault must not stop the others
-        return FileResult(file_id, "failed", f"copy failed: {_describe(exc)}", size)
-
-
 def _copy_verified(
-    src: FileStorage, dst: FileStorage, file_id: str, why: str, counter: ByteCounter
+    stored: StoredFile, dst: FileStorage, file_id: str, why: str, counter: ByteCounter
 ) -> FileResult:
-    with src.get(file_id) as stored:
-        reader = _VerifiedReader(stored, counter)
-        when = stored.last_modified
-        try:
-            with keeping_last_modified(when) if when is not None else nullcontext():
-                dst.replace(reader, reader)
-        except Exception as exc:
-            # The reader's own complaint is clearer than whatever the backend wrapped it in.
-            cause: BaseException | None = exc
-            while cause is not None and not isinstance(cause, _SourceCorrupt):
-                cause = cause.__cause__ or cause.__context__
-            if cause is not None:
-                raise cause from None
-            raise
-        reader._check_end()  # a backend that stopped reading at the recorded size
+    """Store ``stored`` (not read yet) in ``dst`` under its id, checking its bytes as they go."""
+    reader = _VerifiedReader(stored, counter)
+    when = stored.last_modified
+    try:
+        with keeping_last_modified(when) if when is not None else nullcontext():
+            dst.replace(reader, reader)
+    except Exception as exc:
+        # The reader's own complaint is clearer than whatever the backend wrapped it in.
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, _SourceCorrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+    reader._check_end()  # a backend that stopped reading at the recorded size
     length, checksum = reader.digest.length, reader.digest.checksum
+    if dst.records_what_it_reads:
+        # The target recorded the bytes just checked, and the time kept: reading
+        # its copy back would cost a request per file (a HEAD on S3) and tell nothing.
+        return FileResult(file_id, "copied", why, length)
     with dst.get(file_id) as copy:
         problem = None
         if copy.content_length != length:
@@ -428,10 +511,6 @@ def _copy_verified(
             f"the source {when} (the target's backend sets its own time)"
         )
     return FileResult(file_id, "copied", why, length, kept)
-
-
-def _failed(file_id: str, reason: str) -> _Plan:
-    return _Plan("done", None, FileResult(file_id, "failed", reason))
 
 
 def _describe(exc: BaseException) -> str:

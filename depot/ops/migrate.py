@@ -165,7 +165,7 @@ class MigrationPlan:
         """Run the plan: find the references, copy their files, rewrite the values if asked.
 
         :param progress: called with phase ``'scan'`` per batch of rows, then
-            the ``'plan'`` and ``'copy'`` events of each source depot's copy,
+            the ``'copy'`` events of each source depot's copy,
             then ``'rewrite'`` per batch of rows.
         """
         report = progress or (lambda event: None)
@@ -194,7 +194,7 @@ class MigrationPlan:
                 compare=self.compare,
             )
             summary.copy.merge(copied)
-            there[name] = {r.file_id for r in copied.copied + copied.skipped}
+            there[name] = wanted[name] - {r.file_id for r in copied.failed}
         if self.rewrite:
             self._rewrite(there, summary, report)
         return summary

@@ -23,12 +23,13 @@ __all__ = ["Progress", "ProgressCallback"]
 class Progress:
     """Where an operation stands.
 
-    :param phase: what is being done: ``'plan'`` (looking at what is where),
-        ``'copy'``, ``'scan'`` (reading references), ``'delete'``, ``'verify'``.
+    :param phase: what is being done: ``'copy'``, ``'scan'`` (reading
+        references), ``'delete'``, ``'verify'``...
     :param files_done: files finished in this phase, whatever their outcome.
     :param files_total: files this phase will handle, or ``None`` while unknown.
     :param bytes_done: bytes read in this phase so far (partly read files included).
-    :param bytes_total: bytes this phase will read, or ``None`` while unknown.
+    :param bytes_total: bytes this phase will read, or ``None`` while unknown;
+        for a copy, a running total that grows as files are found to need a copy.
     :param file_id: the file just finished, or ``None`` for an event sent while
         files stream.
     :param outcome: what happened to ``file_id``: ``'copied'``, ``'skipped'``,

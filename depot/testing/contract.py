@@ -551,6 +551,12 @@ class StorageContract:
         storage.delete(removed)
         assert set(storage.list()) == ids
 
+    def test_iter_ids_gives_the_ids_of_list(self, storage: FileStorage) -> None:
+        assert list(storage.iter_ids()) == []
+        ids = {storage.create(b"a"), storage.create(b"b")}
+        assert set(storage.iter_ids()) == ids
+        assert sorted(storage.iter_ids()) == sorted(storage.list())
+
     def test_ids_are_random_uuid4(self, storage: FileStorage) -> None:
         file_id = storage.create(b"x")
         assert storage.create(b"x") != file_id

@@ -31,6 +31,7 @@ from depot.exceptions import (
     StoredFileNotFoundError,
 )
 from depot.io import _s3upload
+from depot.io.interfaces import StoredFile
 from depot.manager import DepotManager
 from depot.middleware import DepotMiddleware
 from depot.utils import make_content_disposition
@@ -406,6 +407,51 @@ def test_stream_above_the_copy_limit_has_no_checksum(
     assert copies == []
     assert stored.checksum is None
     assert stored.content_length == 12 * MiB
+
+
+class OneWayStoredFile(StoredFile):
+    """A stored file of another depot that cannot seek, recording ``checksum``."""
+
+    def __init__(self, data: bytes, checksum: str) -> None:
+        super().__init__(
+            "00000000-0000-4000-8000-000000000001",
+            "restored.bin",
+            "application/octet-stream",
+            None,
+            len(data),
+            checksum,
+        )
+        self._data = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(n)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+
+def test_a_restored_file_above_the_copy_limit_keeps_its_recorded_checksum(
+    storage: Any, s3_client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # replace(f, f) of a file from another depot, what copy_depot does: its
+    # checksum goes in from the start, no server-side copy needed.
+    monkeypatch.setattr(boto3_module, "CHECKSUM_COPY_LIMIT", 6 * MiB)
+    copies = listen(storage, "before-call.s3.CopyObject")
+    data = os.urandom(7 * MiB)
+    restored = OneWayStoredFile(data, sha256(data))
+    storage.replace(restored, restored)
+    assert copies == []
+    assert storage.get(restored.file_id).checksum == sha256(data)
+    # Bytes that are not what the file records: the stored object records theirs.
+    other = OneWayStoredFile(os.urandom(7 * MiB), sha256(data))
+    storage.replace(other, other)
+    raw = s3_client.head_object(Bucket=bucket, Key=other.file_id)
+    other._data.seek(0)
+    assert raw["Metadata"]["x-depot-checksum"] == sha256(other._data.read())
 
 
 class ChangingFile:
