@@ -148,8 +148,8 @@ def _results(items: list[Any]) -> list[dict[str, Any]]:
 def _copy_report(summary: Any) -> dict[str, Any]:
     return {
         "ok": summary.ok,
-        "copied": len(summary.copied),
-        "skipped": len(summary.skipped),
+        "copied": summary.copied,
+        "skipped": summary.skipped,
         "failed": _results(summary.failed),
         "bytes_copied": summary.bytes_copied,
         "last_modified_not_kept": [r.file_id for r in summary.last_modified_not_kept],

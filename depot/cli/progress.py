@@ -23,7 +23,6 @@ __all__ = ["Bars"]
 
 #: What each phase of :mod:`depot.ops` is called on its bar.
 PHASES = {
-    "plan": "Looking",
     "copy": "Copying",
     "scan": "Reading rows",
     "age": "Checking ages",
@@ -95,9 +94,10 @@ class Bars:
     def __call__(self, event: Progress) -> None:
         if self._bars is None:
             return
-        # The bar measures bytes when the phase knows its byte total (a copy),
-        # else files: both give a true fraction for the ETA.
-        by_bytes = bool(event.bytes_total)
+        # The bar measures files when their number is known (a copy's byte total
+        # grows as files are looked up, so it gives no true fraction), and bytes
+        # for a single file, whose size is known once it is looked up.
+        by_bytes = bool(event.bytes_total) and (event.files_total or 0) <= 1
         total = event.bytes_total if by_bytes else event.files_total
         done = event.bytes_done if by_bytes else event.files_done
         fields: dict[str, Any] = {

@@ -227,7 +227,7 @@ def test_a_progress_bar_is_drawn_under_a_terminal_and_not_in_a_pipe(
     os.close(main)
     assert proc.returncode == 0
     text = drawn.decode("utf-8", "replace")
-    assert "Looking" in text and "20/20 files" in text and "━" in text
+    assert "Copying" in text and "20/20 files" in text and "━" in text
     assert "\x1b[" in text  # drawn with the terminal's control sequences
     assert out.strip() == "copied 0 (0 bytes), skipped 20, failed 0"  # results stay plain
     quiet = depot("-q", "copy", "media", "backup")
