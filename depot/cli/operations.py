@@ -181,9 +181,20 @@ def _show_copy(output: Output, report: dict[str, Any]) -> None:
     type=click.File("r"),
     help="Copy only the ids in this file, one a line ('-': stdin).",
 )
+@click.option(
+    "--overwrite-newer",
+    is_flag=True,
+    help="Replace a target file that differs even when it is newer than the source's.",
+)
 @with_output
 def copy_command(
-    state: State, source: str, target: str, jobs: int, compare: str, ids_file: Any
+    state: State,
+    source: str,
+    target: str,
+    jobs: int,
+    compare: str,
+    ids_file: Any,
+    overwrite_newer: bool,
 ) -> int:
     """Copy every file of SOURCE to TARGET under the same ids, verified.
 
@@ -209,7 +220,15 @@ def copy_command(
             f"{ids_file.name!r} is not text: give a file of ids, one a line.", param_hint="--ids"
         ) from None
     with Bars(state.output.interactive, state.output.err) as bars:
-        summary = copy_depot(src, dst, jobs=jobs, progress=bars, ids=ids, compare=compare)  # type: ignore[arg-type]
+        summary = copy_depot(
+            src,
+            dst,
+            jobs=jobs,
+            progress=bars,
+            ids=ids,
+            compare=compare,  # type: ignore[arg-type]
+            overwrite_newer=overwrite_newer,
+        )
     report = _copy_report(summary)
     if state.output.json:
         state.output.data(report)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from depot.exceptions import DepotError, StoredFileNotFoundError
 from depot.io._chunks import BLOCK_SIZE, Digest
@@ -134,6 +134,9 @@ class _Plan:
     source: _Facts | None
     result: FileResult | None = None
     why: str = ""
+    #: The target's version was modified after the source's.
+    target_newer: bool = False
+    target_modified: datetime | None = None
 
 
 class _SourceCorrupt(DepotError, ValueError):
@@ -237,6 +240,7 @@ def copy_depot(
     progress: ProgressCallback | None = None,
     ids: Iterable[str] | None = None,
     compare: Compare = "metadata",
+    overwrite_newer: bool = False,
 ) -> CopySummary:
     """Copy every file of ``source`` (or those of ``ids``) to ``target``, under the same ids.
 
@@ -281,6 +285,12 @@ def copy_depot(
         when both depots record the same size and checksum (and name and
         type); ``'content'`` also reads the target's copy and hashes it, to
         find copies damaged after they were written.
+    :param overwrite_newer: replace a target file that differs even when the
+        target's version is newer than the source's (``last_modified``). By
+        default such a file fails, with both times in the reason, and is left
+        as it is: it was changed in the target after it was copied (by an
+        application already using the new backend), and the older bytes
+        would replace the newer.
     :returns: a :class:`CopySummary`; failures do not raise, they are listed
         with their reason; the other files are counted.
     :raises ValueError: ``source`` and ``target`` are the same storage, or
@@ -312,7 +322,9 @@ def copy_depot(
     present = _listed(dst, files_total)
 
     def work(file_id: str) -> FileResult:
-        return _copy_file(src, dst, file_id, compare, present, read_bytes, planned_bytes)
+        return _copy_file(
+            src, dst, file_id, compare, present, read_bytes, planned_bytes, overwrite_newer
+        )
 
     def finished(file_id: str, result: FileResult) -> None:
         nonlocal done
@@ -380,6 +392,7 @@ def _copy_file(
     present: set[str] | None,
     read: ByteCounter,
     planned: ByteCounter,
+    overwrite_newer: bool = False,
 ) -> FileResult:
     """Look ``file_id`` up in both depots and copy it if the target lacks it or differs.
 
@@ -399,6 +412,8 @@ def _copy_file(
             plan = _plan(dst, file_id, facts, compare, read, planned)
         if plan.result is not None:
             return plan.result
+        if plan.target_newer and not overwrite_newer and plan.action == "copy":
+            return _kept_newer(file_id, plan)
         try:
             if plan.action == "check":
                 planned.add(facts.size or 0)
@@ -410,6 +425,8 @@ def _copy_file(
                         "already in target (same bytes, name and type)",
                         facts.size,
                     )
+                if plan.target_newer and not overwrite_newer:
+                    return _kept_newer(file_id, replace(plan, why="differs in target (checksum)"))
                 planned.add(facts.size or 0)
                 with src.get(file_id) as again:  # read to its end: from the start again
                     return _copy_verified(again, dst, file_id, "differs in target (checksum)", read)
@@ -441,7 +458,7 @@ def _plan(
                 if recorded is None or compare == "content":
                     planned.add(there.size or 0)
                     recorded = hash_file(existing, read)[1]
-                return _Plan("check", facts, why=recorded)
+                return _Plan("check", facts, why=recorded, **_newer(facts, there))
             if same_so_far and compare == "content":
                 planned.add(there.size or 0)
                 size, checksum = hash_file(existing, read)
@@ -452,7 +469,8 @@ def _plan(
         return _Plan("copy", facts, why=f"unreadable in target ({_describe(exc)})")
     differs = _differences(facts, there)
     if differs:
-        return _Plan("copy", facts, why=f"differs in target ({', '.join(differs)})")
+        why = f"differs in target ({', '.join(differs)})"
+        return _Plan("copy", facts, why=why, **_newer(facts, there))
     reason = "already in target (same size, checksum, name and type)"
     if facts.last_modified != there.last_modified:
         reason += (
@@ -460,6 +478,27 @@ def _plan(
             f"{there.last_modified}), left as it is"
         )
     return _Plan("done", facts, FileResult(file_id, "skipped", reason, facts.size))
+
+
+def _newer(source: _Facts, target: _Facts) -> dict[str, Any]:
+    newer = (
+        source.last_modified is not None
+        and target.last_modified is not None
+        and target.last_modified > source.last_modified
+    )
+    return {"target_newer": newer, "target_modified": target.last_modified}
+
+
+def _kept_newer(file_id: str, plan: _Plan) -> FileResult:
+    assert plan.source is not None
+    return FileResult(
+        file_id,
+        "failed",
+        f"{plan.why}, and newer there (target {plan.target_modified}, source "
+        f"{plan.source.last_modified}): left as it is, since the older bytes would "
+        "replace the newer; pass overwrite_newer=True (--overwrite-newer) to replace it",
+        plan.source.size,
+    )
 
 
 def _copy_verified(

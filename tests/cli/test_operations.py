@@ -334,3 +334,21 @@ def test_gc_keeps_and_names_a_file_referenced_under_a_depot_name_not_configured(
     assert [u["path"] for u in report["unconfigured"]] == [f"gallery/{kept}"]
     assert "names a depot not configured here" in done.stderr
     assert media.exists(kept)
+
+
+def test_copy_leaves_a_newer_target_file_unless_told_to_overwrite_it(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
+) -> None:
+    local_ini(media=str(tmp_path / "media"), backup=str(tmp_path / "backup"))
+    source = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    with mock.patch("depot.io.utils.timestamp", return_value=OLD):
+        file_id = source.create(b"old bytes", "a.txt")
+    assert depot("copy", "media", "backup").returncode == 0
+    backup = DepotManager.configure("backup", {"depot.storage_path": str(tmp_path / "backup")})
+    backup.replace(file_id, b"newer bytes, written by the app")
+    kept = depot("copy", "media", "backup")
+    assert kept.returncode == 1 and "and newer there" in kept.stdout
+    assert backup.get(file_id).read() == b"newer bytes, written by the app"
+    forced = depot("copy", "media", "backup", "--overwrite-newer", "--json")
+    assert forced.returncode == 0 and json.loads(forced.stdout)["copied"] == 1
+    assert backup.get(file_id).read() == b"old bytes"

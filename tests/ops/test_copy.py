@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -297,9 +298,39 @@ def test_a_changed_target_file_is_copied_again(local_fast: dict[str, Any]) -> No
     target.replace(ids[0], b"something else")
     target.replace(ids[1], io.BytesIO(source.get(ids[1]).read()), "renamed.bin")
     outcomes: dict[str, set[str]] = {}
-    again = copy_depot(source, target, progress=collect(outcomes))
+    again = copy_depot(source, target, progress=collect(outcomes), overwrite_newer=True)
     assert again.copied == 2 and outcomes["copied"] == {ids[0], ids[1]}
     assert facts(target, ids[0]) == facts(source, ids[0])
+
+
+def test_a_target_file_changed_after_the_copy_is_not_overwritten_by_older_bytes(
+    local_fast: dict[str, Any],
+) -> None:
+    """An application already writing to the new backend replaced a file there; running
+    the copy again put the old bytes back over the new (found in review)."""
+    source = MemoryFileStorage()
+    with mock.patch("depot.io.utils.timestamp", return_value="2020-02-03 04:05:06"):
+        ids = fill(source, 3)
+    target = configured("target", local_fast)
+    copy_depot(source, target)
+    target.replace(ids[0], b"the application's new version")
+    target.replace(ids[1], io.BytesIO(source.get(ids[1]).read()), "renamed.bin")
+    again = copy_depot(source, target)
+    assert not again.ok and again.copied == 0 and again.skipped == 1
+    reasons = {r.file_id: r.reason for r in again.failed}
+    assert set(reasons) == {ids[0], ids[1]}
+    assert "differs in target (size, checksum), and newer there" in reasons[ids[0]]
+    assert "--overwrite-newer" in reasons[ids[0]]
+    assert target.get(ids[0]).read() == b"the application's new version"
+    assert target.get(ids[1]).filename == "renamed.bin"
+    # A file the source recorded no checksum of (filedepot's) is compared by its bytes.
+    source.files[ids[2]]["metadata"]["checksum"] = None
+    same_size = b"x" * len(source.get(ids[2]).read())
+    target.replace(ids[2], same_size)
+    third = copy_depot(source, target, ids=[ids[2]])
+    assert [r.file_id for r in third.failed] == [ids[2]]
+    assert "differs in target (checksum), and newer there" in third.failed[0].reason
+    assert target.get(ids[2]).read() == same_size
 
 
 def test_damaged_target_bytes_are_found_by_content_comparison(local_fast: dict[str, Any]) -> None:
