@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Literal
 
-from depot.http.rules import precondition_status, requested_ranges
+from depot.http.rules import preconditions_status, requested_ranges
 
 if TYPE_CHECKING:
     from depot.http.facts import FileFacts
@@ -116,7 +116,7 @@ def answer_file(
     """
     method = request.method
     headers = request.headers
-    status = precondition_status(headers, method, file.etag, file.last_modified)
+    status = preconditions_status(request.preconditions(), method, file.etag, file.last_modified)
     if status == 412:
         return plain(412, "Precondition failed.", method)
     # A 304 carries the validators and caching headers of the 200 (RFC 9110 §15.4.5).

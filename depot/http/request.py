@@ -25,7 +25,15 @@ class RequestFacts:
     .. versionadded:: 1.0
     """
 
-    __slots__ = ("headers", "method", "path", "query_string", "raw", "script_name")
+    __slots__ = (
+        "_preconditions",
+        "headers",
+        "method",
+        "path",
+        "query_string",
+        "raw",
+        "script_name",
+    )
 
     def __init__(
         self,
@@ -42,6 +50,23 @@ class RequestFacts:
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.script_name = script_name
         self.raw = raw
+        self._preconditions: tuple[str | None, str | None, str | None, str | None] | None = None
+
+    def preconditions(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since; None for absent.
+
+        Read once: the HTTP core asks for them at several steps of one answer.
+        """
+        found = self._preconditions
+        if found is None:
+            get = self.headers.get
+            found = self._preconditions = (
+                get("if-match"),
+                get("if-unmodified-since"),
+                get("if-none-match"),
+                get("if-modified-since"),
+            )
+        return found
 
     def __repr__(self) -> str:
         return f"<RequestFacts {self.method} {self.path!r}>"
