@@ -59,13 +59,18 @@ class RequestFacts:
         """
         found = self._preconditions
         if found is None:
-            get = self.headers.get
-            found = self._preconditions = (
-                get("if-match"),
-                get("if-unmodified-since"),
-                get("if-none-match"),
-                get("if-modified-since"),
-            )
+            headers = self.headers
+            if type(headers) is EnvironHeaders:
+                found = headers.preconditions()
+            else:
+                get = headers.get
+                found = (
+                    get("if-match"),
+                    get("if-unmodified-since"),
+                    get("if-none-match"),
+                    get("if-modified-since"),
+                )
+            self._preconditions = found
         return found
 
     def __repr__(self) -> str:
@@ -84,6 +89,9 @@ _ENVIRON_KEYS = {
         "if-range",
     )
 }
+
+
+_ABSENT = (None, None, None, None)
 
 
 class EnvironHeaders(Mapping[str, str]):
@@ -115,6 +123,22 @@ class EnvironHeaders(Mapping[str, str]):
                 key = key[5:]
         value = self._environ.get(key)
         return value if isinstance(value, str) else default
+
+    def preconditions(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """As :meth:`RequestFacts.preconditions`, in one call (each get() is one more)."""
+        get = self._environ.get
+        values = (
+            get("HTTP_IF_MATCH"),
+            get("HTTP_IF_UNMODIFIED_SINCE"),
+            get("HTTP_IF_NONE_MATCH"),
+            get("HTTP_IF_MODIFIED_SINCE"),
+        )
+        if values == _ABSENT:  # the most common request of all
+            return values
+        if_match, if_unmodified_since, if_none_match, if_modified_since = (
+            value if isinstance(value, str) else None for value in values
+        )
+        return if_match, if_unmodified_since, if_none_match, if_modified_since
 
     def __iter__(self) -> Iterator[str]:
         for key, value in self._environ.items():

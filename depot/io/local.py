@@ -329,7 +329,9 @@ class LocalFileStorage(FileStorage):
 
         .. versionadded:: 1.0
         """
-        fileid = self._checked_id(file_or_id)
+        # An id the cache holds was checked when it was stored.
+        fileid = file_or_id if file_or_id in self._metadata_cache else self._checked_id(file_or_id)
+        assert isinstance(fileid, str)
         folder = self._path(fileid)
         found = self._metadata_cache.current(fileid, folder)
         if found is None:
@@ -624,6 +626,9 @@ class _MetadataCache:
             return None
         return entry[3]
 
+    def __contains__(self, file_id: object) -> bool:
+        return type(file_id) is str and file_id in self._entries
+
     def current(self, file_id: str, folder: str) -> tuple[tuple[int, int], dict[str, Any]] | None:
         """The data's inode and the keywords cached for ``file_id`` (not to be changed), if current.
 
@@ -642,10 +647,9 @@ class _MetadataCache:
         if entry is None:
             return None
         try:
-            directory = os.stat(folder, follow_symlinks=False)
-            if entry[0] != _stat_key(directory):
+            if entry[0] != _stat_key(os.lstat(folder)):
                 return None
-            metadata = os.stat(_join(folder, _METADATA), follow_symlinks=False)
+            metadata = os.lstat(_join(folder, _METADATA))
         except (FileNotFoundError, NotADirectoryError):
             return None  # deleted (or swapped for a file) since: get() says which
         if entry[1] != _stat_key(metadata):
