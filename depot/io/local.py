@@ -148,7 +148,6 @@ class LocalStoredFile(StoredFile):
         self._closed = True
         self._folder = local_path
         self._cache = None
-        self._file_path = _join(local_path, _DATA)
         self._size = info["content_length"]
         self._identity = identity
         self.file_id = file_id
@@ -158,7 +157,6 @@ class LocalStoredFile(StoredFile):
     def _open(self, file_id: str, local_path: str, cache: _MetadataCache | None) -> None:
         self._folder = local_path
         self._cache = cache
-        self._file_path = _join(local_path, _DATA)
         # A bare descriptor, not a FileIO: get() is on the path of every
         # request, and FileIO costs system calls of its own. Being ours, it is
         # closed by IOBase's finalizer if the file is dropped unclosed.
@@ -183,6 +181,11 @@ class LocalStoredFile(StoredFile):
         length = info["content_length"]
         self.content_length = size if length is None else length
         self.checksum = info["checksum"]
+
+    @property
+    def _file_path(self) -> str:
+        """The path of the file's data (filedepot's name, which applications' tests reach)."""
+        return _join(self._folder, _DATA)
 
     @property
     def _metadata_path(self) -> str:
@@ -317,8 +320,11 @@ class LocalFileStorage(FileStorage):
         self._metadata_cache = _MetadataCache()
 
     def get(self, file_or_id: StoredFile | str) -> LocalStoredFile:
-        fileid = self._checked_id(file_or_id)
-        return LocalStoredFile._of_checked_id(fileid, self._path(fileid), self._metadata_cache)
+        cache = self._metadata_cache
+        # An id the cache holds was checked when it was stored.
+        fileid = file_or_id if file_or_id in cache else self._checked_id(file_or_id)
+        assert isinstance(fileid, str)
+        return LocalStoredFile._of_checked_id(fileid, self._path(fileid), cache)
 
     def peek(self, file_or_id: StoredFile | str) -> LocalStoredFile | None:
         """The metadata of a file served before, from the cache, if its status is unchanged.
