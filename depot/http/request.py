@@ -135,10 +135,13 @@ class EnvironHeaders(Mapping[str, str]):
         )
         if values == _ABSENT:  # the most common request of all
             return values
-        if_match, if_unmodified_since, if_none_match, if_modified_since = (
-            value if isinstance(value, str) else None for value in values
+        if_match, if_unmodified_since, if_none_match, if_modified_since = values
+        return (
+            if_match if isinstance(if_match, str) else None,
+            if_unmodified_since if isinstance(if_unmodified_since, str) else None,
+            if_none_match if isinstance(if_none_match, str) else None,
+            if_modified_since if isinstance(if_modified_since, str) else None,
         )
-        return if_match, if_unmodified_since, if_none_match, if_modified_since
 
     def __iter__(self) -> Iterator[str]:
         for key, value in self._environ.items():
