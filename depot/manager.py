@@ -128,6 +128,8 @@ class DepotManager:
     @classmethod
     def resolve_alias(cls, name: str | None) -> str | None:
         """Return the depot name that ``name`` stands for (itself if it is not an alias)."""
+        if name in cls._depots:  # no alias: the common case, once or more per request
+            return name
         seen = set()
         while name is not None and name not in cls._depots and name not in seen:
             seen.add(name)

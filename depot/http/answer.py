@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Literal
 
-from depot.http.rules import precondition_status, requested_ranges
+from depot.http.rules import preconditions_status, requested_ranges
 
 if TYPE_CHECKING:
     from depot.http.facts import FileFacts
@@ -116,21 +116,18 @@ def answer_file(
     """
     method = request.method
     headers = request.headers
-    status = precondition_status(headers, method, file.etag, file.last_modified)
+    status = preconditions_status(request.preconditions(), method, file.etag, file.last_modified)
     if status == 412:
         return plain(412, "Precondition failed.", method)
-    # A 304 carries the validators and caching headers of the 200 (RFC 9110 §15.4.5).
-    cached = [
-        file.headers[0],
-        ("Cache-Control", cache_control),
-        ("Expires", expires),
-        ("X-Content-Type-Options", "nosniff"),
-    ]
-    if file.last_modified is not None:
-        cached.append(file.headers[1])
+    # The same for every request of a second (Expires): made once, copied.
+    made = file.answered
+    if made is None or made[0] != cache_control or made[1] != expires:
+        made = file.answered = (cache_control, expires, *_heads(file, cache_control, expires))
     if status == 304:
-        return Answer(304, cached)
-    described = cached + list(file.headers[2 if file.last_modified is not None else 1 :])
+        return Answer(304, list(made[2]))
+    if offload is None and not headers.get("range"):
+        return Answer(200, list(made[3]), body=WHOLE)
+    described = list(made[2]) + list(file.headers[2 if file.last_modified is not None else 1 :])
     if offload is not None and method == "GET":
         # The front server sends the bytes, and answers Range itself.
         return Answer(200, [*described, offload])
@@ -160,6 +157,28 @@ def answer_file(
         ("Content-Length", str(parts.content_length)),
     ]
     return Answer(206, described, body=parts)
+
+
+def _heads(
+    file: FileFacts, cache_control: str, expires: str
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """The headers of a 304 and of a 200 with the whole file."""
+    # A 304 carries the validators and caching headers of the 200 (RFC 9110 §15.4.5).
+    cached = [
+        file.headers[0],
+        ("Cache-Control", cache_control),
+        ("Expires", expires),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    if file.last_modified is not None:
+        cached.append(file.headers[1])
+    whole = [
+        *cached,
+        *file.headers[2 if file.last_modified is not None else 1 :],
+        ("Accept-Ranges", "bytes"),
+        ("Content-Length", str(file.length)),
+    ]
+    return tuple(cached), tuple(whole)
 
 
 def plain(status: int, text: str, method: str, extra: Headers | None = None) -> Answer:

@@ -37,7 +37,13 @@ class FileIter:
         self._first = first
         self._remaining = length
 
-    def __iter__(self) -> FileIter:
+    def __iter__(self) -> Iterator[bytes]:
+        first = self._first
+        if first and self._remaining == len(first):
+            # The whole file was read when this was opened (most files are
+            # smaller than a block): the server iterates a tuple, in C.
+            self._first, self._remaining = b"", 0
+            return iter((first,))
         return self
 
     def __next__(self) -> bytes:

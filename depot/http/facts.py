@@ -34,7 +34,15 @@ class FileFacts:
     :ivar seekable: whether the file can go back (for several ranges).
     """
 
-    __slots__ = ("content_type", "etag", "headers", "last_modified", "length", "seekable")
+    __slots__ = (
+        "answered",
+        "content_type",
+        "etag",
+        "headers",
+        "last_modified",
+        "length",
+        "seekable",
+    )
 
     @classmethod
     def of(cls, stored: StoredFile, inline_types: frozenset[str]) -> FileFacts:
@@ -81,6 +89,11 @@ class FileFacts:
             inline_types,
         )
         self.seekable = stored.seekable()
+        #: The last (Cache-Control, Expires, 304 headers, 200 headers) answered
+        #: (:func:`depot.http.answer.answer_file`); replaced whole, never changed.
+        self.answered: (
+            tuple[str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None
+        ) = None
 
 
 #: How many versions' facts are kept (each is a few hundred bytes).

@@ -25,7 +25,15 @@ class RequestFacts:
     .. versionadded:: 1.0
     """
 
-    __slots__ = ("headers", "method", "path", "query_string", "raw", "script_name")
+    __slots__ = (
+        "_preconditions",
+        "headers",
+        "method",
+        "path",
+        "query_string",
+        "raw",
+        "script_name",
+    )
 
     def __init__(
         self,
@@ -42,6 +50,28 @@ class RequestFacts:
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.script_name = script_name
         self.raw = raw
+        self._preconditions: tuple[str | None, str | None, str | None, str | None] | None = None
+
+    def preconditions(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since; None for absent.
+
+        Read once: the HTTP core asks for them at several steps of one answer.
+        """
+        found = self._preconditions
+        if found is None:
+            headers = self.headers
+            if type(headers) is EnvironHeaders:
+                found = headers.preconditions()
+            else:
+                get = headers.get
+                found = (
+                    get("if-match"),
+                    get("if-unmodified-since"),
+                    get("if-none-match"),
+                    get("if-modified-since"),
+                )
+            self._preconditions = found
+        return found
 
     def __repr__(self) -> str:
         return f"<RequestFacts {self.method} {self.path!r}>"
@@ -59,6 +89,9 @@ _ENVIRON_KEYS = {
         "if-range",
     )
 }
+
+
+_ABSENT = (None, None, None, None)
 
 
 class EnvironHeaders(Mapping[str, str]):
@@ -90,6 +123,25 @@ class EnvironHeaders(Mapping[str, str]):
                 key = key[5:]
         value = self._environ.get(key)
         return value if isinstance(value, str) else default
+
+    def preconditions(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """As :meth:`RequestFacts.preconditions`, in one call (each get() is one more)."""
+        get = self._environ.get
+        values = (
+            get("HTTP_IF_MATCH"),
+            get("HTTP_IF_UNMODIFIED_SINCE"),
+            get("HTTP_IF_NONE_MATCH"),
+            get("HTTP_IF_MODIFIED_SINCE"),
+        )
+        if values == _ABSENT:  # the most common request of all
+            return values
+        if_match, if_unmodified_since, if_none_match, if_modified_since = values
+        return (
+            if_match if isinstance(if_match, str) else None,
+            if_unmodified_since if isinstance(if_unmodified_since, str) else None,
+            if_none_match if isinstance(if_none_match, str) else None,
+            if_modified_since if isinstance(if_modified_since, str) else None,
+        )
 
     def __iter__(self) -> Iterator[str]:
         for key, value in self._environ.items():

@@ -133,22 +133,43 @@ def precondition_status(
 
     :param headers: the request's headers by lower-case name.
     """
-    if if_match := headers.get("if-match"):
+    get = headers.get
+    values = (
+        get("if-match"),
+        get("if-unmodified-since"),
+        get("if-none-match"),
+        get("if-modified-since"),
+    )
+    return preconditions_status(values, method, etag, last_modified)
+
+
+def preconditions_status(
+    values: tuple[str | None, str | None, str | None, str | None],
+    method: str,
+    etag: str,
+    last_modified: datetime | None,
+) -> int | None:
+    """As :func:`precondition_status`, from the values of If-Match, If-Unmodified-Since,
+    If-None-Match and If-Modified-Since (None when absent)."""
+    if_match, if_unmodified_since, if_none_match, if_modified_since = values
+    if not (if_match or if_unmodified_since or if_none_match or if_modified_since):
+        return None
+    if if_match:
         if etag not in ETagMatcher.parse(if_match, strong=True):
             return 412
-    elif since_header := headers.get("if-unmodified-since"):
-        since = header_date(since_header)  # None: ignored
+    elif if_unmodified_since:
+        since = header_date(if_unmodified_since)  # None: ignored
         modified = _aware(last_modified)
         if since is not None and (modified is None or modified > since):
             return 412
     if method not in ("GET", "HEAD"):
         return None
-    if if_none_match := headers.get("if-none-match"):
+    if if_none_match:
         # The usual revalidation sends back exactly the tag it was given.
         if if_none_match == f'"{etag}"' or etag in ETagMatcher.parse(if_none_match, strong=False):
             return 304  # weak comparison; '*' matches
-    elif since_header := headers.get("if-modified-since"):
-        since = header_date(since_header)
+    elif if_modified_since:
+        since = header_date(if_modified_since)
         modified = _aware(last_modified)
         if since is not None and modified is not None and modified <= since:
             return 304

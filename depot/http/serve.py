@@ -40,9 +40,10 @@ from depot.http.rules import expires_in
 from depot.manager import DepotManager
 
 if TYPE_CHECKING:
+    from depot.http.access import Access
     from depot.http.options import ServeOptions
     from depot.http.request import RequestFacts
-    from depot.io.interfaces import StoredFile
+    from depot.io.interfaces import FileStorage, StoredFile
 
 __all__ = ["Prepared", "Route", "prepare", "prepare_file", "route"]
 
@@ -153,6 +154,10 @@ def prepare(
     depot = found.depot
     assert depot is not None  # route() checked
     try:
+        if _conditional(request):
+            unopened = _answer_unopened(request, depot, found, access, options)
+            if unopened is not None:
+                return unopened
         stored = depot.get(found.file_id)
     except (FileNotFoundError, InvalidFileIdError):
         return Prepared.of(not_found(method))
@@ -199,6 +204,42 @@ def prepare(
         return Prepared.of(unavailable(method))
 
 
+def _conditional(request: RequestFacts) -> bool:
+    """Whether a header can make the answer one that sends no file (304, 412)."""
+    if_match, if_unmodified_since, if_none_match, if_modified_since = request.preconditions()
+    return bool(if_none_match or if_modified_since or if_match or if_unmodified_since)
+
+
+def _answer_unopened(
+    request: RequestFacts, depot: FileStorage, found: Route, access: Access, options: ServeOptions
+) -> Prepared | None:
+    """The 304 or 412 due, decided from :meth:`~FileStorage.peek`; None to open the file.
+
+    A revalidation of a file served before needs only its current metadata:
+    a backend that can vouch for it without opening the file (the local
+    one's cache) saves the open. Any other answer is made from the opened
+    file, as usual, so that its headers and bytes are of one version.
+    """
+    peeked = depot.peek(found.file_id)
+    if peeked is None:
+        return None
+    try:
+        if peeked.redirect_url() is not None:
+            return None
+        facts = FileFacts.of(peeked, options.inline_types)
+    finally:
+        peeked.close()
+    age = access.cache_age(options.cache_max_age)
+    answer = answer_file(request, facts, _cache_control(access.private, age), expires_in(age))
+    if answer.status not in (304, 412):
+        return None
+    return Prepared(answer.status, answer.headers, (answer.text,) if answer.text else ())
+
+
+def _cache_control(private: bool, max_age: int) -> str:
+    return f"{'private' if private else 'public'}, max-age={max_age}"
+
+
 def prepare_file(
     request: RequestFacts,
     stored: StoredFile,
@@ -221,7 +262,7 @@ def prepare_file(
         answer = answer_file(
             request,
             facts,
-            f"{'private' if private else 'public'}, max-age={cache_max_age}",
+            _cache_control(private, cache_max_age),
             expires_in(cache_max_age),
             offload,
         )
@@ -274,13 +315,18 @@ def _check_size(stored: StoredFile, length: int) -> None:
     the connection after a 200. Files without a descriptor are given at most
     ``length`` bytes (:class:`~depot.http.body.FileIter`).
     """
-    try:
-        described = os.fstat(stored.fileno())
-    except io.UnsupportedOperation:
-        return
-    if stat.S_ISREG(described.st_mode) and described.st_size != length:
+    size = stored.held_size
+    if size is None:
+        try:
+            described = os.fstat(stored.fileno())
+        except io.UnsupportedOperation:
+            return
+        if not stat.S_ISREG(described.st_mode):
+            return
+        size = described.st_size
+    if size != length:
         raise CorruptMetadataError(
-            f"Stored file {stored.file_id} holds {described.st_size} bytes but its metadata "
+            f"Stored file {stored.file_id} holds {size} bytes but its metadata "
             f"says {length}: restore it from a backup or delete it."
         )
 

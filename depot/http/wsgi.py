@@ -52,6 +52,8 @@ def send(
     file = prepared.file
     if file is None:
         start_response(STATUS_LINES[prepared.status], prepared.headers)
+        if prepared._stored is None:  # a short answer (a 304): nothing to close
+            return prepared.body
         return prepared.body if hasattr(prepared.body, "close") else _Closing(prepared)
     # A local file is open already, and a server that supports it sends it with
     # sendfile() without reading it: hand it over untouched (its size was checked).

@@ -256,6 +256,19 @@ class StoredFile(AsyncStoredFileMixin, io.IOBase):
         """
         return None
 
+    @property
+    def held_size(self) -> int | None:
+        """The size of the bytes :meth:`fileno` reads, as found when they were opened; or None.
+
+        Front ends that hand the descriptor to ``sendfile()`` check it against
+        :attr:`content_length` first; a backend that took the descriptor's
+        status anyway says so here and saves them a system call. None (the
+        default): they ask the descriptor.
+
+        .. versionadded:: 1.0
+        """
+        return None
+
     def redirect_url(self) -> tuple[str, bool] | None:
         """Where to send a client instead of serving the bytes: ``(url, permanent)``, or ``None``.
 
@@ -345,6 +358,22 @@ class FileStorage(AsyncStorageMixin, ChunkedUploadsMixin, ABC):
         :raises depot.exceptions.StoredFileNotFoundError: (an ``IOError``) no such file.
         :raises depot.exceptions.InvalidFileIdError: (a ``ValueError``) a malformed id.
         """
+
+    def peek(self, file_or_id: StoredFile | str) -> StoredFile | None:
+        """The file's metadata as it is now, without opening its bytes, where that is cheap.
+
+        A hook for servers that answer from the metadata alone (a ``304 Not
+        Modified``): the :class:`StoredFile` returned is closed (reading it
+        raises ``ValueError``) and describes the version that was current
+        during the call. ``None`` means the backend cannot tell without
+        opening the file: call :meth:`get`, which also says whether the id is
+        valid and the file exists. By default always ``None`` (a backend
+        written for filedepot may name its files in any way: nothing is
+        checked here).
+
+        .. versionadded:: 1.0
+        """
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

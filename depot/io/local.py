@@ -67,7 +67,7 @@ from depot.exceptions import (
 )
 from depot.io._chunks import BLOCK_SIZE, is_checksum
 from depot.io._ids import check_file_id, new_file_id
-from depot.io.interfaces import FileStorage, NewVersion, StoredFile
+from depot.io.interfaces import FileStorage, NewVersion, StoredFile, check_metadata
 from depot.io.utils import _modified_now, parse_timestamp
 from depot.uploads._local import LocalStaging
 
@@ -138,21 +138,54 @@ class LocalStoredFile(StoredFile):
         self._open(file_id, local_path, cache)
         return self
 
+    @classmethod
+    def _unopened(
+        cls, file_id: str, local_path: str, identity: tuple[int, int], info: dict[str, Any]
+    ) -> LocalStoredFile:
+        """A closed file carrying ``info``, the metadata of the version ``identity`` (peek())."""
+        self = cls.__new__(cls)
+        self._fd = -1
+        self._closed = True
+        self._folder = local_path
+        self._cache = None
+        self._size = info["content_length"]
+        self._identity = identity
+        self.file_id = file_id
+        self._set_checked(info, self._size)
+        return self
+
     def _open(self, file_id: str, local_path: str, cache: _MetadataCache | None) -> None:
         self._folder = local_path
         self._cache = cache
-        self._file_path = _join(local_path, _DATA)
         # A bare descriptor, not a FileIO: get() is on the path of every
         # request, and FileIO costs system calls of its own. Being ours, it is
         # closed by IOBase's finalizer if the file is dropped unclosed.
-        self._fd, opened, info = _open_version(file_id, local_path, cache)
+        self._fd, opened, info, checked = _open_version(file_id, local_path, cache)
         self._size = opened.st_size
         self._identity = (opened.st_ino, opened.st_dev)
+        if checked:  # the cache's, checked when stored: the same values, set as they are
+            self.file_id = file_id
+            self._set_checked(info, self._size)
+            return
         try:
             super().__init__(file_id, **_with_length(info, self._size))
         except BaseException:
             self.close()
             raise
+
+    def _set_checked(self, info: dict[str, Any], size: int) -> None:
+        """Set the metadata attributes from a cache entry (checked when it was stored)."""
+        self.filename = info["filename"]
+        self.content_type = info["content_type"]
+        self.last_modified = info["last_modified"]
+        length = info["content_length"]
+        self.content_length = size if length is None else length
+        self.checksum = info["checksum"]
+
+    @property
+    def _file_path(self) -> str:
+        """The path of the file's data (filedepot's name, which applications' tests reach)."""
+        return _join(self._folder, _DATA)
 
     @property
     def _metadata_path(self) -> str:
@@ -166,7 +199,7 @@ class LocalStoredFile(StoredFile):
         if now is None or (now.st_ino, now.st_dev) == self._identity:
             return  # the same version, or deleted: the bytes held are read
         try:
-            fd, opened, info = _open_version(self.file_id, self._folder, self._cache)
+            fd, opened, info, _ = _open_version(self.file_id, self._folder, self._cache)
         except StoredFileNotFoundError:
             return
         try:
@@ -195,6 +228,11 @@ class LocalStoredFile(StoredFile):
 
     def seekable(self) -> bool:
         return True
+
+    @property
+    def held_size(self) -> int | None:
+        """The data's size when it was opened (depot never changes a committed file)."""
+        return None if self._closed else self._size
 
     def fileno(self) -> int:
         """The OS file descriptor, so that WSGI servers can ``sendfile()`` it."""
@@ -253,7 +291,7 @@ class LocalStoredFile(StoredFile):
 
 def _with_length(info: dict[str, Any], size: int) -> dict[str, Any]:
     if info["content_length"] is None:  # written by a very old filedepot
-        info["content_length"] = size
+        return {**info, "content_length": size}
     return info
 
 
@@ -284,8 +322,32 @@ class LocalFileStorage(FileStorage):
         self._metadata_cache = _MetadataCache()
 
     def get(self, file_or_id: StoredFile | str) -> LocalStoredFile:
-        fileid = self._checked_id(file_or_id)
-        return LocalStoredFile._of_checked_id(fileid, self._path(fileid), self._metadata_cache)
+        cache = self._metadata_cache
+        # An id the cache holds was checked when it was stored.
+        fileid = file_or_id if file_or_id in cache else self._checked_id(file_or_id)
+        assert isinstance(fileid, str)
+        return LocalStoredFile._of_checked_id(fileid, self._path(fileid), cache)
+
+    def peek(self, file_or_id: StoredFile | str) -> LocalStoredFile | None:
+        """The metadata of a file served before, from the cache, if its status is unchanged.
+
+        Two ``lstat`` calls and no open: a revalidation (``304``) of a file
+        served before reads nothing. None for a file not cached (or changed
+        since): :meth:`get` reads it, and caches it.
+
+        .. versionadded:: 1.0
+        """
+        # An id the cache holds was checked when it was stored.
+        fileid = file_or_id if file_or_id in self._metadata_cache else self._checked_id(file_or_id)
+        assert isinstance(fileid, str)
+        folder = self._path(fileid)
+        found = self._metadata_cache.current(fileid, folder)
+        if found is None:
+            return None
+        identity, info = found
+        if info["content_length"] is None:  # a very old filedepot's: its size says
+            return None
+        return LocalStoredFile._unopened(fileid, folder, identity, info)
 
     def _write_over(self, fileid: str, new: NewVersion, restoring: bool) -> None:
         folder = self._path(fileid)
@@ -556,7 +618,7 @@ class _MetadataCache:
     def lookup(
         self, file_id: str, directory: os.stat_result, opened: os.stat_result, dir_fd: int
     ) -> dict[str, Any] | None:
-        """A copy of the keywords cached for ``file_id``, if they still describe ``opened``.
+        """The keywords cached for ``file_id`` (not to be changed), if they describe ``opened``.
 
         :param directory: the status of the file's directory, taken after ``opened``.
         """
@@ -570,7 +632,37 @@ class _MetadataCache:
         metadata = _lstat(_METADATA, dir_fd)
         if metadata is None or entry[1] != _stat_key(metadata):
             return None
-        return dict(entry[3])
+        return entry[3]
+
+    def __contains__(self, file_id: object) -> bool:
+        return type(file_id) is str and file_id in self._entries
+
+    def current(self, file_id: str, folder: str) -> tuple[tuple[int, int], dict[str, Any]] | None:
+        """The data's inode and the keywords cached for ``file_id`` (not to be changed), if current.
+
+        Without opening anything: the status of ``folder`` itself (a link
+        there is not followed, and is not the directory cached), then that
+        of its metadata.json. The directory unchanged since the entry was
+        stored means no entry in it was made, removed or renamed (a replace,
+        a delete, a leftover, a planted link), so ``file`` is still the inode
+        cached; metadata.json unchanged means the metadata too. Both hold at
+        the moment of the first status: the keywords describe the version
+        current then. Nothing is read, so a link met on the way (the folder
+        swapped between the two calls) leads to no bytes; the second status
+        is of the very inode cached, unchanged, or the entry is not used.
+        """
+        entry = self._entries.get(file_id)
+        if entry is None:
+            return None
+        try:
+            if entry[0] != _stat_key(os.lstat(folder)):
+                return None
+            metadata = os.lstat(_join(folder, _METADATA))
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # deleted (or swapped for a file) since: get() says which
+        if entry[1] != _stat_key(metadata):
+            return None
+        return entry[2], entry[3]
 
     def store(
         self,
@@ -580,7 +672,11 @@ class _MetadataCache:
         opened: os.stat_result,
         info: dict[str, Any],
     ) -> None:
-        """Keep ``info``, read from ``metadata`` in ``directory`` to describe ``opened``."""
+        """Keep ``info``, read from ``metadata`` in ``directory`` to describe ``opened``.
+
+        ``info`` has passed :func:`~depot.io.interfaces.check_metadata`: what
+        the cache gives back is set on a file without checking it again.
+        """
         changed = (
             directory.st_mtime_ns,
             directory.st_ctime_ns,
@@ -616,11 +712,13 @@ class _Changed(Exception):
 
 def _open_version(
     file_id: str, folder: str, cache: _MetadataCache | None
-) -> tuple[int, os.stat_result, dict[str, Any]]:
+) -> tuple[int, os.stat_result, dict[str, Any], bool]:
     """Open the data of ``file_id`` and read the metadata of that same version.
 
-    Return the data's descriptor, its status when opened, and StoredFile's keywords.
-    The committed metadata comes from ``cache`` when its files are unchanged.
+    Return the data's descriptor, its status when opened, StoredFile's keywords
+    (not to be changed: they may be the cache's), and whether they were
+    checked already (they come from the cache). The committed metadata comes
+    from ``cache`` when its files are unchanged.
     """
     dir_fd = _open_entry(folder, _DIRECTORY)
     if dir_fd is None:
@@ -641,7 +739,7 @@ def _open_version(
 
 def _try_open_version(
     file_id: str, folder: str, dir_fd: int, cache: _MetadataCache | None
-) -> tuple[int, os.stat_result, dict[str, Any]]:
+) -> tuple[int, os.stat_result, dict[str, Any], bool]:
     fd = _open_entry(_DATA, _READ, dir_fd)
     if fd is None:
         raise StoredFileNotFoundError(file_id, folder)
@@ -657,7 +755,7 @@ def _try_open_version(
             directory = os.fstat(dir_fd)
             cached = cache.lookup(file_id, directory, opened, dir_fd)
             if cached is not None:
-                return fd, opened, cached
+                return fd, opened, cached, True
         # The pending metadata is opened before file.new is looked for: a name
         # alone could be reused by the next replace, an open file cannot. Only
         # the next replace's commit removes its file.new, and that changes
@@ -704,8 +802,11 @@ def _try_open_version(
         info = _parse_metadata(file_id, _join(folder, where), raw)
         info["checksum"] = _parse_checksum(raw_checksum)
         if cache is not None and directory is not None and metadata_status is not None:
+            # Checked before it is kept (and raising as StoredFile would):
+            # what the cache gives back is not checked again.
+            check_metadata(file_id, "LocalStoredFile", **info)
             cache.store(file_id, directory, metadata_status, opened, info)
-        return fd, opened, info
+        return fd, opened, info, False
     except BaseException:
         os.close(fd)
         raise

@@ -404,3 +404,107 @@ def test_local_path_is_none_for_a_planted_link_or_a_closed_file(
     assert stored.local_path is None
     stored.close()
     assert stored.local_path is None
+
+
+# --- peek(): the metadata of a cached file, nothing opened ------------------------
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path os.open() was asked for, in order."""
+    seen: list[str] = []
+    real = os.open
+
+    def counting(path: str, *args: object, **kwargs: object) -> int:
+        seen.append(path)
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", counting)
+    return seen
+
+
+def test_peek_gives_a_cached_files_metadata_without_opening_anything(
+    make_storage: MakeStorage, opens: list[str]
+) -> None:
+    storage = make_storage()
+    file_id = storage.create(b"hello", filename="a.txt", content_type="text/plain")
+    cache_it(storage, file_id)
+    opens.clear()
+    peeked = storage.peek(file_id)
+    assert opens == []
+    assert peeked is not None and peeked.closed
+    with storage.get(file_id) as stored:
+        for name in ("file_id", "filename", "content_type", "last_modified", "content_length"):
+            assert getattr(peeked, name) == getattr(stored, name), name
+        assert peeked.checksum == stored.checksum == sha256(b"hello")
+    with pytest.raises(ValueError, match="closed file"):
+        peeked.read()
+    assert peeked.local_path is None and peeked.held_size is None
+
+
+def test_peek_is_none_for_a_file_not_cached(make_storage: MakeStorage) -> None:
+    storage = make_storage()
+    file_id = storage.create(b"hello")
+    assert storage.peek(file_id) is None  # not settled yet: get() reads it
+    assert storage.peek("00000000-0000-4000-8000-000000000000") is None
+    with pytest.raises(ValueError):
+        storage.peek("../etc")
+
+
+def _replace_elsewhere(storage: LocalFileStorage, folder: Path, file_id: str) -> None:
+    LocalFileStorage(storage.storage_path, fsync=False).replace(file_id, b"new!")
+
+
+def _delete_elsewhere(storage: LocalFileStorage, folder: Path, file_id: str) -> None:
+    LocalFileStorage(storage.storage_path, fsync=False).delete(file_id)
+
+
+def _edit_metadata_in_place(storage: LocalFileStorage, folder: Path, file_id: str) -> None:
+    path = folder / "metadata.json"
+    before = path.stat()
+    path.write_text(path.read_text().replace("a1.txt", "b2.txt"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # only ctime tells
+
+
+def _leave_a_killed_replace(storage: LocalFileStorage, folder: Path, file_id: str) -> None:
+    (folder / "file.new").write_bytes(b"half")
+
+
+def _swap_the_folder_for_a_link(storage: LocalFileStorage, folder: Path, file_id: str) -> None:
+    moved = folder.with_name("moved")
+    folder.rename(moved)
+    folder.symlink_to(moved)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _replace_elsewhere,
+        _delete_elsewhere,
+        _edit_metadata_in_place,
+        _leave_a_killed_replace,
+        _swap_the_folder_for_a_link,
+    ],
+)
+def test_peek_vouches_for_nothing_changed_behind_the_cache(
+    make_storage: MakeStorage, change: Callable[[LocalFileStorage, Path, str], None]
+) -> None:
+    storage = make_storage()
+    file_id = storage.create(b"old!", filename="a1.txt")
+    cache_it(storage, file_id)
+    assert storage.peek(file_id) is not None
+    change(storage, Path(storage.storage_path) / file_id, file_id)
+    assert storage.peek(file_id) is None
+
+
+def test_a_file_held_reports_the_size_it_was_opened_with(make_storage: MakeStorage) -> None:
+    storage = make_storage()
+    file_id = storage.create(b"hello")
+    cache_it(storage, file_id)
+    with storage.get(file_id) as stored:
+        assert stored.held_size == 5
+    with open(Path(storage.storage_path) / file_id / "file", "r+b") as data:
+        data.truncate(2)  # behind depot's back: the next open sees it
+    with storage.get(file_id) as stored:
+        assert (stored.held_size, stored.content_length) == (2, 5)
+    assert stored.held_size is None  # closed
