@@ -234,9 +234,11 @@ def test_a_progress_bar_is_drawn_under_a_terminal_and_not_in_a_pipe(
     assert quiet.stderr == ""
 
 
-def test_a_copy_killed_half_way_is_finished_by_running_it_again(
-    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
-) -> None:
+def _copy_under_way(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path, copied: int
+) -> tuple[set[str], subprocess.Popen[str]]:
+    """400 files of 64 KiB in 'media', and a ``depot copy media backup -j 2`` running,
+    returned once ``copied`` entries are in the target's directory."""
     local_ini(media=str(tmp_path / "media"), backup=str(tmp_path / "backup"))
     source = DepotManager.configure(
         "media", {"depot.storage_path": str(tmp_path / "media"), "depot.fsync": "false"}
@@ -247,17 +249,25 @@ def test_a_copy_killed_half_way_is_finished_by_running_it_again(
         [str(SCRIPT), "copy", "media", "backup", "-j", "2"],
         cwd=depot.cwd,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     target = tmp_path / "backup"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if target.exists() and len(os.listdir(target)) >= 100:
+        if target.exists() and len(os.listdir(target)) >= copied:
             break
         time.sleep(0.01)
+    return ids, proc
+
+
+def test_a_copy_killed_half_way_is_finished_by_running_it_again(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path
+) -> None:
+    ids, proc = _copy_under_way(depot, local_ini, tmp_path, 100)
     proc.kill()
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)  # and its pipes closed
     assert proc.returncode == -9, "the copy ended before it could be killed half-way"
 
     resumed = json.loads(depot("copy", "media", "backup", "--json").stdout)
@@ -281,33 +291,14 @@ def test_a_copy_killed_half_way_is_finished_by_running_it_again(
 def test_ctrl_c_stops_a_copy_with_status_130_and_the_next_run_finishes_it(
     depot: Run, local_ini: Callable[..., Path], tmp_path: Path
 ) -> None:
-    local_ini(media=str(tmp_path / "media"), backup=str(tmp_path / "backup"))
-    source = DepotManager.configure(
-        "media", {"depot.storage_path": str(tmp_path / "media"), "depot.fsync": "false"}
-    )
-    ids = {source.create(os.urandom(64 * 1024), f"{n}.bin") for n in range(400)}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
-    proc = subprocess.Popen(
-        [str(SCRIPT), "copy", "media", "backup", "-j", "2"],
-        cwd=depot.cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    target = tmp_path / "backup"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if target.exists() and len(os.listdir(target)) >= 20:
-            break
-        time.sleep(0.01)
+    ids, proc = _copy_under_way(depot, local_ini, tmp_path, 20)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert err.strip() == "error: interrupted" and out == ""
     finished = json.loads(depot("copy", "media", "backup", "--json").stdout)
     assert finished["ok"] and finished["copied"] + finished["skipped"] == 400
-    backup = DepotManager.configure("backup", {"depot.storage_path": str(target)})
+    backup = DepotManager.configure("backup", {"depot.storage_path": str(tmp_path / "backup")})
     assert set(backup.list()) == ids
 
 
