@@ -347,6 +347,11 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
     is_flag=True,
     help="Delete even though some column values could not be read.",
 )
+@click.option(
+    "--allow-no-references",
+    is_flag=True,
+    help="Delete even though no row refers to the depot at all (else taken for a wrong --db).",
+)
 @_jobs
 @with_output
 def gc_command(
@@ -359,6 +364,7 @@ def gc_command(
     delete: bool,
     grace: timedelta,
     ignore_unreadable: bool,
+    allow_no_references: bool,
     jobs: int,
 ) -> int:
     """List (or --delete) the files of DEPOT that no row of --models refers to.
@@ -389,6 +395,7 @@ def gc_command(
             jobs=jobs,
             progress=bars,
             ignore_unreadable=ignore_unreadable,
+            allow_no_references=allow_no_references,
         )
     report = {
         "files": summary.files,

@@ -70,6 +70,7 @@ def collect_garbage(
     jobs: int = 4,
     progress: ProgressCallback | None = None,
     ignore_unreadable: bool = False,
+    allow_no_references: bool = False,
 ) -> GarbageSummary:
     """List (or, with ``delete``, delete) the files of ``depot`` no reference names.
 
@@ -107,6 +108,10 @@ def collect_garbage(
     :param ignore_unreadable: delete even though some values could not be
         read (their files, if any, may be deleted). By default any
         unreadable value makes a ``delete`` list only, with ``refused`` saying why.
+    :param allow_no_references: delete even though no reference to the depot
+        was read at all. By default that makes a ``delete`` list only: with the
+        wrong database, or models that are not the ones referring to the depot,
+        every old file would look like garbage.
 
     .. versionadded:: 1.0
     """
@@ -199,6 +204,15 @@ def collect_garbage(
             f"{summary.unreadable[0].where}: {summary.unreadable[0].problem}), so the files "
             "they name cannot be told: nothing was deleted. Repair those values, or pass "
             "ignore_unreadable=True."
+        )
+        return summary
+    if old and not summary.references and not allow_no_references:
+        summary.garbage = old
+        summary.refused = (
+            f"no reference to {depot!r} was read ({summary.rows} rows and documents), so "
+            f"all {len(old)} old files look like garbage: nothing was deleted. Check that the "
+            "database and the models are the ones that refer to this depot; if nothing "
+            "refers to it any more, pass allow_no_references=True."
         )
         return summary
     doomed = [result for result in old if result.outcome == "unreferenced"]

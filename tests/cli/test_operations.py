@@ -343,3 +343,20 @@ def test_copy_leaves_a_newer_target_file_unless_told_to_overwrite_it(
     forced = depot("copy", "media", "backup", "--overwrite-newer", "--json")
     assert forced.returncode == 0 and json.loads(forced.stdout)["copied"] == 1
     assert backup.get(file_id).read() == b"old bytes"
+
+
+def test_gc_against_a_database_with_no_reference_deletes_nothing_unless_allowed(
+    depot: Run, local_ini: Callable[..., Path], tmp_path: Path, app_db: tuple[str, sa.Engine]
+) -> None:
+    url, _ = app_db  # the right tables, no rows: as a wrong --db would look
+    local_ini(media=str(tmp_path / "media"))
+    media = DepotManager.configure("media", {"depot.storage_path": str(tmp_path / "media")})
+    with mock.patch("depot.io.utils.timestamp", return_value=OLD):
+        kept = media.create(b"referenced by the real database")
+    done = depot("gc", "media", "--db", url, "-m", "tests.ops.models", "--delete")
+    assert done.returncode == 1 and "no reference to 'media' was read" in done.stderr
+    assert media.exists(kept)
+    forced = depot(
+        "gc", "media", "--db", url, "-m", "tests.ops.models", "--delete", "--allow-no-references"
+    )
+    assert forced.returncode == 0 and not media.exists(kept)

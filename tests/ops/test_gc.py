@@ -77,7 +77,11 @@ def test_an_unreadable_value_stops_the_deletion(db: sa.Engine) -> None:
     assert "ignore_unreadable=True" in summary.refused
     assert media.exists(leftover)
     forced = collect_garbage(
-        "media", sqlalchemy_references(db, MODELS), delete=True, ignore_unreadable=True
+        "media",
+        sqlalchemy_references(db, MODELS),
+        delete=True,
+        ignore_unreadable=True,
+        allow_no_references=True,  # the one row read holds no reference
     )
     assert [r.file_id for r in forced.deleted] == [leftover]
 
@@ -257,7 +261,7 @@ def test_times_with_a_zone_and_in_the_future() -> None:
     media.files[future]["metadata"]["last_modified"] = datetime(2999, 1, 1)
     with pytest.raises(ValueError, match="naive UTC"):
         collect_garbage("media", [], now=datetime.now(timezone.utc))
-    summary = collect_garbage("media", [], delete=True)
+    summary = collect_garbage("media", [], delete=True, allow_no_references=True)
     assert sorted(r.file_id for r in summary.deleted) == sorted([zoned, old])
     assert [r.file_id for r in summary.recent] == [future]
     assert media.list() == [future]
@@ -275,7 +279,9 @@ def test_unfinished_chunked_uploads_are_never_collected(backend: str, tmp_path: 
     upload = media.reserve(len(data), None, "text/plain", "a.txt")
     media.write_chunk(upload, 0, data[:500])
     later = datetime.utcnow() + timedelta(days=30)  # noqa: DTZ003 - naive UTC, as stored
-    summary = collect_garbage("media", [], delete=True, grace=timedelta(0), now=later)
+    summary = collect_garbage(
+        "media", [], delete=True, grace=timedelta(0), now=later, allow_no_references=True
+    )
     assert summary.files == 0 and not summary.garbage
     media.write_chunk(upload, 500, data[500:])
     with media.get(media.finalize(upload)) as stored:
@@ -320,7 +326,7 @@ def test_a_listed_name_that_is_no_file_id_is_never_deleted() -> None:
     with old_files():
         leftover = media.create(b"left")
     media.files["not-an-id"] = dict(media.files[leftover])
-    summary = collect_garbage("media", [], delete=True)
+    summary = collect_garbage("media", [], delete=True, allow_no_references=True)
     assert [r.file_id for r in summary.deleted] == [leftover]
     assert [(r.file_id, r.outcome) for r in summary.failed] == [("not-an-id", "failed")]
     assert "InvalidFileIdError" in summary.failed[0].reason
@@ -344,9 +350,24 @@ def test_a_reference_under_a_name_not_configured_keeps_its_file() -> None:
             rows=3,
         )
     ]
-    summary = collect_garbage("media-v2", refs, delete=True)
+    summary = collect_garbage("media-v2", refs, delete=True, allow_no_references=True)
     assert sorted(r.file_id for r in summary.deleted) == sorted([moved, gone])
     assert [(r.path, r.where) for r in summary.unconfigured] == [
         (f"media/{kept}", "docs(id=1).file")
     ]
     assert media.exists(kept)
+
+
+def test_no_reference_read_at_all_stops_the_deletion(db: sa.Engine) -> None:
+    """The wrong database, or the wrong models: every old file looked like garbage."""
+    media = DepotManager.configure("media", {"depot.backend": "memory"})
+    with old_files():
+        files = {media.create(b"%d" % n) for n in range(3)}
+    summary = collect_garbage("media", sqlalchemy_references(db, MODELS), delete=True)
+    assert summary.refused is not None and "no reference to 'media' was read" in summary.refused
+    assert "allow_no_references=True" in summary.refused
+    assert {r.file_id for r in summary.garbage} == files and set(media.list()) == files
+    forced = collect_garbage(
+        "media", sqlalchemy_references(db, MODELS), delete=True, allow_no_references=True
+    )
+    assert {r.file_id for r in forced.deleted} == files and media.list() == []
