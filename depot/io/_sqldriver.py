@@ -41,7 +41,8 @@ class DriverStatement:
     :param autocommit: run it with the driver's autocommit on (PostgreSQL): a
         single statement is then atomic on its own, without the round trips of
         BEGIN and COMMIT (or of the ROLLBACK the pool sends when it takes the
-        connection back). The connection goes back to the pool as it came.
+        connection back). The connection goes back to the pool as it came
+        (in autocommit still, if it came so).
     """
 
     def __init__(
@@ -101,7 +102,9 @@ class DriverStatement:
         switched = False
         kept = False
         try:
-            if self.autocommit:
+            # Only if off: on an engine made with isolation_level="AUTOCOMMIT" it is
+            # on already, and the pool's next user relies on it staying on.
+            if self.autocommit and not dbapi_conn.autocommit:
                 dbapi_conn.autocommit = True
                 switched = True
             cursor = dbapi_conn.cursor()

@@ -341,6 +341,28 @@ def test_driver_statements_give_connections_back_as_they_came(
         own.dispose()
 
 
+def test_an_autocommit_engines_connections_stay_in_autocommit(
+    database: TestDatabase, prefix: str
+) -> None:
+    # An application's engine made with isolation_level="AUTOCOMMIT": its
+    # statements persist without a commit. The driver's reads and small creates
+    # must not give the pool's connection back with autocommit off, or the
+    # application's next writes on it are rolled back when it returns (found in review).
+    url = database.engine.url.render_as_string(hide_password=False)
+    own = sa.create_engine(url, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT")
+    try:
+        storage = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+        file_id = storage.create(b"x" * 1000)
+        storage.create(b"y")
+        assert storage.get(file_id).read() == b"x" * 1000
+        storage.close()  # SQLite's kept connection back to the pool, for the next user
+        with own.connect() as conn:  # the pool's one connection, the driver's too
+            conn.execute(sa.insert(storage.tables.chunks), {"version": "v", "n": 0, "data": b"z"})
+        assert chunk_rows(storage) == 3
+    finally:
+        own.dispose()
+
+
 def test_reads_keep_connections_out_of_the_pool_only_on_sqlite(
     database: TestDatabase, prefix: str
 ) -> None:
