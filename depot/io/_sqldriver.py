@@ -170,7 +170,7 @@ class Connections:
     between statements, for the next statement of any thread (one at a time
     each). They go back to the pool at :meth:`close`, when the owner is garbage
     collected, and after a failed statement; a forked child never uses its
-    parent's.
+    parent's, nor a statement after ``engine.dispose()`` those of the old pool.
     """
 
     #: How many idle connections SQLite's storage keeps at most.
@@ -193,15 +193,20 @@ class Connections:
     def take(self) -> PoolProxiedConnection:
         """A connection of the pool, for one statement; give it back with :meth:`give`."""
         idle = self._idle
-        if idle:
+        while idle:
             if idle.pid != _PROCESS[0]:
                 self._idle = _Idle()  # the parent's: left to it, never closed here
                 _ABANDONED.append(idle)
-            else:
-                try:
-                    return idle.pop()
-                except IndexError:  # another thread took the last one
-                    pass
+                break
+            try:
+                fairy = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if _pool_of(fairy) is self.engine.pool:
+                return fairy
+            # Kept from before engine.dispose(): its pool is gone (a database file
+            # restored or made anew): let go, as the pool does with one checked out.
+            fairy.close()
         return self.engine.raw_connection()
 
     def give(self, fairy: PoolProxiedConnection, clean: bool) -> None:
@@ -216,6 +221,7 @@ class Connections:
             and len(idle) < self._keep
             and not getattr(fairy.dbapi_connection, "in_transaction", True)
             and idle.pid == _PROCESS[0]
+            and _pool_of(fairy) is self.engine.pool
         ):
             idle.append(fairy)
             if len(idle) <= self._keep:
@@ -249,6 +255,11 @@ _ABANDONED: list[_Idle] = []
 _PROCESS = [os.getpid()]
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
+
+
+def _pool_of(fairy: PoolProxiedConnection) -> Any:
+    """The pool ``fairy`` returns to; after ``engine.dispose()``, no longer the engine's."""
+    return fairy._pool  # type: ignore[attr-defined]  # a _ConnectionFairy's (raw_connection())
 
 
 def _close_idle(idle: _Idle) -> None:

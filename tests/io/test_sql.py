@@ -461,6 +461,30 @@ def test_a_small_get_and_read_is_two_selects_on_the_driver(tmp_path: Path) -> No
         engine.dispose()
 
 
+def test_after_dispose_reads_leave_the_old_pools_connections(tmp_path: Path) -> None:
+    # engine.dispose() (a database file restored from a backup, a test's fresh
+    # database): the connections SQLite's storage kept out of the pool were of the
+    # old pool, and reads went on in the old file, a new file not found and a
+    # deleted one served (found in review).
+    path = tmp_path / "db.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        storage = SQLStorage(engine=engine, chunk_size=1024)
+        old_id = storage.create(b"old")
+        assert storage.get(old_id).read() == b"old"
+        engine.dispose()
+        path.unlink()
+        storage.tables.files.metadata.create_all(engine)
+        new_id = storage.create(b"new")
+        assert storage.get(new_id).read() == b"new"
+        with pytest.raises(StoredFileNotFoundError):
+            storage.get(old_id)
+        storage.close()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
 def test_statement_listeners_and_echo_still_see_every_read(
     storage: SQLStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
