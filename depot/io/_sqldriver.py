@@ -259,7 +259,7 @@ if hasattr(os, "register_at_fork"):
 
 def _pool_of(fairy: PoolProxiedConnection) -> Any:
     """The pool ``fairy`` returns to; after ``engine.dispose()``, no longer the engine's."""
-    return fairy._pool  # type: ignore[attr-defined]  # a _ConnectionFairy's (raw_connection())
+    return fairy._pool  # a _ConnectionFairy's (raw_connection())
 
 
 def _close_idle(idle: _Idle) -> None:
