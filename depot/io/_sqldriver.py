@@ -48,8 +48,18 @@ class DriverStatement:
     def __init__(
         self, statement: sa.ClauseElement, connections: Connections, autocommit: bool
     ) -> None:
-        dialect = connections.engine.dialect
-        compiled = statement.compile(dialect=dialect)
+        engine = connections.engine
+        dialect = engine.dialect
+        # The schemas the engine's statements are sent to (a tenant's engine, made
+        # with execution_options(schema_translate_map=...)), written in the SQL.
+        translate = engine.get_execution_options().get("schema_translate_map")
+        compiled = (
+            statement.compile(
+                dialect=dialect, schema_translate_map=translate, render_schema_translate=True
+            )
+            if translate
+            else statement.compile(dialect=dialect)
+        )
         assert isinstance(compiled, SQLCompiler)  # a statement's, not DDL's
         self.sql = compiled.string
         self.connections = connections

@@ -485,6 +485,47 @@ def test_after_dispose_reads_leave_the_old_pools_connections(tmp_path: Path) -> 
         engine.dispose()
 
 
+def test_an_engines_schema_translate_map_is_followed_by_every_read(
+    database: TestDatabase, prefix: str, tmp_path: Path
+) -> None:
+    # A tenant's engine, engine.execution_options(schema_translate_map=...): its
+    # writes went to the tenant's schema and the driver's reads to the default
+    # one, a file of another tenant served under this one's id (found in review).
+    own = sa.create_engine(database.engine.url.render_as_string(hide_password=False))
+    name = own.dialect.name
+    schema = f"s{uuid.uuid4().hex[:10]}"
+    if name == "sqlite":
+
+        @sa.event.listens_for(own, "connect")
+        def attach(dbapi_conn: Any, record: Any) -> None:
+            dbapi_conn.execute(f"ATTACH DATABASE '{tmp_path / 'other.db'}' AS {schema}")
+
+    else:
+        with own.begin() as conn:
+            what = "SCHEMA" if name == "postgresql" else "DATABASE"
+            conn.execute(sa.text(f"CREATE {what} {schema}"))
+    try:
+        default = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+        tenant = own.execution_options(schema_translate_map={None: schema})
+        mapped = SQLStorage(engine=tenant, prefix=prefix, chunk_size=1024)
+        in_default = default.create(b"the default schema's")
+        in_schema = mapped.create(b"x" * 3000)
+        assert mapped.get(in_schema).read() == b"x" * 3000
+        with pytest.raises(StoredFileNotFoundError):
+            mapped.get(in_default)
+        assert default.get(in_default).read() == b"the default schema's"
+        with pytest.raises(StoredFileNotFoundError):
+            default.get(in_schema)
+        default.close()
+        mapped.close()
+    finally:
+        if name != "sqlite":
+            with own.begin() as conn:
+                what = "SCHEMA" if name == "postgresql" else "DATABASE"
+                conn.execute(sa.text(f"DROP {what} {schema}{' CASCADE' * (what == 'SCHEMA')}"))
+        own.dispose()
+
+
 def test_statement_listeners_and_echo_still_see_every_read(
     storage: SQLStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
