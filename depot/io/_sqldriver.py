@@ -283,12 +283,15 @@ def _close_idle(idle: _Idle) -> None:
 def listened(engine: Engine) -> bool:
     """Whether something watches the engine's statements: the DBAPI cursor would hide them.
 
-    ``echo``, SQLAlchemy's logging, ``before_cursor_execute`` or
-    ``after_cursor_execute`` listeners: they see every statement as before.
+    ``echo``, SQLAlchemy's logging, ``before_execute``, ``after_execute``,
+    ``before_cursor_execute`` or ``after_cursor_execute`` listeners: they see
+    every statement as before.
     """
     dispatch = engine.dispatch
     return bool(
         dispatch.before_cursor_execute
         or dispatch.after_cursor_execute
+        or dispatch.before_execute
+        or dispatch.after_execute
         or engine.logger.isEnabledFor(logging.INFO)
     )

@@ -539,6 +539,18 @@ def test_statement_listeners_and_echo_still_see_every_read(
     with caplog.at_level("INFO", logger="sqlalchemy.engine"):
         assert len(storage.get(file_id).read()) == 3000
     assert any(storage.tables.chunks.name in r.getMessage() for r in caplog.records)
+    # An execute-level listener (auditing, a tenant check) sees them too (found in review).
+    executed: list[object] = []
+
+    def after_execute(conn: Any, clause: Any, *args: Any) -> None:
+        executed.append(clause)
+
+    sa.event.listen(storage.engine, "after_execute", after_execute)
+    try:
+        assert len(storage.get(file_id).read()) == 3000
+    finally:
+        sa.event.remove(storage.engine, "after_execute", after_execute)
+    assert len(executed) == 2
 
 
 @pytest.mark.parametrize(
