@@ -284,8 +284,8 @@ def listened(engine: Engine) -> bool:
     """Whether something watches the engine's statements: the DBAPI cursor would hide them.
 
     ``echo``, SQLAlchemy's logging, ``before_execute``, ``after_execute``,
-    ``before_cursor_execute`` or ``after_cursor_execute`` listeners: they see
-    every statement as before.
+    ``before_cursor_execute``, ``after_cursor_execute`` or ``handle_error``
+    listeners: they see every statement, and error, as before.
     """
     dispatch = engine.dispatch
     return bool(
@@ -293,5 +293,6 @@ def listened(engine: Engine) -> bool:
         or dispatch.after_cursor_execute
         or dispatch.before_execute
         or dispatch.after_execute
+        or engine.dialect.dispatch.handle_error  # a dialect's event since SQLAlchemy 2.0
         or engine.logger.isEnabledFor(logging.INFO)
     )

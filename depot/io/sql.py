@@ -727,8 +727,9 @@ class SQLStorage(FileStorage):
 
         Outside :meth:`joined`, and unless something listens to the engine's
         statements (``echo``, SQLAlchemy's logging, an ``execute`` or
-        ``cursor_execute`` listener, before or after: they see these statements as
-        before), it runs on the DBAPI cursor (see :mod:`depot.io._sqldriver`).
+        ``cursor_execute`` listener, before or after, a ``handle_error`` one:
+        they see these statements as before), it runs on the DBAPI cursor (see
+        :mod:`depot.io._sqldriver`).
         On PostgreSQL it commits itself (``engine`` is in autocommit).
         """
         joined = self._joined()

@@ -553,6 +553,28 @@ def test_statement_listeners_and_echo_still_see_every_read(
     assert len(executed) == 2
 
 
+def test_a_handle_error_listener_sees_the_reads_errors(
+    database: TestDatabase, storage: SQLStorage, prefix: str
+) -> None:
+    # An application's handle_error listener (its own disconnect codes, an error
+    # of its own raised instead) sees the reads' errors, as before the driver
+    # (found in review).
+    file_id = storage.create(b"x")
+    seen: list[BaseException] = []
+
+    def handle_error(context: Any) -> None:
+        seen.append(context.original_exception)
+
+    drop_tables(database, prefix)
+    sa.event.listen(storage.engine, "handle_error", handle_error)
+    try:
+        with pytest.raises(BackendUnavailableError):
+            storage.get(file_id)
+    finally:
+        sa.event.remove(storage.engine, "handle_error", handle_error)
+    assert len(seen) == 1
+
+
 @pytest.mark.parametrize(
     ("header", "chunks"),
     [("bytes=5000-5999", (4, 6)), ("bytes=0-0", (0, 1)), ("bytes=-100", (9, 10))],
