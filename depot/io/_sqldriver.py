@@ -41,14 +41,25 @@ class DriverStatement:
     :param autocommit: run it with the driver's autocommit on (PostgreSQL): a
         single statement is then atomic on its own, without the round trips of
         BEGIN and COMMIT (or of the ROLLBACK the pool sends when it takes the
-        connection back). The connection goes back to the pool as it came.
+        connection back). The connection goes back to the pool as it came
+        (in autocommit still, if it came so).
     """
 
     def __init__(
         self, statement: sa.ClauseElement, connections: Connections, autocommit: bool
     ) -> None:
-        dialect = connections.engine.dialect
-        compiled = statement.compile(dialect=dialect)
+        engine = connections.engine
+        dialect = engine.dialect
+        # The schemas the engine's statements are sent to (a tenant's engine, made
+        # with execution_options(schema_translate_map=...)), written in the SQL.
+        translate = engine.get_execution_options().get("schema_translate_map")
+        compiled = (
+            statement.compile(
+                dialect=dialect, schema_translate_map=translate, render_schema_translate=True
+            )
+            if translate
+            else statement.compile(dialect=dialect)
+        )
         assert isinstance(compiled, SQLCompiler)  # a statement's, not DDL's
         self.sql = compiled.string
         self.connections = connections
@@ -101,7 +112,9 @@ class DriverStatement:
         switched = False
         kept = False
         try:
-            if self.autocommit:
+            # Only if off: on an engine made with isolation_level="AUTOCOMMIT" it is
+            # on already, and the pool's next user relies on it staying on.
+            if self.autocommit and not dbapi_conn.autocommit:
                 dbapi_conn.autocommit = True
                 switched = True
             cursor = dbapi_conn.cursor()
@@ -167,7 +180,7 @@ class Connections:
     between statements, for the next statement of any thread (one at a time
     each). They go back to the pool at :meth:`close`, when the owner is garbage
     collected, and after a failed statement; a forked child never uses its
-    parent's.
+    parent's, nor a statement after ``engine.dispose()`` those of the old pool.
     """
 
     #: How many idle connections SQLite's storage keeps at most.
@@ -190,15 +203,20 @@ class Connections:
     def take(self) -> PoolProxiedConnection:
         """A connection of the pool, for one statement; give it back with :meth:`give`."""
         idle = self._idle
-        if idle:
+        while idle:
             if idle.pid != _PROCESS[0]:
                 self._idle = _Idle()  # the parent's: left to it, never closed here
                 _ABANDONED.append(idle)
-            else:
-                try:
-                    return idle.pop()
-                except IndexError:  # another thread took the last one
-                    pass
+                break
+            try:
+                fairy = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if _pool_of(fairy) is self.engine.pool:
+                return fairy
+            # Kept from before engine.dispose(): its pool is gone (a database file
+            # restored or made anew): let go, as the pool does with one checked out.
+            fairy.close()
         return self.engine.raw_connection()
 
     def give(self, fairy: PoolProxiedConnection, clean: bool) -> None:
@@ -213,6 +231,7 @@ class Connections:
             and len(idle) < self._keep
             and not getattr(fairy.dbapi_connection, "in_transaction", True)
             and idle.pid == _PROCESS[0]
+            and _pool_of(fairy) is self.engine.pool
         ):
             idle.append(fairy)
             if len(idle) <= self._keep:
@@ -248,6 +267,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
 
 
+def _pool_of(fairy: PoolProxiedConnection) -> Any:
+    """The pool ``fairy`` returns to; after ``engine.dispose()``, no longer the engine's."""
+    return fairy._pool  # a _ConnectionFairy's (raw_connection())
+
+
 def _close_idle(idle: _Idle) -> None:
     if idle.pid != _PROCESS[0]:
         return
@@ -259,12 +283,16 @@ def _close_idle(idle: _Idle) -> None:
 def listened(engine: Engine) -> bool:
     """Whether something watches the engine's statements: the DBAPI cursor would hide them.
 
-    ``echo``, SQLAlchemy's logging, ``before_cursor_execute`` or
-    ``after_cursor_execute`` listeners: they see every statement as before.
+    ``echo``, SQLAlchemy's logging, ``before_execute``, ``after_execute``,
+    ``before_cursor_execute``, ``after_cursor_execute`` or ``handle_error``
+    listeners: they see every statement, and error, as before.
     """
     dispatch = engine.dispatch
     return bool(
         dispatch.before_cursor_execute
         or dispatch.after_cursor_execute
+        or dispatch.before_execute
+        or dispatch.after_execute
+        or engine.dialect.dispatch.handle_error  # a dialect's event since SQLAlchemy 2.0
         or engine.logger.isEnabledFor(logging.INFO)
     )

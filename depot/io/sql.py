@@ -726,9 +726,10 @@ class SQLStorage(FileStorage):
         """Run ``_Statements.<name>`` in one statement of its own; the rows of a SELECT.
 
         Outside :meth:`joined`, and unless something listens to the engine's
-        statements (``echo``, SQLAlchemy's logging, a ``before_cursor_execute``
-        or ``after_cursor_execute`` listener: they see these statements as
-        before), it runs on the DBAPI cursor (see :mod:`depot.io._sqldriver`).
+        statements (``echo``, SQLAlchemy's logging, an ``execute`` or
+        ``cursor_execute`` listener, before or after, a ``handle_error`` one:
+        they see these statements as before), it runs on the DBAPI cursor (see
+        :mod:`depot.io._sqldriver`).
         On PostgreSQL it commits itself (``engine`` is in autocommit).
         """
         joined = self._joined()

@@ -341,6 +341,28 @@ def test_driver_statements_give_connections_back_as_they_came(
         own.dispose()
 
 
+def test_an_autocommit_engines_connections_stay_in_autocommit(
+    database: TestDatabase, prefix: str
+) -> None:
+    # An application's engine made with isolation_level="AUTOCOMMIT": its
+    # statements persist without a commit. The driver's reads and small creates
+    # must not give the pool's connection back with autocommit off, or the
+    # application's next writes on it are rolled back when it returns (found in review).
+    url = database.engine.url.render_as_string(hide_password=False)
+    own = sa.create_engine(url, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT")
+    try:
+        storage = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+        file_id = storage.create(b"x" * 1000)
+        storage.create(b"y")
+        assert storage.get(file_id).read() == b"x" * 1000
+        storage.close()  # SQLite's kept connection back to the pool, for the next user
+        with own.connect() as conn:  # the pool's one connection, the driver's too
+            conn.execute(sa.insert(storage.tables.chunks), {"version": "v", "n": 0, "data": b"z"})
+        assert chunk_rows(storage) == 3
+    finally:
+        own.dispose()
+
+
 def test_reads_keep_connections_out_of_the_pool_only_on_sqlite(
     database: TestDatabase, prefix: str
 ) -> None:
@@ -439,6 +461,71 @@ def test_a_small_get_and_read_is_two_selects_on_the_driver(tmp_path: Path) -> No
         engine.dispose()
 
 
+def test_after_dispose_reads_leave_the_old_pools_connections(tmp_path: Path) -> None:
+    # engine.dispose() (a database file restored from a backup, a test's fresh
+    # database): the connections SQLite's storage kept out of the pool were of the
+    # old pool, and reads went on in the old file, a new file not found and a
+    # deleted one served (found in review).
+    path = tmp_path / "db.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        storage = SQLStorage(engine=engine, chunk_size=1024)
+        old_id = storage.create(b"old")
+        assert storage.get(old_id).read() == b"old"
+        engine.dispose()
+        path.unlink()
+        storage.tables.files.metadata.create_all(engine)
+        new_id = storage.create(b"new")
+        assert storage.get(new_id).read() == b"new"
+        with pytest.raises(StoredFileNotFoundError):
+            storage.get(old_id)
+        storage.close()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+def test_an_engines_schema_translate_map_is_followed_by_every_read(
+    database: TestDatabase, prefix: str, tmp_path: Path
+) -> None:
+    # A tenant's engine, engine.execution_options(schema_translate_map=...): its
+    # writes went to the tenant's schema and the driver's reads to the default
+    # one, a file of another tenant served under this one's id (found in review).
+    own = sa.create_engine(database.engine.url.render_as_string(hide_password=False))
+    name = own.dialect.name
+    schema = f"s{uuid.uuid4().hex[:10]}"
+    if name == "sqlite":
+
+        @sa.event.listens_for(own, "connect")
+        def attach(dbapi_conn: Any, record: Any) -> None:
+            dbapi_conn.execute(f"ATTACH DATABASE '{tmp_path / 'other.db'}' AS {schema}")
+
+    else:
+        with own.begin() as conn:
+            what = "SCHEMA" if name == "postgresql" else "DATABASE"
+            conn.execute(sa.text(f"CREATE {what} {schema}"))
+    try:
+        default = SQLStorage(engine=own, prefix=prefix, chunk_size=1024)
+        tenant = own.execution_options(schema_translate_map={None: schema})
+        mapped = SQLStorage(engine=tenant, prefix=prefix, chunk_size=1024)
+        in_default = default.create(b"the default schema's")
+        in_schema = mapped.create(b"x" * 3000)
+        assert mapped.get(in_schema).read() == b"x" * 3000
+        with pytest.raises(StoredFileNotFoundError):
+            mapped.get(in_default)
+        assert default.get(in_default).read() == b"the default schema's"
+        with pytest.raises(StoredFileNotFoundError):
+            default.get(in_schema)
+        default.close()
+        mapped.close()
+    finally:
+        if name != "sqlite":
+            with own.begin() as conn:
+                what = "SCHEMA" if name == "postgresql" else "DATABASE"
+                conn.execute(sa.text(f"DROP {what} {schema}{' CASCADE' * (what == 'SCHEMA')}"))
+        own.dispose()
+
+
 def test_statement_listeners_and_echo_still_see_every_read(
     storage: SQLStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -452,6 +539,40 @@ def test_statement_listeners_and_echo_still_see_every_read(
     with caplog.at_level("INFO", logger="sqlalchemy.engine"):
         assert len(storage.get(file_id).read()) == 3000
     assert any(storage.tables.chunks.name in r.getMessage() for r in caplog.records)
+    # An execute-level listener (auditing, a tenant check) sees them too (found in review).
+    executed: list[object] = []
+
+    def after_execute(conn: Any, clause: Any, *args: Any) -> None:
+        executed.append(clause)
+
+    sa.event.listen(storage.engine, "after_execute", after_execute)
+    try:
+        assert len(storage.get(file_id).read()) == 3000
+    finally:
+        sa.event.remove(storage.engine, "after_execute", after_execute)
+    assert len(executed) == 2
+
+
+def test_a_handle_error_listener_sees_the_reads_errors(
+    database: TestDatabase, storage: SQLStorage, prefix: str
+) -> None:
+    # An application's handle_error listener (its own disconnect codes, an error
+    # of its own raised instead) sees the reads' errors, as before the driver
+    # (found in review).
+    file_id = storage.create(b"x")
+    seen: list[BaseException] = []
+
+    def handle_error(context: Any) -> None:
+        seen.append(context.original_exception)
+
+    drop_tables(database, prefix)
+    sa.event.listen(storage.engine, "handle_error", handle_error)
+    try:
+        with pytest.raises(BackendUnavailableError):
+            storage.get(file_id)
+    finally:
+        sa.event.remove(storage.engine, "handle_error", handle_error)
+    assert len(seen) == 1
 
 
 @pytest.mark.parametrize(
