@@ -205,6 +205,25 @@ def gc_rate(rows: int, tmp: Path) -> tuple[float, float]:
     return rows / took, rss
 
 
+def fill(storage: Any, files: int, size: int) -> None:
+    """Store ``files`` files of ``size`` random bytes."""
+    for _ in range(files):
+        storage.create(os.urandom(size), "small.bin")
+
+
+def store_big(storage: Any, tmp: Path, mib: int) -> str:
+    """Store a file of ``mib`` MiB of random bytes, streamed from disk; return its id."""
+    path = tmp / "big.bin"
+    with path.open("wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    try:
+        with path.open("rb") as f:
+            return str(storage.create(f, "big.bin"))
+    finally:
+        path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
@@ -233,16 +252,9 @@ def main() -> None:
             "region_name": "us-east-1",
         }
         small = LocalFileStorage(tmp / "small", fsync=False)
-        for _ in range(args.files):
-            small.create(os.urandom(args.size), "small.bin")
-        big_path = tmp / "big.bin"
-        with big_path.open("wb") as f:
-            for _ in range(args.big_mib):
-                f.write(os.urandom(1 << 20))
+        fill(small, args.files, args.size)
         big = LocalFileStorage(tmp / "big", fsync=False)
-        with big_path.open("rb") as f:
-            big.create(f, "big.bin")
-        big_path.unlink()
+        store_big(big, tmp, args.big_mib)
         header = (
             f"{'copy local -> S3 (moto)':<26} {'jobs':>4} {'round':>5}  {'what':<6} "
             f"{'rate':>14} {'depot/raw':>9} {'req/file':>8} {'start RSS':>9} {'peak RSS':>9}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -96,6 +95,7 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--jobs", type=int, default=8)
     args = parser.parse_args()
+    from benchmarks.ops import fill, store_big
     from depot.io.local import LocalFileStorage
     from tests.backends.s3 import MotoServer
 
@@ -103,15 +103,8 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="depot-resume-")))
         moto = stack.enter_context(MotoServer(tmp))
         source = LocalFileStorage(tmp / "source", fsync=False)
-        for _ in range(args.files):
-            source.create(os.urandom(args.size), "small.bin")
-        big_path = tmp / "big.bin"
-        with big_path.open("wb") as f:
-            for _ in range(args.big_mib):
-                f.write(os.urandom(1 << 20))
-        with big_path.open("rb") as f:
-            big = source.create(f, "big.bin")
-        big_path.unlink()
+        fill(source, args.files, args.size)
+        big = store_big(source, tmp, args.big_mib)
         config = tmp / "depot.ini"
         config.write_text(
             f"[depot:source]\ndepot.storage_path = {tmp / 'source'}\n\n"
