@@ -70,7 +70,7 @@ def test_serve_answers_with_the_middlewares_rules_and_stops_on_ctrl_c(
         ("example.com", False),
     ],
 )
-def test_serving_beyond_this_machine_is_warned_about(host: str, loopback: bool) -> None:
+def test_which_hosts_count_as_this_machine_for_the_serve_warning(host: str, loopback: bool) -> None:
     from depot.cli.serve import _loopback
 
     assert _loopback(host) is loopback
